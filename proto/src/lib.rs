@@ -1,0 +1,55 @@
+//! Everything ggrok-server and ggrokd must agree on, and no sockets.
+//!
+//! - [`wsio`]: WebSocket messages as one byte stream, the transport HTTP/2 runs on;
+//! - [`control`]: the messages of the control stream and their framing;
+//! - [`host`]: host names and host patterns (`*.example.com`), normalisation and matching;
+//! - [`secret`]: a string that never reaches a log;
+//! - constants below: protocol version, paths, header names, HTTP/2 tuning.
+
+#![forbid(unsafe_code)]
+
+pub mod control;
+pub mod host;
+pub mod secret;
+pub mod wsio;
+
+use std::time::Duration;
+
+/// Version of the tunnel protocol. Sent by ggrokd in the [`HEADER_PROTOCOL`] header of the WebSocket
+/// handshake and by both sides in their `Hello`; a server refuses versions it does not speak.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// HTTP header on the WebSocket handshake carrying [`PROTOCOL_VERSION`].
+pub const HEADER_PROTOCOL: &str = "ggrok-protocol";
+
+/// Default path of the tunnel endpoint on the server's public port.
+pub const DEFAULT_TUNNEL_PATH: &str = "/$$ggrok";
+
+/// `:protocol` of the extended CONNECT stream the server opens to carry control messages.
+pub const CONTROL_PROTOCOL: &str = "ggrok-control";
+
+/// Authority used on the control stream's CONNECT request; never a real host.
+pub const CONTROL_AUTHORITY: &str = "ggrok.control";
+
+/// HTTP/2 settings shared by both ends of a tunnel connection.
+pub mod tuning {
+    use super::Duration;
+
+    /// Per-stream receive window. Large enough that one stream can fill a fast link.
+    pub const STREAM_WINDOW: u32 = 4 << 20;
+    /// Per-connection receive window: large, so a few unread responses cannot stall
+    /// the others (hyper#2899).
+    pub const CONNECTION_WINDOW: u32 = 256 << 20;
+    /// Largest HTTP/2 frame we accept; bigger frames mean fewer WebSocket messages per byte.
+    pub const MAX_FRAME_SIZE: u32 = 256 << 10;
+    /// HTTP/2 PING interval on the tunnel; below common proxy idle timeouts.
+    pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
+    /// How long a PING may go unanswered before the connection is declared dead.
+    pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+    /// Concurrent streams ggrokd accepts on one tunnel connection.
+    pub const MAX_CONCURRENT_STREAMS: u32 = 4096;
+    /// Largest WebSocket message either side accepts.
+    pub const MAX_WS_MESSAGE: usize = 1 << 20;
+    /// Time allowed for the HTTP/2 handshake and the control stream to come up.
+    pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+}
