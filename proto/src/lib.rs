@@ -3,13 +3,18 @@
 //! - [`wsio`]: WebSocket messages as one byte stream, the transport HTTP/2 runs on;
 //! - [`control`]: the messages of the control stream and their framing;
 //! - [`host`]: host names and host patterns (`*.example.com`), normalisation and matching;
+//! - [`diag`]: configuration errors that name the file, line and key;
+//! - [`headers`]: hop-by-hop headers and error chains for HTTP messages crossing the tunnel;
 //! - [`secret`]: a string that never reaches a log;
 //! - constants below: protocol version, paths, header names, HTTP/2 tuning.
 
 #![forbid(unsafe_code)]
 
 pub mod control;
+pub mod diag;
+pub mod headers;
 pub mod host;
+pub mod logging;
 pub mod secret;
 pub mod wsio;
 

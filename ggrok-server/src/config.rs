@@ -1,0 +1,213 @@
+//! `server.toml`: parsed strictly (unknown keys are errors), then validated into [`ServerConfig`],
+//! the only form runtime code sees. Every error names the file, line and key.
+
+use ggrok_proto::diag::ConfigError;
+use ggrok_proto::host::HostPattern;
+use ggrok_proto::secret::Secret;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::net::SocketAddr;
+use std::path::Path;
+use toml::Spanned;
+
+/// Default configuration file.
+pub const DEFAULT_PATH: &str = "/etc/ggrok/server.toml";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<Spanned<String>>,
+    tunnel_path: Option<Spanned<String>>,
+    #[serde(default, rename = "client")]
+    clients: Vec<RawClient>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClient {
+    name: Spanned<String>,
+    token: Option<Spanned<Secret>>,
+    token_sha256: Option<Spanned<String>>,
+    hosts: Spanned<Vec<Spanned<String>>>,
+}
+
+/// The validated server configuration.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Public address: HTTP and the tunnel endpoint.
+    pub listen: SocketAddr,
+    /// Path of the tunnel endpoint, `/$$ggrok` by default.
+    pub tunnel_path: String,
+    /// Who may connect.
+    pub clients: Vec<ClientEntry>,
+}
+
+/// One `[[client]]`: a token and the hosts it may claim.
+#[derive(Debug, Clone)]
+pub struct ClientEntry {
+    /// Name for logs and for the daemon's greeting.
+    pub name: String,
+    /// SHA-256 of the token; the token itself is not kept.
+    pub token_sha256: [u8; 32],
+    /// Patterns of hosts this client may claim.
+    pub hosts: Vec<HostPattern>,
+}
+
+impl ServerConfig {
+    /// Reads and validates `path`. `port_env` is `$PORT` (PaaS), which overrides `listen`'s port.
+    pub fn load(path: &Path, port_env: Option<&str>) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::file(path, format!("cannot read: {e}")))?;
+        Self::parse(path, &text, port_env)
+    }
+
+    /// Validates the text of a configuration file; `path` is only for messages.
+    pub fn parse(path: &Path, text: &str, port_env: Option<&str>) -> Result<Self, ConfigError> {
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| ConfigError::from_toml(path, text, &e))?;
+        let at = |span: std::ops::Range<usize>, key: &str, msg: String| {
+            ConfigError::at(path, text, span, key, msg)
+        };
+
+        let mut listen: SocketAddr = match &raw.listen {
+            Some(l) => l.get_ref().parse().map_err(|_| {
+                at(l.span(), "listen", format!("{:?} is not an address such as \"0.0.0.0:80\"", l.get_ref()))
+            })?,
+            None => SocketAddr::from(([0, 0, 0, 0], 80)),
+        };
+        if let Some(port) = port_env {
+            let port: u16 = port.trim().parse().map_err(|_| {
+                ConfigError::file(path, format!("$PORT is {port:?}, which is not a port number"))
+            })?;
+            listen.set_port(port);
+        }
+
+        let tunnel_path = match &raw.tunnel_path {
+            Some(p) => {
+                let value = p.get_ref();
+                if !value.starts_with('/') || value.len() < 2 || value.contains(['?', '#', ' ']) {
+                    return Err(at(p.span(), "tunnel_path", format!("{value:?} must be a path such as \"/$$ggrok\"")));
+                }
+                value.clone()
+            }
+            None => ggrok_proto::DEFAULT_TUNNEL_PATH.to_owned(),
+        };
+
+        if raw.clients.is_empty() {
+            return Err(ConfigError::file(
+                path,
+                "no [[client]] entries: add one with a name, a token and the hosts it may claim",
+            ));
+        }
+        let mut clients: Vec<ClientEntry> = Vec::with_capacity(raw.clients.len());
+        for (i, c) in raw.clients.iter().enumerate() {
+            let key = |k: &str| format!("client[{i}].{k}");
+            let name = c.name.get_ref().trim();
+            if name.is_empty() {
+                return Err(at(c.name.span(), &key("name"), "must not be empty".into()));
+            }
+            if clients.iter().any(|other| other.name == name) {
+                return Err(at(c.name.span(), &key("name"), format!("{name:?} is used by another [[client]]")));
+            }
+            let token_sha256 = match (&c.token, &c.token_sha256) {
+                (Some(t), None) => {
+                    if t.get_ref().expose().len() < 16 {
+                        return Err(at(t.span(), &key("token"), "must be at least 16 characters".into()));
+                    }
+                    Sha256::digest(t.get_ref().expose().as_bytes()).into()
+                }
+                (None, Some(h)) => {
+                    let mut digest = [0u8; 32];
+                    hex::decode_to_slice(h.get_ref().trim(), &mut digest).map_err(|_| {
+                        at(h.span(), &key("token_sha256"), "must be 64 hexadecimal characters (sha256sum of the token)".into())
+                    })?;
+                    digest
+                }
+                (Some(t), Some(_)) => {
+                    return Err(at(t.span(), &key("token"), "give either token or token_sha256, not both".into()));
+                }
+                (None, None) => {
+                    return Err(at(c.name.span(), &key("token"), "missing: give token or token_sha256".into()));
+                }
+            };
+            if let Some(other) = clients.iter().find(|o| o.token_sha256 == token_sha256) {
+                return Err(at(c.name.span(), &key("token"), format!("same token as client {:?}; each client needs its own", other.name)));
+            }
+            if c.hosts.get_ref().is_empty() {
+                return Err(at(c.hosts.span(), &key("hosts"), "must list at least one host or pattern".into()));
+            }
+            let mut hosts = Vec::new();
+            for (j, h) in c.hosts.get_ref().iter().enumerate() {
+                let pattern = HostPattern::parse(h.get_ref()).map_err(|e| {
+                    at(h.span(), &format!("client[{i}].hosts[{j}]"), format!("{:?}: {e}", h.get_ref()))
+                })?;
+                hosts.push(pattern);
+            }
+            clients.push(ClientEntry { name: name.to_owned(), token_sha256, hosts });
+        }
+        Ok(Self { listen, tunnel_path, clients })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn fixtures(kind: &str) -> Vec<PathBuf> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(kind);
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        files.sort();
+        assert!(!files.is_empty(), "no fixtures in {}", dir.display());
+        files
+    }
+
+    #[test]
+    fn valid_fixtures_load() {
+        for file in fixtures("valid") {
+            ServerConfig::load(&file, None).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+
+    /// Each invalid fixture's first line is `# expect: <text>`: the error must contain that text,
+    /// which includes the line and key.
+    #[test]
+    fn invalid_fixtures_fail_with_their_expected_message() {
+        for file in fixtures("invalid") {
+            let text = std::fs::read_to_string(&file).unwrap();
+            let expected = text.lines().next().and_then(|l| l.strip_prefix("# expect: ")).unwrap_or_else(|| {
+                panic!("{} lacks a '# expect: ' first line", file.display())
+            });
+            let err = ServerConfig::load(&file, None).expect_err(&file.display().to_string()).to_string();
+            assert!(err.starts_with(&file.display().to_string()), "{err}");
+            assert!(err.contains(expected), "{}: got {err:?}, expected {expected:?}", file.display());
+        }
+    }
+
+    #[test]
+    fn defaults_and_port_override() {
+        let text = "[[client]]\nname = \"a\"\ntoken = \"0123456789abcdef\"\nhosts = [\"*.a.test\"]\n";
+        let c = ServerConfig::parse(Path::new("s.toml"), text, None).unwrap();
+        assert_eq!(c.listen, "0.0.0.0:80".parse().unwrap());
+        assert_eq!(c.tunnel_path, "/$$ggrok");
+        let c = ServerConfig::parse(Path::new("s.toml"), text, Some("5000")).unwrap();
+        assert_eq!(c.listen.port(), 5000);
+        let e = ServerConfig::parse(Path::new("s.toml"), text, Some("x")).unwrap_err();
+        assert!(e.to_string().contains("$PORT"));
+    }
+
+    #[test]
+    fn token_and_its_hash_are_equivalent() {
+        let token = "0123456789abcdef";
+        let hash = hex::encode(Sha256::digest(token));
+        let a = format!("[[client]]\nname = \"a\"\ntoken = \"{token}\"\nhosts = [\"a.test\"]\n");
+        let b = format!("[[client]]\nname = \"a\"\ntoken_sha256 = \"{hash}\"\nhosts = [\"a.test\"]\n");
+        let a = ServerConfig::parse(Path::new("s.toml"), &a, None).unwrap();
+        let b = ServerConfig::parse(Path::new("s.toml"), &b, None).unwrap();
+        assert_eq!(a.clients[0].token_sha256, b.clients[0].token_sha256);
+    }
+}

@@ -1,0 +1,157 @@
+//! Public requests: find the tunnel by `Host`, send the request through it as one HTTP/2 stream,
+//! stream the answer back. Upgrades (WebSocket) cross as extended CONNECT and are then spliced.
+
+use crate::State;
+use crate::body::{self, Body};
+use crate::tunnel::Session;
+use ggrok_proto::headers::{error_chain, strip_hop_by_hop, upgrade_protocol};
+use ggrok_proto::host::normalize_host;
+use http::request::Parts;
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::ext::Protocol;
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tracing::debug;
+
+const X_FORWARDED_FOR: &str = "x-forwarded-for";
+const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
+const X_FORWARDED_HOST: &str = "x-forwarded-host";
+
+/// Routes one public request. Never fails: errors become 4xx/5xx responses that say what failed.
+pub async fn forward(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+    let Some(raw_host) = host_of(&req) else {
+        return body::text(StatusCode::BAD_REQUEST, "ggrok: the request has no Host header");
+    };
+    let host = match normalize_host(&raw_host) {
+        Ok(h) => h,
+        Err(e) => return body::text(StatusCode::BAD_REQUEST, format!("ggrok: invalid Host header {raw_host:?}: {e}")),
+    };
+    let Some(session) = state.registry.lookup(&host) else {
+        return body::text(StatusCode::NOT_FOUND, format!("ggrok: no tunnel is online for host {host}"));
+    };
+    if req.method() == Method::CONNECT {
+        return body::text(StatusCode::METHOD_NOT_ALLOWED, "ggrok: CONNECT requests are not forwarded");
+    }
+    match upgrade_protocol(req.headers()) {
+        Some(protocol) => forward_upgrade(session, peer, req, &raw_host, &host, protocol).await,
+        None => forward_plain(session, peer, req, &raw_host, &host).await,
+    }
+}
+
+fn host_of(req: &Request<Incoming>) -> Option<String> {
+    match req.headers().get(header::HOST) {
+        Some(v) => v.to_str().ok().map(str::to_owned),
+        None => req.uri().authority().map(|a| a.to_string()),
+    }
+}
+
+async fn forward_plain(
+    session: Arc<Session>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+    raw_host: &str,
+    host: &str,
+) -> Response<Body> {
+    let (mut parts, body) = req.into_parts();
+    if let Err(resp) = prepare(&mut parts, peer, raw_host) {
+        return resp;
+    }
+    let request = Request::from_parts(parts, body.boxed());
+    match session.sender.clone().send_request(request).await {
+        Ok(resp) => {
+            let (mut parts, body) = resp.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            parts.version = Version::HTTP_11;
+            Response::from_parts(parts, body.boxed())
+        }
+        Err(e) => tunnel_failed(host, &e),
+    }
+}
+
+async fn forward_upgrade(
+    session: Arc<Session>,
+    peer: SocketAddr,
+    mut req: Request<Incoming>,
+    raw_host: &str,
+    host: &str,
+    protocol: String,
+) -> Response<Body> {
+    let public = hyper::upgrade::on(&mut req);
+    let (mut parts, _) = req.into_parts();
+    if let Err(resp) = prepare(&mut parts, peer, raw_host) {
+        return resp;
+    }
+    parts.method = Method::CONNECT;
+    parts.extensions.insert(Protocol::from(protocol.as_str()));
+    let request = Request::from_parts(parts, body::empty());
+    let mut resp = match session.sender.clone().send_request(request).await {
+        Ok(resp) => resp,
+        Err(e) => return tunnel_failed(host, &e),
+    };
+    if resp.status() != StatusCode::OK {
+        // The local service declined the upgrade: pass its answer on as it is.
+        let (mut parts, body) = resp.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        parts.version = Version::HTTP_11;
+        return Response::from_parts(parts, body.boxed());
+    }
+    let tunnel = hyper::upgrade::on(&mut resp);
+    let host_owned = host.to_owned();
+    tokio::spawn(async move {
+        let (public, tunnel) = match tokio::try_join!(public, tunnel) {
+            Ok(both) => both,
+            Err(e) => return debug!(host = %host_owned, "upgrade failed: {e}"),
+        };
+        let (mut public, mut tunnel) = (TokioIo::new(public), TokioIo::new(tunnel));
+        if let Err(e) = tokio::io::copy_bidirectional(&mut public, &mut tunnel).await {
+            debug!(host = %host_owned, "upgraded connection ended: {e}");
+        }
+    });
+    let (mut parts, _) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    parts.status = StatusCode::SWITCHING_PROTOCOLS;
+    parts.version = Version::HTTP_11;
+    parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    if let Ok(value) = HeaderValue::from_str(&protocol) {
+        parts.headers.insert(header::UPGRADE, value);
+    }
+    Response::from_parts(parts, body::empty())
+}
+
+/// Turns a public request head into the head of a tunnel stream: absolute URI with the public
+/// host as authority, no hop-by-hop headers, `X-Forwarded-*` added.
+fn prepare(parts: &mut Parts, peer: SocketAddr, raw_host: &str) -> Result<(), Response<Body>> {
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    parts.uri = Uri::builder()
+        .scheme("http")
+        .authority(raw_host)
+        .path_and_query(path)
+        .build()
+        .map_err(|e| body::text(StatusCode::BAD_REQUEST, format!("ggrok: invalid request target: {e}")))?;
+    parts.version = Version::HTTP_2;
+    strip_hop_by_hop(&mut parts.headers);
+    let headers = &mut parts.headers;
+    headers.remove(header::HOST);
+    let client_ip = peer.ip().to_string();
+    let forwarded_for = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prior) => format!("{prior}, {client_ip}"),
+        None => client_ip,
+    };
+    let value = |s: &str| HeaderValue::from_str(s).map_err(|_| body::text(StatusCode::BAD_REQUEST, "ggrok: invalid header value"));
+    headers.insert(X_FORWARDED_FOR, value(&forwarded_for)?);
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    headers.insert(X_FORWARDED_HOST, value(raw_host)?);
+    Ok(())
+}
+
+fn tunnel_failed(host: &str, err: &hyper::Error) -> Response<Body> {
+    let why = if err.is_closed() || err.is_canceled() {
+        "the tunnel went offline".to_owned()
+    } else {
+        error_chain(err)
+    };
+    body::text(StatusCode::BAD_GATEWAY, format!("ggrok: the tunnel for {host} failed: {why}"))
+}

@@ -1,0 +1,235 @@
+//! The tunnel endpoint: authenticates ggrokd's WebSocket handshake, runs HTTP/2 over it as the
+//! client, opens the control stream and applies the daemon's host claims to the registry.
+
+use crate::State;
+use crate::auth::{authenticate, bearer};
+use crate::body::{self, Body};
+use crate::config::ClientEntry;
+use crate::registry::{Claim, Owner};
+use anyhow::{Context, bail};
+use futures_util::{SinkExt, StreamExt};
+use ggrok_proto::control::{ClientMessage, ControlError, ServerCodec, ServerMessage};
+use ggrok_proto::host::HostPattern;
+use ggrok_proto::{CONTROL_AUTHORITY, CONTROL_PROTOCOL, HEADER_PROTOCOL, PROTOCOL_VERSION, tuning};
+use http::{Method, Request, Response, StatusCode, Version, header};
+use hyper::body::Incoming;
+use hyper::client::conn::http2::{self, SendRequest};
+use hyper::ext::Protocol;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_util::codec::Framed;
+use tracing::{debug, info, warn};
+
+/// One connected ggrokd: what the registry hands to the proxy.
+#[derive(Debug)]
+pub struct Session {
+    /// Unique for the life of the server process.
+    pub id: u64,
+    /// The `[[client]]` name it authenticated as.
+    pub client: String,
+    /// Opens streams to the daemon.
+    pub sender: SendRequest<Body>,
+}
+
+impl Owner for Session {
+    fn id(&self) -> u64 {
+        self.id
+    }
+    fn client(&self) -> &str {
+        &self.client
+    }
+}
+
+/// Answers a request on the tunnel path: 400 if it is not a ggrokd WebSocket handshake, 401 if the
+/// token is wrong (before any upgrade), else 101 and a session task.
+pub fn accept(state: &Arc<State>, peer: SocketAddr, mut req: Request<Incoming>) -> Response<Body> {
+    let headers = req.headers();
+    let is_websocket = req.method() == Method::GET
+        && ggrok_proto::headers::upgrade_protocol(headers).is_some_and(|p| p.eq_ignore_ascii_case("websocket"));
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY).filter(|_| is_websocket) else {
+        debug!(%peer, "non-WebSocket request on the tunnel path");
+        return body::text(
+            StatusCode::BAD_REQUEST,
+            "ggrok: this is the tunnel endpoint; it expects a WebSocket upgrade from ggrokd",
+        );
+    };
+    let version = headers.get(HEADER_PROTOCOL).and_then(|v| v.to_str().ok()).unwrap_or("none");
+    if version != PROTOCOL_VERSION.to_string() {
+        warn!(%peer, version, "tunnel client refused: unsupported protocol version");
+        return body::text(
+            StatusCode::BAD_REQUEST,
+            format!("ggrok: protocol version {version} is not supported; this server speaks {PROTOCOL_VERSION}: upgrade ggrokd"),
+        );
+    }
+    let token = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer);
+    let Some(client) = token.and_then(|t| authenticate(&state.config.clients, t)).cloned() else {
+        warn!(%peer, "tunnel client refused: unauthorized (missing or unknown token)");
+        let mut resp = body::text(StatusCode::UNAUTHORIZED, "ggrok: unauthorized: the token is missing or unknown");
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
+        return resp;
+    };
+    let accept_key = derive_accept_key(key.as_bytes());
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let state2 = state.clone();
+    state.tasks.spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config())).await;
+                serve(state2, client, peer, ws).await;
+            }
+            Err(e) => debug!(%peer, "tunnel upgrade failed: {e}"),
+        }
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "upgrade")
+        .header(header::UPGRADE, "websocket")
+        .header(header::SEC_WEBSOCKET_ACCEPT, accept_key)
+        .body(body::empty())
+        .expect("static response parts are valid")
+}
+
+/// WebSocket settings of the tunnel connection.
+pub fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(tuning::MAX_WS_MESSAGE))
+        .max_frame_size(Some(tuning::MAX_WS_MESSAGE))
+}
+
+async fn serve(state: Arc<State>, client: ClientEntry, peer: SocketAddr, ws: WebSocketStream<TokioIo<Upgraded>>) {
+    let id = state.next_session_id();
+    let setup = tokio::time::timeout(tuning::HANDSHAKE_TIMEOUT, open(ws));
+    let (sender, control, mut connection) = match setup.await {
+        Ok(Ok(parts)) => parts,
+        Ok(Err(e)) => return warn!(session = id, client = %client.name, %peer, "tunnel setup failed: {e:#}"),
+        Err(_) => return warn!(session = id, client = %client.name, %peer, "tunnel setup timed out"),
+    };
+    let session = Arc::new(Session { id, client: client.name.clone(), sender });
+    info!(session = id, client = %client.name, %peer, "tunnel client connected");
+    let mut control = Framed::new(TokioIo::new(control), ServerCodec::default());
+    let why = tokio::select! {
+        why = run_control(&state, &client, &session, &mut control) => why,
+        done = &mut connection => match done {
+            Ok(Ok(())) => "connection closed".to_owned(),
+            Ok(Err(e)) => format!("connection failed: {}", ggrok_proto::headers::error_chain(&e)),
+            Err(e) => format!("connection task failed: {e}"),
+        },
+        _ = state.shutdown.cancelled() => "server shutting down".to_owned(),
+    };
+    let released = state.registry.remove_session(id);
+    connection.abort();
+    info!(session = id, client = %client.name, hosts = released.len(), "tunnel client disconnected: {why}");
+}
+
+type Connection = tokio::task::JoinHandle<Result<(), hyper::Error>>;
+
+/// HTTP/2 handshake over the WebSocket, then the control stream.
+async fn open(ws: WebSocketStream<TokioIo<Upgraded>>) -> anyhow::Result<(SendRequest<Body>, Upgraded, Connection)> {
+    let io = TokioIo::new(ggrok_proto::wsio::ws_io(ws));
+    let (mut sender, conn) = http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .initial_stream_window_size(tuning::STREAM_WINDOW)
+        .initial_connection_window_size(tuning::CONNECTION_WINDOW)
+        .max_frame_size(tuning::MAX_FRAME_SIZE)
+        .keep_alive_interval(tuning::KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(tuning::KEEPALIVE_TIMEOUT)
+        .keep_alive_while_idle(true)
+        .handshake::<_, Body>(io)
+        .await
+        .context("HTTP/2 handshake")?;
+    let connection = tokio::spawn(conn);
+
+    // A plain request first: its answer arrives after the daemon's SETTINGS, which must enable
+    // extended CONNECT before the control stream can be opened.
+    let hello = Request::builder()
+        .uri(format!("http://{CONTROL_AUTHORITY}/"))
+        .version(Version::HTTP_2)
+        .body(body::empty())?;
+    sender.send_request(hello).await.context("first request")?;
+
+    let mut req = Request::builder()
+        .method(Method::CONNECT)
+        .uri(format!("http://{CONTROL_AUTHORITY}/"))
+        .version(Version::HTTP_2)
+        .body(body::empty())?;
+    req.extensions_mut().insert(Protocol::from_static(CONTROL_PROTOCOL));
+    let mut resp = sender.send_request(req).await.context("opening the control stream")?;
+    if resp.status() != StatusCode::OK {
+        bail!("the daemon answered {} to the control stream", resp.status());
+    }
+    let control = hyper::upgrade::on(&mut resp).await.context("control stream upgrade")?;
+    Ok((sender, control, connection))
+}
+
+/// Reads the daemon's messages until the control stream ends; returns why it ended.
+async fn run_control(
+    state: &State,
+    client: &ClientEntry,
+    session: &Arc<Session>,
+    control: &mut Framed<TokioIo<Upgraded>, ServerCodec>,
+) -> String {
+    let hello = ServerMessage::Hello { version: PROTOCOL_VERSION, client: client.name.clone(), session: session.id };
+    if let Err(e) = control.send(hello).await {
+        return format!("control stream: {e}");
+    }
+    loop {
+        let reply = match control.next().await {
+            None => return "control stream closed".to_owned(),
+            Some(Err(ControlError::Malformed(e))) => {
+                warn!(session = session.id, "malformed control message: {e}");
+                ServerMessage::Error { message: format!("malformed control message: {e}") }
+            }
+            Some(Err(e)) => return e.to_string(),
+            Some(Ok(ClientMessage::Hello { version, agent })) => {
+                info!(session = session.id, agent, version, "daemon identified");
+                continue;
+            }
+            Some(Ok(ClientMessage::Register { host })) => register(state, client, session, host),
+            Some(Ok(ClientMessage::Unregister { host })) => {
+                let key = HostPattern::parse(&host).map(|p| p.to_string()).unwrap_or(host.clone());
+                if state.registry.release(&key, session.id) {
+                    info!(session = session.id, host = %key, "host unregistered");
+                }
+                ServerMessage::Unregistered { host }
+            }
+        };
+        if let Err(e) = control.send(reply).await {
+            return format!("control stream: {e}");
+        }
+    }
+}
+
+fn register(state: &State, client: &ClientEntry, session: &Arc<Session>, host: String) -> ServerMessage {
+    let refuse = |reason: String| {
+        warn!(session = session.id, client = %client.name, host, "host refused: {reason}");
+        ServerMessage::Refused { host: host.clone(), reason }
+    };
+    let pattern = match HostPattern::parse(&host) {
+        Ok(p) => p,
+        Err(e) => return refuse(format!("invalid host {host:?}: {e}")),
+    };
+    if !client.hosts.iter().any(|allowed| allowed.allows(&pattern)) {
+        let allowed: Vec<String> = client.hosts.iter().map(|h| h.to_string()).collect();
+        return refuse(format!(
+            "client {:?} may not claim {pattern}; its allowed hosts are {}",
+            client.name,
+            allowed.join(", ")
+        ));
+    }
+    match state.registry.claim(&pattern.to_string(), session) {
+        Ok(Claim::Registered) => {
+            info!(session = session.id, client = %client.name, host = %pattern, "host registered");
+            ServerMessage::Registered { host }
+        }
+        Ok(Claim::TookOver(old)) => {
+            info!(session = session.id, client = %client.name, host = %pattern, old_session = old, "host taken over from an older session of the same client");
+            ServerMessage::Registered { host }
+        }
+        Err(reason) => refuse(reason),
+    }
+}

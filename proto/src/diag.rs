@@ -1,0 +1,92 @@
+//! Configuration errors that point at the file, line and key, so a person can fix them at once.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+/// An error in a configuration file: `server.toml:7: client[1].hosts: ...`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file.
+    pub path: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// The key, as a dotted path (`tunnel[2].local`), when known.
+    pub key: Option<String>,
+    /// What is wrong and, where possible, what to write instead.
+    pub message: String,
+}
+
+impl ConfigError {
+    /// An error about `key`, located by the byte span of its value in `text`.
+    pub fn at(path: &Path, text: &str, span: Range<usize>, key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.to_owned(),
+            line: Some(line_of(text, span.start)),
+            key: Some(key.into()),
+            message: message.into(),
+        }
+    }
+
+    /// An error about the file as a whole (it cannot be read, a required key is missing).
+    pub fn file(path: &Path, message: impl Into<String>) -> Self {
+        Self { path: path.to_owned(), line: None, key: None, message: message.into() }
+    }
+
+    /// A TOML syntax or type error, as reported by the parser.
+    pub fn from_toml(path: &Path, text: &str, err: &toml::de::Error) -> Self {
+        Self {
+            path: path.to_owned(),
+            line: err.span().map(|s| line_of(text, s.start)),
+            key: None,
+            message: err.message().trim().to_owned(),
+        }
+    }
+}
+
+/// 1-based line number of byte `offset` in `text`.
+pub fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())].iter().filter(|b| **b == b'\n').count() + 1
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.path.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if let Some(key) = &self.key {
+            write!(f, ": {key}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_file_line_and_key() {
+        let text = "a = 1\nb = 2\n";
+        let e = ConfigError::at(Path::new("x.toml"), text, 10..11, "b", "must be 3");
+        assert_eq!(e.to_string(), "x.toml:2: b: must be 3");
+    }
+
+    #[test]
+    fn toml_errors_carry_their_line() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct C {
+            a: u32,
+        }
+        let text = "a = 1\n\nbogus = 2\n";
+        let err = toml::from_str::<C>(text).unwrap_err();
+        let e = ConfigError::from_toml(Path::new("x.toml"), text, &err);
+        assert_eq!(e.line, Some(3));
+        assert!(e.to_string().starts_with("x.toml:3: unknown field `bogus`"), "{e}");
+    }
+}

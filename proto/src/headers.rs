@@ -1,0 +1,108 @@
+//! Header handling shared by both ends of the tunnel.
+
+use http::HeaderMap;
+use http::header::{self, HeaderName};
+
+/// Headers that describe one hop of an HTTP/1.1 connection and must not be forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+/// Removes hop-by-hop headers, the headers named in `Connection`, and `Upgrade` (which crosses the
+/// tunnel as the extended CONNECT `:protocol` instead).
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+    headers.remove(header::UPGRADE);
+}
+
+/// The protocol a request asks to upgrade to (`websocket`), if it is a valid upgrade request:
+/// `Connection` lists `upgrade` and `Upgrade` names a protocol.
+pub fn upgrade_protocol(headers: &HeaderMap) -> Option<String> {
+    let wants_upgrade = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    if !wants_upgrade {
+        return None;
+    }
+    let protocol = headers.get(header::UPGRADE)?.to_str().ok()?.trim();
+    (!protocol.is_empty()).then(|| protocol.to_owned())
+}
+
+/// An error with all its causes, `outer: inner: root`, for messages people read.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let part = cause.to_string();
+        if !text.ends_with(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn strips_hop_by_hop_and_connection_named_headers() {
+        let mut h = map(&[
+            ("connection", "keep-alive, X-Secret-Hop"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret-hop", "1"),
+            ("transfer-encoding", "chunked"),
+            ("te", "trailers"),
+            ("upgrade", "websocket"),
+            ("x-kept", "a"),
+            ("x-kept", "b"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 2);
+        assert_eq!(h.get_all("x-kept").iter().count(), 2);
+    }
+
+    #[test]
+    fn detects_upgrade_requests() {
+        let h = map(&[("connection", "keep-alive, Upgrade"), ("upgrade", "websocket")]);
+        assert_eq!(upgrade_protocol(&h).as_deref(), Some("websocket"));
+        assert_eq!(upgrade_protocol(&map(&[("upgrade", "websocket")])), None);
+        assert_eq!(upgrade_protocol(&map(&[("connection", "upgrade")])), None);
+    }
+
+    #[test]
+    fn error_chain_lists_causes_once() {
+        let inner = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        let outer = std::io::Error::other(inner);
+        assert_eq!(error_chain(&outer), "connection refused");
+    }
+}
