@@ -6,7 +6,6 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
-pub mod body;
 pub mod config;
 pub mod proxy;
 pub mod registry;
@@ -114,7 +113,7 @@ async fn handle(
     state: Arc<State>,
     peer: SocketAddr,
     req: http::Request<Incoming>,
-) -> Result<http::Response<body::Body>, std::convert::Infallible> {
+) -> Result<http::Response<ggrok_proto::http::Body>, std::convert::Infallible> {
     if req.uri().path() == state.config.tunnel_path {
         return Ok(tunnel::accept(&state, peer, req));
     }

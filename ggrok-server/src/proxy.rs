@@ -2,7 +2,7 @@
 //! stream the answer back. Upgrades (WebSocket) cross as extended CONNECT and are then spliced.
 
 use crate::State;
-use crate::body::{self, Body};
+use ggrok_proto::http::{self as body, Body};
 use crate::tunnel::Session;
 use ggrok_proto::headers::{error_chain, strip_hop_by_hop, upgrade_protocol};
 use ggrok_proto::host::normalize_host;
@@ -11,7 +11,6 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, hea
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::ext::Protocol;
-use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tracing::debug;
@@ -101,12 +100,7 @@ async fn forward_upgrade(
     let tunnel = hyper::upgrade::on(&mut resp);
     let host_owned = host.to_owned();
     tokio::spawn(async move {
-        let (public, tunnel) = match tokio::try_join!(public, tunnel) {
-            Ok(both) => both,
-            Err(e) => return debug!(host = %host_owned, "upgrade failed: {e}"),
-        };
-        let (mut public, mut tunnel) = (TokioIo::new(public), TokioIo::new(tunnel));
-        if let Err(e) = tokio::io::copy_bidirectional(&mut public, &mut tunnel).await {
+        if let Err(e) = body::splice(public, tunnel).await {
             debug!(host = %host_owned, "upgraded connection ended: {e}");
         }
     });

@@ -3,7 +3,7 @@
 
 use crate::State;
 use crate::auth::{authenticate, bearer};
-use crate::body::{self, Body};
+use ggrok_proto::http::{self as body, Body};
 use crate::config::ClientEntry;
 use crate::registry::{Claim, Owner};
 use anyhow::{Context, bail};

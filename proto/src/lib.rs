@@ -5,6 +5,7 @@
 //! - [`host`]: host names and host patterns (`*.example.com`), normalisation and matching;
 //! - [`diag`]: configuration errors that name the file, line and key;
 //! - [`headers`]: hop-by-hop headers and error chains for HTTP messages crossing the tunnel;
+//! - [`http`]: the body type, ggrok's own error responses, splicing upgraded connections;
 //! - [`secret`]: a string that never reaches a log;
 //! - constants below: protocol version, paths, header names, HTTP/2 tuning.
 
@@ -14,6 +15,7 @@ pub mod control;
 pub mod diag;
 pub mod headers;
 pub mod host;
+pub mod http;
 pub mod logging;
 pub mod secret;
 pub mod wsio;

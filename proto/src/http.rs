@@ -1,0 +1,39 @@
+//! The body type of every message crossing the tunnel, plain-text error responses, and splicing
+//! of upgraded connections.
+
+use bytes::Bytes;
+use http::{Response, StatusCode, header};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use std::io;
+
+/// A streaming body: a request's, a response's, or a short text made here.
+pub type Body = BoxBody<Bytes, hyper::Error>;
+
+/// A body with nothing in it.
+pub fn empty() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed()
+}
+
+/// A plain-text response made by ggrok itself (not by a local service), marked `x-ggrok-error`. The text should say what failed
+/// and for which host.
+pub fn text(status: StatusCode, message: impl Into<String>) -> Response<Body> {
+    let mut message = message.into();
+    message.push('\n');
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .header("x-ggrok-error", status.as_u16())
+        .body(Full::new(Bytes::from(message)).map_err(|never| match never {}).boxed())
+        .expect("static response parts are valid")
+}
+
+/// Waits for both sides of an upgrade, then copies bytes both ways until both directions end.
+/// Returns the bytes copied from `a` to `b` and from `b` to `a`.
+pub async fn splice(a: OnUpgrade, b: OnUpgrade) -> io::Result<(u64, u64)> {
+    let (a, b) = tokio::try_join!(a, b).map_err(io::Error::other)?;
+    let (mut a, mut b) = (TokioIo::new(a), TokioIo::new(b));
+    tokio::io::copy_bidirectional(&mut a, &mut b).await
+}
