@@ -1,0 +1,278 @@
+//! `ggrokd.toml`: parsed strictly (unknown keys are errors), then validated into [`DaemonConfig`].
+//! Every error names the file, line and key.
+
+use ggrok_proto::diag::ConfigError;
+use ggrok_proto::host::HostPattern;
+use ggrok_proto::secret::Secret;
+use serde::Deserialize;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    server: Option<Spanned<String>>,
+    token: Option<Spanned<Secret>>,
+    token_file: Option<Spanned<String>>,
+    #[serde(default, rename = "tunnel")]
+    tunnels: Vec<RawTunnel>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTunnel {
+    host: Spanned<String>,
+    local: Spanned<String>,
+    host_header: Option<Spanned<String>>,
+}
+
+/// The validated daemon configuration.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// Where the file was read from.
+    pub path: PathBuf,
+    /// The server's tunnel endpoint.
+    pub server: ServerUrl,
+    /// The token presented to the server.
+    pub token: Secret,
+    /// The tunnels, in file order.
+    pub tunnels: Vec<TunnelSpec>,
+}
+
+/// The tunnel endpoint of a ggrok-server, e.g. `ws://tunnel.example.com/$$ggrok`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerUrl {
+    /// Full WebSocket URL.
+    pub url: String,
+    /// `host:port`, for messages.
+    pub authority: String,
+}
+
+/// One tunnel: public host (or pattern) → local service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelSpec {
+    /// Public host or `*.` pattern.
+    pub host: HostPattern,
+    /// The local service.
+    pub local: LocalAddr,
+    /// Send the local address as `Host` instead of the public host (for dev servers that check it).
+    pub rewrite_host: bool,
+}
+
+/// A local HTTP service, as `host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalAddr {
+    /// `host:port` to connect to; `localhost` when only a port was given.
+    pub authority: String,
+}
+
+impl fmt::Display for LocalAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.authority)
+    }
+}
+
+impl LocalAddr {
+    /// Parses `8080`, `host:port`, `[::1]:8080` or `http://host[:port]`.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let raw = raw.trim();
+        if raw.starts_with("https://") {
+            return Err(format!("{raw:?}: https:// local services are not supported yet; use http://"));
+        }
+        if let Some(rest) = raw.strip_prefix("http://") {
+            let rest = rest.strip_suffix('/').unwrap_or(rest);
+            if rest.contains('/') {
+                return Err(format!("{raw:?}: a path is not allowed; give only scheme, host and port"));
+            }
+            let authority = if has_port(rest) { rest.to_owned() } else { format!("{rest}:80") };
+            return Self::from_authority(raw, authority);
+        }
+        if raw.contains("://") {
+            return Err(format!("{raw:?}: only http:// local services are supported"));
+        }
+        if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()) {
+            return Self::from_authority(raw, format!("localhost:{raw}"));
+        }
+        if !has_port(raw) {
+            return Err(format!("{raw:?} is not a local address: give a port (8080), host:port or http://host:port"));
+        }
+        Self::from_authority(raw, raw.to_owned())
+    }
+
+    fn from_authority(raw: &str, authority: String) -> Result<Self, String> {
+        let (host, port) = authority.rsplit_once(':').expect("authority has a port");
+        match port.parse::<u16>() {
+            Ok(p) if p != 0 => {}
+            _ => return Err(format!("{raw:?}: {port:?} is not a port number (1-65535)")),
+        }
+        if host.is_empty() || authority.parse::<http::uri::Authority>().is_err() {
+            return Err(format!("{raw:?} is not a valid host:port"));
+        }
+        Ok(Self { authority })
+    }
+}
+
+fn has_port(s: &str) -> bool {
+    match s.rsplit_once(':') {
+        Some((host, _)) => !host.ends_with(':') && (!host.contains(':') || host.ends_with(']')),
+        None => false,
+    }
+}
+
+impl ServerUrl {
+    /// Parses `ws://host[:port][/path]` or `wss://…`; the path defaults to `/$$ggrok`.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let uri: http::Uri = raw.parse().map_err(|e| format!("{raw:?} is not a URL: {e}"))?;
+        let scheme = uri.scheme_str().unwrap_or("");
+        let default_port = match scheme {
+            "ws" | "http" => 80,
+            "wss" | "https" => {
+                return Err(format!("{raw:?}: wss:// (TLS) is not supported by this build yet; use ws://"));
+            }
+            _ => return Err(format!("{raw:?} must start with ws:// or wss://")),
+        };
+        let authority = uri.authority().ok_or_else(|| format!("{raw:?} has no host"))?;
+        let port = authority.port_u16().unwrap_or(default_port);
+        let path = match uri.path() {
+            "" | "/" => ggrok_proto::DEFAULT_TUNNEL_PATH,
+            p => p,
+        };
+        let host = authority.host();
+        Ok(Self { url: format!("ws://{host}:{port}{path}"), authority: format!("{host}:{port}") })
+    }
+}
+
+/// `$XDG_CONFIG_HOME/ggrok/ggrokd.toml`, else `~/.config/ggrok/ggrokd.toml`.
+pub fn default_path() -> PathBuf {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("ggrok").join("ggrokd.toml")
+}
+
+impl DaemonConfig {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::file(path, format!("cannot read: {e}")))?;
+        Self::parse(path, &text)
+    }
+
+    /// Validates the text of a configuration file; `path` names it in errors and anchors `token_file`.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::from_toml(path, text, &e))?;
+        let at = |span: std::ops::Range<usize>, key: &str, msg: String| ConfigError::at(path, text, span, key, msg);
+
+        let server = raw.server.as_ref().ok_or_else(|| {
+            ConfigError::file(path, "missing key `server`: the tunnel server, e.g. server = \"ws://tunnel.example.com\"")
+        })?;
+        let server_url = ServerUrl::parse(server.get_ref()).map_err(|e| at(server.span(), "server", e))?;
+
+        let token = match (&raw.token, &raw.token_file) {
+            (Some(t), None) => {
+                if t.get_ref().expose().trim().is_empty() {
+                    return Err(at(t.span(), "token", "must not be empty".into()));
+                }
+                t.get_ref().clone()
+            }
+            (None, Some(f)) => {
+                let file = path.parent().unwrap_or(Path::new(".")).join(f.get_ref());
+                let value = std::fs::read_to_string(&file)
+                    .map_err(|e| at(f.span(), "token_file", format!("cannot read {}: {e}", file.display())))?;
+                let value = value.trim();
+                if value.is_empty() {
+                    return Err(at(f.span(), "token_file", format!("{} is empty", file.display())));
+                }
+                Secret::new(value)
+            }
+            (Some(t), Some(_)) => return Err(at(t.span(), "token", "give either token or token_file, not both".into())),
+            (None, None) => return Err(ConfigError::file(path, "missing key `token` (or `token_file`): the token the server gave you")),
+        };
+
+        let mut tunnels: Vec<TunnelSpec> = Vec::with_capacity(raw.tunnels.len());
+        for (i, t) in raw.tunnels.iter().enumerate() {
+            let key = |k: &str| format!("tunnel[{i}].{k}");
+            let host = HostPattern::parse(t.host.get_ref())
+                .map_err(|e| at(t.host.span(), &key("host"), format!("{:?}: {e}", t.host.get_ref())))?;
+            if tunnels.iter().any(|other| other.host == host) {
+                return Err(at(t.host.span(), &key("host"), format!("{host} is defined twice")));
+            }
+            let local = LocalAddr::parse(t.local.get_ref()).map_err(|e| at(t.local.span(), &key("local"), e))?;
+            let rewrite_host = match t.host_header.as_ref().map(|h| (h, h.get_ref().as_str())) {
+                None | Some((_, "keep")) => false,
+                Some((_, "rewrite")) => true,
+                Some((h, other)) => {
+                    return Err(at(h.span(), &key("host_header"), format!("{other:?}: expected \"keep\" or \"rewrite\"")));
+                }
+            };
+            tunnels.push(TunnelSpec { host, local, rewrite_host });
+        }
+        Ok(Self { path: path.to_owned(), server: server_url, token, tunnels })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixtures(kind: &str) -> Vec<PathBuf> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(kind);
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        files.sort();
+        assert!(!files.is_empty(), "no fixtures in {}", dir.display());
+        files
+    }
+
+    #[test]
+    fn valid_fixtures_load() {
+        for file in fixtures("valid") {
+            DaemonConfig::load(&file).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+
+    /// Each invalid fixture's first line is `# expect: <text>`; the error must contain it.
+    #[test]
+    fn invalid_fixtures_fail_with_their_expected_message() {
+        for file in fixtures("invalid") {
+            let text = std::fs::read_to_string(&file).unwrap();
+            let expected = text
+                .lines()
+                .next()
+                .and_then(|l| l.strip_prefix("# expect: "))
+                .unwrap_or_else(|| panic!("{} lacks a '# expect: ' first line", file.display()));
+            let err = DaemonConfig::load(&file).expect_err(&file.display().to_string()).to_string();
+            assert!(err.starts_with(&file.display().to_string()), "{err}");
+            assert!(err.contains(expected), "{}: got {err:?}, expected {expected:?}", file.display());
+        }
+    }
+
+    #[test]
+    fn local_forms() {
+        let ok = |s: &str| LocalAddr::parse(s).unwrap().authority;
+        assert_eq!(ok("8080"), "localhost:8080");
+        assert_eq!(ok("127.0.0.1:3000"), "127.0.0.1:3000");
+        assert_eq!(ok("http://devbox:5173"), "devbox:5173");
+        assert_eq!(ok("http://devbox/"), "devbox:80");
+        assert_eq!(ok("[::1]:8080"), "[::1]:8080");
+        for bad in ["", "0", "70000", "host", "http://a/b", "ftp://a:1", "https://a:1", "a:b", ":80"] {
+            assert!(LocalAddr::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn server_forms() {
+        let ok = |s: &str| ServerUrl::parse(s).unwrap().url;
+        assert_eq!(ok("ws://t.example.com"), "ws://t.example.com:80/$$ggrok");
+        assert_eq!(ok("ws://127.0.0.1:9000/"), "ws://127.0.0.1:9000/$$ggrok");
+        assert_eq!(ok("ws://t:1/custom"), "ws://t:1/custom");
+        assert!(ServerUrl::parse("t.example.com").is_err());
+        assert!(ServerUrl::parse("ftp://t").is_err());
+    }
+}

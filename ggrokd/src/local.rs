@@ -1,0 +1,144 @@
+//! Requests from the tunnel to local services: plain requests over a pool of keep-alive
+//! connections, upgrades (WebSocket) over a fresh connection each, spliced to the tunnel stream.
+
+use crate::tunnels::Tunnel;
+use bytes::Bytes;
+use ggrok_proto::headers::{error_chain, strip_hop_by_hop};
+use ggrok_proto::http::{self as body, Body};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tracing::debug;
+
+/// How long connecting to a local service may take before the request gets a 502.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The pooled HTTP/1.1 client toward local services.
+#[derive(Clone)]
+pub struct LocalClient {
+    client: Client<HttpConnector, Incoming>,
+}
+
+impl Default for LocalClient {
+    fn default() -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .set_host(false)
+            .build(connector);
+        Self { client }
+    }
+}
+
+impl LocalClient {
+    /// Sends `req` (a tunnel stream) to the tunnel's local service and streams back its answer;
+    /// 502 naming the local address when it cannot be reached.
+    pub async fn forward(&self, tunnel: &Tunnel, req: Request<Incoming>) -> Response<Body> {
+        let (mut parts, body) = req.into_parts();
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let local = &tunnel.spec.local.authority;
+        let host = host_header(tunnel, &parts.uri, parts.headers.get(header::HOST));
+        parts.uri = match Uri::builder().scheme("http").authority(local.as_str()).path_and_query(path).build() {
+            Ok(uri) => uri,
+            Err(e) => return body::text(StatusCode::BAD_REQUEST, format!("ggrokd: invalid request target: {e}")),
+        };
+        prepare(&mut parts.headers, host);
+        parts.version = Version::HTTP_11;
+        match self.client.request(Request::from_parts(parts, body)).await {
+            Ok(resp) => {
+                let (mut parts, body) = resp.into_parts();
+                strip_hop_by_hop(&mut parts.headers);
+                Response::from_parts(parts, body.boxed())
+            }
+            Err(e) => unreachable_local(tunnel, &e),
+        }
+    }
+
+    /// Forwards an extended CONNECT stream as an HTTP/1.1 `Upgrade: <protocol>` request; when the
+    /// local service answers 101, answers 200 and splices the two connections.
+    pub async fn upgrade(&self, tunnel: &Tunnel, protocol: String, mut req: Request<Incoming>) -> Response<Body> {
+        let tunnel_side = hyper::upgrade::on(&mut req);
+        let local = &tunnel.spec.local.authority;
+        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(local.as_str())).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return unreachable_local(tunnel, &e),
+            Err(_) => return unreachable_local(tunnel, &std::io::Error::other("connect timed out")),
+        };
+        let _ = stream.set_nodelay(true);
+        let (mut sender, conn) = match hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await {
+            Ok(pair) => pair,
+            Err(e) => return unreachable_local(tunnel, &e),
+        };
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                debug!("local upgrade connection: {e}");
+            }
+        });
+        let (mut parts, _) = req.into_parts();
+        let host = host_header(tunnel, &parts.uri, None);
+        parts.method = Method::GET;
+        parts.uri = parts.uri.path_and_query().map_or("/", |p| p.as_str()).parse().expect("a path is a valid URI");
+        parts.version = Version::HTTP_11;
+        prepare(&mut parts.headers, host);
+        parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        match HeaderValue::from_str(&protocol) {
+            Ok(v) => parts.headers.insert(header::UPGRADE, v),
+            Err(_) => return body::text(StatusCode::BAD_REQUEST, "ggrokd: invalid upgrade protocol"),
+        };
+        let mut resp = match sender.send_request(Request::from_parts(parts, Empty::new())).await {
+            Ok(r) => r,
+            Err(e) => return unreachable_local(tunnel, &e),
+        };
+        if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+            let (mut parts, body) = resp.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            return Response::from_parts(parts, body.boxed());
+        }
+        let local_side = hyper::upgrade::on(&mut resp);
+        let host = tunnel.spec.host.to_string();
+        tokio::spawn(async move {
+            if let Err(e) = body::splice(tunnel_side, local_side).await {
+                debug!(host, "upgraded connection ended: {e}");
+            }
+        });
+        let (mut parts, _) = resp.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        parts.status = StatusCode::OK;
+        Response::from_parts(parts, body::empty())
+    }
+}
+
+/// The `Host` the local service sees: the public host (from `:authority`), or the local address
+/// with `host_header = "rewrite"`.
+fn host_header(tunnel: &Tunnel, uri: &Uri, existing: Option<&HeaderValue>) -> Option<HeaderValue> {
+    if tunnel.spec.rewrite_host {
+        return HeaderValue::from_str(&tunnel.spec.local.authority).ok();
+    }
+    existing.cloned().or_else(|| uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()))
+}
+
+fn prepare(headers: &mut http::HeaderMap, host: Option<HeaderValue>) {
+    strip_hop_by_hop(headers);
+    if let Some(host) = host {
+        headers.insert(header::HOST, host);
+    }
+}
+
+fn unreachable_local(tunnel: &Tunnel, err: &(dyn std::error::Error + 'static)) -> Response<Body> {
+    body::text(
+        StatusCode::BAD_GATEWAY,
+        format!(
+            "ggrok: the local service {} for {} is not reachable: {}",
+            tunnel.spec.local,
+            tunnel.spec.host,
+            error_chain(err)
+        ),
+    )
+}
