@@ -1,0 +1,19 @@
+//! Harness for ggrok's end-to-end tests: the real binaries, started as processes on 127.0.0.1
+//! with port 0, readiness awaited on their log lines, never on a fixed sleep.
+//!
+//! - [`bins`]: finds (and builds, once) the workspace binaries;
+//! - [`process`]: a child process whose stderr is watched line by line;
+//! - [`upstream`]: local services to put behind tunnels (HTTP echo, byte streams, WebSocket echo);
+//! - [`cluster`]: a server and a daemon with tunnels, ready to use;
+//! - [`client`]: public-side HTTP helpers.
+
+#![forbid(unsafe_code)]
+
+pub mod bins;
+pub mod client;
+pub mod cluster;
+pub mod process;
+pub mod upstream;
+
+/// The token every test cluster uses.
+pub const TEST_TOKEN: &str = "test-token-0123456789abcdef";

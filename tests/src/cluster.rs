@@ -1,0 +1,135 @@
+//! A ggrok-server and a ggrokd with tunnels, started as real processes and awaited until ready.
+
+use crate::TEST_TOKEN;
+use crate::bins::bin;
+use crate::process::Process;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use tempfile::TempDir;
+
+/// A `[[client]]` of the server configuration.
+pub struct ClientDef<'a> {
+    /// Its name.
+    pub name: &'a str,
+    /// Its token.
+    pub token: &'a str,
+    /// Hosts it may claim.
+    pub hosts: &'a [&'a str],
+}
+
+/// A running ggrok-server.
+pub struct Server {
+    /// Its configuration directory.
+    pub dir: TempDir,
+    /// The process.
+    pub process: Process,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+impl Server {
+    /// Starts a server on 127.0.0.1:0 with these clients and waits until it listens.
+    pub fn start(clients: &[ClientDef]) -> Self {
+        let mut toml = String::from("listen = \"127.0.0.1:0\"\n");
+        for c in clients {
+            let hosts: Vec<String> = c.hosts.iter().map(|h| format!("{h:?}")).collect();
+            write!(toml, "\n[[client]]\nname = {:?}\ntoken = {:?}\nhosts = [{}]\n", c.name, c.token, hosts.join(", "))
+                .unwrap();
+        }
+        Self::start_with(&toml)
+    }
+
+    /// Starts a server with this configuration text (whose `listen` should use port 0).
+    pub fn start_with(toml: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.toml");
+        std::fs::write(&path, toml).unwrap();
+        let process = Process::spawn(&bin("ggrok-server"), &["--config", path.to_str().unwrap()], &[]);
+        let line = process.wait_for(&["listening on"]);
+        let addr = line
+            .split("listening on ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        Self { dir, process, addr }
+    }
+
+    /// `ws://` URL of its tunnel endpoint.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+}
+
+/// A running ggrokd.
+pub struct Daemon {
+    /// Its configuration directory.
+    pub dir: TempDir,
+    /// Its configuration file.
+    pub config: PathBuf,
+    /// The process.
+    pub process: Process,
+}
+
+impl Daemon {
+    /// Starts ggrokd toward `server_url` with `token` and `tunnels` (host, local), plus `extra`
+    /// TOML appended verbatim. Does not wait.
+    pub fn start(server_url: &str, token: &str, tunnels: &[(&str, &str)], extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("ggrokd.toml");
+        std::fs::write(&config, daemon_toml(server_url, token, tunnels, extra)).unwrap();
+        let process = Self::spawn(&config);
+        Self { dir, config, process }
+    }
+
+    fn spawn(config: &Path) -> Process {
+        Process::spawn(&bin("ggrokd"), &["--config", config.to_str().unwrap()], &[])
+    }
+
+    /// Waits until the daemon logs that `host` is online.
+    pub fn wait_online(&self, host: &str) {
+        self.process.wait_for(&["tunnel online", &format!("host=\"{host}\"")]);
+    }
+}
+
+/// The text of a ggrokd.toml.
+pub fn daemon_toml(server_url: &str, token: &str, tunnels: &[(&str, &str)], extra: &str) -> String {
+    let mut toml = format!("server = {server_url:?}\ntoken = {token:?}\n{extra}\n");
+    for (host, local) in tunnels {
+        write!(toml, "\n[[tunnel]]\nhost = {host:?}\nlocal = {local:?}\n").unwrap();
+    }
+    toml
+}
+
+/// A server, and a daemon whose tunnels are all online.
+pub struct Cluster {
+    /// The server; its one client, `test`, may claim `*.test` and every tunnel host.
+    pub server: Server,
+    /// The daemon.
+    pub daemon: Daemon,
+}
+
+impl Cluster {
+    /// Starts both and waits until every tunnel is online.
+    pub fn start(tunnels: &[(&str, &str)]) -> Self {
+        Self::start_with(tunnels, "")
+    }
+
+    /// Like [`Cluster::start`], with extra TOML for the daemon's `[[tunnel]]`-free part.
+    pub fn start_with(tunnels: &[(&str, &str)], extra: &str) -> Self {
+        let mut hosts: Vec<&str> = tunnels.iter().map(|(h, _)| *h).collect();
+        hosts.push("*.test");
+        let server = Server::start(&[ClientDef { name: "test", token: TEST_TOKEN, hosts: &hosts }]);
+        let daemon = Daemon::start(&server.ws_url(), TEST_TOKEN, tunnels, extra);
+        for (host, _) in tunnels {
+            daemon.wait_online(host);
+        }
+        Self { server, daemon }
+    }
+
+    /// The server's public address.
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr
+    }
+}
