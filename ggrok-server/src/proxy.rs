@@ -5,6 +5,7 @@ use crate::State;
 use ggrok_proto::http::{self as body, Body};
 use crate::tunnel::Session;
 use ggrok_proto::headers::{error_chain, strip_hop_by_hop, upgrade_protocol};
+use ggrok_proto::HEADER_DECLINED_STATUS;
 use ggrok_proto::host::normalize_host;
 use http::request::Parts;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
@@ -95,6 +96,12 @@ async fn forward_upgrade(
         let (mut parts, body) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         parts.version = Version::HTTP_11;
+        if let Some(declined) = parts.headers.remove(HEADER_DECLINED_STATUS) {
+            let status = declined.to_str().ok().and_then(|s| s.parse::<u16>().ok());
+            if let Some(status) = status.and_then(|s| StatusCode::from_u16(s).ok()) {
+                parts.status = status;
+            }
+        }
         return Response::from_parts(parts, body.boxed());
     }
     let tunnel = hyper::upgrade::on(&mut resp);

@@ -4,6 +4,7 @@
 use crate::tunnels::Tunnel;
 use bytes::Bytes;
 use ggrok_proto::headers::{error_chain, strip_hop_by_hop};
+use ggrok_proto::HEADER_DECLINED_STATUS;
 use ggrok_proto::http::{self as body, Body};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
 use http_body_util::{BodyExt, Empty};
@@ -99,6 +100,10 @@ impl LocalClient {
         if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
             let (mut parts, body) = resp.into_parts();
             strip_hop_by_hop(&mut parts.headers);
+            if parts.status.is_success() {
+                parts.headers.insert(HEADER_DECLINED_STATUS, HeaderValue::from(parts.status.as_u16()));
+                parts.status = StatusCode::BAD_GATEWAY;
+            }
             return Response::from_parts(parts, body.boxed());
         }
         let local_side = hyper::upgrade::on(&mut resp);

@@ -38,6 +38,11 @@ pub const CONTROL_PROTOCOL: &str = "ggrok-control";
 /// Authority used on the control stream's CONNECT request; never a real host.
 pub const CONTROL_AUTHORITY: &str = "ggrok.control";
 
+/// Response header by which ggrokd carries a local service's 2xx answer to an upgrade request it
+/// did not upgrade: a 2xx answer to extended CONNECT would mean "tunnel established", so ggrokd
+/// answers 502 with the real status in this header and the server restores it.
+pub const HEADER_DECLINED_STATUS: &str = "ggrok-declined-status";
+
 /// HTTP/2 settings shared by both ends of a tunnel connection.
 pub mod tuning {
     use super::Duration;

@@ -1,0 +1,125 @@
+//! WebSocket and other upgrades through the tunnel (extended CONNECT inside).
+
+use futures_util::{SinkExt, StreamExt};
+use ggrok_tests::client::Public;
+use ggrok_tests::cluster::Cluster;
+use ggrok_tests::upstream::Upstream;
+use http::StatusCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_echo_text_binary_and_clean_close() {
+    let up = Upstream::start().await;
+    let cluster = Cluster::start(&[("ws.test", &up.port())]);
+    let tcp = TcpStream::connect(cluster.addr()).await.unwrap();
+    let (mut ws, resp) = tokio_tungstenite::client_async("ws://ws.test/ws", tcp).await.expect("handshake through the tunnel");
+    assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
+
+    for i in 0..50 {
+        ws.send(Message::text(format!("hello {i}"))).await.unwrap();
+        assert_eq!(ws.next().await.unwrap().unwrap(), Message::text(format!("hello {i}")));
+    }
+    let blob: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+    ws.send(Message::binary(blob.clone())).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::binary(blob));
+
+    ws.close(Some(CloseFrame { code: CloseCode::Normal, reason: "bye".into() })).await.unwrap();
+    // The echo server answers the close; the stream then ends without error.
+    let mut saw_close = false;
+    while let Some(msg) = ws.next().await {
+        match msg.expect("clean close") {
+            Message::Close(frame) => {
+                saw_close = true;
+                assert_eq!(frame.map(|f| f.code), Some(CloseCode::Normal));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(saw_close, "no close frame came back");
+
+    // The tunnel still serves plain requests afterwards.
+    assert_eq!(Public::new(cluster.addr()).get("ws.test", "/after").await.status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_websockets_at_once() {
+    let up = Upstream::start().await;
+    let cluster = Cluster::start(&[("ws.test", &up.port())]);
+    let addr = cluster.addr();
+    let tasks: Vec<_> = (0..20)
+        .map(|n| {
+            tokio::spawn(async move {
+                let tcp = TcpStream::connect(addr).await.unwrap();
+                let (mut ws, _) = tokio_tungstenite::client_async("ws://ws.test/ws", tcp).await.unwrap();
+                for i in 0..20 {
+                    let text = format!("{n}:{i}");
+                    ws.send(Message::text(text.clone())).await.unwrap();
+                    assert_eq!(ws.next().await.unwrap().unwrap(), Message::text(text));
+                }
+                ws.close(None).await.unwrap();
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+/// A local service that does not upgrade answers as it likes, and that answer reaches the client
+/// unchanged, whether an error or a plain 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declined_upgrades_pass_the_local_answer_through() {
+    let up = Upstream::start().await;
+    let cluster = Cluster::start(&[("ws.test", &up.port())]);
+
+    // The echo handler ignores Upgrade and answers 200 with its report.
+    let mut conn = TcpStream::connect(cluster.addr()).await.unwrap();
+    conn.write_all(b"GET /plain HTTP/1.1\r\nHost: ws.test\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n").await.unwrap();
+    let text = read_some(&mut conn).await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("\"path\":\"/plain\""), "{text}");
+    assert!(!text.contains("ggrok-declined-status"), "{text}");
+
+    // /ws without a WebSocket key is refused by the echo server with 400.
+    let mut conn = TcpStream::connect(cluster.addr()).await.unwrap();
+    conn.write_all(b"GET /ws HTTP/1.1\r\nHost: ws.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n").await.unwrap();
+    let text = read_some(&mut conn).await;
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_to_a_down_local_service_is_a_502() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port().to_string()
+    };
+    let cluster = Cluster::start(&[("ws.test", &port)]);
+    let tcp = TcpStream::connect(cluster.addr()).await.unwrap();
+    let err = tokio_tungstenite::client_async("ws://ws.test/ws", tcp).await.unwrap_err();
+    match err {
+        tokio_tungstenite::tungstenite::Error::Http(resp) => {
+            assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+            let body = String::from_utf8_lossy(resp.body().as_deref().unwrap_or_default()).into_owned();
+            assert!(body.contains(&format!("localhost:{port}")), "{body}");
+        }
+        other => panic!("expected a 502, got {other:?}"),
+    }
+}
+
+async fn read_some(conn: &mut TcpStream) -> String {
+    let mut buf = vec![0u8; 8192];
+    let mut text = String::new();
+    // Read until the head and the start of the body are in.
+    while !text.contains("\r\n\r\n") || text.ends_with("\r\n\r\n") {
+        let n = conn.read(&mut buf).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    text
+}
