@@ -62,7 +62,7 @@ pub fn pattern_sha256(len: u64) -> String {
     let mut hash = Sha256::new();
     let mut offset = 0;
     while offset < len {
-        let n = (len - offset).min(1 << 20) as usize;
+        let n = (len - offset).min(1 << 19) as usize;
         hash.update(pattern(offset, n));
         offset += n as u64;
     }
