@@ -63,8 +63,7 @@ impl ServerConfig {
 
     /// Validates the text of a configuration file; `path` is only for messages.
     pub fn parse(path: &Path, text: &str, port_env: Option<&str>) -> Result<Self, ConfigError> {
-        let raw: RawConfig =
-            toml::from_str(text).map_err(|e| ConfigError::from_toml(path, text, &e))?;
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::from_toml(path, text, &e))?;
         let at = |span: std::ops::Range<usize>, key: &str, msg: String| {
             ConfigError::at(path, text, span, key, msg)
         };
@@ -86,7 +85,11 @@ impl ServerConfig {
             Some(p) => {
                 let value = p.get_ref();
                 if !value.starts_with('/') || value.len() < 2 || value.contains(['?', '#', ' ']) {
-                    return Err(at(p.span(), "tunnel_path", format!("{value:?} must be a path such as \"/$$ggrok\"")));
+                    return Err(at(
+                        p.span(),
+                        "tunnel_path",
+                        format!("{value:?} must be a path such as \"/$$ggrok\""),
+                    ));
                 }
                 value.clone()
             }
@@ -107,7 +110,11 @@ impl ServerConfig {
                 return Err(at(c.name.span(), &key("name"), "must not be empty".into()));
             }
             if clients.iter().any(|other| other.name == name) {
-                return Err(at(c.name.span(), &key("name"), format!("{name:?} is used by another [[client]]")));
+                return Err(at(
+                    c.name.span(),
+                    &key("name"),
+                    format!("{name:?} is used by another [[client]]"),
+                ));
             }
             let token_sha256 = match (&c.token, &c.token_sha256) {
                 (Some(t), None) => {
@@ -119,22 +126,42 @@ impl ServerConfig {
                 (None, Some(h)) => {
                     let mut digest = [0u8; 32];
                     hex::decode_to_slice(h.get_ref().trim(), &mut digest).map_err(|_| {
-                        at(h.span(), &key("token_sha256"), "must be 64 hexadecimal characters (sha256sum of the token)".into())
+                        at(
+                            h.span(),
+                            &key("token_sha256"),
+                            "must be 64 hexadecimal characters (sha256sum of the token)".into(),
+                        )
                     })?;
                     digest
                 }
                 (Some(t), Some(_)) => {
-                    return Err(at(t.span(), &key("token"), "give either token or token_sha256, not both".into()));
+                    return Err(at(
+                        t.span(),
+                        &key("token"),
+                        "give either token or token_sha256, not both".into(),
+                    ));
                 }
                 (None, None) => {
-                    return Err(at(c.name.span(), &key("token"), "missing: give token or token_sha256".into()));
+                    return Err(at(
+                        c.name.span(),
+                        &key("token"),
+                        "missing: give token or token_sha256".into(),
+                    ));
                 }
             };
             if let Some(other) = clients.iter().find(|o| o.token_sha256 == token_sha256) {
-                return Err(at(c.name.span(), &key("token"), format!("same token as client {:?}; each client needs its own", other.name)));
+                return Err(at(
+                    c.name.span(),
+                    &key("token"),
+                    format!("same token as client {:?}; each client needs its own", other.name),
+                ));
             }
             if c.hosts.get_ref().is_empty() {
-                return Err(at(c.hosts.span(), &key("hosts"), "must list at least one host or pattern".into()));
+                return Err(at(
+                    c.hosts.span(),
+                    &key("hosts"),
+                    "must list at least one host or pattern".into(),
+                ));
             }
             let mut hosts = Vec::new();
             for (j, h) in c.hosts.get_ref().iter().enumerate() {
@@ -179,9 +206,11 @@ mod tests {
     fn invalid_fixtures_fail_with_their_expected_message() {
         for file in fixtures("invalid") {
             let text = std::fs::read_to_string(&file).unwrap();
-            let expected = text.lines().next().and_then(|l| l.strip_prefix("# expect: ")).unwrap_or_else(|| {
-                panic!("{} lacks a '# expect: ' first line", file.display())
-            });
+            let expected = text
+                .lines()
+                .next()
+                .and_then(|l| l.strip_prefix("# expect: "))
+                .unwrap_or_else(|| panic!("{} lacks a '# expect: ' first line", file.display()));
             let err = ServerConfig::load(&file, None).expect_err(&file.display().to_string()).to_string();
             assert!(err.starts_with(&file.display().to_string()), "{err}");
             assert!(err.contains(expected), "{}: got {err:?}, expected {expected:?}", file.display());

@@ -52,7 +52,11 @@ impl State {
 
 /// Serves `listener` until `shutdown` is cancelled, then waits up to a grace period for
 /// in-flight connections.
-pub async fn run(listener: TcpListener, config: ServerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    listener: TcpListener,
+    config: ServerConfig,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let state = Arc::new(State {
         config,
         registry: Registry::default(),

@@ -2,11 +2,11 @@
 //! stream the answer back. Upgrades (WebSocket) cross as extended CONNECT and are then spliced.
 
 use crate::State;
-use ggrok_proto::http::{self as body, Body};
 use crate::tunnel::Session;
-use ggrok_proto::headers::{error_chain, strip_hop_by_hop, upgrade_protocol};
 use ggrok_proto::HEADER_DECLINED_STATUS;
+use ggrok_proto::headers::{error_chain, strip_hop_by_hop, upgrade_protocol};
 use ggrok_proto::host::normalize_host;
+use ggrok_proto::http::{self as body, Body, Refusal};
 use http::request::Parts;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
 use http_body_util::BodyExt;
@@ -27,7 +27,12 @@ pub async fn forward(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>
     };
     let host = match normalize_host(&raw_host) {
         Ok(h) => h,
-        Err(e) => return body::text(StatusCode::BAD_REQUEST, format!("ggrok: invalid Host header {raw_host:?}: {e}")),
+        Err(e) => {
+            return body::text(
+                StatusCode::BAD_REQUEST,
+                format!("ggrok: invalid Host header {raw_host:?}: {e}"),
+            );
+        }
     };
     let Some(session) = state.registry.lookup(&host) else {
         return body::text(StatusCode::NOT_FOUND, format!("ggrok: no tunnel is online for host {host}"));
@@ -56,8 +61,8 @@ async fn forward_plain(
     host: &str,
 ) -> Response<Body> {
     let (mut parts, body) = req.into_parts();
-    if let Err(resp) = prepare(&mut parts, peer, raw_host) {
-        return resp;
+    if let Err(refusal) = prepare(&mut parts, peer, raw_host) {
+        return refusal.into_response();
     }
     let request = Request::from_parts(parts, body.boxed());
     match session.sender.clone().send_request(request).await {
@@ -81,8 +86,8 @@ async fn forward_upgrade(
 ) -> Response<Body> {
     let public = hyper::upgrade::on(&mut req);
     let (mut parts, _) = req.into_parts();
-    if let Err(resp) = prepare(&mut parts, peer, raw_host) {
-        return resp;
+    if let Err(refusal) = prepare(&mut parts, peer, raw_host) {
+        return refusal.into_response();
     }
     parts.method = Method::CONNECT;
     parts.extensions.insert(Protocol::from(protocol.as_str()));
@@ -124,14 +129,12 @@ async fn forward_upgrade(
 
 /// Turns a public request head into the head of a tunnel stream: absolute URI with the public
 /// host as authority, no hop-by-hop headers, `X-Forwarded-*` added.
-fn prepare(parts: &mut Parts, peer: SocketAddr, raw_host: &str) -> Result<(), Response<Body>> {
+fn prepare(parts: &mut Parts, peer: SocketAddr, raw_host: &str) -> Result<(), Refusal> {
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    parts.uri = Uri::builder()
-        .scheme("http")
-        .authority(raw_host)
-        .path_and_query(path)
-        .build()
-        .map_err(|e| body::text(StatusCode::BAD_REQUEST, format!("ggrok: invalid request target: {e}")))?;
+    parts.uri =
+        Uri::builder().scheme("http").authority(raw_host).path_and_query(path).build().map_err(|e| {
+            Refusal::new(StatusCode::BAD_REQUEST, format!("ggrok: invalid request target: {e}"))
+        })?;
     parts.version = Version::HTTP_2;
     strip_hop_by_hop(&mut parts.headers);
     let headers = &mut parts.headers;
@@ -141,7 +144,10 @@ fn prepare(parts: &mut Parts, peer: SocketAddr, raw_host: &str) -> Result<(), Re
         Some(prior) => format!("{prior}, {client_ip}"),
         None => client_ip,
     };
-    let value = |s: &str| HeaderValue::from_str(s).map_err(|_| body::text(StatusCode::BAD_REQUEST, "ggrok: invalid header value"));
+    let value = |s: &str| {
+        HeaderValue::from_str(s)
+            .map_err(|_| Refusal::new(StatusCode::BAD_REQUEST, "ggrok: invalid header value"))
+    };
     headers.insert(X_FORWARDED_FOR, value(&forwarded_for)?);
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     headers.insert(X_FORWARDED_HOST, value(raw_host)?);

@@ -3,13 +3,13 @@
 
 use crate::State;
 use crate::auth::{authenticate, bearer};
-use ggrok_proto::http::{self as body, Body};
 use crate::config::ClientEntry;
 use crate::registry::{Claim, Owner};
 use anyhow::{Context, bail};
 use futures_util::{SinkExt, StreamExt};
 use ggrok_proto::control::{ClientMessage, ControlError, ServerCodec, ServerMessage};
 use ggrok_proto::host::HostPattern;
+use ggrok_proto::http::{self as body, Body};
 use ggrok_proto::{CONTROL_AUTHORITY, CONTROL_PROTOCOL, HEADER_PROTOCOL, PROTOCOL_VERSION, tuning};
 use http::{Method, Request, Response, StatusCode, Version, header};
 use hyper::body::Incoming;
@@ -50,7 +50,8 @@ impl Owner for Session {
 pub fn accept(state: &Arc<State>, peer: SocketAddr, mut req: Request<Incoming>) -> Response<Body> {
     let headers = req.headers();
     let is_websocket = req.method() == Method::GET
-        && ggrok_proto::headers::upgrade_protocol(headers).is_some_and(|p| p.eq_ignore_ascii_case("websocket"));
+        && ggrok_proto::headers::upgrade_protocol(headers)
+            .is_some_and(|p| p.eq_ignore_ascii_case("websocket"));
     let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY).filter(|_| is_websocket) else {
         debug!(%peer, "non-WebSocket request on the tunnel path");
         return body::text(
@@ -63,13 +64,16 @@ pub fn accept(state: &Arc<State>, peer: SocketAddr, mut req: Request<Incoming>) 
         warn!(%peer, version, "tunnel client refused: unsupported protocol version");
         return body::text(
             StatusCode::BAD_REQUEST,
-            format!("ggrok: protocol version {version} is not supported; this server speaks {PROTOCOL_VERSION}: upgrade ggrokd"),
+            format!(
+                "ggrok: protocol version {version} is not supported; this server speaks {PROTOCOL_VERSION}: upgrade ggrokd"
+            ),
         );
     }
     let token = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer);
     let Some(client) = token.and_then(|t| authenticate(&state.config.clients, t)).cloned() else {
         warn!(%peer, "tunnel client refused: unauthorized (missing or unknown token)");
-        let mut resp = body::text(StatusCode::UNAUTHORIZED, "ggrok: unauthorized: the token is missing or unknown");
+        let mut resp =
+            body::text(StatusCode::UNAUTHORIZED, "ggrok: unauthorized: the token is missing or unknown");
         resp.headers_mut().insert(header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
         return resp;
     };
@@ -79,7 +83,9 @@ pub fn accept(state: &Arc<State>, peer: SocketAddr, mut req: Request<Incoming>) 
     state.tasks.spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config())).await;
+                let ws =
+                    WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config()))
+                        .await;
                 serve(state2, client, peer, ws).await;
             }
             Err(e) => debug!(%peer, "tunnel upgrade failed: {e}"),
@@ -101,7 +107,12 @@ pub fn ws_config() -> WebSocketConfig {
         .max_frame_size(Some(tuning::MAX_WS_MESSAGE))
 }
 
-async fn serve(state: Arc<State>, client: ClientEntry, peer: SocketAddr, ws: WebSocketStream<TokioIo<Upgraded>>) {
+async fn serve(
+    state: Arc<State>,
+    client: ClientEntry,
+    peer: SocketAddr,
+    ws: WebSocketStream<TokioIo<Upgraded>>,
+) {
     let id = state.next_session_id();
     let setup = tokio::time::timeout(tuning::HANDSHAKE_TIMEOUT, open(ws));
     let (sender, control, mut connection) = match setup.await {
@@ -129,7 +140,9 @@ async fn serve(state: Arc<State>, client: ClientEntry, peer: SocketAddr, ws: Web
 type Connection = tokio::task::JoinHandle<Result<(), hyper::Error>>;
 
 /// HTTP/2 handshake over the WebSocket, then the control stream.
-async fn open(ws: WebSocketStream<TokioIo<Upgraded>>) -> anyhow::Result<(SendRequest<Body>, Upgraded, Connection)> {
+async fn open(
+    ws: WebSocketStream<TokioIo<Upgraded>>,
+) -> anyhow::Result<(SendRequest<Body>, Upgraded, Connection)> {
     let io = TokioIo::new(ggrok_proto::wsio::ws_io(ws));
     let (mut sender, conn) = http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
@@ -173,7 +186,8 @@ async fn run_control(
     session: &Arc<Session>,
     control: &mut Framed<TokioIo<Upgraded>, ServerCodec>,
 ) -> String {
-    let hello = ServerMessage::Hello { version: PROTOCOL_VERSION, client: client.name.clone(), session: session.id };
+    let hello =
+        ServerMessage::Hello { version: PROTOCOL_VERSION, client: client.name.clone(), session: session.id };
     if let Err(e) = control.send(hello).await {
         return format!("control stream: {e}");
     }

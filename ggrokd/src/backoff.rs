@@ -16,7 +16,9 @@ impl Backoff {
     /// `initial` must be positive and not above `max`.
     pub fn new(initial: Duration, max: Duration) -> Result<Self, String> {
         if initial.is_zero() || initial > max {
-            return Err(format!("backoff: initial delay {initial:?} must be positive and at most the maximum {max:?}"));
+            return Err(format!(
+                "backoff: initial delay {initial:?} must be positive and at most the maximum {max:?}"
+            ));
         }
         Ok(Self { initial, max, next: initial, attempt: 0 })
     }

@@ -95,7 +95,9 @@ impl LocalAddr {
             return Self::from_authority(raw, format!("localhost:{raw}"));
         }
         if !has_port(raw) {
-            return Err(format!("{raw:?} is not a local address: give a port (8080), host:port or http://host:port"));
+            return Err(format!(
+                "{raw:?} is not a local address: give a port (8080), host:port or http://host:port"
+            ));
         }
         Self::from_authority(raw, raw.to_owned())
     }
@@ -164,10 +166,15 @@ impl DaemonConfig {
     /// Validates the text of a configuration file; `path` names it in errors and anchors `token_file`.
     pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::from_toml(path, text, &e))?;
-        let at = |span: std::ops::Range<usize>, key: &str, msg: String| ConfigError::at(path, text, span, key, msg);
+        let at = |span: std::ops::Range<usize>, key: &str, msg: String| {
+            ConfigError::at(path, text, span, key, msg)
+        };
 
         let server = raw.server.as_ref().ok_or_else(|| {
-            ConfigError::file(path, "missing key `server`: the tunnel server, e.g. server = \"ws://tunnel.example.com\"")
+            ConfigError::file(
+                path,
+                "missing key `server`: the tunnel server, e.g. server = \"ws://tunnel.example.com\"",
+            )
         })?;
         let server_url = ServerUrl::parse(server.get_ref()).map_err(|e| at(server.span(), "server", e))?;
 
@@ -180,16 +187,24 @@ impl DaemonConfig {
             }
             (None, Some(f)) => {
                 let file = path.parent().unwrap_or(Path::new(".")).join(f.get_ref());
-                let value = std::fs::read_to_string(&file)
-                    .map_err(|e| at(f.span(), "token_file", format!("cannot read {}: {e}", file.display())))?;
+                let value = std::fs::read_to_string(&file).map_err(|e| {
+                    at(f.span(), "token_file", format!("cannot read {}: {e}", file.display()))
+                })?;
                 let value = value.trim();
                 if value.is_empty() {
                     return Err(at(f.span(), "token_file", format!("{} is empty", file.display())));
                 }
                 Secret::new(value)
             }
-            (Some(t), Some(_)) => return Err(at(t.span(), "token", "give either token or token_file, not both".into())),
-            (None, None) => return Err(ConfigError::file(path, "missing key `token` (or `token_file`): the token the server gave you")),
+            (Some(t), Some(_)) => {
+                return Err(at(t.span(), "token", "give either token or token_file, not both".into()));
+            }
+            (None, None) => {
+                return Err(ConfigError::file(
+                    path,
+                    "missing key `token` (or `token_file`): the token the server gave you",
+                ));
+            }
         };
 
         let mut tunnels: Vec<TunnelSpec> = Vec::with_capacity(raw.tunnels.len());
@@ -200,12 +215,17 @@ impl DaemonConfig {
             if tunnels.iter().any(|other| other.host == host) {
                 return Err(at(t.host.span(), &key("host"), format!("{host} is defined twice")));
             }
-            let local = LocalAddr::parse(t.local.get_ref()).map_err(|e| at(t.local.span(), &key("local"), e))?;
+            let local =
+                LocalAddr::parse(t.local.get_ref()).map_err(|e| at(t.local.span(), &key("local"), e))?;
             let rewrite_host = match t.host_header.as_ref().map(|h| (h, h.get_ref().as_str())) {
                 None | Some((_, "keep")) => false,
                 Some((_, "rewrite")) => true,
                 Some((h, other)) => {
-                    return Err(at(h.span(), &key("host_header"), format!("{other:?}: expected \"keep\" or \"rewrite\"")));
+                    return Err(at(
+                        h.span(),
+                        &key("host_header"),
+                        format!("{other:?}: expected \"keep\" or \"rewrite\""),
+                    ));
                 }
             };
             tunnels.push(TunnelSpec { host, local, rewrite_host });

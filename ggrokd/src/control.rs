@@ -3,8 +3,8 @@
 
 use crate::tunnels::{TunnelState, Tunnels};
 use futures_util::{SinkExt, StreamExt};
-use ggrok_proto::control::{ClientCodec, ClientMessage, ServerMessage};
 use ggrok_proto::PROTOCOL_VERSION;
+use ggrok_proto::control::{ClientCodec, ClientMessage, ServerMessage};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use std::sync::Arc;
@@ -25,7 +25,10 @@ pub async fn run(tunnels: Arc<Tunnels>, stream: Upgraded) -> String {
         Some(Err(e)) => return e.to_string(),
         None => return "control stream closed before the greeting".into(),
     }
-    let hello = ClientMessage::Hello { version: PROTOCOL_VERSION, agent: concat!("ggrokd/", env!("CARGO_PKG_VERSION")).into() };
+    let hello = ClientMessage::Hello {
+        version: PROTOCOL_VERSION,
+        agent: concat!("ggrokd/", env!("CARGO_PKG_VERSION")).into(),
+    };
     if let Err(e) = control.send(hello).await {
         return e.to_string();
     }

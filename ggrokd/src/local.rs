@@ -3,8 +3,8 @@
 
 use crate::tunnels::Tunnel;
 use bytes::Bytes;
-use ggrok_proto::headers::{error_chain, strip_hop_by_hop};
 use ggrok_proto::HEADER_DECLINED_STATUS;
+use ggrok_proto::headers::{error_chain, strip_hop_by_hop};
 use ggrok_proto::http::{self as body, Body};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
 use http_body_util::{BodyExt, Empty};
@@ -46,9 +46,12 @@ impl LocalClient {
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         let local = &tunnel.spec.local.authority;
         let host = host_header(tunnel, &parts.uri, parts.headers.get(header::HOST));
-        parts.uri = match Uri::builder().scheme("http").authority(local.as_str()).path_and_query(path).build() {
+        parts.uri = match Uri::builder().scheme("http").authority(local.as_str()).path_and_query(path).build()
+        {
             Ok(uri) => uri,
-            Err(e) => return body::text(StatusCode::BAD_REQUEST, format!("ggrokd: invalid request target: {e}")),
+            Err(e) => {
+                return body::text(StatusCode::BAD_REQUEST, format!("ggrokd: invalid request target: {e}"));
+            }
         };
         prepare(&mut parts.headers, host);
         parts.version = Version::HTTP_11;
@@ -64,7 +67,12 @@ impl LocalClient {
 
     /// Forwards an extended CONNECT stream as an HTTP/1.1 `Upgrade: <protocol>` request; when the
     /// local service answers 101, answers 200 and splices the two connections.
-    pub async fn upgrade(&self, tunnel: &Tunnel, protocol: String, mut req: Request<Incoming>) -> Response<Body> {
+    pub async fn upgrade(
+        &self,
+        tunnel: &Tunnel,
+        protocol: String,
+        mut req: Request<Incoming>,
+    ) -> Response<Body> {
         let tunnel_side = hyper::upgrade::on(&mut req);
         let local = &tunnel.spec.local.authority;
         let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(local.as_str())).await {
@@ -73,10 +81,11 @@ impl LocalClient {
             Err(_) => return unreachable_local(tunnel, &std::io::Error::other("connect timed out")),
         };
         let _ = stream.set_nodelay(true);
-        let (mut sender, conn) = match hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await {
-            Ok(pair) => pair,
-            Err(e) => return unreachable_local(tunnel, &e),
-        };
+        let (mut sender, conn) =
+            match hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await {
+                Ok(pair) => pair,
+                Err(e) => return unreachable_local(tunnel, &e),
+            };
         tokio::spawn(async move {
             if let Err(e) = conn.with_upgrades().await {
                 debug!("local upgrade connection: {e}");
@@ -85,7 +94,8 @@ impl LocalClient {
         let (mut parts, _) = req.into_parts();
         let host = host_header(tunnel, &parts.uri, None);
         parts.method = Method::GET;
-        parts.uri = parts.uri.path_and_query().map_or("/", |p| p.as_str()).parse().expect("a path is a valid URI");
+        parts.uri =
+            parts.uri.path_and_query().map_or("/", |p| p.as_str()).parse().expect("a path is a valid URI");
         parts.version = Version::HTTP_11;
         prepare(&mut parts.headers, host);
         parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));

@@ -8,7 +8,7 @@ use crate::local::LocalClient;
 use crate::tunnels::Tunnels;
 use anyhow::{Context, anyhow};
 use ggrok_proto::host::normalize_host;
-use ggrok_proto::http::{self as body, Body};
+use ggrok_proto::http::{self as body, Body, Refusal};
 use ggrok_proto::secret::Secret;
 use ggrok_proto::{CONTROL_AUTHORITY, CONTROL_PROTOCOL, HEADER_PROTOCOL, PROTOCOL_VERSION, tuning};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -79,9 +79,12 @@ async fn connect_and_serve(shared: &Arc<Shared>) -> anyhow::Result<()> {
     let (ws, _) = match tokio::time::timeout(tuning::HANDSHAKE_TIMEOUT, dial).await {
         Err(_) => return Err(anyhow!("timed out connecting to {}", shared.server.url)),
         Ok(Err(tokio_tungstenite::tungstenite::Error::Http(resp))) => {
-            let text = resp.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default().trim().to_owned();
+            let text =
+                resp.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default().trim().to_owned();
             if resp.status() == StatusCode::UNAUTHORIZED {
-                return Err(anyhow!("unauthorized: the server rejected the token (401); check `token` in the config"));
+                return Err(anyhow!(
+                    "unauthorized: the server rejected the token (401); check `token` in the config"
+                ));
             }
             return Err(anyhow!("the server refused the tunnel: {} {text}", resp.status()));
         }
@@ -110,7 +113,8 @@ async fn connect_and_serve(shared: &Arc<Shared>) -> anyhow::Result<()> {
 
 async fn handle(shared: Arc<Shared>, mut req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     if req.method() == Method::CONNECT {
-        let protocol = req.extensions().get::<Protocol>().map(|p| String::from_utf8_lossy(p.as_ref()).into_owned());
+        let protocol =
+            req.extensions().get::<Protocol>().map(|p| String::from_utf8_lossy(p.as_ref()).into_owned());
         return Ok(match protocol {
             Some(p) if p == CONTROL_PROTOCOL => {
                 let on_upgrade = hyper::upgrade::on(&mut req);
@@ -128,9 +132,12 @@ async fn handle(shared: Arc<Shared>, mut req: Request<Incoming>) -> Result<Respo
             }
             Some(p) => match find_tunnel(&shared, &req) {
                 Ok(tunnel) => shared.local.upgrade(&tunnel, p, req).await,
-                Err(resp) => resp,
+                Err(refusal) => refusal.into_response(),
             },
-            None => body::text(StatusCode::METHOD_NOT_ALLOWED, "ggrokd: CONNECT without :protocol is not supported"),
+            None => body::text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "ggrokd: CONNECT without :protocol is not supported",
+            ),
         });
     }
     if req.uri().authority().is_some_and(|a| a.as_str() == CONTROL_AUTHORITY) {
@@ -138,16 +145,16 @@ async fn handle(shared: Arc<Shared>, mut req: Request<Incoming>) -> Result<Respo
     }
     Ok(match find_tunnel(&shared, &req) {
         Ok(tunnel) => shared.local.forward(&tunnel, req).await,
-        Err(resp) => resp,
+        Err(refusal) => refusal.into_response(),
     })
 }
 
-fn find_tunnel(shared: &Shared, req: &Request<Incoming>) -> Result<Arc<crate::tunnels::Tunnel>, Response<Body>> {
+fn find_tunnel(shared: &Shared, req: &Request<Incoming>) -> Result<Arc<crate::tunnels::Tunnel>, Refusal> {
     let authority = req.uri().authority().map(|a| a.as_str()).unwrap_or("");
-    let host = normalize_host(authority)
-        .map_err(|e| body::text(StatusCode::BAD_REQUEST, format!("ggrokd: invalid host {authority:?}: {e}")))?;
-    shared
-        .tunnels
-        .lookup(&host)
-        .ok_or_else(|| body::text(StatusCode::NOT_FOUND, format!("ggrokd: no tunnel for host {host} on this daemon")))
+    let host = normalize_host(authority).map_err(|e| {
+        Refusal::new(StatusCode::BAD_REQUEST, format!("ggrokd: invalid host {authority:?}: {e}"))
+    })?;
+    shared.tunnels.lookup(&host).ok_or_else(|| {
+        Refusal::new(StatusCode::NOT_FOUND, format!("ggrokd: no tunnel for host {host} on this daemon"))
+    })
 }

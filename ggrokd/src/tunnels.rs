@@ -81,7 +81,11 @@ mod tests {
     use ggrok_proto::host::HostPattern;
 
     fn spec(host: &str, port: &str) -> TunnelSpec {
-        TunnelSpec { host: HostPattern::parse(host).unwrap(), local: LocalAddr::parse(port).unwrap(), rewrite_host: false }
+        TunnelSpec {
+            host: HostPattern::parse(host).unwrap(),
+            local: LocalAddr::parse(port).unwrap(),
+            rewrite_host: false,
+        }
     }
 
     #[test]

@@ -101,9 +101,7 @@ pub type ClientCodec = ControlCodec<ServerMessage, ClientMessage>;
 impl<In, Out> Default for ControlCodec<In, Out> {
     fn default() -> Self {
         Self {
-            frames: LengthDelimitedCodec::builder()
-                .max_frame_length(MAX_CONTROL_MESSAGE)
-                .new_codec(),
+            frames: LengthDelimitedCodec::builder().max_frame_length(MAX_CONTROL_MESSAGE).new_codec(),
             _types: PhantomData,
         }
     }
@@ -163,8 +161,7 @@ mod tests {
             r#"{"type":"refused","host":"a.com","reason":"held"}"#
         );
         let hello: ServerMessage =
-            serde_json::from_str(r#"{"type":"hello","version":1,"client":"alice","session":7}"#)
-                .unwrap();
+            serde_json::from_str(r#"{"type":"hello","version":1,"client":"alice","session":7}"#).unwrap();
         assert_eq!(hello, ServerMessage::Hello { version: 1, client: "alice".into(), session: 7 });
     }
 

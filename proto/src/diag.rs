@@ -19,7 +19,13 @@ pub struct ConfigError {
 
 impl ConfigError {
     /// An error about `key`, located by the byte span of its value in `text`.
-    pub fn at(path: &Path, text: &str, span: Range<usize>, key: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn at(
+        path: &Path,
+        text: &str,
+        span: Range<usize>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
             path: path.to_owned(),
             line: Some(line_of(text, span.start)),

@@ -90,9 +90,8 @@ fn check_name(name: &str, allow_wildcard: bool) -> Result<(), HostError> {
         if label == "*" && i == 0 && allow_wildcard {
             continue;
         }
-        if let Some(c) = label
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_' || *c == '*'))
+        if let Some(c) =
+            label.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_' || *c == '*'))
         {
             return Err(HostError::IllegalChar(c));
         }

@@ -30,6 +30,27 @@ pub fn text(status: StatusCode, message: impl Into<String>) -> Response<Body> {
         .expect("static response parts are valid")
 }
 
+/// A request ggrok answers itself with an error: the status and the sentence for [`text`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The status to answer with.
+    pub status: StatusCode,
+    /// What failed, for whom.
+    pub message: String,
+}
+
+impl Refusal {
+    /// A refusal with this status and message.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self { status, message: message.into() }
+    }
+
+    /// The plain-text response.
+    pub fn into_response(self) -> Response<Body> {
+        text(self.status, self.message)
+    }
+}
+
 /// Waits for both sides of an upgrade, then copies bytes both ways until both directions end.
 /// Returns the bytes copied from `a` to `b` and from `b` to `a`.
 pub async fn splice(a: OnUpgrade, b: OnUpgrade) -> io::Result<(u64, u64)> {

@@ -13,8 +13,11 @@ pub fn bin(name: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     let dir = BUILT.get_or_init(|| {
         let exe = std::env::current_exe().expect("test executable path");
-        // target/<profile>/deps/<test> → target/<profile>
-        let dir = exe.parent().and_then(|d| d.parent()).expect("target directory").to_owned();
+        // target/<profile>/deps/<test> (tests) or target/<profile>/<tool> (xtask) → target/<profile>
+        let mut dir = exe.parent().expect("target directory").to_owned();
+        if dir.file_name().is_some_and(|n| n == "deps") {
+            dir.pop();
+        }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
         cmd.args(["build", "--quiet", "-p", "ggrok-server", "-p", "ggrokd", "-p", "ggrokctl"]);

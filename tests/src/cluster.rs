@@ -34,8 +34,14 @@ impl Server {
         let mut toml = String::from("listen = \"127.0.0.1:0\"\n");
         for c in clients {
             let hosts: Vec<String> = c.hosts.iter().map(|h| format!("{h:?}")).collect();
-            write!(toml, "\n[[client]]\nname = {:?}\ntoken = {:?}\nhosts = [{}]\n", c.name, c.token, hosts.join(", "))
-                .unwrap();
+            write!(
+                toml,
+                "\n[[client]]\nname = {:?}\ntoken = {:?}\nhosts = [{}]\n",
+                c.name,
+                c.token,
+                hosts.join(", ")
+            )
+            .unwrap();
         }
         Self::start_with(&toml)
     }

@@ -26,6 +26,12 @@ impl Process {
     /// Starts `program` with `args`, a clean environment (but `PATH`, `HOME` and `RUST_LOG`), and
     /// stderr captured.
     pub fn spawn(program: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::spawn_echo(program, args, env, std::env::var_os("GGROK_TEST_ECHO").is_some())
+    }
+
+    /// Like [`Process::spawn`]; with `echo`, every line is also copied to our stderr, tagged with
+    /// the program's name.
+    pub fn spawn_echo(program: &Path, args: &[&str], env: &[(&str, &str)], echo: bool) -> Self {
         let mut cmd = Command::new(program);
         cmd.args(args).env_clear().stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
         for key in ["PATH", "HOME"] {
@@ -45,7 +51,7 @@ impl Process {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if std::env::var_os("GGROK_TEST_ECHO").is_some() {
+                if echo {
                     eprintln!("[{tag}] {line}");
                 }
                 sink.lines.lock().unwrap().0.push(line);

@@ -116,7 +116,10 @@ impl Upstream {
     }
 }
 
-async fn handle(req: Request<Incoming>, mut released: watch::Receiver<bool>) -> Result<Response<Body>, Infallible> {
+async fn handle(
+    req: Request<Incoming>,
+    mut released: watch::Receiver<bool>,
+) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_owned();
     if path == "/ws" {
         return Ok(websocket(req));
@@ -126,7 +129,8 @@ async fn handle(req: Request<Incoming>, mut released: watch::Receiver<bool>) -> 
         return Ok(text(StatusCode::OK, "slow done"));
     }
     if let Some(n) = path.strip_prefix("/status/") {
-        let status = n.parse().ok().and_then(|n| StatusCode::from_u16(n).ok()).unwrap_or(StatusCode::BAD_REQUEST);
+        let status =
+            n.parse().ok().and_then(|n| StatusCode::from_u16(n).ok()).unwrap_or(StatusCode::BAD_REQUEST);
         return Ok(text(status, ""));
     }
     if let Some(n) = path.strip_prefix("/bytes/") {

@@ -32,7 +32,8 @@ async fn a_gib_up_and_down_with_bounded_memory() {
     let chunks = futures_util::stream::unfold(0u64, move |offset| async move {
         (offset < len).then(|| {
             let n = (len - offset).min(CHUNK);
-            let frame: Result<_, Box<dyn std::error::Error + Send + Sync>> = Ok(Frame::data(pattern(offset, n as usize)));
+            let frame: Result<_, Box<dyn std::error::Error + Send + Sync>> =
+                Ok(Frame::data(pattern(offset, n as usize)));
             (frame, offset + n)
         })
     });
@@ -42,7 +43,9 @@ async fn a_gib_up_and_down_with_bounded_memory() {
     assert_eq!(report["body_sha256"], expected.as_str());
 
     // Download: hashed as it streams.
-    let resp = public.send("bulk.test", Request::get(format!("/bytes/{len}")).body(ggrok_tests::client::full("")).unwrap()).await;
+    let resp = public
+        .send("bulk.test", Request::get(format!("/bytes/{len}")).body(ggrok_tests::client::full("")).unwrap())
+        .await;
     assert_eq!(resp.status(), StatusCode::OK);
     let mut hash = Sha256::new();
     let mut got = 0u64;

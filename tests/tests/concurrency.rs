@@ -65,7 +65,8 @@ async fn slow_and_unread_responses_do_not_hold_up_the_others() {
         let host = if i % 2 == 0 { "fast.test" } else { "slow.test" };
         async move { public.get(host, &format!("/quick/{i}")).await.status }
     });
-    let statuses = tokio::time::timeout(Duration::from_secs(60), join_all(others)).await.expect("others were held up");
+    let statuses =
+        tokio::time::timeout(Duration::from_secs(60), join_all(others)).await.expect("others were held up");
     assert!(statuses.iter().all(|s| *s == StatusCode::OK));
     assert!(slow.iter().all(|t| !t.is_finished()), "slow requests finished before release");
 

@@ -1,7 +1,7 @@
 //! Plain HTTP through the tunnel: routing by Host, methods, queries, headers, bodies, keep-alive.
 
-use ggrok_tests::client::{Public, full};
 use ggrok_tests::TEST_TOKEN;
+use ggrok_tests::client::{Public, full};
 use ggrok_tests::cluster::{ClientDef, Cluster, Daemon, Server};
 use ggrok_tests::upstream::Upstream;
 use http::{Method, Request, StatusCode};
@@ -25,16 +25,23 @@ fn header_values<'a>(report: &'a Value, name: &str) -> Vec<&'a str> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_tunnel_is_reachable_by_its_host() {
     let (a, b, c) = (Upstream::start().await, Upstream::start().await, Upstream::start().await);
-    let (pa, pb, pc) = (a.port(), format!("127.0.0.1:{}", b.port()), format!("http://127.0.0.1:{}", c.port()));
+    let (pa, pb, pc) =
+        (a.port(), format!("127.0.0.1:{}", b.port()), format!("http://127.0.0.1:{}", c.port()));
     let cluster = Cluster::start(&[("a.test", &pa), ("b.example.com", &pb), ("*.wild.test", &pc)]);
     let public = Public::new(cluster.addr());
 
-    for (host, upstream) in [("a.test", &a), ("B.Example.com:8080", &b), ("x.wild.test", &c), ("y.wild.test", &c)] {
+    for (host, upstream) in
+        [("a.test", &a), ("B.Example.com:8080", &b), ("x.wild.test", &c), ("y.wild.test", &c)]
+    {
         let before = upstream.served.load(std::sync::atomic::Ordering::SeqCst);
         let reply = public.get(host, "/hello").await;
         assert_eq!(reply.status, StatusCode::OK, "{host}: {}", reply.text());
         assert_eq!(reply.json()["path"], "/hello");
-        assert_eq!(upstream.served.load(std::sync::atomic::Ordering::SeqCst), before + 1, "{host} reached the wrong upstream");
+        assert_eq!(
+            upstream.served.load(std::sync::atomic::Ordering::SeqCst),
+            before + 1,
+            "{host} reached the wrong upstream"
+        );
     }
     // Wildcards cover exactly one label.
     assert_eq!(public.get("a.b.wild.test", "/").await.status, StatusCode::NOT_FOUND);
@@ -97,10 +104,8 @@ async fn fixed_length_and_chunked_bodies_stream_through() {
     assert_eq!(header_values(&report, "content-length"), [payload.len().to_string()]);
 
     // Chunked: a body of unknown length, in uneven pieces.
-    let pieces: Vec<Result<Frame<bytes::Bytes>, Box<dyn std::error::Error + Send + Sync>>> = payload
-        .chunks(7777)
-        .map(|c| Ok(Frame::data(bytes::Bytes::copy_from_slice(c))))
-        .collect();
+    let pieces: Vec<Result<Frame<bytes::Bytes>, Box<dyn std::error::Error + Send + Sync>>> =
+        payload.chunks(7777).map(|c| Ok(Frame::data(bytes::Bytes::copy_from_slice(c)))).collect();
     let body = http_body_util::BodyExt::boxed(StreamBody::new(futures_util::stream::iter(pieces)));
     let req = Request::post("/upload").body(body).unwrap();
     let report = public.fetch("api.test", req).await.json();
@@ -191,7 +196,9 @@ async fn read_response(conn: &mut TcpStream) -> (String, Vec<u8>) {
     let head = String::from_utf8(buf).unwrap();
     let len: usize = head
         .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+        .find_map(|l| {
+            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap())
+        })
         .expect("content-length");
     let mut body = vec![0u8; len];
     conn.read_exact(&mut body).await.unwrap();

@@ -16,7 +16,8 @@ async fn websocket_echo_text_binary_and_clean_close() {
     let up = Upstream::start().await;
     let cluster = Cluster::start(&[("ws.test", &up.port())]);
     let tcp = TcpStream::connect(cluster.addr()).await.unwrap();
-    let (mut ws, resp) = tokio_tungstenite::client_async("ws://ws.test/ws", tcp).await.expect("handshake through the tunnel");
+    let (mut ws, resp) =
+        tokio_tungstenite::client_async("ws://ws.test/ws", tcp).await.expect("handshake through the tunnel");
     assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
 
     for i in 0..50 {
@@ -78,7 +79,9 @@ async fn declined_upgrades_pass_the_local_answer_through() {
 
     // The echo handler ignores Upgrade and answers 200 with its report.
     let mut conn = TcpStream::connect(cluster.addr()).await.unwrap();
-    conn.write_all(b"GET /plain HTTP/1.1\r\nHost: ws.test\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n").await.unwrap();
+    conn.write_all(b"GET /plain HTTP/1.1\r\nHost: ws.test\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n")
+        .await
+        .unwrap();
     let text = read_some(&mut conn).await;
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(text.contains("\"path\":\"/plain\""), "{text}");
@@ -86,7 +89,9 @@ async fn declined_upgrades_pass_the_local_answer_through() {
 
     // /ws without a WebSocket key is refused by the echo server with 400.
     let mut conn = TcpStream::connect(cluster.addr()).await.unwrap();
-    conn.write_all(b"GET /ws HTTP/1.1\r\nHost: ws.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n").await.unwrap();
+    conn.write_all(b"GET /ws HTTP/1.1\r\nHost: ws.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        .await
+        .unwrap();
     let text = read_some(&mut conn).await;
     assert!(text.starts_with("HTTP/1.1 400"), "{text}");
 }
