@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
-/// Path of a workspace binary (`ggrok-server`, `ggrokd`, `ggrokctl`), built if needed.
+/// Path of a workspace binary (`ggrok-server`, `ggrokd`, `ggrokctl`, `xtask`), built if needed.
 pub fn bin(name: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     let dir = BUILT.get_or_init(|| {
@@ -20,7 +20,7 @@ pub fn bin(name: &str) -> PathBuf {
         }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "-p", "ggrok-server", "-p", "ggrokd", "-p", "ggrokctl"]);
+        cmd.args(["build", "--quiet", "-p", "ggrok-server", "-p", "ggrokd", "-p", "ggrokctl", "-p", "xtask"]);
         if dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }
