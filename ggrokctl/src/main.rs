@@ -1,21 +1,59 @@
-//! ggrokctl: controls a running ggrokd. The commands arrive with the control socket; until then
-//! this binary only explains itself.
+//! ggrokctl: drives a running ggrokd over its control socket.
 
-use clap::Parser;
+#![forbid(unsafe_code)]
+
+mod cli;
+mod client;
+mod output;
+
+use clap::{CommandFactory, Parser};
+use cli::{Cli, Sub};
+use ggrok_proto::ctl::{Command, Reply};
 use std::process::ExitCode;
 
-/// Control a running ggrokd: add, remove and list tunnels, show status.
-///
-/// The control commands (add, remove, list, status, reload) talk to ggrokd over its Unix socket;
-/// they are not available in this version yet. Configure tunnels in ggrokd.toml meanwhile.
-#[derive(Parser)]
-#[command(version, about, long_about)]
-struct Cli {}
+/// Exit codes, as documented in `ggrokctl --help`.
+pub mod exit {
+    /// The command did what was asked.
+    pub const OK: u8 = 0;
+    /// ggrokd answered with an error; nothing changed.
+    pub const FAILED: u8 = 1;
+    /// The command line is wrong (clap's own code).
+    pub const USAGE: u8 = 2;
+    /// ggrokd is not running or its socket cannot be used.
+    pub const NO_DAEMON: u8 = 3;
+}
 
 fn main() -> ExitCode {
-    let _ = Cli::parse();
-    eprintln!(
-        "ggrokctl: control commands are not available in this version; edit ggrokd.toml and restart ggrokd"
-    );
-    ExitCode::from(2)
+    let cli = Cli::parse();
+    let command = match cli.command {
+        Sub::Add { host, local, rewrite_host, no_save } => Command::Add {
+            host,
+            local,
+            host_header: rewrite_host.then(|| "rewrite".to_owned()),
+            save: !no_save,
+        },
+        Sub::Remove { host, no_save } => Command::Remove { host, save: !no_save },
+        Sub::List => Command::List,
+        Sub::Status => Command::Status,
+        Sub::Reload => Command::Reload,
+        Sub::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "ggrokctl", &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
+    };
+    let socket = ggrok_proto::ctl::socket_path(cli.socket);
+    let response = match client::call(&socket, command) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ggrokctl: {e}");
+            return ExitCode::from(exit::NO_DAEMON);
+        }
+    };
+    let failed = matches!(response.reply, Reply::Error { .. });
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&response).expect("responses serialise"));
+    } else {
+        output::print(&response.reply);
+    }
+    ExitCode::from(if failed { exit::FAILED } else { exit::OK })
 }

@@ -1,19 +1,33 @@
-//! The daemon's end of the control stream: greet the server, claim every tunnel's host, and
-//! record and log the server's answers.
+//! The daemon's end of the control stream: greet the server, claim every tunnel's host, send the
+//! claims and releases that `ggrokctl` and reloads make later, and record the server's answers.
 
-use crate::tunnels::{TunnelState, Tunnels};
+use crate::daemon::Daemon;
+use crate::tunnels::TunnelState;
 use futures_util::{SinkExt, StreamExt};
 use ggrok_proto::PROTOCOL_VERSION;
 use ggrok_proto::control::{ClientCodec, ClientMessage, ServerMessage};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use std::sync::Arc;
+use tokio::sync::mpsc;
 use tokio_util::codec::Framed;
 use tracing::{info, warn};
 
 /// Runs the control stream until it ends; returns why it ended.
-pub async fn run(tunnels: Arc<Tunnels>, stream: Upgraded) -> String {
-    let mut control = Framed::new(TokioIo::new(stream), ClientCodec::default());
+pub async fn run(daemon: Arc<Daemon>, stream: Upgraded) -> String {
+    let (sender, outgoing) = mpsc::unbounded_channel();
+    let why =
+        converse(&daemon, Framed::new(TokioIo::new(stream), ClientCodec::default()), sender, outgoing).await;
+    daemon.detach_control();
+    why
+}
+
+async fn converse(
+    daemon: &Daemon,
+    mut control: Framed<TokioIo<Upgraded>, ClientCodec>,
+    sender: mpsc::UnboundedSender<ClientMessage>,
+    mut outgoing: mpsc::UnboundedReceiver<ClientMessage>,
+) -> String {
     match control.next().await {
         Some(Ok(ServerMessage::Hello { version, client, session })) => {
             if version != PROTOCOL_VERSION {
@@ -32,9 +46,10 @@ pub async fn run(tunnels: Arc<Tunnels>, stream: Upgraded) -> String {
     if let Err(e) = control.send(hello).await {
         return e.to_string();
     }
-    for tunnel in tunnels.all() {
-        let claim = ClientMessage::Register { host: tunnel.spec.host.to_string() };
-        if let Err(e) = control.feed(claim).await {
+    // Attach before listing the tunnels: a tunnel added meanwhile is either listed or sent.
+    daemon.attach_control(sender);
+    for tunnel in daemon.tunnels.all() {
+        if let Err(e) = control.feed(ClientMessage::Register { host: tunnel.spec.host.to_string() }).await {
             return e.to_string();
         }
     }
@@ -42,33 +57,39 @@ pub async fn run(tunnels: Arc<Tunnels>, stream: Upgraded) -> String {
         return e.to_string();
     }
     loop {
-        let message = match control.next().await {
-            None => return "control stream closed".into(),
-            Some(Err(e)) => return e.to_string(),
-            Some(Ok(m)) => m,
+        let message = tokio::select! {
+            incoming = control.next() => match incoming {
+                None => return "control stream closed".into(),
+                Some(Err(e)) => return e.to_string(),
+                Some(Ok(m)) => m,
+            },
+            Some(out) = outgoing.recv() => {
+                if let Err(e) = control.send(out).await {
+                    return e.to_string();
+                }
+                continue;
+            }
         };
         match message {
-            ServerMessage::Registered { host } => set_state(&tunnels, &host, TunnelState::Online, |t| {
-                info!(host, local = %t.spec.local, "tunnel online");
-            }),
+            ServerMessage::Registered { host } => match daemon.tunnels.get(&host) {
+                Some(t) => {
+                    t.set_state(TunnelState::Online);
+                    info!(host, local = %t.spec.local, "tunnel online");
+                }
+                None => {
+                    // Removed while the claim was under way: release it again.
+                    let _ = control.send(ClientMessage::Unregister { host }).await;
+                }
+            },
             ServerMessage::Refused { host, reason } => {
-                set_state(&tunnels, &host, TunnelState::Refused(reason.clone()), |_| {
-                    warn!(host, "tunnel refused by the server: {reason}");
-                })
+                warn!(host, "tunnel refused by the server: {reason}");
+                if let Some(t) = daemon.tunnels.get(&host) {
+                    t.set_state(TunnelState::Refused(reason));
+                }
             }
-            ServerMessage::Unregistered { host } => info!(host, "tunnel unregistered"),
+            ServerMessage::Unregistered { host } => info!(host, "tunnel released on the server"),
             ServerMessage::Error { message } => warn!("server reported a control error: {message}"),
             ServerMessage::Hello { .. } => warn!("server greeted twice; ignored"),
         }
-    }
-}
-
-fn set_state(tunnels: &Tunnels, host: &str, state: TunnelState, log: impl FnOnce(&crate::tunnels::Tunnel)) {
-    match tunnels.get(host) {
-        Some(t) => {
-            *t.state.write().expect("tunnel state lock") = state;
-            log(&t);
-        }
-        None => warn!(host, "server answered for a host this daemon does not hold"),
     }
 }

@@ -1,37 +1,60 @@
 //! ggrokd: the client daemon. Holds the tunnels of its configuration over one connection to
-//! ggrok-server and forwards each request to the local service it names.
+//! ggrok-server, forwards each request to the local service it names, and serves the control
+//! socket that ggrokctl talks to.
 
 #![forbid(unsafe_code)]
 
 pub mod backoff;
 pub mod config;
 pub mod control;
+pub mod ctl;
+pub mod daemon;
 pub mod local;
+pub mod persist;
 pub mod session;
 pub mod tunnels;
 
 use config::DaemonConfig;
-use session::Shared;
+use ctl::ControlSocket;
+use daemon::Daemon;
+use std::path::Path;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
-/// Runs the daemon until `shutdown` is cancelled.
-pub async fn run(config: DaemonConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// Binds the control socket, then runs the daemon until `shutdown` is cancelled. SIGHUP reloads
+/// the config file.
+pub async fn run(config: DaemonConfig, socket: &Path, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let control_socket = ControlSocket::bind(socket)?;
     info!(
         config = %config.path.display(),
         server = %config.server.authority,
         tunnels = config.tunnels.len(),
+        socket = %control_socket.path().display(),
         "ggrokd {} starting",
         env!("CARGO_PKG_VERSION")
     );
-    let shared = Arc::new(Shared {
-        server: config.server.clone(),
-        token: config.token.clone(),
-        tunnels: Arc::new(tunnels::Tunnels::new(&config.tunnels)),
-        local: local::LocalClient::default(),
-    });
-    session::supervise(shared, shutdown).await;
+    let daemon = Arc::new(Daemon::new(&config));
+    tokio::spawn(control_socket.serve(daemon.clone(), shutdown.clone()));
+    tokio::spawn(reload_on_sighup(daemon.clone(), shutdown.clone()));
+    session::supervise(daemon, shutdown).await;
     info!("stopped");
     Ok(())
+}
+
+async fn reload_on_sighup(daemon: Arc<Daemon>, shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        return warn!("cannot listen for SIGHUP; use ggrokctl reload");
+    };
+    loop {
+        tokio::select! {
+            _ = hangups.recv() => {
+                info!("SIGHUP: reloading the config");
+                // Errors are logged by reload itself.
+                let _ = ctl::commands::reload(&daemon).await;
+            }
+            _ = shutdown.cancelled() => return,
+        }
+    }
 }

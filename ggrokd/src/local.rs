@@ -57,6 +57,7 @@ impl LocalClient {
         parts.version = Version::HTTP_11;
         match self.client.request(Request::from_parts(parts, body)).await {
             Ok(resp) => {
+                tunnel.record_ok();
                 let (mut parts, body) = resp.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
                 Response::from_parts(parts, body.boxed())
@@ -107,6 +108,7 @@ impl LocalClient {
             Ok(r) => r,
             Err(e) => return unreachable_local(tunnel, &e),
         };
+        tunnel.record_ok();
         if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
             let (mut parts, body) = resp.into_parts();
             strip_hop_by_hop(&mut parts.headers);
@@ -147,13 +149,13 @@ fn prepare(headers: &mut http::HeaderMap, host: Option<HeaderValue>) {
 }
 
 fn unreachable_local(tunnel: &Tunnel, err: &(dyn std::error::Error + 'static)) -> Response<Body> {
+    let cause = error_chain(err);
+    tunnel.record_error(format!("{}: {cause}", tunnel.spec.local));
     body::text(
         StatusCode::BAD_GATEWAY,
         format!(
-            "ggrok: the local service {} for {} is not reachable: {}",
-            tunnel.spec.local,
-            tunnel.spec.host,
-            error_chain(err)
+            "ggrok: the local service {} for {} is not reachable: {cause}",
+            tunnel.spec.local, tunnel.spec.host
         ),
     )
 }

@@ -15,7 +15,7 @@ struct Cli {
     /// Configuration file [default: $XDG_CONFIG_HOME/ggrok/ggrokd.toml, else ~/.config/ggrok/ggrokd.toml]
     #[arg(long, short, value_name = "PATH")]
     config: Option<PathBuf>,
-    /// Control socket path (overrides $GGROK_SOCKET and the default location).
+    /// Control socket [default: $GGROK_SOCKET, else $XDG_RUNTIME_DIR/ggrok/ggrokd.sock, else /tmp/ggrok-$UID/ggrokd.sock]
     #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
     /// Validate the configuration and exit: 0 when valid, 2 with the file, line and key when not.
@@ -38,7 +38,8 @@ fn main() -> ExitCode {
         println!("{}: ok ({} tunnels, server {})", path.display(), config.tunnels.len(), config.server.url);
         return ExitCode::SUCCESS;
     }
-    match serve(config) {
+    let socket = ggrok_proto::ctl::socket_path(cli.socket);
+    match serve(config, &socket) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ggrokd: {e:#}");
@@ -48,10 +49,10 @@ fn main() -> ExitCode {
 }
 
 #[tokio::main]
-async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
+async fn serve(config: DaemonConfig, socket: &std::path::Path) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
-    ggrokd::run(config, shutdown).await
+    ggrokd::run(config, socket, shutdown).await
 }
 
 async fn stop_on_signal(shutdown: CancellationToken) {

@@ -3,13 +3,10 @@
 //! [`supervise`] keeps a connection up forever, with backoff between attempts.
 
 use crate::backoff::Backoff;
-use crate::config::ServerUrl;
-use crate::local::LocalClient;
-use crate::tunnels::Tunnels;
+use crate::daemon::Daemon;
 use anyhow::{Context, anyhow};
 use ggrok_proto::host::normalize_host;
 use ggrok_proto::http::{self as body, Body, Refusal};
-use ggrok_proto::secret::Secret;
 use ggrok_proto::{CONTROL_AUTHORITY, CONTROL_PROTOCOL, HEADER_PROTOCOL, PROTOCOL_VERSION, tuning};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
@@ -19,7 +16,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
@@ -28,47 +25,45 @@ use tracing::{debug, info, warn};
 /// A connection that lasted this long was healthy: the next failure starts backoff afresh.
 const HEALTHY_AFTER: Duration = Duration::from_secs(60);
 
-/// What a session needs.
-pub struct Shared {
-    /// The server's tunnel endpoint.
-    pub server: ServerUrl,
-    /// The token.
-    pub token: Secret,
-    /// The tunnel table.
-    pub tunnels: Arc<Tunnels>,
-    /// The pooled client toward local services.
-    pub local: LocalClient,
-}
-
 /// Connects, serves until the connection ends, waits, connects again: until `shutdown`.
-pub async fn supervise(shared: Arc<Shared>, shutdown: CancellationToken) {
+pub async fn supervise(daemon: Arc<Daemon>, shutdown: CancellationToken) {
     let mut backoff = Backoff::default_reconnect();
     loop {
+        daemon.link_connecting(backoff.attempt());
         let started = Instant::now();
+        let server = daemon.endpoint().server.authority;
         let result = tokio::select! {
-            r = connect_and_serve(&shared) => r,
+            r = connect_and_serve(&daemon) => r,
+            _ = daemon.reconnect_requested() => {
+                daemon.tunnels.reset_states();
+                continue;
+            }
             _ = shutdown.cancelled() => return,
         };
-        shared.tunnels.reset_states();
-        match result {
-            Ok(()) => warn!(server = %shared.server.authority, "disconnected from the server"),
-            Err(e) => warn!(server = %shared.server.authority, "connection to the server failed: {e:#}"),
-        }
+        daemon.tunnels.reset_states();
+        let error = match result {
+            Ok(()) => "the server closed the connection".to_owned(),
+            Err(e) => format!("{e:#}"),
+        };
+        warn!(server, "disconnected from the server: {error}");
         if started.elapsed() >= HEALTHY_AFTER {
             backoff.reset();
         }
         let delay = backoff.next_delay();
+        daemon.link_down(error, backoff.attempt(), SystemTime::now() + delay);
         info!(attempt = backoff.attempt(), "reconnecting in {:.1}s", delay.as_secs_f64());
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
+            _ = daemon.reconnect_requested() => {}
             _ = shutdown.cancelled() => return,
         }
     }
 }
 
-async fn connect_and_serve(shared: &Arc<Shared>) -> anyhow::Result<()> {
-    let mut request = shared.server.url.as_str().into_client_request().context("server URL")?;
-    let bearer = HeaderValue::from_str(&format!("Bearer {}", shared.token.expose()))
+async fn connect_and_serve(daemon: &Arc<Daemon>) -> anyhow::Result<()> {
+    let endpoint = daemon.endpoint();
+    let mut request = endpoint.server.url.as_str().into_client_request().context("server URL")?;
+    let bearer = HeaderValue::from_str(&format!("Bearer {}", endpoint.token.expose()))
         .map_err(|_| anyhow!("the token contains characters not allowed in an HTTP header"))?;
     request.headers_mut().insert(header::AUTHORIZATION, bearer);
     request.headers_mut().insert(HEADER_PROTOCOL, HeaderValue::from(PROTOCOL_VERSION));
@@ -77,7 +72,7 @@ async fn connect_and_serve(shared: &Arc<Shared>) -> anyhow::Result<()> {
         .max_frame_size(Some(tuning::MAX_WS_MESSAGE));
     let dial = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
     let (ws, _) = match tokio::time::timeout(tuning::HANDSHAKE_TIMEOUT, dial).await {
-        Err(_) => return Err(anyhow!("timed out connecting to {}", shared.server.url)),
+        Err(_) => return Err(anyhow!("timed out connecting to {}", endpoint.server.url)),
         Ok(Err(tokio_tungstenite::tungstenite::Error::Http(resp))) => {
             let text =
                 resp.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default().trim().to_owned();
@@ -88,14 +83,15 @@ async fn connect_and_serve(shared: &Arc<Shared>) -> anyhow::Result<()> {
             }
             return Err(anyhow!("the server refused the tunnel: {} {text}", resp.status()));
         }
-        Ok(Err(e)) => return Err(anyhow!("cannot connect to {}: {e}", shared.server.url)),
+        Ok(Err(e)) => return Err(anyhow!("cannot connect to {}: {e}", endpoint.server.url)),
         Ok(Ok(pair)) => pair,
     };
-    info!(server = %shared.server.authority, "connected to the server");
+    info!(server = %endpoint.server.authority, "connected to the server");
+    daemon.link_connected();
     let io = TokioIo::new(ggrok_proto::wsio::ws_io(ws));
     let service = {
-        let shared = shared.clone();
-        service_fn(move |req| handle(shared.clone(), req))
+        let daemon = daemon.clone();
+        service_fn(move |req| handle(daemon.clone(), req))
     };
     http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
@@ -111,18 +107,18 @@ async fn connect_and_serve(shared: &Arc<Shared>) -> anyhow::Result<()> {
         .context("tunnel connection")
 }
 
-async fn handle(shared: Arc<Shared>, mut req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+async fn handle(daemon: Arc<Daemon>, mut req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     if req.method() == Method::CONNECT {
         let protocol =
             req.extensions().get::<Protocol>().map(|p| String::from_utf8_lossy(p.as_ref()).into_owned());
         return Ok(match protocol {
             Some(p) if p == CONTROL_PROTOCOL => {
                 let on_upgrade = hyper::upgrade::on(&mut req);
-                let tunnels = shared.tunnels.clone();
+                let daemon = daemon.clone();
                 tokio::spawn(async move {
                     match on_upgrade.await {
                         Ok(stream) => {
-                            let why = crate::control::run(tunnels, stream).await;
+                            let why = crate::control::run(daemon, stream).await;
                             debug!("control stream ended: {why}");
                         }
                         Err(e) => warn!("control stream upgrade failed: {e}"),
@@ -130,8 +126,11 @@ async fn handle(shared: Arc<Shared>, mut req: Request<Incoming>) -> Result<Respo
                 });
                 Response::new(body::empty())
             }
-            Some(p) => match find_tunnel(&shared, &req) {
-                Ok(tunnel) => shared.local.upgrade(&tunnel, p, req).await,
+            Some(p) => match find_tunnel(&daemon, &req) {
+                Ok(tunnel) => {
+                    tunnel.count_request();
+                    daemon.local.upgrade(&tunnel, p, req).await
+                }
                 Err(refusal) => refusal.into_response(),
             },
             None => body::text(
@@ -143,18 +142,21 @@ async fn handle(shared: Arc<Shared>, mut req: Request<Incoming>) -> Result<Respo
     if req.uri().authority().is_some_and(|a| a.as_str() == CONTROL_AUTHORITY) {
         return Ok(Response::builder().status(StatusCode::NO_CONTENT).body(body::empty()).expect("valid"));
     }
-    Ok(match find_tunnel(&shared, &req) {
-        Ok(tunnel) => shared.local.forward(&tunnel, req).await,
+    Ok(match find_tunnel(&daemon, &req) {
+        Ok(tunnel) => {
+            tunnel.count_request();
+            daemon.local.forward(&tunnel, req).await
+        }
         Err(refusal) => refusal.into_response(),
     })
 }
 
-fn find_tunnel(shared: &Shared, req: &Request<Incoming>) -> Result<Arc<crate::tunnels::Tunnel>, Refusal> {
+fn find_tunnel(daemon: &Daemon, req: &Request<Incoming>) -> Result<Arc<crate::tunnels::Tunnel>, Refusal> {
     let authority = req.uri().authority().map(|a| a.as_str()).unwrap_or("");
     let host = normalize_host(authority).map_err(|e| {
         Refusal::new(StatusCode::BAD_REQUEST, format!("ggrokd: invalid host {authority:?}: {e}"))
     })?;
-    shared.tunnels.lookup(&host).ok_or_else(|| {
+    daemon.tunnels.lookup(&host).ok_or_else(|| {
         Refusal::new(StatusCode::NOT_FOUND, format!("ggrokd: no tunnel for host {host} on this daemon"))
     })
 }

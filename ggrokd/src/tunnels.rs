@@ -1,8 +1,13 @@
-//! The daemon's tunnel table: which local service serves which public host, and each tunnel's state.
+//! The daemon's tunnel table: which local service serves which public host, each tunnel's state
+//! with the server, and its counters.
 
 use crate::config::TunnelSpec;
+use ggrok_proto::ctl::{TimedError, TunnelInfo};
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
 
 /// Where a tunnel stands with the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,13 +20,92 @@ pub enum TunnelState {
     Refused(String),
 }
 
-/// One tunnel and its state.
+/// One tunnel: its spec, state and counters. Requests in flight hold an `Arc` of it, so replacing
+/// it in the table (reload) never disturbs them.
 #[derive(Debug)]
 pub struct Tunnel {
     /// What the configuration says.
     pub spec: TunnelSpec,
-    /// Where it stands.
-    pub state: RwLock<TunnelState>,
+    /// Whether it is in the config file.
+    pub saved: bool,
+    state: watch::Sender<TunnelState>,
+    requests: AtomicU64,
+    errors: AtomicU64,
+    last_error: Mutex<Option<TimedError>>,
+    /// Whether the most recent request reached the local service.
+    last_ok: std::sync::atomic::AtomicBool,
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+impl Tunnel {
+    fn new(spec: TunnelSpec, saved: bool, state: TunnelState) -> Self {
+        Self {
+            spec,
+            saved,
+            state: watch::Sender::new(state),
+            requests: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+            last_ok: true.into(),
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> TunnelState {
+        self.state.borrow().clone()
+    }
+
+    /// Changes the state; watchers see it.
+    pub fn set_state(&self, state: TunnelState) {
+        self.state.send_replace(state);
+    }
+
+    /// Follows state changes.
+    pub fn watch_state(&self) -> watch::Receiver<TunnelState> {
+        self.state.subscribe()
+    }
+
+    /// Counts a forwarded request.
+    pub fn count_request(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records that the local service answered.
+    pub fn record_ok(&self) {
+        self.last_ok.store(true, Ordering::Relaxed);
+    }
+
+    /// Records a failure to reach the local service.
+    pub fn record_error(&self, message: String) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        self.last_ok.store(false, Ordering::Relaxed);
+        *self.last_error.lock().expect("last_error lock") = Some(TimedError { at: unix_now(), message });
+    }
+
+    /// The tunnel as `ggrokctl list` shows it.
+    pub fn info(&self) -> TunnelInfo {
+        let (state, reason) = match self.state() {
+            TunnelState::Connecting => ("connecting", None),
+            TunnelState::Online if !self.last_ok.load(Ordering::Relaxed) => ("error", None),
+            TunnelState::Online => ("online", None),
+            TunnelState::Refused(reason) => ("refused", Some(reason)),
+        };
+        TunnelInfo {
+            host: self.spec.host.to_string(),
+            local: self.spec.local.to_string(),
+            host_header: if self.spec.rewrite_host { "rewrite" } else { "keep" }.into(),
+            state: state.into(),
+            reason,
+            requests: self.requests.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            last_error: self.last_error.lock().expect("last_error lock").clone(),
+            saved: self.saved,
+        }
+    }
 }
 
 /// Tunnels by host pattern, exact hosts looked up before wildcards.
@@ -31,20 +115,41 @@ pub struct Tunnels {
 }
 
 impl Tunnels {
-    /// A table holding `specs`, all connecting.
+    /// A table holding `specs` (from the config file), all connecting.
     pub fn new(specs: &[TunnelSpec]) -> Self {
         let table = Self::default();
         for spec in specs {
-            table.insert(spec.clone());
+            table.insert(spec.clone(), true);
         }
         table
     }
 
-    /// Adds or replaces the tunnel for `spec.host`.
-    pub fn insert(&self, spec: TunnelSpec) -> Arc<Tunnel> {
-        let tunnel = Arc::new(Tunnel { spec, state: RwLock::new(TunnelState::Connecting) });
-        self.by_host.write().expect("tunnels lock").insert(tunnel.spec.host.to_string(), tunnel.clone());
+    /// Adds a tunnel; `None` if its host already has one.
+    pub fn insert(&self, spec: TunnelSpec, saved: bool) -> Option<Arc<Tunnel>> {
+        let mut table = self.by_host.write().expect("tunnels lock");
+        let key = spec.host.to_string();
+        if table.contains_key(&key) {
+            return None;
+        }
+        let tunnel = Arc::new(Tunnel::new(spec, saved, TunnelState::Connecting));
+        table.insert(key, tunnel.clone());
+        Some(tunnel)
+    }
+
+    /// Replaces the tunnel of `spec.host` with one of the new spec, keeping its state and
+    /// counters' meaning (the state carries over; the server needs no new claim).
+    pub fn replace(&self, spec: TunnelSpec, saved: bool) -> Arc<Tunnel> {
+        let mut table = self.by_host.write().expect("tunnels lock");
+        let key = spec.host.to_string();
+        let state = table.get(&key).map_or(TunnelState::Connecting, |old| old.state());
+        let tunnel = Arc::new(Tunnel::new(spec, saved, state));
+        table.insert(key, tunnel.clone());
         tunnel
+    }
+
+    /// Removes and returns the tunnel registered under exactly `pattern`.
+    pub fn remove(&self, pattern: &str) -> Option<Arc<Tunnel>> {
+        self.by_host.write().expect("tunnels lock").remove(pattern)
     }
 
     /// The tunnel serving the normalised `host`.
@@ -61,15 +166,17 @@ impl Tunnels {
         self.by_host.read().expect("tunnels lock").get(pattern).cloned()
     }
 
-    /// All tunnels.
+    /// All tunnels, sorted by host.
     pub fn all(&self) -> Vec<Arc<Tunnel>> {
-        self.by_host.read().expect("tunnels lock").values().cloned().collect()
+        let mut all: Vec<_> = self.by_host.read().expect("tunnels lock").values().cloned().collect();
+        all.sort_by_key(|t| t.spec.host.to_string());
+        all
     }
 
     /// Marks every tunnel as connecting (the connection to the server was lost).
     pub fn reset_states(&self) {
         for t in self.all() {
-            *t.state.write().expect("tunnel state lock") = TunnelState::Connecting;
+            t.set_state(TunnelState::Connecting);
         }
     }
 }
@@ -95,5 +202,37 @@ mod tests {
         assert_eq!(t.lookup("y.a.test").unwrap().spec.local.authority, "localhost:1");
         assert!(t.lookup("a.test").is_none());
         assert_eq!(t.all().len(), 2);
+    }
+
+    #[test]
+    fn insert_refuses_duplicates_and_replace_keeps_state() {
+        let t = Tunnels::default();
+        let first = t.insert(spec("a.test", "1"), true).unwrap();
+        assert!(t.insert(spec("a.test", "2"), true).is_none());
+        first.set_state(TunnelState::Online);
+        let second = t.replace(spec("a.test", "2"), true);
+        assert_eq!(second.state(), TunnelState::Online);
+        assert_eq!(t.get("a.test").unwrap().spec.local.authority, "localhost:2");
+        // The old Arc, as held by a request in flight, still says where it was going.
+        assert_eq!(first.spec.local.authority, "localhost:1");
+        assert!(t.remove("a.test").is_some());
+        assert!(t.get("a.test").is_none());
+    }
+
+    #[test]
+    fn info_reports_state_counters_and_errors() {
+        let t = Tunnels::default();
+        let tunnel = t.insert(spec("a.test", "1"), false).unwrap();
+        assert_eq!(tunnel.info().state, "connecting");
+        tunnel.set_state(TunnelState::Online);
+        tunnel.count_request();
+        tunnel.record_error("connection refused".into());
+        let info = tunnel.info();
+        assert_eq!((info.state.as_str(), info.requests, info.errors, info.saved), ("error", 1, 1, false));
+        assert_eq!(info.last_error.unwrap().message, "connection refused");
+        tunnel.record_ok();
+        assert_eq!(tunnel.info().state, "online");
+        tunnel.set_state(TunnelState::Refused("held".into()));
+        assert_eq!(tunnel.info().reason.as_deref(), Some("held"));
     }
 }

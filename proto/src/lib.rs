@@ -3,6 +3,7 @@
 //! - [`wsio`]: WebSocket messages as one byte stream, the transport HTTP/2 runs on;
 //! - [`control`]: the messages of the control stream and their framing;
 //! - [`host`]: host names and host patterns (`*.example.com`), normalisation and matching;
+//! - [`ctl`]: the control-socket protocol between ggrokctl and ggrokd, and the socket's path;
 //! - [`diag`]: configuration errors that name the file, line and key;
 //! - [`headers`]: hop-by-hop headers and error chains for HTTP messages crossing the tunnel;
 //! - [`http`]: the body type, ggrok's own error responses, splicing upgraded connections;
@@ -12,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod control;
+pub mod ctl;
 pub mod diag;
 pub mod headers;
 pub mod host;

@@ -74,6 +74,8 @@ pub struct Daemon {
     pub dir: TempDir,
     /// Its configuration file.
     pub config: PathBuf,
+    /// Its control socket.
+    pub socket: PathBuf,
     /// The process.
     pub process: Process,
 }
@@ -85,12 +87,28 @@ impl Daemon {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("ggrokd.toml");
         std::fs::write(&config, daemon_toml(server_url, token, tunnels, extra)).unwrap();
-        let process = Self::spawn(&config);
-        Self { dir, config, process }
+        let socket = dir.path().join("run/ggrokd.sock");
+        let process = Self::spawn(&config, &socket);
+        Self { dir, config, socket, process }
     }
 
-    fn spawn(config: &Path) -> Process {
-        Process::spawn(&bin("ggrokd"), &["--config", config.to_str().unwrap()], &[])
+    fn spawn(config: &Path, socket: &Path) -> Process {
+        Process::spawn(
+            &bin("ggrokd"),
+            &["--config", config.to_str().unwrap(), "--socket", socket.to_str().unwrap()],
+            &[],
+        )
+    }
+
+    /// Kills the daemon and starts it again with the same config and socket.
+    pub fn restart(&mut self) {
+        self.process.stop();
+        self.process = Self::spawn(&self.config, &self.socket);
+    }
+
+    /// Runs `ggrokctl --socket <this daemon's socket> ARGS` and returns its output.
+    pub fn ctl(&self, args: &[&str]) -> std::process::Output {
+        ctl(&self.socket, args)
     }
 
     /// Waits until the daemon logs that `host` is online.
@@ -138,4 +156,15 @@ impl Cluster {
     pub fn addr(&self) -> SocketAddr {
         self.server.addr
     }
+}
+
+/// Runs `ggrokctl --socket SOCKET ARGS` with a clean environment.
+pub fn ctl(socket: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(bin("ggrokctl"))
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .env_clear()
+        .output()
+        .expect("run ggrokctl")
 }

@@ -1,0 +1,99 @@
+//! The command line.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  done
+  1  ggrokd refused the command (it says why); nothing changed
+  2  the command line is wrong
+  3  ggrokd is not running, or its control socket cannot be used
+
+Examples:
+  ggrokctl add api.example.com 8080
+  ggrokctl add app.example.com http://localhost:5173 --rewrite-host
+  ggrokctl list
+  ggrokctl status --json
+  ggrokctl remove api.example.com";
+
+/// Control a running ggrokd: add, remove and list tunnels, show status.
+///
+/// ggrokctl talks to ggrokd over its control socket. Changes take effect at once and are written
+/// back to ggrokd.toml (keeping your comments), unless --no-save is given.
+#[derive(Parser)]
+#[command(version, about, long_about, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// Control socket [default: $GGROK_SOCKET, else $XDG_RUNTIME_DIR/ggrok/ggrokd.sock, else /tmp/ggrok-$UID/ggrokd.sock]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Print one JSON document instead of text, for scripts.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Sub,
+}
+
+#[derive(Subcommand)]
+pub enum Sub {
+    /// Start a tunnel now and save it to ggrokd.toml.
+    ///
+    /// Example: ggrokctl add api.example.com 8080
+    ///
+    /// The tunnel is claimed on the server at once; the command waits (up to 5 s) for the server
+    /// to accept it and fails, changing nothing, if the server refuses the host.
+    Add {
+        /// Public host name, or a pattern like *.example.com
+        host: String,
+        /// Local service: a port (8080, on localhost), host:port, or http://host:port
+        local: String,
+        /// Send the local address as Host instead of the public host (dev servers like Vite need it)
+        #[arg(long)]
+        rewrite_host: bool,
+        /// Keep the tunnel only until ggrokd restarts; do not write ggrokd.toml
+        #[arg(long)]
+        no_save: bool,
+    },
+    /// Stop a tunnel and remove it from ggrokd.toml.
+    ///
+    /// Example: ggrokctl remove api.example.com
+    Remove {
+        /// Public host name or pattern, as added
+        host: String,
+        /// Stop it only until ggrokd restarts; leave ggrokd.toml as it is
+        #[arg(long)]
+        no_save: bool,
+    },
+    /// List tunnels with their state, request counts and last error.
+    ///
+    /// Example: ggrokctl list
+    List,
+    /// Show the daemon: version, uptime, config, server connection and tunnels online.
+    ///
+    /// Example: ggrokctl status
+    Status,
+    /// Re-read ggrokd.toml and apply only what changed (as SIGHUP does).
+    ///
+    /// Example: ggrokctl reload
+    ///
+    /// Tunnels that did not change keep serving, requests in flight included.
+    Reload,
+    /// Print a shell completion script.
+    ///
+    /// Example: ggrokctl completions bash > ~/.local/share/bash-completion/completions/ggrokctl
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,146 @@
+//! Edits of ggrokd.toml made by `ggrokctl add`/`remove`: through `toml_edit`, so the user's
+//! comments, order and layout stay; validated before writing; written atomically (temporary file
+//! in the same directory, fsync, rename, fsync of the directory), so a crash never leaves a
+//! truncated config.
+
+use crate::config::DaemonConfig;
+use ggrok_proto::host::HostPattern;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+use toml_edit::{ArrayOfTables, DocumentMut, Item, Table, value};
+
+/// Appends a `[[tunnel]]` with `host`, `local` (as the user wrote it) and, if `rewrite_host`,
+/// `host_header = "rewrite"`.
+pub fn add_tunnel(path: &Path, host: &str, local: &str, rewrite_host: bool) -> Result<(), String> {
+    edit(path, |doc| {
+        let tunnels = doc
+            .entry("tunnel")
+            .or_insert(Item::ArrayOfTables(ArrayOfTables::new()))
+            .as_array_of_tables_mut()
+            .ok_or("`tunnel` in the config file is not a list of [[tunnel]] tables")?;
+        let mut table = Table::new();
+        table["host"] = value(host);
+        table["local"] = value(local);
+        if rewrite_host {
+            table["host_header"] = value("rewrite");
+        }
+        tunnels.push(table);
+        Ok(())
+    })
+}
+
+/// Removes the `[[tunnel]]` whose host is `host`; returns whether there was one.
+pub fn remove_tunnel(path: &Path, host: &HostPattern) -> Result<bool, String> {
+    edit(path, |doc| {
+        let Some(tunnels) = doc.get_mut("tunnel").and_then(Item::as_array_of_tables_mut) else {
+            return Ok(false);
+        };
+        let position = tunnels.iter().position(|t| {
+            t.get("host").and_then(Item::as_str).and_then(|h| HostPattern::parse(h).ok()).as_ref()
+                == Some(host)
+        });
+        match position {
+            Some(i) => {
+                tunnels.remove(i);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    })
+}
+
+fn edit<R>(path: &Path, change: impl FnOnce(&mut DocumentMut) -> Result<R, String>) -> Result<R, String> {
+    let text = fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut doc: DocumentMut = text.parse().map_err(|e| format!("cannot parse {}: {e}", path.display()))?;
+    let result = change(&mut doc)?;
+    let new_text = doc.to_string();
+    if new_text != text {
+        DaemonConfig::parse(path, &new_text)
+            .map_err(|e| format!("the edited config would be invalid: {e}"))?;
+        write_atomic(path, new_text.as_bytes())
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(result)
+}
+
+/// Replaces `path` with `contents` atomically, keeping the file's permissions.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().ok_or_else(|| io::Error::other("config path has no file name"))?;
+    let mode = fs::metadata(path).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o600);
+    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    let result = (|| {
+        let mut file = OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
+        file.set_permissions(fs::Permissions::from_mode(mode))?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ORIGINAL: &str = "# my tunnels\nserver = \"ws://t.example.com\" # the team server\ntoken = \"x\"\n\n\
+        # the API\n[[tunnel]]\nhost = \"api.test\"   # aligned comment\nlocal = \"8080\"\n\n\
+        [[tunnel]]\nhost = \"web.test\"\nlocal = \"3000\"\n";
+
+    fn file(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ggrokd.toml");
+        fs::write(&path, text).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn add_keeps_comments_and_layout() {
+        let (_dir, path) = file(ORIGINAL);
+        add_tunnel(&path, "new.test", "http://127.0.0.1:9000", true).unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with(ORIGINAL), "existing text changed:\n{text}");
+        assert!(text.ends_with(
+            "[[tunnel]]\nhost = \"new.test\"\nlocal = \"http://127.0.0.1:9000\"\nhost_header = \"rewrite\"\n"
+        ));
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o640);
+        assert_eq!(DaemonConfig::load(&path).unwrap().tunnels.len(), 3);
+    }
+
+    #[test]
+    fn remove_takes_out_only_that_tunnel() {
+        let (_dir, path) = file(ORIGINAL);
+        assert!(remove_tunnel(&path, &HostPattern::parse("API.test").unwrap()).unwrap());
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("api.test"));
+        assert!(
+            text.contains("# my tunnels") && text.contains("# the team server") && text.contains("web.test")
+        );
+        assert!(!remove_tunnel(&path, &HostPattern::parse("api.test").unwrap()).unwrap());
+    }
+
+    #[test]
+    fn add_to_a_file_without_tunnels() {
+        let (_dir, path) = file("server = \"ws://t\"\ntoken = \"x\"\n");
+        add_tunnel(&path, "a.test", "8080", false).unwrap();
+        let config = DaemonConfig::load(&path).unwrap();
+        assert_eq!(config.tunnels[0].local.authority, "localhost:8080");
+    }
+
+    #[test]
+    fn an_edit_that_would_break_the_config_changes_nothing() {
+        let (_dir, path) = file(ORIGINAL);
+        let err = add_tunnel(&path, "bad host", "8080", false).unwrap_err();
+        assert!(err.contains("invalid"), "{err}");
+        assert_eq!(fs::read_to_string(&path).unwrap(), ORIGINAL);
+        let leftovers: Vec<_> = fs::read_dir(path.parent().unwrap()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "temporary file left behind");
+    }
+}
