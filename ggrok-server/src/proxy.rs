@@ -22,6 +22,9 @@ const X_FORWARDED_HOST: &str = "x-forwarded-host";
 
 /// Routes one public request. Never fails: errors become 4xx/5xx responses that say what failed.
 pub async fn forward(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+    if req.headers().get_all(header::HOST).iter().count() > 1 {
+        return body::text(StatusCode::BAD_REQUEST, "ggrok: the request has more than one Host header");
+    }
     let Some(raw_host) = host_of(&req) else {
         return body::text(StatusCode::BAD_REQUEST, "ggrok: the request has no Host header");
     };
@@ -41,9 +44,24 @@ pub async fn forward(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>
         return body::text(StatusCode::METHOD_NOT_ALLOWED, "ggrok: CONNECT requests are not forwarded");
     }
     match upgrade_protocol(req.headers()) {
-        Some(protocol) => forward_upgrade(session, peer, req, &raw_host, &host, protocol).await,
-        None => forward_plain(session, peer, req, &raw_host, &host).await,
+        Some(p) if p.eq_ignore_ascii_case(ggrok_proto::CONTROL_PROTOCOL) => {
+            body::text(StatusCode::BAD_REQUEST, format!("ggrok: upgrading to {p:?} is not allowed"))
+        }
+        // Upgrades cross as extended CONNECT, which has no request body: only a bodiless GET can
+        // be upgraded. Anything else (a POST offering h2c, say) is forwarded as a plain request,
+        // without its Upgrade header, as any proxy that does not speak the protocol would.
+        Some(protocol) if is_upgradable(&req, &protocol) => {
+            forward_upgrade(session, peer, req, &raw_host, &host, protocol).await
+        }
+        _ => forward_plain(session, peer, req, &raw_host, &host).await,
     }
+}
+
+fn is_upgradable(req: &Request<Incoming>, protocol: &str) -> bool {
+    let headers = req.headers();
+    let no_body = !headers.contains_key(header::TRANSFER_ENCODING)
+        && headers.get(header::CONTENT_LENGTH).is_none_or(|v| v.as_bytes() == b"0");
+    req.method() == Method::GET && no_body && !protocol.eq_ignore_ascii_case("h2c")
 }
 
 fn host_of(req: &Request<Incoming>) -> Option<String> {
@@ -90,6 +108,7 @@ async fn forward_upgrade(
         return refusal.into_response();
     }
     parts.method = Method::CONNECT;
+    parts.headers.remove(header::CONTENT_LENGTH);
     parts.extensions.insert(Protocol::from(protocol.as_str()));
     let request = Request::from_parts(parts, body::empty());
     let mut resp = match session.sender.clone().send_request(request).await {
@@ -118,6 +137,7 @@ async fn forward_upgrade(
     });
     let (mut parts, _) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
+    parts.headers.remove(header::CONTENT_LENGTH);
     parts.status = StatusCode::SWITCHING_PROTOCOLS;
     parts.version = Version::HTTP_11;
     parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -140,10 +160,9 @@ fn prepare(parts: &mut Parts, peer: SocketAddr, raw_host: &str) -> Result<(), Re
     let headers = &mut parts.headers;
     headers.remove(header::HOST);
     let client_ip = peer.ip().to_string();
-    let forwarded_for = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prior) => format!("{prior}, {client_ip}"),
-        None => client_ip,
-    };
+    let prior: Vec<&str> = headers.get_all(X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()).collect();
+    let forwarded_for =
+        if prior.is_empty() { client_ip } else { format!("{}, {client_ip}", prior.join(", ")) };
     let value = |s: &str| {
         HeaderValue::from_str(s)
             .map_err(|_| Refusal::new(StatusCode::BAD_REQUEST, "ggrok: invalid header value"))

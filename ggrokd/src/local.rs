@@ -31,7 +31,9 @@ impl Default for LocalClient {
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
         let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
+            // Shorter than common local keep-alive timeouts (Node's is 5 s), so a pooled
+            // connection is dropped here before the local service closes it under a request.
+            .pool_idle_timeout(Duration::from_secs(3))
             .set_host(false)
             .build(connector);
         Self { client }
@@ -127,6 +129,7 @@ impl LocalClient {
         });
         let (mut parts, _) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers);
+        parts.headers.remove(header::CONTENT_LENGTH);
         parts.status = StatusCode::OK;
         Response::from_parts(parts, body::empty())
     }

@@ -16,6 +16,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -89,9 +90,10 @@ async fn connect_and_serve(daemon: &Arc<Daemon>) -> anyhow::Result<()> {
     info!(server = %endpoint.server.authority, "connected to the server");
     daemon.link_connected();
     let io = TokioIo::new(ggrok_proto::wsio::ws_io(ws));
+    let control_opened = Arc::new(AtomicBool::new(false));
     let service = {
         let daemon = daemon.clone();
-        service_fn(move |req| handle(daemon.clone(), req))
+        service_fn(move |req| handle(daemon.clone(), control_opened.clone(), req))
     };
     http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
@@ -107,12 +109,22 @@ async fn connect_and_serve(daemon: &Arc<Daemon>) -> anyhow::Result<()> {
         .context("tunnel connection")
 }
 
-async fn handle(daemon: Arc<Daemon>, mut req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+async fn handle(
+    daemon: Arc<Daemon>,
+    control_opened: Arc<AtomicBool>,
+    mut req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
     if req.method() == Method::CONNECT {
         let protocol =
             req.extensions().get::<Protocol>().map(|p| String::from_utf8_lossy(p.as_ref()).into_owned());
         return Ok(match protocol {
+            // One control stream per connection, on the control authority: the server opens it
+            // first, so a later one can only be a forged public request.
             Some(p) if p == CONTROL_PROTOCOL => {
+                let authority = req.uri().authority().map(|a| a.as_str());
+                if authority != Some(CONTROL_AUTHORITY) || control_opened.swap(true, Ordering::SeqCst) {
+                    return Ok(body::text(StatusCode::BAD_REQUEST, "ggrokd: control stream refused"));
+                }
                 let on_upgrade = hyper::upgrade::on(&mut req);
                 let daemon = daemon.clone();
                 tokio::spawn(async move {

@@ -4,20 +4,27 @@ use http::HeaderMap;
 use http::header::{self, HeaderName};
 
 /// Headers that describe one hop of an HTTP/1.1 connection and must not be forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// (`Trailer` is end-to-end: it names the trailer fields, which hyper only sends when listed.)
+const HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
     header::TE,
-    header::TRAILER,
     header::TRANSFER_ENCODING,
 ];
 
 /// Removes hop-by-hop headers, the headers named in `Connection`, and `Upgrade` (which crosses the
-/// tunnel as the extended CONNECT `:protocol` instead).
+/// tunnel as the extended CONNECT `:protocol` instead). `TE: trailers`, the one value that says
+/// something end to end (the client accepts trailers), is kept.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let accepts_trailers = headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -29,6 +36,9 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         headers.remove(name);
     }
     headers.remove(header::UPGRADE);
+    if accepts_trailers {
+        headers.insert(header::TE, http::HeaderValue::from_static("trailers"));
+    }
 }
 
 /// The protocol a request asks to upgrade to (`websocket`), if it is a valid upgrade request:
@@ -81,14 +91,17 @@ mod tests {
             ("keep-alive", "timeout=5"),
             ("x-secret-hop", "1"),
             ("transfer-encoding", "chunked"),
-            ("te", "trailers"),
+            ("te", "gzip, trailers"),
             ("upgrade", "websocket"),
+            ("trailer", "x-checksum"),
             ("x-kept", "a"),
             ("x-kept", "b"),
         ]);
         strip_hop_by_hop(&mut h);
-        assert_eq!(h.len(), 2);
+        assert_eq!(h.len(), 4, "{h:?}");
         assert_eq!(h.get_all("x-kept").iter().count(), 2);
+        assert_eq!(h["te"], "trailers");
+        assert_eq!(h["trailer"], "x-checksum");
     }
 
     #[test]

@@ -80,7 +80,11 @@ fn check_name(name: &str, allow_wildcard: bool) -> Result<(), HostError> {
     }
     if name.starts_with('[') {
         // IPv6 literal from strip_port: hex digits and colons only.
-        let inner = &name[1..name.len() - 1];
+        let inner =
+            name.strip_prefix('[').and_then(|n| n.strip_suffix(']')).ok_or(HostError::IllegalChar('['))?;
+        if inner.is_empty() {
+            return Err(HostError::Empty);
+        }
         return match inner.chars().find(|c| !(c.is_ascii_hexdigit() || *c == ':' || *c == '.')) {
             Some(c) => Err(HostError::IllegalChar(c)),
             None => Ok(()),
@@ -189,6 +193,15 @@ mod tests {
         assert!(matches!(normalize_host("a.com:http"), Err(HostError::BadPort(_))));
         assert!(matches!(normalize_host("a.com:"), Err(HostError::BadPort(_))));
         assert_eq!(normalize_host(&"a".repeat(300)), Err(HostError::TooLong));
+    }
+
+    #[test]
+    fn brackets_never_panic() {
+        for raw in ["[", "[.", "[]", "[]:80", "[::1", "]", "[::1]x", "[::1]:", "[[::1]]"] {
+            assert!(normalize_host(raw).is_err(), "{raw:?} accepted");
+            assert!(HostPattern::parse(raw).is_err(), "{raw:?} accepted as a pattern");
+        }
+        assert_eq!(HostPattern::parse("[::1]").unwrap(), HostPattern::Exact("[::1]".into()));
     }
 
     #[test]

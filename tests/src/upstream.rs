@@ -4,6 +4,8 @@
 //! - `/slow`: answers only after [`Upstream::release_slow`];
 //! - `/status/N`: an empty response with status N;
 //! - `/ws`: a WebSocket echo (text and binary);
+//! - `/hop-headers`: a response carrying hop-by-hop headers next to an end-to-end one;
+//! - `/trailers`: a chunked response ending in an `x-checksum` trailer;
 //! - anything else: a JSON report of the request — method, path, query, headers in order, HTTP
 //!   version, body length and SHA-256 (the body is hashed as it streams, never held whole).
 
@@ -132,6 +134,28 @@ async fn handle(
         let status =
             n.parse().ok().and_then(|n| StatusCode::from_u16(n).ok()).unwrap_or(StatusCode::BAD_REQUEST);
         return Ok(text(status, ""));
+    }
+    if path == "/hop-headers" {
+        return Ok(Response::builder()
+            .header(header::CONNECTION, "x-private")
+            .header("x-private", "1")
+            .header("keep-alive", "timeout=5")
+            .header("x-public", "yes")
+            .body(Full::new(Bytes::from_static(b"ok")).boxed())
+            .unwrap());
+    }
+    if path == "/trailers" {
+        let frames: Vec<Result<Frame<Bytes>, Infallible>> = vec![
+            Ok(Frame::data(Bytes::from_static(b"body"))),
+            Ok(Frame::trailers(http::HeaderMap::from_iter([(
+                http::HeaderName::from_static("x-checksum"),
+                http::HeaderValue::from_static("abc123"),
+            )]))),
+        ];
+        return Ok(Response::builder()
+            .header(header::TRAILER, "x-checksum")
+            .body(BodyExt::boxed(StreamBody::new(futures_util::stream::iter(frames))))
+            .unwrap());
     }
     if let Some(n) = path.strip_prefix("/bytes/") {
         let Ok(len) = n.parse::<u64>() else { return Ok(text(StatusCode::BAD_REQUEST, "bad length")) };

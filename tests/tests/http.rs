@@ -129,8 +129,10 @@ async fn forwarded_headers_are_added_and_hop_by_hop_headers_dropped() {
         .header("x-hop", "secret")
         .header("keep-alive", "timeout=5")
         .header("proxy-authorization", "Basic Zm9vOmJhcg==")
-        .header("te", "trailers")
+        .header("te", "gzip, trailers")
         .header("x-forwarded-for", "203.0.113.9")
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", "spoofed.example")
         .header("x-end-to-end", "kept")
         .body(full(""))
         .unwrap();
@@ -140,7 +142,9 @@ async fn forwarded_headers_are_added_and_hop_by_hop_headers_dropped() {
     assert_eq!(header_values(&report, "x-forwarded-host"), ["api.test:8443"]);
     assert_eq!(header_values(&report, "host"), ["api.test:8443"]);
     assert_eq!(header_values(&report, "x-end-to-end"), ["kept"]);
-    for dropped in ["x-hop", "keep-alive", "proxy-authorization", "te", "upgrade"] {
+    // Only the end-to-end part of TE survives.
+    assert_eq!(header_values(&report, "te"), ["trailers"]);
+    for dropped in ["x-hop", "keep-alive", "proxy-authorization"] {
         assert!(header_values(&report, dropped).is_empty(), "{dropped} was forwarded");
     }
     // The local service sees a connection of its own, not the public one's options.
@@ -203,4 +207,34 @@ async fn read_response(conn: &mut TcpStream) -> (String, Vec<u8>) {
     let mut body = vec![0u8; len];
     conn.read_exact(&mut body).await.unwrap();
     (head, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_hop_by_hop_headers_are_dropped_and_trailers_arrive() {
+    let up = Upstream::start().await;
+    let cluster = Cluster::start(&[("api.test", &up.port())]);
+    let public = Public::new(cluster.addr());
+    let reply = public.get("api.test", "/hop-headers").await;
+    assert_eq!(reply.headers["x-public"], "yes");
+    for dropped in ["x-private", "keep-alive"] {
+        assert!(!reply.headers.contains_key(dropped), "{dropped} reached the client: {:?}", reply.headers);
+    }
+
+    let req = Request::get("/trailers").header("te", "trailers").body(full("")).unwrap();
+    let collected =
+        http_body_util::BodyExt::collect(public.send("api.test", req).await.into_body()).await.unwrap();
+    let trailers = collected.trailers().cloned().expect("trailers were dropped");
+    assert_eq!(trailers["x-checksum"], "abc123");
+    assert_eq!(collected.to_bytes(), "body");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_host_headers_are_400() {
+    let up = Upstream::start().await;
+    let cluster = Cluster::start(&[("api.test", &up.port())]);
+    let mut conn = TcpStream::connect(cluster.addr()).await.unwrap();
+    conn.write_all(b"GET / HTTP/1.1\r\nHost: api.test\r\nHost: other.test\r\n\r\n").await.unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = conn.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 400"));
 }

@@ -128,3 +128,52 @@ async fn read_some(conn: &mut TcpStream) -> String {
     }
     text
 }
+
+/// Only a bodiless GET is upgraded; other requests offering an upgrade keep their method and body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_with_bodies_offering_upgrades_are_forwarded_as_they_are() {
+    let up = Upstream::start().await;
+    let cluster = Cluster::start(&[("ws.test", &up.port())]);
+    let mut conn = TcpStream::connect(cluster.addr()).await.unwrap();
+    conn.write_all(
+        b"POST /submit HTTP/1.1\r\nHost: ws.test\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n\
+          HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nContent-Length: 5\r\n\r\nhello",
+    )
+    .await
+    .unwrap();
+    let text = read_some(&mut conn).await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("\"method\":\"POST\"") && text.contains("\"body_start\":\"hello\""), "{text}");
+    assert!(!text.contains("http2-settings"), "a header named in Connection was forwarded: {text}");
+}
+
+/// Some clients send `Content-Length: 0` with a WebSocket handshake; it must still upgrade.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_handshake_with_content_length_zero() {
+    let up = Upstream::start().await;
+    let cluster = Cluster::start(&[("ws.test", &up.port())]);
+    let tcp = TcpStream::connect(cluster.addr()).await.unwrap();
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request("ws://ws.test/ws")
+            .unwrap();
+    request.headers_mut().insert("content-length", "0".parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::client_async(request, tcp).await.expect("handshake");
+    ws.send(Message::text("still works")).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("still works"));
+}
+
+/// A public client must not be able to open a control stream to the daemon.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_clients_cannot_open_the_control_stream() {
+    let up = Upstream::start().await;
+    let cluster = Cluster::start(&[("ws.test", &up.port())]);
+    let mut conn = TcpStream::connect(cluster.addr()).await.unwrap();
+    conn.write_all(
+        b"GET / HTTP/1.1\r\nHost: ws.test\r\nConnection: Upgrade\r\nUpgrade: ggrok-control\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let text = read_some(&mut conn).await;
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    assert_eq!(cluster.daemon.process.count(&["authenticated with the server"]), 1);
+}
