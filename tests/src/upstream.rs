@@ -243,3 +243,13 @@ fn websocket(mut req: Request<Incoming>) -> Response<Body> {
         .body(Full::new(Bytes::new()).boxed())
         .unwrap()
 }
+
+/// A port on 127.0.0.1 where nothing listens, held so no other test can take it: a socket bound
+/// there without `listen`, so connections are refused. Keep the socket alive while the port must
+/// stay closed; drop it to let something else bind the port.
+pub fn closed_port() -> (tokio::net::TcpSocket, String) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.bind("127.0.0.1:0".parse().unwrap()).expect("bind");
+    let port = socket.local_addr().unwrap().port().to_string();
+    (socket, port)
+}

@@ -140,10 +140,7 @@ async fn fifty_concurrent_adds_all_land_in_the_file_and_go_live() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_and_status_in_text_and_json() {
     let up = Upstream::start().await;
-    let down = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port().to_string()
-    };
+    let (_held, down) = ggrok_tests::upstream::closed_port();
     let cluster = Cluster::start(&[("api.test", &up.port()), ("down.test", &down)]);
     let public = Public::new(cluster.addr());
     for _ in 0..3 {
@@ -179,10 +176,7 @@ async fn list_and_status_in_text_and_json() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_shows_retries_while_the_server_is_unreachable() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let (_held, port) = ggrok_tests::upstream::closed_port();
     let daemon = Daemon::start(&format!("ws://127.0.0.1:{port}"), TEST_TOKEN, &[("a.test", "1")], "");
     daemon.process.wait_for_nth(&["reconnecting in"], 2);
     let status = json(&daemon.ctl(&["status", "--json"]));

@@ -8,11 +8,6 @@ use http::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-fn free_port() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port().to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_host_is_404_naming_the_host() {
     let up = Upstream::start().await;
@@ -25,7 +20,7 @@ async fn unknown_host_is_404_naming_the_host() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_service_down_is_502_naming_the_local_address_and_recovers() {
-    let port = free_port();
+    let (held, port) = ggrok_tests::upstream::closed_port();
     let up = Upstream::start().await;
     let cluster = Cluster::start(&[("down.test", &port), ("up.test", &up.port())]);
     let public = Public::new(cluster.addr());
@@ -37,6 +32,7 @@ async fn local_service_down_is_502_naming_the_local_address_and_recovers() {
     assert_eq!(public.get("up.test", "/").await.status, StatusCode::OK);
 
     // Once something listens there, the same tunnel works without any restart.
+    drop(held);
     let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await.unwrap();
     tokio::spawn(async move {
         let (mut s, _) = listener.accept().await.unwrap();

@@ -98,10 +98,7 @@ async fn declined_upgrades_pass_the_local_answer_through() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upgrade_to_a_down_local_service_is_a_502() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port().to_string()
-    };
+    let (_held, port) = ggrok_tests::upstream::closed_port();
     let cluster = Cluster::start(&[("ws.test", &port)]);
     let tcp = TcpStream::connect(cluster.addr()).await.unwrap();
     let err = tokio_tungstenite::client_async("ws://ws.test/ws", tcp).await.unwrap_err();
