@@ -339,3 +339,39 @@ fn completions_and_help() {
     let add = ok(&ctl(&socket, &["add", "--help"]));
     assert!(add.contains("--no-save") && add.contains("Example"), "{add}");
 }
+
+#[test]
+fn socket_path_follows_ggrok_socket_then_xdg_runtime_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = dir.path().join("runtime");
+    std::fs::create_dir(&runtime).unwrap();
+    let config = config_for(dir.path());
+    let run_ctl = |env: &[(&str, &std::path::Path)]| {
+        let mut cmd = std::process::Command::new(ggrok_tests::bins::bin("ggrokctl"));
+        cmd.arg("list").env_clear();
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+
+    let xdg = ggrok_tests::process::Process::spawn(
+        &ggrok_tests::bins::bin("ggrokd"),
+        &["--config", config.to_str().unwrap()],
+        &[("XDG_RUNTIME_DIR", runtime.to_str().unwrap())],
+    );
+    xdg.wait_for(&["ggrokd", "starting"]);
+    let expected = runtime.join("ggrok/ggrokd.sock");
+    assert!(expected.exists(), "no socket at {}", expected.display());
+    assert!(ok(&run_ctl(&[("XDG_RUNTIME_DIR", &runtime)])).contains("a.test"));
+
+    let explicit = dir.path().join("explicit.sock");
+    let env = ggrok_tests::process::Process::spawn(
+        &ggrok_tests::bins::bin("ggrokd"),
+        &["--config", config.to_str().unwrap()],
+        &[("GGROK_SOCKET", explicit.to_str().unwrap()), ("XDG_RUNTIME_DIR", runtime.to_str().unwrap())],
+    );
+    env.wait_for(&["ggrokd", "starting"]);
+    assert!(explicit.exists());
+    assert!(ok(&run_ctl(&[("GGROK_SOCKET", &explicit), ("XDG_RUNTIME_DIR", &runtime)])).contains("a.test"));
+}
