@@ -3,11 +3,13 @@
 
 use ggrok_proto::diag::ConfigError;
 use ggrok_proto::host::HostPattern;
+use ggrok_proto::seconds::Seconds;
 use ggrok_proto::secret::Secret;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
 use toml::Spanned;
 
 /// Default configuration file.
@@ -18,6 +20,8 @@ pub const DEFAULT_PATH: &str = "/etc/ggrok/server.toml";
 struct RawConfig {
     listen: Option<Spanned<String>>,
     tunnel_path: Option<Spanned<String>>,
+    keepalive_interval: Option<Spanned<Seconds>>,
+    shutdown_grace: Option<Spanned<Seconds>>,
     #[serde(default, rename = "client")]
     clients: Vec<RawClient>,
 }
@@ -38,9 +42,18 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Path of the tunnel endpoint, `/$$ggrok` by default.
     pub tunnel_path: String,
+    /// Interval of HTTP/2 PINGs to each ggrokd; one silent for two intervals is disconnected.
+    pub keepalive_interval: Duration,
+    /// How long shutdown waits for requests in flight.
+    pub shutdown_grace: Duration,
     /// Who may connect.
     pub clients: Vec<ClientEntry>,
 }
+
+/// Default [`ServerConfig::keepalive_interval`].
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(20);
+/// Default [`ServerConfig::shutdown_grace`].
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// One `[[client]]`: a token and the hosts it may claim.
 #[derive(Debug, Clone)]
@@ -94,6 +107,17 @@ impl ServerConfig {
                 value.clone()
             }
             None => ggrok_proto::DEFAULT_TUNNEL_PATH.to_owned(),
+        };
+
+        let keepalive_interval = match &raw.keepalive_interval {
+            Some(k) => check_range(k, "keepalive_interval", 0.1, 3600.0)
+                .map_err(|m| at(k.span(), "keepalive_interval", m))?,
+            None => DEFAULT_KEEPALIVE,
+        };
+        let shutdown_grace = match &raw.shutdown_grace {
+            Some(g) => check_range(g, "shutdown_grace", 0.0, 3600.0)
+                .map_err(|m| at(g.span(), "shutdown_grace", m))?,
+            None => DEFAULT_SHUTDOWN_GRACE,
         };
 
         if raw.clients.is_empty() {
@@ -172,8 +196,17 @@ impl ServerConfig {
             }
             clients.push(ClientEntry { name: name.to_owned(), token_sha256, hosts });
         }
-        Ok(Self { listen, tunnel_path, clients })
+        Ok(Self { listen, tunnel_path, keepalive_interval, shutdown_grace, clients })
     }
+}
+
+/// The duration of `value` if it lies within `min..=max` seconds.
+pub fn check_range(value: &Spanned<Seconds>, _key: &str, min: f64, max: f64) -> Result<Duration, String> {
+    let d = value.get_ref().0;
+    if d.as_secs_f64() < min || d.as_secs_f64() > max {
+        return Err(format!("must be between {min} and {max} seconds"));
+    }
+    Ok(d)
 }
 
 #[cfg(test)]
@@ -223,6 +256,7 @@ mod tests {
         let c = ServerConfig::parse(Path::new("s.toml"), text, None).unwrap();
         assert_eq!(c.listen, "0.0.0.0:80".parse().unwrap());
         assert_eq!(c.tunnel_path, "/$$ggrok");
+        assert_eq!((c.keepalive_interval, c.shutdown_grace), (DEFAULT_KEEPALIVE, DEFAULT_SHUTDOWN_GRACE));
         let c = ServerConfig::parse(Path::new("s.toml"), text, Some("5000")).unwrap();
         assert_eq!(c.listen.port(), 5000);
         let e = ServerConfig::parse(Path::new("s.toml"), text, Some("x")).unwrap_err();

@@ -28,8 +28,10 @@ use tracing::{debug, info, warn};
 
 /// How long a public client may take to send its request head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long shutdown waits for in-flight requests.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long closing tunnel sessions may take at the end of shutdown.
+const SESSION_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often hosts long offline are forgotten.
+const PURGE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Everything the request handlers share.
 pub struct State {
@@ -37,10 +39,14 @@ pub struct State {
     pub config: ServerConfig,
     /// Host → session.
     pub registry: Registry<tunnel::Session>,
-    /// Cancelled on shutdown.
+    /// Cancelled on shutdown: stop accepting, finish public requests in flight.
     pub shutdown: CancellationToken,
-    /// Connection and session tasks, awaited on shutdown.
-    pub tasks: TaskTracker,
+    /// Cancelled once public requests are done (or the grace period is over): close sessions.
+    pub close_sessions: CancellationToken,
+    /// Public connections and upgraded streams, awaited on shutdown.
+    pub public: TaskTracker,
+    /// Tunnel sessions.
+    pub sessions: TaskTracker,
     next_session: AtomicU64,
 }
 
@@ -50,8 +56,9 @@ impl State {
     }
 }
 
-/// Serves `listener` until `shutdown` is cancelled, then waits up to a grace period for
-/// in-flight connections.
+/// Serves `listener` until `shutdown` is cancelled. Then it stops accepting, lets requests in
+/// flight finish for up to the configured grace period, and closes the tunnel sessions (HTTP/2
+/// GOAWAY), so daemons reconnect on their own to the next server.
 pub async fn run(
     listener: TcpListener,
     config: ServerConfig,
@@ -61,9 +68,12 @@ pub async fn run(
         config,
         registry: Registry::default(),
         shutdown: shutdown.clone(),
-        tasks: TaskTracker::new(),
+        close_sessions: CancellationToken::new(),
+        public: TaskTracker::new(),
+        sessions: TaskTracker::new(),
         next_session: AtomicU64::new(0),
     });
+    tokio::spawn(purge_offline_hosts(state.clone()));
     info!("listening on {} (tunnel endpoint {})", listener.local_addr()?, state.config.tunnel_path);
     loop {
         let (stream, peer) = tokio::select! {
@@ -80,14 +90,30 @@ pub async fn run(
         };
         let _ = stream.set_nodelay(true);
         let state = state.clone();
-        state.tasks.clone().spawn(serve_connection(state, stream, peer));
+        state.public.clone().spawn(serve_connection(state, stream, peer));
     }
-    state.tasks.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, state.tasks.wait()).await.is_err() {
-        warn!("shutdown grace period over; closing remaining connections");
+    state.public.close();
+    let grace = state.config.shutdown_grace;
+    if !state.public.is_empty() {
+        info!("waiting up to {:.1}s for requests in flight", grace.as_secs_f64());
     }
+    if tokio::time::timeout(grace, state.public.wait()).await.is_err() {
+        warn!("shutdown grace period over; cutting the remaining requests");
+    }
+    state.close_sessions.cancel();
+    state.sessions.close();
+    let _ = tokio::time::timeout(SESSION_CLOSE_TIMEOUT, state.sessions.wait()).await;
     info!("stopped");
     Ok(())
+}
+
+async fn purge_offline_hosts(state: Arc<State>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(PURGE_INTERVAL) => state.registry.purge_offline(),
+            _ = state.shutdown.cancelled() => return,
+        }
+    }
 }
 
 async fn serve_connection(state: Arc<State>, stream: tokio::net::TcpStream, peer: SocketAddr) {

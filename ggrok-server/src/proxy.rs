@@ -2,6 +2,7 @@
 //! stream the answer back. Upgrades (WebSocket) cross as extended CONNECT and are then spliced.
 
 use crate::State;
+use crate::registry::Route;
 use crate::tunnel::Session;
 use ggrok_proto::HEADER_DECLINED_STATUS;
 use ggrok_proto::headers::{error_chain, strip_hop_by_hop, upgrade_protocol};
@@ -37,8 +38,17 @@ pub async fn forward(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>
             );
         }
     };
-    let Some(session) = state.registry.lookup(&host) else {
-        return body::text(StatusCode::NOT_FOUND, format!("ggrok: no tunnel is online for host {host}"));
+    let session = match state.registry.lookup(&host) {
+        Route::Online(session) => session,
+        Route::Offline => {
+            return body::text(
+                StatusCode::BAD_GATEWAY,
+                format!("ggrok: the tunnel for {host} is offline, reconnecting; try again in a moment"),
+            );
+        }
+        Route::Unknown => {
+            return body::text(StatusCode::NOT_FOUND, format!("ggrok: no tunnel is online for host {host}"));
+        }
     };
     if req.method() == Method::CONNECT {
         return body::text(StatusCode::METHOD_NOT_ALLOWED, "ggrok: CONNECT requests are not forwarded");
@@ -51,7 +61,7 @@ pub async fn forward(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>
         // be upgraded. Anything else (a POST offering h2c, say) is forwarded as a plain request,
         // without its Upgrade header, as any proxy that does not speak the protocol would.
         Some(protocol) if is_upgradable(&req, &protocol) => {
-            forward_upgrade(session, peer, req, &raw_host, &host, protocol).await
+            forward_upgrade(&state, session, peer, req, &raw_host, &host, protocol).await
         }
         _ => forward_plain(session, peer, req, &raw_host, &host).await,
     }
@@ -95,6 +105,7 @@ async fn forward_plain(
 }
 
 async fn forward_upgrade(
+    state: &State,
     session: Arc<Session>,
     peer: SocketAddr,
     mut req: Request<Incoming>,
@@ -130,7 +141,7 @@ async fn forward_upgrade(
     }
     let tunnel = hyper::upgrade::on(&mut resp);
     let host_owned = host.to_owned();
-    tokio::spawn(async move {
+    state.public.spawn(async move {
         if let Err(e) = body::splice(public, tunnel).await {
             debug!(host = %host_owned, "upgraded connection ended: {e}");
         }

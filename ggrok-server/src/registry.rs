@@ -3,10 +3,12 @@
 //! Keys are normalised hosts or wildcard patterns (`*.example.com`). A lookup tries the exact host,
 //! then the wildcard for its first label. A session of the same client takes a host over from an
 //! older session at once (a reconnect is never locked out by its own ghost); a different client is
-//! refused while the holder is connected.
+//! refused while the holder is connected. When a session ends without releasing its hosts, they
+//! stay as *offline* for a grace period, so requests get "offline, reconnecting" instead of 404.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 /// What the registry needs to know of a session.
 pub trait Owner {
@@ -16,83 +18,133 @@ pub trait Owner {
     fn client(&self) -> &str;
 }
 
+/// A host's entry: the session serving it, or the memory of one that went away.
+enum Entry<S> {
+    Online(Arc<S>),
+    /// The session holding the host ended without releasing it: its client is expected back.
+    Offline {
+        client: String,
+        since: Instant,
+    },
+}
+
 /// The host table.
 pub struct Registry<S> {
-    hosts: RwLock<HashMap<String, Arc<S>>>,
+    hosts: RwLock<HashMap<String, Entry<S>>>,
+    /// How long a host whose session went away answers "offline, reconnecting" rather than 404.
+    offline_grace: Duration,
 }
 
 impl<S> Default for Registry<S> {
     fn default() -> Self {
-        Self { hosts: RwLock::default() }
+        Self::new(Duration::from_secs(600))
+    }
+}
+
+impl<S> Registry<S> {
+    /// A registry remembering offline hosts for `offline_grace`.
+    pub fn new(offline_grace: Duration) -> Self {
+        Self { hosts: RwLock::default(), offline_grace }
     }
 }
 
 /// What [`Registry::claim`] did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Claim {
-    /// The host was free, or already this session's.
+    /// The host was free, offline, or already this session's.
     Registered,
-    /// The host belonged to an older session of the same client (given by id).
+    /// The host belonged to an older, still connected session of the same client (given by id).
     TookOver(u64),
+}
+
+/// Where a request for a host goes.
+pub enum Route<S> {
+    /// To this session.
+    Online(Arc<S>),
+    /// Nowhere yet: the session that served it is gone and its client is expected back.
+    Offline,
+    /// Nowhere: no tunnel serves it.
+    Unknown,
 }
 
 impl<S: Owner> Registry<S> {
     /// Gives `host` (a normalised host or pattern) to `session`, or says why not.
     pub fn claim(&self, host: &str, session: &Arc<S>) -> Result<Claim, String> {
         let mut hosts = self.hosts.write().expect("registry lock");
-        match hosts.get(host) {
-            Some(holder) if holder.id() == session.id() => Ok(Claim::Registered),
-            Some(holder) if holder.client() == session.client() => {
-                let old = holder.id();
-                hosts.insert(host.to_owned(), session.clone());
-                Ok(Claim::TookOver(old))
+        let claim = match hosts.get(host) {
+            Some(Entry::Online(holder)) if holder.id() == session.id() => Claim::Registered,
+            Some(Entry::Online(holder)) if holder.client() == session.client() => {
+                Claim::TookOver(holder.id())
             }
-            Some(_) => Err(format!("{host} is already served by another client")),
-            None => {
-                hosts.insert(host.to_owned(), session.clone());
-                Ok(Claim::Registered)
-            }
-        }
+            Some(Entry::Online(_)) => return Err(format!("{host} is already served by another client")),
+            Some(Entry::Offline { .. }) | None => Claim::Registered,
+        };
+        hosts.insert(host.to_owned(), Entry::Online(session.clone()));
+        Ok(claim)
     }
 
     /// Releases `host` if `session` holds it; returns whether it did.
     pub fn release(&self, host: &str, session: u64) -> bool {
         let mut hosts = self.hosts.write().expect("registry lock");
-        if hosts.get(host).is_some_and(|s| s.id() == session) {
+        if matches!(hosts.get(host), Some(Entry::Online(s)) if s.id() == session) {
             hosts.remove(host);
             return true;
         }
         false
     }
 
-    /// Releases every host `session` holds; returns them.
+    /// Marks every host `session` holds as offline (its client is expected back); returns them.
     pub fn remove_session(&self, session: u64) -> Vec<String> {
         let mut hosts = self.hosts.write().expect("registry lock");
-        let mine: Vec<String> =
-            hosts.iter().filter(|(_, s)| s.id() == session).map(|(h, _)| h.clone()).collect();
-        for host in &mine {
-            hosts.remove(host);
+        let now = Instant::now();
+        let mut mine = Vec::new();
+        for (host, entry) in hosts.iter_mut() {
+            if let Entry::Online(s) = entry
+                && s.id() == session
+            {
+                *entry = Entry::Offline { client: s.client().to_owned(), since: now };
+                mine.push(host.clone());
+            }
         }
         mine
     }
 
-    /// The session serving the normalised `host`, exact names first.
-    pub fn lookup(&self, host: &str) -> Option<Arc<S>> {
+    /// Forgets offline hosts older than the grace period.
+    pub fn purge_offline(&self) {
+        let grace = self.offline_grace;
+        self.hosts
+            .write()
+            .expect("registry lock")
+            .retain(|_, e| !matches!(e, Entry::Offline { since, .. } if since.elapsed() >= grace));
+    }
+
+    /// Forgets the offline hosts of `client` that went offline before `before`: its new session
+    /// has had time to claim what it still serves, so the rest are gone for good.
+    pub fn forget_offline(&self, client: &str, before: Instant) {
+        self.hosts.write().expect("registry lock").retain(
+            |_, e| !matches!(e, Entry::Offline { client: c, since } if c == client && *since < before),
+        );
+    }
+
+    /// Where a request for the normalised `host` goes: an online exact entry, else an online
+    /// wildcard entry, else offline if either is offline (and recent).
+    pub fn lookup(&self, host: &str) -> Route<S> {
         let hosts = self.hosts.read().expect("registry lock");
-        if let Some(s) = hosts.get(host) {
-            return Some(s.clone());
+        let wildcard = ggrok_proto::host::wildcard_for(host);
+        let candidates = [hosts.get(host), wildcard.as_deref().and_then(|w| hosts.get(w))];
+        let mut offline = false;
+        for entry in candidates.into_iter().flatten() {
+            match entry {
+                Entry::Online(s) => return Route::Online(s.clone()),
+                Entry::Offline { since, .. } => offline |= since.elapsed() < self.offline_grace,
+            }
         }
-        ggrok_proto::host::wildcard_for(host).and_then(|w| hosts.get(&w).cloned())
+        if offline { Route::Offline } else { Route::Unknown }
     }
 
-    /// Number of hosts registered.
-    pub fn len(&self) -> usize {
-        self.hosts.read().expect("registry lock").len()
-    }
-
-    /// Whether no host is registered.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    /// Number of hosts online.
+    pub fn online(&self) -> usize {
+        self.hosts.read().expect("registry lock").values().filter(|e| matches!(e, Entry::Online(_))).count()
     }
 }
 
@@ -101,6 +153,13 @@ mod tests {
     use super::*;
 
     struct S(u64, &'static str);
+
+    fn id(route: Route<S>) -> Option<u64> {
+        match route {
+            Route::Online(s) => Some(s.id()),
+            _ => None,
+        }
+    }
     impl Owner for S {
         fn id(&self) -> u64 {
             self.0
@@ -116,10 +175,10 @@ mod tests {
         let (a, b) = (Arc::new(S(1, "alice")), Arc::new(S(2, "alice")));
         r.claim("*.example.com", &a).unwrap();
         r.claim("api.example.com", &b).unwrap();
-        assert_eq!(r.lookup("api.example.com").unwrap().id(), 2);
-        assert_eq!(r.lookup("www.example.com").unwrap().id(), 1);
-        assert!(r.lookup("example.com").is_none());
-        assert!(r.lookup("a.b.example.com").is_none());
+        assert_eq!(id(r.lookup("api.example.com")), Some(2));
+        assert_eq!(id(r.lookup("www.example.com")), Some(1));
+        assert!(matches!(r.lookup("example.com"), Route::Unknown));
+        assert!(matches!(r.lookup("a.b.example.com"), Route::Unknown));
     }
 
     #[test]
@@ -134,10 +193,11 @@ mod tests {
         assert!(r.claim("a.test", &mallory).unwrap_err().contains("another client"));
         // The old session going away must not take the host from the new one.
         assert!(r.remove_session(1).is_empty());
-        assert_eq!(r.lookup("a.test").unwrap().id(), 2);
+        assert_eq!(id(r.lookup("a.test")), Some(2));
         assert!(!r.release("a.test", 3));
         assert!(r.release("a.test", 2));
-        assert!(r.is_empty());
+        assert_eq!(r.online(), 0);
+        assert!(matches!(r.lookup("a.test"), Route::Unknown));
     }
 
     #[test]
@@ -151,6 +211,48 @@ mod tests {
         let mut gone = r.remove_session(1);
         gone.sort();
         assert_eq!(gone, ["x.test", "y.test"]);
-        assert_eq!(r.len(), 1);
+        assert_eq!(r.online(), 1);
+        assert!(matches!(r.lookup("x.test"), Route::Offline));
+        // The same client, or another one, may claim an offline host again.
+        r.claim("x.test", &b).unwrap();
+        assert_eq!(id(r.lookup("x.test")), Some(2));
+    }
+
+    #[test]
+    fn offline_hosts_are_forgotten_after_the_grace_period() {
+        let r = Registry::new(Duration::ZERO);
+        let a = Arc::new(S(1, "a"));
+        r.claim("x.test", &a).unwrap();
+        r.remove_session(1);
+        assert!(matches!(r.lookup("x.test"), Route::Unknown));
+        r.purge_offline();
+        assert!(r.hosts.read().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_returning_client_forgets_the_hosts_it_no_longer_serves() {
+        let r = Registry::default();
+        let (old, other) = (Arc::new(S(1, "a")), Arc::new(S(2, "b")));
+        r.claim("kept.test", &old).unwrap();
+        r.claim("dropped.test", &old).unwrap();
+        r.claim("theirs.test", &other).unwrap();
+        r.remove_session(1);
+        r.remove_session(2);
+        let new = Arc::new(S(3, "a"));
+        r.claim("kept.test", &new).unwrap();
+        r.forget_offline("a", Instant::now());
+        assert_eq!(id(r.lookup("kept.test")), Some(3));
+        assert!(matches!(r.lookup("dropped.test"), Route::Unknown));
+        assert!(matches!(r.lookup("theirs.test"), Route::Offline));
+    }
+
+    #[test]
+    fn an_offline_exact_host_falls_back_to_an_online_wildcard() {
+        let r = Registry::default();
+        let (a, b) = (Arc::new(S(1, "a")), Arc::new(S(2, "a")));
+        r.claim("x.test", &a).unwrap();
+        r.claim("*.test", &b).unwrap();
+        r.remove_session(1);
+        assert_eq!(id(r.lookup("x.test")), Some(2));
     }
 }

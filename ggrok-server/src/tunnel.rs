@@ -19,6 +19,7 @@ use hyper::upgrade::Upgraded;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
@@ -80,7 +81,7 @@ pub fn accept(state: &Arc<State>, peer: SocketAddr, mut req: Request<Incoming>) 
     let accept_key = derive_accept_key(key.as_bytes());
     let on_upgrade = hyper::upgrade::on(&mut req);
     let state2 = state.clone();
-    state.tasks.spawn(async move {
+    state.sessions.spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
                 let ws =
@@ -114,7 +115,7 @@ async fn serve(
     ws: WebSocketStream<TokioIo<Upgraded>>,
 ) {
     let id = state.next_session_id();
-    let setup = tokio::time::timeout(tuning::HANDSHAKE_TIMEOUT, open(ws));
+    let setup = tokio::time::timeout(tuning::HANDSHAKE_TIMEOUT, open(ws, state.config.keepalive_interval));
     let (sender, control, mut connection) = match setup.await {
         Ok(Ok(parts)) => parts,
         Ok(Err(e)) => return warn!(session = id, client = %client.name, %peer, "tunnel setup failed: {e:#}"),
@@ -122,26 +123,69 @@ async fn serve(
     };
     let session = Arc::new(Session { id, client: client.name.clone(), sender });
     info!(session = id, client = %client.name, %peer, "tunnel client connected");
+    forget_unclaimed_later(&state, &client.name, id);
     let mut control = Framed::new(TokioIo::new(control), ServerCodec::default());
-    let why = tokio::select! {
-        why = run_control(&state, &client, &session, &mut control) => why,
-        done = &mut connection => match done {
-            Ok(Ok(())) => "connection closed".to_owned(),
-            Ok(Err(e)) => format!("connection failed: {}", ggrok_proto::headers::error_chain(&e)),
-            Err(e) => format!("connection task failed: {e}"),
-        },
-        _ = state.shutdown.cancelled() => "server shutting down".to_owned(),
+    let ended = |done: Result<Result<(), hyper::Error>, tokio::task::JoinError>| match done {
+        Ok(Ok(())) => "connection closed".to_owned(),
+        Ok(Err(e)) => format!("connection failed: {}", ggrok_proto::headers::error_chain(&e)),
+        Err(e) => format!("connection task failed: {e}"),
     };
+    let mut connection_done = false;
+    let mut why = tokio::select! {
+        why = run_control(&state, &client, &session, &mut control) => why,
+        done = &mut connection => {
+            connection_done = true;
+            ended(done)
+        }
+        _ = state.close_sessions.cancelled() => "server shutting down".to_owned(),
+    };
+    // New requests for these hosts now get "offline, reconnecting" until the client is back.
     let released = state.registry.remove_session(id);
-    connection.abort();
+    drop(session);
+    drop(control);
+    if !connection_done {
+        // The daemon closed its control stream to shut down, or we are shutting down: requests in
+        // flight finish first; the connection ends when the daemon closes it, when the last of
+        // them is done (dropping the last sender sends GOAWAY), or at the end of our shutdown.
+        tokio::select! {
+            done = &mut connection => why = format!("{why}; {}", ended(done)),
+            _ = tokio::time::sleep(DRAIN_LIMIT) => connection.abort(),
+            _ = state.close_sessions.cancelled() => {
+                if tokio::time::timeout(Duration::from_secs(1), &mut connection).await.is_err() {
+                    connection.abort();
+                }
+            }
+        }
+    }
     info!(session = id, client = %client.name, hosts = released.len(), "tunnel client disconnected: {why}");
+}
+
+/// How long a returning client has to claim its hosts again before the ones it did not claim stop
+/// answering "offline, reconnecting" and become unknown (404).
+const RECLAIM_WINDOW: Duration = Duration::from_secs(5);
+
+fn forget_unclaimed_later(state: &Arc<State>, client: &str, session: u64) {
+    let (state, client, started) = (state.clone(), client.to_owned(), std::time::Instant::now());
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::time::sleep(RECLAIM_WINDOW) => {
+                state.registry.forget_offline(&client, started);
+                tracing::debug!(session, client, "forgot hosts not claimed again");
+            }
+            _ = state.shutdown.cancelled() => {}
+        }
+    });
 }
 
 type Connection = tokio::task::JoinHandle<Result<(), hyper::Error>>;
 
+/// How long a connection whose control stream ended may go on carrying requests in flight.
+const DRAIN_LIMIT: Duration = Duration::from_secs(60);
+
 /// HTTP/2 handshake over the WebSocket, then the control stream.
 async fn open(
     ws: WebSocketStream<TokioIo<Upgraded>>,
+    keepalive: Duration,
 ) -> anyhow::Result<(SendRequest<Body>, Upgraded, Connection)> {
     let io = TokioIo::new(ggrok_proto::wsio::ws_io(ws));
     let (mut sender, conn) = http2::Builder::new(TokioExecutor::new())
@@ -149,8 +193,8 @@ async fn open(
         .initial_stream_window_size(tuning::STREAM_WINDOW)
         .initial_connection_window_size(tuning::CONNECTION_WINDOW)
         .max_frame_size(tuning::MAX_FRAME_SIZE)
-        .keep_alive_interval(tuning::KEEPALIVE_INTERVAL)
-        .keep_alive_timeout(tuning::KEEPALIVE_TIMEOUT)
+        .keep_alive_interval(keepalive)
+        .keep_alive_timeout(keepalive)
         .keep_alive_while_idle(true)
         .handshake::<_, Body>(io)
         .await

@@ -3,10 +3,12 @@
 
 use ggrok_proto::diag::ConfigError;
 use ggrok_proto::host::HostPattern;
+use ggrok_proto::seconds::Seconds;
 use ggrok_proto::secret::Secret;
 use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use toml::Spanned;
 
 #[derive(Deserialize)]
@@ -15,6 +17,10 @@ struct RawConfig {
     server: Option<Spanned<String>>,
     token: Option<Spanned<Secret>>,
     token_file: Option<Spanned<String>>,
+    keepalive_interval: Option<Spanned<Seconds>>,
+    reconnect_initial: Option<Spanned<Seconds>>,
+    reconnect_max: Option<Spanned<Seconds>>,
+    shutdown_grace: Option<Spanned<Seconds>>,
     #[serde(default, rename = "tunnel")]
     tunnels: Vec<RawTunnel>,
 }
@@ -36,8 +42,34 @@ pub struct DaemonConfig {
     pub server: ServerUrl,
     /// The token presented to the server.
     pub token: Secret,
+    /// Timing of the connection to the server.
+    pub timing: Timing,
     /// The tunnels, in file order.
     pub tunnels: Vec<TunnelSpec>,
+}
+
+/// Timing of the connection to the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// HTTP/2 PING interval; a server silent for two intervals is disconnected.
+    pub keepalive_interval: Duration,
+    /// First delay before reconnecting; it doubles after each failure.
+    pub reconnect_initial: Duration,
+    /// Longest delay before reconnecting.
+    pub reconnect_max: Duration,
+    /// How long shutdown waits for requests in flight.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            keepalive_interval: Duration::from_secs(20),
+            reconnect_initial: Duration::from_millis(500),
+            reconnect_max: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
 }
 
 /// The tunnel endpoint of a ggrok-server, e.g. `ws://tunnel.example.com/$$ggrok`.
@@ -207,6 +239,33 @@ impl DaemonConfig {
             }
         };
 
+        let mut timing = Timing::default();
+        let seconds = |value: &Option<Spanned<Seconds>>, key: &str, min: f64, max: f64, default: Duration| {
+            let Some(v) = value else { return Ok(default) };
+            let d = v.get_ref().0;
+            if d.as_secs_f64() < min || d.as_secs_f64() > max {
+                return Err(at(v.span(), key, format!("must be between {min} and {max} seconds")));
+            }
+            Ok(d)
+        };
+        timing.keepalive_interval =
+            seconds(&raw.keepalive_interval, "keepalive_interval", 0.1, 3600.0, timing.keepalive_interval)?;
+        timing.reconnect_initial =
+            seconds(&raw.reconnect_initial, "reconnect_initial", 0.01, 3600.0, timing.reconnect_initial)?;
+        timing.reconnect_max =
+            seconds(&raw.reconnect_max, "reconnect_max", 0.01, 86400.0, timing.reconnect_max)?;
+        timing.shutdown_grace =
+            seconds(&raw.shutdown_grace, "shutdown_grace", 0.0, 3600.0, timing.shutdown_grace)?;
+        if timing.reconnect_initial > timing.reconnect_max {
+            let span = raw
+                .reconnect_initial
+                .as_ref()
+                .or(raw.reconnect_max.as_ref())
+                .map(|s| s.span())
+                .unwrap_or(0..0);
+            return Err(at(span, "reconnect_initial", "must not exceed reconnect_max".into()));
+        }
+
         let mut tunnels: Vec<TunnelSpec> = Vec::with_capacity(raw.tunnels.len());
         for (i, t) in raw.tunnels.iter().enumerate() {
             let key = |k: &str| format!("tunnel[{i}].{k}");
@@ -230,7 +289,7 @@ impl DaemonConfig {
             };
             tunnels.push(TunnelSpec { host, local, rewrite_host });
         }
-        Ok(Self { path: path.to_owned(), server: server_url, token, tunnels })
+        Ok(Self { path: path.to_owned(), server: server_url, token, timing, tunnels })
     }
 }
 

@@ -13,12 +13,18 @@ use tokio::sync::mpsc;
 use tokio_util::codec::Framed;
 use tracing::{info, warn};
 
+/// Why [`run`] ends when the daemon itself closed the stream (shutdown).
+pub const DETACHED: &str = "closed by the daemon";
+
 /// Runs the control stream until it ends; returns why it ended.
 pub async fn run(daemon: Arc<Daemon>, stream: Upgraded) -> String {
     let (sender, outgoing) = mpsc::unbounded_channel();
-    let why =
-        converse(&daemon, Framed::new(TokioIo::new(stream), ClientCodec::default()), sender, outgoing).await;
-    daemon.detach_control();
+    let mut generation = None;
+    let framed = Framed::new(TokioIo::new(stream), ClientCodec::default());
+    let why = converse(&daemon, framed, sender, outgoing, &mut generation).await;
+    if generation.is_some() {
+        daemon.detach_control(generation);
+    }
     why
 }
 
@@ -27,6 +33,7 @@ async fn converse(
     mut control: Framed<TokioIo<Upgraded>, ClientCodec>,
     sender: mpsc::UnboundedSender<ClientMessage>,
     mut outgoing: mpsc::UnboundedReceiver<ClientMessage>,
+    generation: &mut Option<u64>,
 ) -> String {
     match control.next().await {
         Some(Ok(ServerMessage::Hello { version, client, session })) => {
@@ -47,7 +54,7 @@ async fn converse(
         return e.to_string();
     }
     // Attach before listing the tunnels: a tunnel added meanwhile is either listed or sent.
-    daemon.attach_control(sender);
+    *generation = Some(daemon.attach_control(sender));
     for tunnel in daemon.tunnels.all() {
         if let Err(e) = control.feed(ClientMessage::Register { host: tunnel.spec.host.to_string() }).await {
             return e.to_string();
@@ -63,7 +70,9 @@ async fn converse(
                 Some(Err(e)) => return e.to_string(),
                 Some(Ok(m)) => m,
             },
-            Some(out) = outgoing.recv() => {
+            out = outgoing.recv() => {
+                // None: the daemon detached the stream (shutdown); closing it tells the server.
+                let Some(out) = out else { return DETACHED.into() };
                 if let Err(e) = control.send(out).await {
                     return e.to_string();
                 }

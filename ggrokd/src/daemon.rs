@@ -1,7 +1,7 @@
 //! What the whole daemon shares: the tunnel table, the server endpoint, the state of the link to
 //! the server, and the way to send control messages on the current connection.
 
-use crate::config::{DaemonConfig, ServerUrl};
+use crate::config::{DaemonConfig, ServerUrl, Timing};
 use crate::local::LocalClient;
 use crate::tunnels::{TunnelState, Tunnels, unix_now};
 use ggrok_proto::control::ClientMessage;
@@ -53,8 +53,11 @@ pub struct Daemon {
     pub edits: tokio::sync::Mutex<()>,
     started: Instant,
     endpoint: RwLock<Endpoint>,
+    timing: RwLock<Timing>,
     link: Mutex<Link>,
-    control: Mutex<Option<mpsc::UnboundedSender<ClientMessage>>>,
+    /// The current control stream's sender, with the generation that attached it.
+    control: Mutex<Option<(u64, mpsc::UnboundedSender<ClientMessage>)>>,
+    control_generation: std::sync::atomic::AtomicU64,
     reconnect: Notify,
 }
 
@@ -68,6 +71,7 @@ impl Daemon {
             edits: tokio::sync::Mutex::new(()),
             started: Instant::now(),
             endpoint: RwLock::new(Endpoint { server: config.server.clone(), token: config.token.clone() }),
+            timing: RwLock::new(config.timing),
             link: Mutex::new(Link {
                 state: LinkState::Connecting,
                 since: unix_now(),
@@ -76,6 +80,7 @@ impl Daemon {
                 next_retry: None,
             }),
             control: Mutex::new(None),
+            control_generation: 0.into(),
             reconnect: Notify::new(),
         }
     }
@@ -96,6 +101,16 @@ impl Daemon {
         drop(current);
         self.reconnect.notify_one();
         true
+    }
+
+    /// Keepalive, reconnect and shutdown timing.
+    pub fn timing(&self) -> Timing {
+        *self.timing.read().expect("timing lock")
+    }
+
+    /// Changes the timing; it applies from the next connection on.
+    pub fn set_timing(&self, timing: Timing) {
+        *self.timing.write().expect("timing lock") = timing;
     }
 
     /// Resolves when a reconnect was asked for (the endpoint changed).
@@ -170,19 +185,26 @@ impl Daemon {
     }
 
     /// The control stream of the current connection is up: messages sent from now on go there.
-    pub fn attach_control(&self, sender: mpsc::UnboundedSender<ClientMessage>) {
-        *self.control.lock().expect("control lock") = Some(sender);
+    /// Returns the generation to pass to [`Daemon::detach_control`].
+    pub fn attach_control(&self, sender: mpsc::UnboundedSender<ClientMessage>) -> u64 {
+        let generation = self.control_generation.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        *self.control.lock().expect("control lock") = Some((generation, sender));
+        generation
     }
 
-    /// The control stream ended.
-    pub fn detach_control(&self) {
-        *self.control.lock().expect("control lock") = None;
+    /// A control stream ended: forget its sender, unless a newer stream has attached since.
+    /// `None` detaches whatever is attached (shutdown), which ends the current control stream.
+    pub fn detach_control(&self, generation: Option<u64>) {
+        let mut control = self.control.lock().expect("control lock");
+        if generation.is_none() || control.as_ref().map(|(g, _)| *g) == generation {
+            *control = None;
+        }
     }
 
     /// Sends a control message on the current connection; false when there is none.
     pub fn send_control(&self, message: ClientMessage) -> bool {
         match self.control.lock().expect("control lock").as_ref() {
-            Some(sender) => sender.send(message).is_ok(),
+            Some((_, sender)) => sender.send(message).is_ok(),
             None => false,
         }
     }

@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod local;
 pub mod persist;
 pub mod session;
+pub mod supervisor;
 pub mod tunnels;
 
 use config::DaemonConfig;
@@ -37,7 +38,7 @@ pub async fn run(config: DaemonConfig, socket: &Path, shutdown: CancellationToke
     let daemon = Arc::new(Daemon::new(&config));
     tokio::spawn(control_socket.serve(daemon.clone(), shutdown.clone()));
     tokio::spawn(reload_on_sighup(daemon.clone(), shutdown.clone()));
-    session::supervise(daemon, shutdown).await;
+    supervisor::supervise(daemon, shutdown).await;
     info!("stopped");
     Ok(())
 }

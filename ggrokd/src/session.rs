@@ -1,8 +1,7 @@
 //! One connection to the server: WebSocket dial with the token, then HTTP/2 with this daemon as
 //! the server. Every public request arrives as a stream; the control stream arrives first.
-//! [`supervise`] keeps a connection up forever, with backoff between attempts.
+//! [`crate::supervisor`] keeps one up forever.
 
-use crate::backoff::Backoff;
 use crate::daemon::Daemon;
 use anyhow::{Context, anyhow};
 use ggrok_proto::host::normalize_host;
@@ -17,51 +16,24 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-/// A connection that lasted this long was healthy: the next failure starts backoff afresh.
-const HEALTHY_AFTER: Duration = Duration::from_secs(60);
-
-/// Connects, serves until the connection ends, waits, connects again: until `shutdown`.
-pub async fn supervise(daemon: Arc<Daemon>, shutdown: CancellationToken) {
-    let mut backoff = Backoff::default_reconnect();
-    loop {
-        daemon.link_connecting(backoff.attempt());
-        let started = Instant::now();
-        let server = daemon.endpoint().server.authority;
-        let result = tokio::select! {
-            r = connect_and_serve(&daemon) => r,
-            _ = daemon.reconnect_requested() => {
-                daemon.tunnels.reset_states();
-                continue;
-            }
-            _ = shutdown.cancelled() => return,
-        };
-        daemon.tunnels.reset_states();
-        let error = match result {
-            Ok(()) => "the server closed the connection".to_owned(),
-            Err(e) => format!("{e:#}"),
-        };
-        warn!(server, "disconnected from the server: {error}");
-        if started.elapsed() >= HEALTHY_AFTER {
-            backoff.reset();
-        }
-        let delay = backoff.next_delay();
-        daemon.link_down(error, backoff.attempt(), SystemTime::now() + delay);
-        info!(attempt = backoff.attempt(), "reconnecting in {:.1}s", delay.as_secs_f64());
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = daemon.reconnect_requested() => {}
-            _ = shutdown.cancelled() => return,
-        }
-    }
+/// State of one tunnel connection shared by its streams.
+#[derive(Default)]
+struct PerConnection {
+    /// The control stream was opened; a second one is refused.
+    control_opened: AtomicBool,
+    /// The control stream ended while the connection is up: drop the connection and reconnect.
+    control_lost: CancellationToken,
 }
 
-async fn connect_and_serve(daemon: &Arc<Daemon>) -> anyhow::Result<()> {
+/// Dials the server's tunnel endpoint with the token: the WebSocket the tunnel runs on.
+pub async fn connect(daemon: &Daemon) -> anyhow::Result<WebSocketStream<MaybeTlsStream<TcpStream>>> {
     let endpoint = daemon.endpoint();
     let mut request = endpoint.server.url.as_str().into_client_request().context("server URL")?;
     let bearer = HeaderValue::from_str(&format!("Bearer {}", endpoint.token.expose()))
@@ -72,8 +44,8 @@ async fn connect_and_serve(daemon: &Arc<Daemon>) -> anyhow::Result<()> {
         .max_message_size(Some(tuning::MAX_WS_MESSAGE))
         .max_frame_size(Some(tuning::MAX_WS_MESSAGE));
     let dial = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
-    let (ws, _) = match tokio::time::timeout(tuning::HANDSHAKE_TIMEOUT, dial).await {
-        Err(_) => return Err(anyhow!("timed out connecting to {}", endpoint.server.url)),
+    match tokio::time::timeout(tuning::HANDSHAKE_TIMEOUT, dial).await {
+        Err(_) => Err(anyhow!("timed out connecting to {}", endpoint.server.url)),
         Ok(Err(tokio_tungstenite::tungstenite::Error::Http(resp))) => {
             let text =
                 resp.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default().trim().to_owned();
@@ -82,36 +54,60 @@ async fn connect_and_serve(daemon: &Arc<Daemon>) -> anyhow::Result<()> {
                     "unauthorized: the server rejected the token (401); check `token` in the config"
                 ));
             }
-            return Err(anyhow!("the server refused the tunnel: {} {text}", resp.status()));
+            Err(anyhow!("the server refused the tunnel: {} {text}", resp.status()))
         }
-        Ok(Err(e)) => return Err(anyhow!("cannot connect to {}: {e}", endpoint.server.url)),
-        Ok(Ok(pair)) => pair,
-    };
-    info!(server = %endpoint.server.authority, "connected to the server");
-    daemon.link_connected();
+        Ok(Err(e)) => Err(anyhow!("cannot connect to {}: {e}", endpoint.server.url)),
+        Ok(Ok((ws, _))) => Ok(ws),
+    }
+}
+
+/// Serves HTTP/2 on the WebSocket until the connection ends. On `shutdown` it closes the control
+/// stream (the server marks the hosts offline), sends GOAWAY and lets the requests in flight
+/// finish for up to the grace period.
+pub async fn serve(
+    daemon: &Arc<Daemon>,
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let timing = daemon.timing();
     let io = TokioIo::new(ggrok_proto::wsio::ws_io(ws));
-    let control_opened = Arc::new(AtomicBool::new(false));
+    let connection = Arc::new(PerConnection::default());
     let service = {
-        let daemon = daemon.clone();
-        service_fn(move |req| handle(daemon.clone(), control_opened.clone(), req))
+        let (daemon, connection) = (daemon.clone(), connection.clone());
+        service_fn(move |req| handle(daemon.clone(), connection.clone(), req))
     };
-    http2::Builder::new(TokioExecutor::new())
+    let conn = http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
         .enable_connect_protocol()
         .initial_stream_window_size(tuning::STREAM_WINDOW)
         .initial_connection_window_size(tuning::CONNECTION_WINDOW)
         .max_frame_size(tuning::MAX_FRAME_SIZE)
         .max_concurrent_streams(tuning::MAX_CONCURRENT_STREAMS)
-        .keep_alive_interval(Some(tuning::KEEPALIVE_INTERVAL))
-        .keep_alive_timeout(tuning::KEEPALIVE_TIMEOUT)
-        .serve_connection(io, service)
-        .await
-        .context("tunnel connection")
+        .keep_alive_interval(Some(timing.keepalive_interval))
+        .keep_alive_timeout(timing.keepalive_interval)
+        .serve_connection(io, service);
+    tokio::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => result.context("tunnel connection"),
+        _ = connection.control_lost.cancelled() => Err(anyhow!("the control stream ended")),
+        _ = shutdown.cancelled() => {
+            info!("draining requests in flight (up to {:.1}s)", timing.shutdown_grace.as_secs_f64());
+            daemon.detach_control(None);
+            conn.as_mut().graceful_shutdown();
+            match tokio::time::timeout(timing.shutdown_grace, conn.as_mut()).await {
+                Ok(result) => result.context("tunnel connection"),
+                Err(_) => {
+                    warn!("shutdown grace period over; cutting the remaining requests");
+                    Ok(())
+                }
+            }
+        }
+    }
 }
 
 async fn handle(
     daemon: Arc<Daemon>,
-    control_opened: Arc<AtomicBool>,
+    connection: Arc<PerConnection>,
     mut req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     if req.method() == Method::CONNECT {
@@ -122,7 +118,9 @@ async fn handle(
             // first, so a later one can only be a forged public request.
             Some(p) if p == CONTROL_PROTOCOL => {
                 let authority = req.uri().authority().map(|a| a.as_str());
-                if authority != Some(CONTROL_AUTHORITY) || control_opened.swap(true, Ordering::SeqCst) {
+                if authority != Some(CONTROL_AUTHORITY)
+                    || connection.control_opened.swap(true, Ordering::SeqCst)
+                {
                     return Ok(body::text(StatusCode::BAD_REQUEST, "ggrokd: control stream refused"));
                 }
                 let on_upgrade = hyper::upgrade::on(&mut req);
@@ -132,8 +130,15 @@ async fn handle(
                         Ok(stream) => {
                             let why = crate::control::run(daemon, stream).await;
                             debug!("control stream ended: {why}");
+                            if why != crate::control::DETACHED {
+                                // A connection without its control stream is of no use: reconnect.
+                                connection.control_lost.cancel();
+                            }
                         }
-                        Err(e) => warn!("control stream upgrade failed: {e}"),
+                        Err(e) => {
+                            warn!("control stream upgrade failed: {e}");
+                            connection.control_lost.cancel();
+                        }
                     }
                 });
                 Response::new(body::empty())

@@ -39,14 +39,17 @@ impl ConfigError {
         Self { path: path.to_owned(), line: None, key: None, message: message.into() }
     }
 
-    /// A TOML syntax or type error, as reported by the parser.
+    /// A TOML syntax or type error, as reported by the parser. The key is read from the line the
+    /// error points at, since the parser's message does not always name it.
     pub fn from_toml(path: &Path, text: &str, err: &toml::de::Error) -> Self {
-        Self {
-            path: path.to_owned(),
-            line: err.span().map(|s| line_of(text, s.start)),
-            key: None,
-            message: err.message().trim().to_owned(),
-        }
+        let line = err.span().map(|s| line_of(text, s.start));
+        let key = line
+            .and_then(|n| text.lines().nth(n - 1))
+            .and_then(|l| l.split_once('='))
+            .map(|(k, _)| k.trim())
+            .filter(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b)))
+            .map(str::to_owned);
+        Self { path: path.to_owned(), line, key, message: err.message().trim().to_owned() }
     }
 }
 
@@ -93,6 +96,10 @@ mod tests {
         let err = toml::from_str::<C>(text).unwrap_err();
         let e = ConfigError::from_toml(Path::new("x.toml"), text, &err);
         assert_eq!(e.line, Some(3));
-        assert!(e.to_string().starts_with("x.toml:3: unknown field `bogus`"), "{e}");
+        assert!(e.to_string().starts_with("x.toml:3: bogus: unknown field `bogus`"), "{e}");
+        let text = "a = \"one\"\n";
+        let err = toml::from_str::<C>(text).unwrap_err();
+        let e = ConfigError::from_toml(Path::new("x.toml"), text, &err);
+        assert!(e.to_string().starts_with("x.toml:1: a: invalid type"), "{e}");
     }
 }

@@ -7,6 +7,7 @@
 //! - [`diag`]: configuration errors that name the file, line and key;
 //! - [`headers`]: hop-by-hop headers and error chains for HTTP messages crossing the tunnel;
 //! - [`http`]: the body type, ggrok's own error responses, splicing upgraded connections;
+//! - [`seconds`]: durations in configuration files;
 //! - [`secret`]: a string that never reaches a log;
 //! - constants below: protocol version, paths, header names, HTTP/2 tuning.
 
@@ -19,6 +20,7 @@ pub mod headers;
 pub mod host;
 pub mod http;
 pub mod logging;
+pub mod seconds;
 pub mod secret;
 pub mod wsio;
 

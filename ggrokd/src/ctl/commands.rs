@@ -156,6 +156,7 @@ pub async fn reload(daemon: &Daemon) -> Result<String, String> {
             }
         }
     }
+    daemon.set_timing(config.timing);
     let reconnect = daemon.set_endpoint(Endpoint { server: config.server, token: config.token });
     if reconnect {
         info!("server or token changed: reconnecting");
