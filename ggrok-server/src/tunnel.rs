@@ -144,6 +144,7 @@ async fn serve(
     drop(session);
     drop(control);
     if !connection_done {
+        info!(session = id, client = %client.name, hosts = released.len(), "tunnel client going away ({why}); hosts offline, requests in flight continue");
         // The daemon closed its control stream to shut down, or we are shutting down: requests in
         // flight finish first; the connection ends when the daemon closes it, when the last of
         // them is done (dropping the last sender sends GOAWAY), or at the end of our shutdown.

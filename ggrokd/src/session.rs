@@ -23,6 +23,23 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+/// The daemon's HTTP/2 settings: extended CONNECT on, windows per [`tuning`], and a PING every
+/// keepalive interval that must be answered within another, so a silent server is dropped within
+/// two intervals.
+fn h2_server(timing: &crate::config::Timing) -> http2::Builder<TokioExecutor> {
+    let mut builder = http2::Builder::new(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .enable_connect_protocol()
+        .initial_stream_window_size(tuning::STREAM_WINDOW)
+        .initial_connection_window_size(tuning::CONNECTION_WINDOW)
+        .max_frame_size(tuning::MAX_FRAME_SIZE)
+        .max_concurrent_streams(tuning::MAX_CONCURRENT_STREAMS)
+        .keep_alive_interval(Some(timing.keepalive_interval))
+        .keep_alive_timeout(timing.keepalive_interval);
+    builder
+}
+
 /// State of one tunnel connection shared by its streams.
 #[derive(Default)]
 struct PerConnection {
@@ -76,16 +93,7 @@ pub async fn serve(
         let (daemon, connection) = (daemon.clone(), connection.clone());
         service_fn(move |req| handle(daemon.clone(), connection.clone(), req))
     };
-    let conn = http2::Builder::new(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .enable_connect_protocol()
-        .initial_stream_window_size(tuning::STREAM_WINDOW)
-        .initial_connection_window_size(tuning::CONNECTION_WINDOW)
-        .max_frame_size(tuning::MAX_FRAME_SIZE)
-        .max_concurrent_streams(tuning::MAX_CONCURRENT_STREAMS)
-        .keep_alive_interval(Some(timing.keepalive_interval))
-        .keep_alive_timeout(timing.keepalive_interval)
-        .serve_connection(io, service);
+    let conn = h2_server(&timing).serve_connection(io, service);
     tokio::pin!(conn);
     tokio::select! {
         result = conn.as_mut() => result.context("tunnel connection"),

@@ -31,7 +31,12 @@ pub struct Server {
 impl Server {
     /// Starts a server on 127.0.0.1:0 with these clients and waits until it listens.
     pub fn start(clients: &[ClientDef]) -> Self {
-        let mut toml = String::from("listen = \"127.0.0.1:0\"\n");
+        Self::start_extra(clients, "")
+    }
+
+    /// Like [`Server::start`], with `extra` top-level TOML (e.g. `keepalive_interval = 1`).
+    pub fn start_extra(clients: &[ClientDef], extra: &str) -> Self {
+        let mut toml = format!("listen = \"127.0.0.1:0\"\n{extra}\n");
         for c in clients {
             let hosts: Vec<String> = c.hosts.iter().map(|h| format!("{h:?}")).collect();
             write!(
@@ -60,6 +65,17 @@ impl Server {
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("no address in {line:?}"));
         Self { dir, process, addr }
+    }
+
+    /// Kills the server and starts it again on the same address (and configuration).
+    pub fn restart(&mut self) {
+        self.process.stop();
+        let path = self.dir.path().join("server.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let text = text.replacen("listen = \"127.0.0.1:0\"", &format!("listen = \"{}\"", self.addr), 1);
+        std::fs::write(&path, text).unwrap();
+        self.process = Process::spawn(&bin("ggrok-server"), &["--config", path.to_str().unwrap()], &[]);
+        self.process.wait_for(&["listening on"]);
     }
 
     /// `ws://` URL of its tunnel endpoint.
@@ -109,6 +125,11 @@ impl Daemon {
     /// Runs `ggrokctl --socket <this daemon's socket> ARGS` and returns its output.
     pub fn ctl(&self, args: &[&str]) -> std::process::Output {
         ctl(&self.socket, args)
+    }
+
+    /// Waits until the daemon logs that `host` is online for the second time (after a reconnect).
+    pub fn wait_for_second_online(&self, host: &str) {
+        self.process.wait_for_nth(&["tunnel online", &format!("host=\"{host}\"")], 2);
     }
 
     /// Waits until the daemon logs that `host` is online.

@@ -76,6 +76,7 @@ pub struct Upstream {
     /// Where it listens.
     pub addr: SocketAddr,
     release: watch::Sender<bool>,
+    stop: watch::Sender<bool>,
     /// Requests answered so far.
     pub served: Arc<AtomicU64>,
 }
@@ -83,28 +84,48 @@ pub struct Upstream {
 impl Upstream {
     /// Binds 127.0.0.1:0 and serves on the current tokio runtime until dropped with it.
     pub async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+        Self::start_on("127.0.0.1:0".parse().unwrap()).await
+    }
+
+    /// Binds `addr` (to restart a service on the port it had) and serves until [`Upstream::stop`].
+    pub async fn start_on(addr: SocketAddr) -> Self {
+        let listener = TcpListener::bind(addr).await.expect("bind upstream");
         let addr = listener.local_addr().unwrap();
         let (release, released) = watch::channel(false);
+        let (stop, stopped) = watch::channel(false);
         let served = Arc::new(AtomicU64::new(0));
         let counter = served.clone();
         tokio::spawn(async move {
+            let mut stop_accepting = stopped.clone();
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
-                let released = released.clone();
-                let counter = counter.clone();
+                let stream = tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok((stream, _)) => stream,
+                        Err(_) => continue,
+                    },
+                    _ = stop_accepting.wait_for(|s| *s) => return,
+                };
+                let (released, counter, mut stopped) = (released.clone(), counter.clone(), stopped.clone());
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req| {
                         counter.fetch_add(1, Ordering::Relaxed);
                         handle(req, released.clone())
                     });
-                    let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                        .await;
+                    let builder = auto::Builder::new(TokioExecutor::new());
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    tokio::select! {
+                        _ = conn => {}
+                        _ = stopped.wait_for(|s| *s) => {}
+                    }
                 });
             }
         });
-        Self { addr, release, served }
+        Self { addr, release, stop, served }
+    }
+
+    /// Stops listening and closes every connection, as a service that exits.
+    pub fn stop(&self) {
+        let _ = self.stop.send(true);
     }
 
     /// Lets every waiting and future `/slow` request answer.
