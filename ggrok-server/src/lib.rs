@@ -1,33 +1,43 @@
 //! ggrok-server: the public side of ggrok.
 //!
-//! One listener serves public HTTP and, on the tunnel path, ggrokd's WebSocket connections.
-//! [`run`] takes a bound listener and a shutdown token, so tests bind port 0.
+//! One listener serves public HTTP and, on the tunnel path, ggrokd's WebSocket connections; with
+//! `[tls]`, a second one does the same over HTTPS. [`run`] takes a bound listener and a shutdown
+//! token, so tests bind port 0.
 
 #![forbid(unsafe_code)]
 
 pub mod auth;
 pub mod config;
+pub mod pending;
+pub mod prelude;
 pub mod proxy;
 pub mod registry;
+pub mod tls;
 pub mod tunnel;
 
+use anyhow::Context;
 use config::ServerConfig;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use pending::{LogLimiter, Over, Pending, Slot};
+use prelude::NoHead;
 use registry::Registry;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-/// How long a public client may take to send its request head.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long ggrok's own error answer may take to write before the connection is dropped.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long closing tunnel sessions may take at the end of shutdown.
 const SESSION_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often hosts long offline are forgotten.
@@ -47,23 +57,45 @@ pub struct State {
     pub public: TaskTracker,
     /// Tunnel sessions.
     pub sessions: TaskTracker,
+    /// Connections that have not yet sent a request head.
+    pub pending: Arc<Pending>,
+    /// Keeps limit-hit log lines to one a second.
+    pub limit_log: LogLimiter,
     next_session: AtomicU64,
+    next_anonymous: AtomicU64,
 }
 
 impl State {
     fn next_session_id(&self) -> u64 {
         self.next_session.fetch_add(1, Ordering::Relaxed) + 1
     }
+
+    fn next_anonymous_id(&self) -> u64 {
+        self.next_anonymous.fetch_add(1, Ordering::Relaxed) + 1
+    }
 }
 
-/// Serves `listener` until `shutdown` is cancelled. Then it stops accepting, lets requests in
-/// flight finish for up to the configured grace period, and closes the tunnel sessions (HTTP/2
-/// GOAWAY), so daemons reconnect on their own to the next server.
+/// Serves `listener` (plain HTTP) and, when the config has `[tls]`, an HTTPS listener it binds
+/// itself, until `shutdown` is cancelled. Then it stops accepting, lets requests in flight finish
+/// for up to the configured grace period, and closes the tunnel sessions (HTTP/2 GOAWAY), so
+/// daemons reconnect on their own to the next server.
 pub async fn run(
     listener: TcpListener,
     config: ServerConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let https = match &config.tls {
+        Some(t) => {
+            let acceptor = tls::acceptor(&t.certificates)?;
+            let listener = TcpListener::bind(t.listen)
+                .await
+                .with_context(|| format!("cannot listen on {} (tls.listen)", t.listen))?;
+            Some((listener, acceptor))
+        }
+        None => None,
+    };
+    let limits = &config.limits;
+    let pending = Pending::new(limits.max_pending_connections, limits.max_pending_per_ip);
     let state = Arc::new(State {
         config,
         registry: Registry::default(),
@@ -71,26 +103,21 @@ pub async fn run(
         close_sessions: CancellationToken::new(),
         public: TaskTracker::new(),
         sessions: TaskTracker::new(),
+        pending,
+        limit_log: LogLimiter::default(),
         next_session: AtomicU64::new(0),
+        next_anonymous: AtomicU64::new(0),
     });
     tokio::spawn(purge_offline_hosts(state.clone()));
-    info!("listening on {} (tunnel endpoint {})", listener.local_addr()?, state.config.tunnel_path);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and the like: keep serving the connections we have.
-                    warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.cancelled() => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let state = state.clone();
-        state.public.clone().spawn(serve_connection(state, stream, peer));
+    let path = &state.config.tunnel_path;
+    info!("listening on {} (http, tunnel endpoint {path})", listener.local_addr()?);
+    let plain = accept(state.clone(), listener, None);
+    match https {
+        Some((listener, acceptor)) => {
+            info!("listening on {} (https, tunnel endpoint {path})", listener.local_addr()?);
+            tokio::join!(plain, accept(state.clone(), listener, Some(acceptor)));
+        }
+        None => plain.await,
     }
     state.public.close();
     let grace = state.config.shutdown_grace;
@@ -107,6 +134,25 @@ pub async fn run(
     Ok(())
 }
 
+async fn accept(state: Arc<State>, listener: TcpListener, tls: Option<TlsAcceptor>) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: keep serving the connections we have.
+                    warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = state.shutdown.cancelled() => return,
+        };
+        let _ = stream.set_nodelay(true);
+        state.public.clone().spawn(open_connection(state.clone(), stream, peer, tls.clone()));
+    }
+}
+
 async fn purge_offline_hosts(state: Arc<State>) {
     loop {
         tokio::select! {
@@ -116,15 +162,89 @@ async fn purge_offline_hosts(state: Arc<State>) {
     }
 }
 
-async fn serve_connection(state: Arc<State>, stream: tokio::net::TcpStream, peer: SocketAddr) {
+/// A new connection: counted as pending until its first request head has arrived (TLS handshake
+/// included), which must happen within `header_read_timeout` (408) and `max_header_bytes` (431).
+async fn open_connection(state: Arc<State>, stream: TcpStream, peer: SocketAddr, tls: Option<TlsAcceptor>) {
+    let slot = match state.pending.enter(peer.ip()) {
+        Ok(slot) => slot,
+        Err(over) => return refuse_pending(&state, stream, peer, over, tls.is_some()).await,
+    };
+    let deadline = Instant::now() + state.config.limits.header_read_timeout;
+    match tls {
+        None => serve_io(state, stream, peer, false, deadline, slot).await,
+        Some(acceptor) => match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+            Ok(Ok(stream)) => serve_io(state, stream, peer, true, deadline, slot).await,
+            Ok(Err(e)) => debug!(%peer, "TLS handshake failed: {e}"),
+            Err(_) => limit_hit(&state, peer, "TLS handshake not completed within header_read_timeout"),
+        },
+    }
+}
+
+async fn refuse_pending(state: &State, mut stream: TcpStream, peer: SocketAddr, over: Over, secure: bool) {
+    let (status, reason, what) = match over {
+        Over::PerIp => (429, "Too Many Requests", "too many connections from your address are waiting"),
+        Over::Total => (503, "Service Unavailable", "too many connections are waiting; try again shortly"),
+    };
+    limit_hit(state, peer, &format!("connection refused with {status}: {what} (max_pending_*)"));
+    if !secure {
+        // Over TLS a plain answer would be garbage to the client, and the handshake is what we
+        // are saving: just close.
+        let _ = tokio::time::timeout(
+            ANSWER_TIMEOUT,
+            stream.write_all(&prelude::canned(status, reason, &format!("ggrok: {what}"))),
+        )
+        .await;
+    }
+}
+
+fn limit_hit(state: &State, peer: SocketAddr, what: &str) {
+    if let Some(held_back) = state.limit_log.allow() {
+        warn!(%peer, held_back, "limit: {what}");
+    }
+}
+
+async fn serve_io<S>(
+    state: Arc<State>,
+    mut io: S,
+    peer: SocketAddr,
+    secure: bool,
+    deadline: Instant,
+    slot: Slot,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let max = state.config.limits.max_header_bytes;
+    let head = match tokio::time::timeout_at(deadline, prelude::first_head(&mut io, max)).await {
+        Ok(Ok(head)) => head,
+        Ok(Err(NoHead::Closed)) => return,
+        Ok(Err(NoHead::TooLarge)) => {
+            limit_hit(&state, peer, &format!("request head over {max} bytes: 431"));
+            let answer = prelude::canned(
+                431,
+                "Request Header Fields Too Large",
+                "ggrok: the request head is too large",
+            );
+            let _ = tokio::time::timeout(ANSWER_TIMEOUT, io.write_all(&answer)).await;
+            return;
+        }
+        Err(_) => {
+            limit_hit(&state, peer, "no request head within header_read_timeout: 408");
+            let answer =
+                prelude::canned(408, "Request Timeout", "ggrok: the request head did not arrive in time");
+            let _ = tokio::time::timeout(ANSWER_TIMEOUT, io.write_all(&answer)).await;
+            return;
+        }
+    };
+    drop(slot);
     let service = {
         let state = state.clone();
-        service_fn(move |req| handle(state.clone(), peer, req))
+        service_fn(move |req| handle(state.clone(), Conn { peer, secure }, req))
     };
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .serve_connection(TokioIo::new(stream), service)
+        .header_read_timeout(state.config.limits.header_read_timeout)
+        .max_buf_size(max.max(8192))
+        .serve_connection(TokioIo::new(prelude::Prefixed::new(head, io)), service)
         .with_upgrades();
     tokio::pin!(conn);
     let result = tokio::select! {
@@ -139,13 +259,32 @@ async fn serve_connection(state: Arc<State>, stream: tokio::net::TcpStream, peer
     }
 }
 
+/// Where a request came from.
+#[derive(Debug, Clone, Copy)]
+pub struct Conn {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Whether it came over TLS.
+    pub secure: bool,
+}
+
 async fn handle(
     state: Arc<State>,
-    peer: SocketAddr,
+    conn: Conn,
     req: http::Request<Incoming>,
 ) -> Result<http::Response<ggrok_proto::http::Body>, std::convert::Infallible> {
+    let redirect = !conn.secure && state.config.tls.as_ref().is_some_and(|t| t.redirect_http);
     if req.uri().path() == state.config.tunnel_path {
-        return Ok(tunnel::accept(&state, peer, req));
+        if redirect {
+            return Ok(ggrok_proto::http::text(
+                http::StatusCode::FORBIDDEN,
+                "ggrok: this server takes tunnels over TLS only; use wss:// in ggrokd's server setting",
+            ));
+        }
+        return Ok(tunnel::accept(&state, conn.peer, req));
     }
-    Ok(proxy::forward(state, peer, req).await)
+    if redirect {
+        return Ok(proxy::redirect_to_https(&state, &req));
+    }
+    Ok(proxy::forward(state, conn, req).await)
 }

@@ -32,6 +32,12 @@ fn main() -> std::process::ExitCode {
         }
     };
     if cli.check {
+        if let Some(tls) = &config.tls
+            && let Err(e) = ggrok_server::tls::acceptor(&tls.certificates)
+        {
+            eprintln!("ggrok-server: {}: [tls]: {e:#}", cli.config.display());
+            return std::process::ExitCode::from(2);
+        }
         println!("{}: ok ({} clients, listen {})", cli.config.display(), config.clients.len(), config.listen);
         return std::process::ExitCode::SUCCESS;
     }

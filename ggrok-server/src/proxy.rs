@@ -1,9 +1,9 @@
 //! Public requests: find the tunnel by `Host`, send the request through it as one HTTP/2 stream,
 //! stream the answer back. Upgrades (WebSocket) cross as extended CONNECT and are then spliced.
 
-use crate::State;
 use crate::registry::Route;
 use crate::tunnel::Session;
+use crate::{Conn, State};
 use ggrok_proto::HEADER_DECLINED_STATUS;
 use ggrok_proto::headers::{error_chain, strip_hop_by_hop, upgrade_protocol};
 use ggrok_proto::host::normalize_host;
@@ -13,16 +13,16 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, hea
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::ext::Protocol;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use tracing::debug;
+use tokio::sync::OwnedSemaphorePermit;
+use tracing::{debug, warn};
 
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
 const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
 const X_FORWARDED_HOST: &str = "x-forwarded-host";
 
 /// Routes one public request. Never fails: errors become 4xx/5xx responses that say what failed.
-pub async fn forward(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+pub async fn forward(state: Arc<State>, conn: Conn, req: Request<Incoming>) -> Response<Body> {
     if req.headers().get_all(header::HOST).iter().count() > 1 {
         return body::text(StatusCode::BAD_REQUEST, "ggrok: the request has more than one Host header");
     }
@@ -61,9 +61,9 @@ pub async fn forward(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>
         // be upgraded. Anything else (a POST offering h2c, say) is forwarded as a plain request,
         // without its Upgrade header, as any proxy that does not speak the protocol would.
         Some(protocol) if is_upgradable(&req, &protocol) => {
-            forward_upgrade(&state, session, peer, req, &raw_host, &host, protocol).await
+            forward_upgrade(&state, session, conn, req, &raw_host, &host, protocol).await
         }
-        _ => forward_plain(session, peer, req, &raw_host, &host).await,
+        _ => forward_plain(&state, session, conn, req, &raw_host, &host).await,
     }
 }
 
@@ -82,14 +82,19 @@ fn host_of(req: &Request<Incoming>) -> Option<String> {
 }
 
 async fn forward_plain(
+    state: &State,
     session: Arc<Session>,
-    peer: SocketAddr,
+    conn: Conn,
     req: Request<Incoming>,
     raw_host: &str,
     host: &str,
 ) -> Response<Body> {
+    let permit = match stream_permit(state, &session, conn, host) {
+        Ok(p) => p,
+        Err(refusal) => return refusal.into_response(),
+    };
     let (mut parts, body) = req.into_parts();
-    if let Err(refusal) = prepare(&mut parts, peer, raw_host) {
+    if let Err(refusal) = prepare(&mut parts, conn, raw_host) {
         return refusal.into_response();
     }
     let request = Request::from_parts(parts, body.boxed());
@@ -98,6 +103,11 @@ async fn forward_plain(
             let (mut parts, body) = resp.into_parts();
             strip_hop_by_hop(&mut parts.headers);
             parts.version = Version::HTTP_11;
+            // The stream counts against the session until its response body is done.
+            let body = body.map_frame(move |frame| {
+                let _held = &permit;
+                frame
+            });
             Response::from_parts(parts, body.boxed())
         }
         Err(e) => tunnel_failed(host, &e),
@@ -107,15 +117,19 @@ async fn forward_plain(
 async fn forward_upgrade(
     state: &State,
     session: Arc<Session>,
-    peer: SocketAddr,
+    conn: Conn,
     mut req: Request<Incoming>,
     raw_host: &str,
     host: &str,
     protocol: String,
 ) -> Response<Body> {
+    let permit = match stream_permit(state, &session, conn, host) {
+        Ok(p) => p,
+        Err(refusal) => return refusal.into_response(),
+    };
     let public = hyper::upgrade::on(&mut req);
     let (mut parts, _) = req.into_parts();
-    if let Err(refusal) = prepare(&mut parts, peer, raw_host) {
+    if let Err(refusal) = prepare(&mut parts, conn, raw_host) {
         return refusal.into_response();
     }
     parts.method = Method::CONNECT;
@@ -142,6 +156,7 @@ async fn forward_upgrade(
     let tunnel = hyper::upgrade::on(&mut resp);
     let host_owned = host.to_owned();
     state.public.spawn(async move {
+        let _held = permit;
         if let Err(e) = body::splice(public, tunnel).await {
             debug!(host = %host_owned, "upgraded connection ended: {e}");
         }
@@ -158,19 +173,59 @@ async fn forward_upgrade(
     Response::from_parts(parts, body::empty())
 }
 
+/// A place among the session's streams in flight, or 503 when it has `max_streams_per_session`.
+fn stream_permit(
+    state: &State,
+    session: &Session,
+    conn: Conn,
+    host: &str,
+) -> Result<OwnedSemaphorePermit, Refusal> {
+    session.streams.clone().try_acquire_owned().map_err(|_| {
+        let max = state.config.limits.max_streams_per_session;
+        if let Some(held_back) = state.limit_log.allow() {
+            warn!(peer = %conn.peer, host, held_back, "limit: {max} requests in flight on the tunnel: 503");
+        }
+        Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("ggrok: too many requests in flight for {host} (limit {max}); try again shortly"),
+        )
+    })
+}
+
+/// The answer to plain HTTP when `[tls] redirect_http` is on: 308 to the same URL over HTTPS.
+pub fn redirect_to_https(state: &State, req: &Request<Incoming>) -> Response<Body> {
+    let Some(host) = host_of(req).and_then(|h| normalize_host(&h).ok()) else {
+        return body::text(StatusCode::BAD_REQUEST, "ggrok: the request has no valid Host header");
+    };
+    let port = state.config.tls.as_ref().map_or(443, |t| t.listen.port());
+    let authority = if port == 443 { host } else { format!("{host}:{port}") };
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let location = format!("https://{authority}{path}");
+    let mut resp = body::text(
+        StatusCode::PERMANENT_REDIRECT,
+        format!("ggrok: this site is served over HTTPS: {location}"),
+    );
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, value);
+    }
+    resp
+}
+
 /// Turns a public request head into the head of a tunnel stream: absolute URI with the public
 /// host as authority, no hop-by-hop headers, `X-Forwarded-*` added.
-fn prepare(parts: &mut Parts, peer: SocketAddr, raw_host: &str) -> Result<(), Refusal> {
+fn prepare(parts: &mut Parts, conn: Conn, raw_host: &str) -> Result<(), Refusal> {
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    parts.uri =
-        Uri::builder().scheme("http").authority(raw_host).path_and_query(path).build().map_err(|e| {
-            Refusal::new(StatusCode::BAD_REQUEST, format!("ggrok: invalid request target: {e}"))
-        })?;
+    parts.uri = Uri::builder()
+        .scheme(if conn.secure { "https" } else { "http" })
+        .authority(raw_host)
+        .path_and_query(path)
+        .build()
+        .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, format!("ggrok: invalid request target: {e}")))?;
     parts.version = Version::HTTP_2;
     strip_hop_by_hop(&mut parts.headers);
     let headers = &mut parts.headers;
     headers.remove(header::HOST);
-    let client_ip = peer.ip().to_string();
+    let client_ip = conn.peer.ip().to_string();
     let prior: Vec<&str> = headers.get_all(X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()).collect();
     let forwarded_for =
         if prior.is_empty() { client_ip } else { format!("{}, {client_ip}", prior.join(", ")) };
@@ -179,7 +234,8 @@ fn prepare(parts: &mut Parts, peer: SocketAddr, raw_host: &str) -> Result<(), Re
             .map_err(|_| Refusal::new(StatusCode::BAD_REQUEST, "ggrok: invalid header value"))
     };
     headers.insert(X_FORWARDED_FOR, value(&forwarded_for)?);
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    let proto = if conn.secure { "https" } else { "http" };
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     headers.insert(X_FORWARDED_HOST, value(raw_host)?);
     Ok(())
 }

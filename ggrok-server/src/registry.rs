@@ -68,17 +68,30 @@ pub enum Route<S> {
 }
 
 impl<S: Owner> Registry<S> {
-    /// Gives `host` (a normalised host or pattern) to `session`, or says why not.
-    pub fn claim(&self, host: &str, session: &Arc<S>) -> Result<Claim, String> {
+    /// Gives `host` (a normalised host or pattern) to `session`, or says why not. A client may
+    /// hold at most `max_per_client` hosts over all its sessions.
+    pub fn claim(&self, host: &str, session: &Arc<S>, max_per_client: usize) -> Result<Claim, String> {
         let mut hosts = self.hosts.write().expect("registry lock");
         let claim = match hosts.get(host) {
-            Some(Entry::Online(holder)) if holder.id() == session.id() => Claim::Registered,
+            Some(Entry::Online(holder)) if holder.id() == session.id() => return Ok(Claim::Registered),
             Some(Entry::Online(holder)) if holder.client() == session.client() => {
                 Claim::TookOver(holder.id())
             }
             Some(Entry::Online(_)) => return Err(format!("{host} is already served by another client")),
             Some(Entry::Offline { .. }) | None => Claim::Registered,
         };
+        if claim == Claim::Registered {
+            let held = hosts
+                .values()
+                .filter(|e| matches!(e, Entry::Online(s) if s.client() == session.client()))
+                .count();
+            if held >= max_per_client {
+                return Err(format!(
+                    "client {:?} already holds {held} hosts, the most allowed (max_hosts_per_client)",
+                    session.client()
+                ));
+            }
+        }
         hosts.insert(host.to_owned(), Entry::Online(session.clone()));
         Ok(claim)
     }
@@ -173,8 +186,8 @@ mod tests {
     fn exact_before_wildcard() {
         let r = Registry::default();
         let (a, b) = (Arc::new(S(1, "alice")), Arc::new(S(2, "alice")));
-        r.claim("*.example.com", &a).unwrap();
-        r.claim("api.example.com", &b).unwrap();
+        r.claim("*.example.com", &a, 100).unwrap();
+        r.claim("api.example.com", &b, 100).unwrap();
         assert_eq!(id(r.lookup("api.example.com")), Some(2));
         assert_eq!(id(r.lookup("www.example.com")), Some(1));
         assert!(matches!(r.lookup("example.com"), Route::Unknown));
@@ -187,10 +200,10 @@ mod tests {
         let old = Arc::new(S(1, "alice"));
         let new = Arc::new(S(2, "alice"));
         let mallory = Arc::new(S(3, "mallory"));
-        assert_eq!(r.claim("a.test", &old), Ok(Claim::Registered));
-        assert_eq!(r.claim("a.test", &old), Ok(Claim::Registered));
-        assert_eq!(r.claim("a.test", &new), Ok(Claim::TookOver(1)));
-        assert!(r.claim("a.test", &mallory).unwrap_err().contains("another client"));
+        assert_eq!(r.claim("a.test", &old, 100), Ok(Claim::Registered));
+        assert_eq!(r.claim("a.test", &old, 100), Ok(Claim::Registered));
+        assert_eq!(r.claim("a.test", &new, 100), Ok(Claim::TookOver(1)));
+        assert!(r.claim("a.test", &mallory, 100).unwrap_err().contains("another client"));
         // The old session going away must not take the host from the new one.
         assert!(r.remove_session(1).is_empty());
         assert_eq!(id(r.lookup("a.test")), Some(2));
@@ -205,24 +218,36 @@ mod tests {
         let r = Registry::default();
         let a = Arc::new(S(1, "a"));
         let b = Arc::new(S(2, "b"));
-        r.claim("x.test", &a).unwrap();
-        r.claim("y.test", &a).unwrap();
-        r.claim("z.test", &b).unwrap();
+        r.claim("x.test", &a, 100).unwrap();
+        r.claim("y.test", &a, 100).unwrap();
+        r.claim("z.test", &b, 100).unwrap();
         let mut gone = r.remove_session(1);
         gone.sort();
         assert_eq!(gone, ["x.test", "y.test"]);
         assert_eq!(r.online(), 1);
         assert!(matches!(r.lookup("x.test"), Route::Offline));
         // The same client, or another one, may claim an offline host again.
-        r.claim("x.test", &b).unwrap();
+        r.claim("x.test", &b, 100).unwrap();
         assert_eq!(id(r.lookup("x.test")), Some(2));
+    }
+
+    #[test]
+    fn a_client_holds_at_most_its_share_of_hosts() {
+        let r = Registry::default();
+        let (a, b) = (Arc::new(S(1, "a")), Arc::new(S(2, "a")));
+        r.claim("x.test", &a, 2).unwrap();
+        r.claim("y.test", &b, 2).unwrap();
+        assert!(r.claim("z.test", &a, 2).unwrap_err().contains("max_hosts_per_client"));
+        // Claiming again, or taking over its own host, is not a new host.
+        assert_eq!(r.claim("x.test", &a, 2), Ok(Claim::Registered));
+        assert_eq!(r.claim("x.test", &b, 2), Ok(Claim::TookOver(1)));
     }
 
     #[test]
     fn offline_hosts_are_forgotten_after_the_grace_period() {
         let r = Registry::new(Duration::ZERO);
         let a = Arc::new(S(1, "a"));
-        r.claim("x.test", &a).unwrap();
+        r.claim("x.test", &a, 100).unwrap();
         r.remove_session(1);
         assert!(matches!(r.lookup("x.test"), Route::Unknown));
         r.purge_offline();
@@ -233,13 +258,13 @@ mod tests {
     fn a_returning_client_forgets_the_hosts_it_no_longer_serves() {
         let r = Registry::default();
         let (old, other) = (Arc::new(S(1, "a")), Arc::new(S(2, "b")));
-        r.claim("kept.test", &old).unwrap();
-        r.claim("dropped.test", &old).unwrap();
-        r.claim("theirs.test", &other).unwrap();
+        r.claim("kept.test", &old, 100).unwrap();
+        r.claim("dropped.test", &old, 100).unwrap();
+        r.claim("theirs.test", &other, 100).unwrap();
         r.remove_session(1);
         r.remove_session(2);
         let new = Arc::new(S(3, "a"));
-        r.claim("kept.test", &new).unwrap();
+        r.claim("kept.test", &new, 100).unwrap();
         r.forget_offline("a", Instant::now());
         assert_eq!(id(r.lookup("kept.test")), Some(3));
         assert!(matches!(r.lookup("dropped.test"), Route::Unknown));
@@ -250,8 +275,8 @@ mod tests {
     fn an_offline_exact_host_falls_back_to_an_online_wildcard() {
         let r = Registry::default();
         let (a, b) = (Arc::new(S(1, "a")), Arc::new(S(2, "a")));
-        r.claim("x.test", &a).unwrap();
-        r.claim("*.test", &b).unwrap();
+        r.claim("x.test", &a, 100).unwrap();
+        r.claim("*.test", &b, 100).unwrap();
         r.remove_session(1);
         assert_eq!(id(r.lookup("x.test")), Some(2));
     }

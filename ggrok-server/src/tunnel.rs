@@ -35,6 +35,8 @@ pub struct Session {
     pub client: String,
     /// Opens streams to the daemon.
     pub sender: SendRequest<Body>,
+    /// Places for requests in flight (`max_streams_per_session`).
+    pub streams: Arc<tokio::sync::Semaphore>,
 }
 
 impl Owner for Session {
@@ -71,7 +73,17 @@ pub fn accept(state: &Arc<State>, peer: SocketAddr, mut req: Request<Incoming>) 
         );
     }
     let token = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer);
-    let Some(client) = token.and_then(|t| authenticate(&state.config.clients, t)).cloned() else {
+    let client = match (token, &state.config.anonymous_hosts) {
+        (Some(t), _) => authenticate(&state.config.clients, t).cloned(),
+        // Each anonymous client is a client of its own: none can take over another's hosts.
+        (None, Some(hosts)) => Some(ClientEntry {
+            name: format!("anonymous-{}", state.next_anonymous_id()),
+            token_sha256: [0; 32],
+            hosts: hosts.clone(),
+        }),
+        (None, None) => None,
+    };
+    let Some(client) = client else {
         warn!(%peer, "tunnel client refused: unauthorized (missing or unknown token)");
         let mut resp =
             body::text(StatusCode::UNAUTHORIZED, "ggrok: unauthorized: the token is missing or unknown");
@@ -115,16 +127,21 @@ async fn serve(
     ws: WebSocketStream<TokioIo<Upgraded>>,
 ) {
     let id = state.next_session_id();
-    let setup = tokio::time::timeout(tuning::HANDSHAKE_TIMEOUT, open(ws, state.config.keepalive_interval));
+    let setup = tokio::time::timeout(
+        state.config.limits.handshake_timeout,
+        open(ws, state.config.keepalive_interval),
+    );
     let (sender, control, mut connection) = match setup.await {
         Ok(Ok(parts)) => parts,
         Ok(Err(e)) => return warn!(session = id, client = %client.name, %peer, "tunnel setup failed: {e:#}"),
         Err(_) => return warn!(session = id, client = %client.name, %peer, "tunnel setup timed out"),
     };
-    let session = Arc::new(Session { id, client: client.name.clone(), sender });
+    let streams = Arc::new(tokio::sync::Semaphore::new(state.config.limits.max_streams_per_session));
+    let session = Arc::new(Session { id, client: client.name.clone(), sender, streams });
     info!(session = id, client = %client.name, %peer, "tunnel client connected");
     forget_unclaimed_later(&state, &client.name, id);
-    let mut control = Framed::new(TokioIo::new(control), ServerCodec::default());
+    let codec = ServerCodec::with_max_message(state.config.limits.max_control_message);
+    let mut control = Framed::new(TokioIo::new(control), codec);
     let ended = |done: Result<Result<(), hyper::Error>, tokio::task::JoinError>| match done {
         Ok(Ok(())) => "connection closed".to_owned(),
         Ok(Err(e)) => format!("connection failed: {}", ggrok_proto::headers::error_chain(&e)),
@@ -236,6 +253,20 @@ async fn run_control(
     if let Err(e) = control.send(hello).await {
         return format!("control stream: {e}");
     }
+    // The daemon must greet within the handshake timeout: a silent control stream would otherwise
+    // hold a session (and its slot) forever.
+    match tokio::time::timeout(state.config.limits.handshake_timeout, control.next()).await {
+        Ok(Some(Ok(ClientMessage::Hello { version, agent }))) => {
+            info!(session = session.id, agent, version, "daemon identified");
+        }
+        Ok(Some(Ok(other))) => return format!("the daemon sent {other:?} before its greeting"),
+        Ok(Some(Err(e))) => return format!("control stream: {e}"),
+        Ok(None) => return "control stream closed before the greeting".to_owned(),
+        Err(_) => {
+            warn!(session = session.id, "limit: no greeting within handshake_timeout; closing the session");
+            return "no greeting on the control stream".to_owned();
+        }
+    }
     loop {
         let reply = match control.next().await {
             None => return "control stream closed".to_owned(),
@@ -244,9 +275,8 @@ async fn run_control(
                 ServerMessage::Error { message: format!("malformed control message: {e}") }
             }
             Some(Err(e)) => return e.to_string(),
-            Some(Ok(ClientMessage::Hello { version, agent })) => {
-                info!(session = session.id, agent, version, "daemon identified");
-                continue;
+            Some(Ok(ClientMessage::Hello { .. })) => {
+                ServerMessage::Error { message: "greeted twice".to_owned() }
             }
             Some(Ok(ClientMessage::Register { host })) => register(state, client, session, host),
             Some(Ok(ClientMessage::Unregister { host })) => {
@@ -280,7 +310,7 @@ fn register(state: &State, client: &ClientEntry, session: &Arc<Session>, host: S
             allowed.join(", ")
         ));
     }
-    match state.registry.claim(&pattern.to_string(), session) {
+    match state.registry.claim(&pattern.to_string(), session, state.config.limits.max_hosts_per_client) {
         Ok(Claim::Registered) => {
             info!(session = session.id, client = %client.name, host = %pattern, "host registered");
             ServerMessage::Registered { host }

@@ -100,8 +100,15 @@ pub type ClientCodec = ControlCodec<ServerMessage, ClientMessage>;
 
 impl<In, Out> Default for ControlCodec<In, Out> {
     fn default() -> Self {
+        Self::with_max_message(MAX_CONTROL_MESSAGE)
+    }
+}
+
+impl<In, Out> ControlCodec<In, Out> {
+    /// A codec refusing messages longer than `max` bytes.
+    pub fn with_max_message(max: usize) -> Self {
         Self {
-            frames: LengthDelimitedCodec::builder().max_frame_length(MAX_CONTROL_MESSAGE).new_codec(),
+            frames: LengthDelimitedCodec::builder().max_frame_length(max).new_codec(),
             _types: PhantomData,
         }
     }

@@ -1,6 +1,12 @@
 //! `server.toml`: parsed strictly (unknown keys are errors), then validated into [`ServerConfig`],
 //! the only form runtime code sees. Every error names the file, line and key.
 
+mod limits;
+mod tls;
+
+pub use limits::Limits;
+pub use tls::TlsSettings;
+
 use ggrok_proto::diag::ConfigError;
 use ggrok_proto::host::HostPattern;
 use ggrok_proto::seconds::Seconds;
@@ -22,6 +28,11 @@ struct RawConfig {
     tunnel_path: Option<Spanned<String>>,
     keepalive_interval: Option<Spanned<Seconds>>,
     shutdown_grace: Option<Spanned<Seconds>>,
+    allow_anonymous: Option<Spanned<bool>>,
+    anonymous_hosts: Option<Spanned<Vec<Spanned<String>>>>,
+    tls: Option<tls::RawTls>,
+    #[serde(default)]
+    limits: limits::RawLimits,
     #[serde(default, rename = "client")]
     clients: Vec<RawClient>,
 }
@@ -46,8 +57,14 @@ pub struct ServerConfig {
     pub keepalive_interval: Duration,
     /// How long shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
+    /// HTTPS, when configured.
+    pub tls: Option<TlsSettings>,
+    /// What clients and connections may use.
+    pub limits: Limits,
     /// Who may connect.
     pub clients: Vec<ClientEntry>,
+    /// Hosts that clients without a token may claim, when `allow_anonymous = true`.
+    pub anonymous_hosts: Option<Vec<HostPattern>>,
 }
 
 /// Default [`ServerConfig::keepalive_interval`].
@@ -120,12 +137,48 @@ impl ServerConfig {
             None => DEFAULT_SHUTDOWN_GRACE,
         };
 
-        if raw.clients.is_empty() {
+        let anonymous_hosts = match (&raw.allow_anonymous, &raw.anonymous_hosts) {
+            (Some(allow), Some(hosts)) if *allow.get_ref() => {
+                if hosts.get_ref().is_empty() {
+                    return Err(at(
+                        hosts.span(),
+                        "anonymous_hosts",
+                        "must list at least one host or pattern".into(),
+                    ));
+                }
+                let mut patterns = Vec::new();
+                for (j, h) in hosts.get_ref().iter().enumerate() {
+                    patterns.push(HostPattern::parse(h.get_ref()).map_err(|e| {
+                        at(h.span(), &format!("anonymous_hosts[{j}]"), format!("{:?}: {e}", h.get_ref()))
+                    })?);
+                }
+                Some(patterns)
+            }
+            (Some(allow), None) if *allow.get_ref() => {
+                return Err(at(
+                    allow.span(),
+                    "allow_anonymous",
+                    "also list the hosts anonymous clients may claim in anonymous_hosts".into(),
+                ));
+            }
+            (_, Some(hosts)) => {
+                return Err(at(
+                    hosts.span(),
+                    "anonymous_hosts",
+                    "has no effect without allow_anonymous = true".into(),
+                ));
+            }
+            _ => None,
+        };
+        if raw.clients.is_empty() && anonymous_hosts.is_none() {
             return Err(ConfigError::file(
                 path,
-                "no [[client]] entries: add one with a name, a token and the hosts it may claim",
+                "no [[client]] entries: add one with a name, a token and the hosts it may claim \
+                 (or set allow_anonymous = true with anonymous_hosts to let anyone connect)",
             ));
         }
+        let tls = raw.tls.as_ref().map(|t| t.validate(path, text)).transpose()?;
+        let limits = raw.limits.validate(path, text)?;
         let mut clients: Vec<ClientEntry> = Vec::with_capacity(raw.clients.len());
         for (i, c) in raw.clients.iter().enumerate() {
             let key = |k: &str| format!("client[{i}].{k}");
@@ -196,7 +249,16 @@ impl ServerConfig {
             }
             clients.push(ClientEntry { name: name.to_owned(), token_sha256, hosts });
         }
-        Ok(Self { listen, tunnel_path, keepalive_interval, shutdown_grace, clients })
+        Ok(Self {
+            listen,
+            tunnel_path,
+            keepalive_interval,
+            shutdown_grace,
+            tls,
+            limits,
+            clients,
+            anonymous_hosts,
+        })
     }
 }
 

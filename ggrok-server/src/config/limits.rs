@@ -1,0 +1,136 @@
+//! `[limits]` of server.toml: what one client, connection or session may use. Every limit has a
+//! safe default; exceeding one gets a status code and a log line and never affects other clients.
+
+use ggrok_proto::diag::ConfigError;
+use ggrok_proto::seconds::Seconds;
+use serde::Deserialize;
+use std::path::Path;
+use std::time::Duration;
+use toml::Spanned;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    handshake_timeout: Option<Spanned<Seconds>>,
+    header_read_timeout: Option<Spanned<Seconds>>,
+    max_header_bytes: Option<Spanned<u64>>,
+    max_pending_connections: Option<Spanned<u64>>,
+    max_pending_per_ip: Option<Spanned<u64>>,
+    max_streams_per_session: Option<Spanned<u64>>,
+    max_hosts_per_client: Option<Spanned<u64>>,
+    max_control_message: Option<Spanned<u64>>,
+}
+
+/// The validated limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Time a tunnel client has, once upgraded, to complete HTTP/2 and the control greeting.
+    pub handshake_timeout: Duration,
+    /// Time a new connection has to send its first request head (TLS handshake included); 408 after.
+    pub header_read_timeout: Duration,
+    /// Largest request head; 431 above.
+    pub max_header_bytes: usize,
+    /// Connections that have not yet sent a request head, in all; 503 above.
+    pub max_pending_connections: usize,
+    /// Connections from one IP address that have not yet sent a request head; 429 above.
+    pub max_pending_per_ip: usize,
+    /// Requests in flight through one tunnel session; 503 above.
+    pub max_streams_per_session: usize,
+    /// Hosts one client may hold at once, over all its sessions.
+    pub max_hosts_per_client: usize,
+    /// Largest control message, in bytes.
+    pub max_control_message: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            handshake_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 32 * 1024,
+            max_pending_connections: 1024,
+            max_pending_per_ip: 64,
+            max_streams_per_session: 1000,
+            max_hosts_per_client: 100,
+            max_control_message: ggrok_proto::control::MAX_CONTROL_MESSAGE,
+        }
+    }
+}
+
+impl RawLimits {
+    pub(super) fn validate(&self, path: &Path, text: &str) -> Result<Limits, ConfigError> {
+        let d = Limits::default();
+        let secs = |v: &Option<Spanned<Seconds>>, key: &str, default: Duration| match v {
+            None => Ok(default),
+            Some(s) if (0.1..=3600.0).contains(&s.get_ref().0.as_secs_f64()) => Ok(s.get_ref().0),
+            Some(s) => Err(ConfigError::at(
+                path,
+                text,
+                s.span(),
+                format!("limits.{key}"),
+                "must be between 0.1 and 3600 seconds",
+            )),
+        };
+        let count = |v: &Option<Spanned<u64>>, key: &str, min: u64, max: u64, default: usize| match v {
+            None => Ok(default),
+            Some(n) if (min..=max).contains(n.get_ref()) => Ok(*n.get_ref() as usize),
+            Some(n) => Err(ConfigError::at(
+                path,
+                text,
+                n.span(),
+                format!("limits.{key}"),
+                format!("must be between {min} and {max}"),
+            )),
+        };
+        Ok(Limits {
+            handshake_timeout: secs(&self.handshake_timeout, "handshake_timeout", d.handshake_timeout)?,
+            header_read_timeout: secs(
+                &self.header_read_timeout,
+                "header_read_timeout",
+                d.header_read_timeout,
+            )?,
+            max_header_bytes: count(
+                &self.max_header_bytes,
+                "max_header_bytes",
+                8192,
+                1 << 20,
+                d.max_header_bytes,
+            )?,
+            max_pending_connections: count(
+                &self.max_pending_connections,
+                "max_pending_connections",
+                1,
+                1 << 20,
+                d.max_pending_connections,
+            )?,
+            max_pending_per_ip: count(
+                &self.max_pending_per_ip,
+                "max_pending_per_ip",
+                1,
+                1 << 20,
+                d.max_pending_per_ip,
+            )?,
+            max_streams_per_session: count(
+                &self.max_streams_per_session,
+                "max_streams_per_session",
+                1,
+                1 << 16,
+                d.max_streams_per_session,
+            )?,
+            max_hosts_per_client: count(
+                &self.max_hosts_per_client,
+                "max_hosts_per_client",
+                1,
+                1 << 20,
+                d.max_hosts_per_client,
+            )?,
+            max_control_message: count(
+                &self.max_control_message,
+                "max_control_message",
+                1024,
+                16 << 20,
+                d.max_control_message,
+            )?,
+        })
+    }
+}
