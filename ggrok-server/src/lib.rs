@@ -57,6 +57,8 @@ pub struct State {
     pub public: TaskTracker,
     /// Tunnel sessions.
     pub sessions: TaskTracker,
+    /// The port the HTTPS listener is bound to, for redirects.
+    pub https_port: Option<u16>,
     /// Connections that have not yet sent a request head.
     pub pending: Arc<Pending>,
     /// Keeps limit-hit log lines to one a second.
@@ -103,6 +105,7 @@ pub async fn run(
         close_sessions: CancellationToken::new(),
         public: TaskTracker::new(),
         sessions: TaskTracker::new(),
+        https_port: https.as_ref().and_then(|(l, _)| l.local_addr().ok()).map(|a| a.port()),
         pending,
         limit_log: LogLimiter::default(),
         next_session: AtomicU64::new(0),

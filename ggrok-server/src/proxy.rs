@@ -197,7 +197,7 @@ pub fn redirect_to_https(state: &State, req: &Request<Incoming>) -> Response<Bod
     let Some(host) = host_of(req).and_then(|h| normalize_host(&h).ok()) else {
         return body::text(StatusCode::BAD_REQUEST, "ggrok: the request has no valid Host header");
     };
-    let port = state.config.tls.as_ref().map_or(443, |t| t.listen.port());
+    let port = state.https_port.unwrap_or(443);
     let authority = if port == 443 { host } else { format!("{host}:{port}") };
     let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let location = format!("https://{authority}{path}");

@@ -17,6 +17,7 @@ struct RawConfig {
     server: Option<Spanned<String>>,
     token: Option<Spanned<Secret>>,
     token_file: Option<Spanned<String>>,
+    ca_file: Option<Spanned<String>>,
     keepalive_interval: Option<Spanned<Seconds>>,
     reconnect_initial: Option<Spanned<Seconds>>,
     reconnect_max: Option<Spanned<Seconds>>,
@@ -42,6 +43,8 @@ pub struct DaemonConfig {
     pub server: ServerUrl,
     /// The token presented to the server.
     pub token: Secret,
+    /// CA certificates (PEM) to trust for `wss://` instead of the system roots.
+    pub ca_file: Option<PathBuf>,
     /// Timing of the connection to the server.
     pub timing: Timing,
     /// The tunnels, in file order.
@@ -77,8 +80,12 @@ impl Default for Timing {
 pub struct ServerUrl {
     /// Full WebSocket URL.
     pub url: String,
-    /// `host:port`, for messages.
+    /// `host:port`, to connect to and for messages.
     pub authority: String,
+    /// The host name, for TLS (SNI and certificate check).
+    pub host: String,
+    /// `wss://`: TLS to the server.
+    pub tls: bool,
 }
 
 /// One tunnel: public host (or pattern) → local service.
@@ -159,11 +166,9 @@ impl ServerUrl {
     pub fn parse(raw: &str) -> Result<Self, String> {
         let uri: http::Uri = raw.parse().map_err(|e| format!("{raw:?} is not a URL: {e}"))?;
         let scheme = uri.scheme_str().unwrap_or("");
-        let default_port = match scheme {
-            "ws" | "http" => 80,
-            "wss" | "https" => {
-                return Err(format!("{raw:?}: wss:// (TLS) is not supported by this build yet; use ws://"));
-            }
+        let (tls, default_port) = match scheme {
+            "ws" | "http" => (false, 80),
+            "wss" | "https" => (true, 443),
             _ => return Err(format!("{raw:?} must start with ws:// or wss://")),
         };
         let authority = uri.authority().ok_or_else(|| format!("{raw:?} has no host"))?;
@@ -173,7 +178,13 @@ impl ServerUrl {
             p => p,
         };
         let host = authority.host();
-        Ok(Self { url: format!("ws://{host}:{port}{path}"), authority: format!("{host}:{port}") })
+        let scheme = if tls { "wss" } else { "ws" };
+        Ok(Self {
+            url: format!("{scheme}://{host}:{port}{path}"),
+            authority: format!("{host}:{port}"),
+            host: host.trim_start_matches('[').trim_end_matches(']').to_owned(),
+            tls,
+        })
     }
 }
 
@@ -239,6 +250,15 @@ impl DaemonConfig {
             }
         };
 
+        let ca_file = match &raw.ca_file {
+            Some(f) => {
+                let file = path.parent().unwrap_or(Path::new(".")).join(f.get_ref());
+                crate::tls::load_ca_file(&file).map_err(|e| at(f.span(), "ca_file", e))?;
+                Some(file)
+            }
+            None => None,
+        };
+
         let mut timing = Timing::default();
         let seconds = |value: &Option<Spanned<Seconds>>, key: &str, min: f64, max: f64, default: Duration| {
             let Some(v) = value else { return Ok(default) };
@@ -289,7 +309,7 @@ impl DaemonConfig {
             };
             tunnels.push(TunnelSpec { host, local, rewrite_host });
         }
-        Ok(Self { path: path.to_owned(), server: server_url, token, timing, tunnels })
+        Ok(Self { path: path.to_owned(), server: server_url, token, ca_file, timing, tunnels })
     }
 }
 
@@ -351,6 +371,9 @@ mod tests {
         assert_eq!(ok("ws://t.example.com"), "ws://t.example.com:80/$$ggrok");
         assert_eq!(ok("ws://127.0.0.1:9000/"), "ws://127.0.0.1:9000/$$ggrok");
         assert_eq!(ok("ws://t:1/custom"), "ws://t:1/custom");
+        assert_eq!(ok("wss://t.example.com"), "wss://t.example.com:443/$$ggrok");
+        assert!(ServerUrl::parse("wss://t.example.com").unwrap().tls);
+        assert_eq!(ServerUrl::parse("wss://[::1]:9/").unwrap().host, "::1");
         assert!(ServerUrl::parse("t.example.com").is_err());
         assert!(ServerUrl::parse("ftp://t").is_err());
     }

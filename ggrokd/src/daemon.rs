@@ -19,6 +19,8 @@ pub struct Endpoint {
     pub server: ServerUrl,
     /// The token.
     pub token: Secret,
+    /// CA certificates for `wss://` instead of the system roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// The link to the server.
@@ -70,7 +72,11 @@ impl Daemon {
             local: LocalClient::default(),
             edits: tokio::sync::Mutex::new(()),
             started: Instant::now(),
-            endpoint: RwLock::new(Endpoint { server: config.server.clone(), token: config.token.clone() }),
+            endpoint: RwLock::new(Endpoint {
+                server: config.server.clone(),
+                token: config.token.clone(),
+                ca_file: config.ca_file.clone(),
+            }),
             timing: RwLock::new(config.timing),
             link: Mutex::new(Link {
                 state: LinkState::Connecting,

@@ -13,6 +13,7 @@ pub mod local;
 pub mod persist;
 pub mod session;
 pub mod supervisor;
+pub mod tls;
 pub mod tunnels;
 
 use config::DaemonConfig;

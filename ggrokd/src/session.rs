@@ -17,9 +17,10 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -40,6 +41,9 @@ fn h2_server(timing: &crate::config::Timing) -> http2::Builder<TokioExecutor> {
     builder
 }
 
+/// The connection to the server: plain TCP for `ws://`, TLS for `wss://`.
+pub type ServerStream = Either<TcpStream, tokio_rustls::client::TlsStream<TcpStream>>;
+
 /// State of one tunnel connection shared by its streams.
 #[derive(Default)]
 struct PerConnection {
@@ -50,9 +54,10 @@ struct PerConnection {
 }
 
 /// Dials the server's tunnel endpoint with the token: the WebSocket the tunnel runs on.
-pub async fn connect(daemon: &Daemon) -> anyhow::Result<WebSocketStream<MaybeTlsStream<TcpStream>>> {
+pub async fn connect(daemon: &Daemon) -> anyhow::Result<WebSocketStream<ServerStream>> {
     let endpoint = daemon.endpoint();
-    let mut request = endpoint.server.url.as_str().into_client_request().context("server URL")?;
+    let url = &endpoint.server.url;
+    let mut request = url.as_str().into_client_request().context("server URL")?;
     let bearer = HeaderValue::from_str(&format!("Bearer {}", endpoint.token.expose()))
         .map_err(|_| anyhow!("the token contains characters not allowed in an HTTP header"))?;
     request.headers_mut().insert(header::AUTHORIZATION, bearer);
@@ -60,22 +65,35 @@ pub async fn connect(daemon: &Daemon) -> anyhow::Result<WebSocketStream<MaybeTls
     let config = WebSocketConfig::default()
         .max_message_size(Some(tuning::MAX_WS_MESSAGE))
         .max_frame_size(Some(tuning::MAX_WS_MESSAGE));
-    let dial = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
-    match tokio::time::timeout(tuning::HANDSHAKE_TIMEOUT, dial).await {
-        Err(_) => Err(anyhow!("timed out connecting to {}", endpoint.server.url)),
-        Ok(Err(tokio_tungstenite::tungstenite::Error::Http(resp))) => {
-            let text =
-                resp.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default().trim().to_owned();
-            if resp.status() == StatusCode::UNAUTHORIZED {
-                return Err(anyhow!(
-                    "unauthorized: the server rejected the token (401); check `token` in the config"
-                ));
+    let dial = async {
+        let tcp = TcpStream::connect(&endpoint.server.authority)
+            .await
+            .map_err(|e| anyhow!("cannot connect to {url}: {e}"))?;
+        let _ = tcp.set_nodelay(true);
+        let stream = if endpoint.server.tls {
+            let tls = crate::tls::client_config(endpoint.ca_file.as_deref()).map_err(|e| anyhow!(e))?;
+            Either::Right(crate::tls::connect(tls, &endpoint.server.host, tcp).await.map_err(|e| anyhow!(e))?)
+        } else {
+            Either::Left(tcp)
+        };
+        match tokio_tungstenite::client_async_with_config(request, stream, Some(config)).await {
+            Ok((ws, _)) => Ok(ws),
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                let text =
+                    resp.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default().trim().to_owned();
+                if resp.status() == StatusCode::UNAUTHORIZED {
+                    return Err(anyhow!(
+                        "unauthorized: the server rejected the token (401); check `token` in the config"
+                    ));
+                }
+                Err(anyhow!("the server refused the tunnel: {} {text}", resp.status()))
             }
-            Err(anyhow!("the server refused the tunnel: {} {text}", resp.status()))
+            Err(e) => Err(anyhow!("WebSocket handshake with {url} failed: {e}")),
         }
-        Ok(Err(e)) => Err(anyhow!("cannot connect to {}: {e}", endpoint.server.url)),
-        Ok(Ok((ws, _))) => Ok(ws),
-    }
+    };
+    tokio::time::timeout(tuning::HANDSHAKE_TIMEOUT, dial)
+        .await
+        .map_err(|_| anyhow!("timed out connecting to {url}"))?
 }
 
 /// Serves HTTP/2 on the WebSocket until the connection ends. On `shutdown` it closes the control
@@ -83,7 +101,7 @@ pub async fn connect(daemon: &Daemon) -> anyhow::Result<WebSocketStream<MaybeTls
 /// finish for up to the grace period.
 pub async fn serve(
     daemon: &Arc<Daemon>,
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    ws: WebSocketStream<ServerStream>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     let timing = daemon.timing();

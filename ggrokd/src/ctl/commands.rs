@@ -157,7 +157,8 @@ pub async fn reload(daemon: &Daemon) -> Result<String, String> {
         }
     }
     daemon.set_timing(config.timing);
-    let reconnect = daemon.set_endpoint(Endpoint { server: config.server, token: config.token });
+    let reconnect =
+        daemon.set_endpoint(Endpoint { server: config.server, token: config.token, ca_file: config.ca_file });
     if reconnect {
         info!("server or token changed: reconnecting");
     }
