@@ -36,6 +36,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+/// hyper's read and write buffer limit. It also bounds the request heads after the first on a
+/// connection (the first is checked exactly against `max_header_bytes`); smaller values cost
+/// throughput.
+const HYPER_BUFFER: usize = 400 * 1024;
 /// How long ggrok's own error answer may take to write before the connection is dropped.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long closing tunnel sessions may take at the end of shutdown.
@@ -178,7 +182,9 @@ async fn open_connection(state: Arc<State>, stream: TcpStream, peer: SocketAddr,
         Some(acceptor) => match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
             Ok(Ok(stream)) => serve_io(state, stream, peer, true, deadline, slot).await,
             Ok(Err(e)) => debug!(%peer, "TLS handshake failed: {e}"),
-            Err(_) => limit_hit(&state, peer, "TLS handshake not completed within header_read_timeout"),
+            Err(_) => {
+                limit_hit(&state, peer, "tls", "TLS handshake not completed within header_read_timeout")
+            }
         },
     }
 }
@@ -188,7 +194,7 @@ async fn refuse_pending(state: &State, mut stream: TcpStream, peer: SocketAddr, 
         Over::PerIp => (429, "Too Many Requests", "too many connections from your address are waiting"),
         Over::Total => (503, "Service Unavailable", "too many connections are waiting; try again shortly"),
     };
-    limit_hit(state, peer, &format!("connection refused with {status}: {what} (max_pending_*)"));
+    limit_hit(state, peer, "pending", &format!("connection refused with {status}: {what} (max_pending_*)"));
     if !secure {
         // Over TLS a plain answer would be garbage to the client, and the handshake is what we
         // are saving: just close.
@@ -200,8 +206,8 @@ async fn refuse_pending(state: &State, mut stream: TcpStream, peer: SocketAddr, 
     }
 }
 
-fn limit_hit(state: &State, peer: SocketAddr, what: &str) {
-    if let Some(held_back) = state.limit_log.allow() {
+fn limit_hit(state: &State, peer: SocketAddr, kind: &'static str, what: &str) {
+    if let Some(held_back) = state.limit_log.allow(kind) {
         warn!(%peer, held_back, "limit: {what}");
     }
 }
@@ -221,7 +227,7 @@ async fn serve_io<S>(
         Ok(Ok(head)) => head,
         Ok(Err(NoHead::Closed)) => return,
         Ok(Err(NoHead::TooLarge)) => {
-            limit_hit(&state, peer, &format!("request head over {max} bytes: 431"));
+            limit_hit(&state, peer, "head-size", &format!("request head over {max} bytes: 431"));
             let answer = prelude::canned(
                 431,
                 "Request Header Fields Too Large",
@@ -231,7 +237,7 @@ async fn serve_io<S>(
             return;
         }
         Err(_) => {
-            limit_hit(&state, peer, "no request head within header_read_timeout: 408");
+            limit_hit(&state, peer, "head-time", "no request head within header_read_timeout: 408");
             let answer =
                 prelude::canned(408, "Request Timeout", "ggrok: the request head did not arrive in time");
             let _ = tokio::time::timeout(ANSWER_TIMEOUT, io.write_all(&answer)).await;
@@ -246,7 +252,7 @@ async fn serve_io<S>(
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(state.config.limits.header_read_timeout)
-        .max_buf_size(max.max(8192))
+        .max_buf_size(max.max(HYPER_BUFFER))
         .serve_connection(TokioIo::new(prelude::Prefixed::new(head, io)), service)
         .with_upgrades();
     tokio::pin!(conn);

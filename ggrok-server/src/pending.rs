@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -70,23 +70,26 @@ impl Drop for Slot {
     }
 }
 
-/// Lets a log line through at most once a second, counting the ones held back, so an attack
-/// cannot flood the log.
+/// Lets a log line of each kind through at most once a second, counting the ones held back, so
+/// an attack cannot flood the log.
 #[derive(Default)]
 pub struct LogLimiter {
-    second: AtomicU64,
-    held_back: AtomicU64,
+    kinds: Mutex<HashMap<&'static str, (u64, u64)>>,
 }
 
 impl LogLimiter {
-    /// `Some(n)` when this line may be logged, `n` being the lines held back since the last one.
-    pub fn allow(&self) -> Option<u64> {
+    /// `Some(n)` when a line of `kind` may be logged, `n` being the lines of that kind held back
+    /// since the last one.
+    pub fn allow(&self, kind: &'static str) -> Option<u64> {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        if self.second.swap(now, Ordering::Relaxed) == now {
-            self.held_back.fetch_add(1, Ordering::Relaxed);
+        let mut kinds = self.kinds.lock().expect("log limiter lock");
+        let (second, held_back) = kinds.entry(kind).or_insert((u64::MAX, 0));
+        if *second == now {
+            *held_back += 1;
             return None;
         }
-        Some(self.held_back.swap(0, Ordering::Relaxed))
+        *second = now;
+        Some(std::mem::take(held_back))
     }
 }
 
@@ -111,8 +114,9 @@ mod tests {
     #[test]
     fn the_log_limiter_lets_one_line_a_second_through() {
         let l = LogLimiter::default();
-        assert_eq!(l.allow(), Some(0));
-        let held = (0..100).filter(|_| l.allow().is_none()).count();
+        assert_eq!(l.allow("a"), Some(0));
+        assert_eq!(l.allow("b"), Some(0), "kinds are limited separately");
+        let held = (0..100).filter(|_| l.allow("a").is_none()).count();
         assert!(held >= 99, "{held}");
     }
 }

@@ -182,7 +182,7 @@ fn stream_permit(
 ) -> Result<OwnedSemaphorePermit, Refusal> {
     session.streams.clone().try_acquire_owned().map_err(|_| {
         let max = state.config.limits.max_streams_per_session;
-        if let Some(held_back) = state.limit_log.allow() {
+        if let Some(held_back) = state.limit_log.allow("streams") {
             warn!(peer = %conn.peer, host, held_back, "limit: {max} requests in flight on the tunnel: 503");
         }
         Refusal::new(

@@ -55,6 +55,14 @@ impl Public {
         Self { addr, client: Client::builder(TokioExecutor::new()).build_http() }
     }
 
+    /// A client for the server at `addr` whose connections come from `local` (another loopback
+    /// address such as 127.0.0.2), to play a different client address.
+    pub fn from_address(addr: SocketAddr, local: std::net::IpAddr) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_local_address(Some(local));
+        Self { addr, client: Client::builder(TokioExecutor::new()).build(connector) }
+    }
+
     /// Sends `req` (whose URI is a path) to the server with `Host: host`.
     pub async fn send(&self, host: &str, mut req: Request<Body>) -> Response<Incoming> {
         let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
@@ -74,4 +82,28 @@ impl Public {
     pub async fn get(&self, host: &str, path: &str) -> Reply {
         self.fetch(host, Request::builder().method(Method::GET).uri(path).body(full("")).unwrap()).await
     }
+}
+
+/// Reads one response with a Content-Length body.
+pub async fn read_response(conn: &mut tokio::net::TcpStream) -> (String, Vec<u8>) {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            tokio::io::AsyncReadExt::read(conn, &mut byte).await.unwrap(),
+            1,
+            "connection closed mid-head"
+        );
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8(buf).unwrap();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap())
+        })
+        .expect("content-length");
+    let mut body = vec![0u8; len];
+    tokio::io::AsyncReadExt::read_exact(conn, &mut body).await.unwrap();
+    (head, body)
 }

@@ -163,9 +163,18 @@ impl Cluster {
 
     /// Like [`Cluster::start`], with extra TOML for the daemon's `[[tunnel]]`-free part.
     pub fn start_with(tunnels: &[(&str, &str)], extra: &str) -> Self {
+        Self::start_full(tunnels, "", extra)
+    }
+
+    /// Like [`Cluster::start`], with extra TOML for the server (top level, or whole tables such
+    /// as `[limits]`) and for the daemon.
+    pub fn start_full(tunnels: &[(&str, &str)], server_extra: &str, extra: &str) -> Self {
         let mut hosts: Vec<&str> = tunnels.iter().map(|(h, _)| *h).collect();
         hosts.push("*.test");
-        let server = Server::start(&[ClientDef { name: "test", token: TEST_TOKEN, hosts: &hosts }]);
+        let server = Server::start_extra(
+            &[ClientDef { name: "test", token: TEST_TOKEN, hosts: &hosts }],
+            server_extra,
+        );
         let daemon = Daemon::start(&server.ws_url(), TEST_TOKEN, tunnels, extra);
         for (host, _) in tunnels {
             daemon.wait_online(host);

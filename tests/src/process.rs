@@ -54,10 +54,10 @@ impl Process {
                 if echo {
                     eprintln!("[{tag}] {line}");
                 }
-                sink.lines.lock().unwrap().0.push(line);
+                sink.lines.lock().unwrap_or_else(|e| e.into_inner()).0.push(line);
                 sink.changed.notify_all();
             }
-            sink.lines.lock().unwrap().1 = true;
+            sink.lines.lock().unwrap_or_else(|e| e.into_inner()).1 = true;
             sink.changed.notify_all();
         });
         Self { name, child, log }

@@ -14,7 +14,10 @@ async fn a_thousand_concurrent_requests_over_three_tunnels() {
     let ups = [Upstream::start().await, Upstream::start().await, Upstream::start().await];
     let ports: Vec<String> = ups.iter().map(|u| u.port()).collect();
     let hosts = ["one.test", "two.test", "three.test"];
-    let cluster = Cluster::start(&[(hosts[0], &ports[0]), (hosts[1], &ports[1]), (hosts[2], &ports[2])]);
+    // A thousand connections from one address at once: more than the default per-address cap on
+    // connections still waiting for their first request (tested in limits.rs).
+    let tunnels = [(hosts[0], ports[0].as_str()), (hosts[1], &ports[1]), (hosts[2], &ports[2])];
+    let cluster = Cluster::start_full(&tunnels, "[limits]\nmax_pending_per_ip = 2000", "");
     let public = Public::new(cluster.addr());
 
     let requests = (0..1000usize).map(|i| {
@@ -45,7 +48,11 @@ async fn a_thousand_concurrent_requests_over_three_tunnels() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_and_unread_responses_do_not_hold_up_the_others() {
     let (slow_up, fast_up) = (Upstream::start().await, Upstream::start().await);
-    let cluster = Cluster::start(&[("slow.test", &slow_up.port()), ("fast.test", &fast_up.port())]);
+    let cluster = Cluster::start_full(
+        &[("slow.test", &slow_up.port()), ("fast.test", &fast_up.port())],
+        "[limits]\nmax_pending_per_ip = 2000",
+        "",
+    );
     let public = Public::new(cluster.addr());
 
     // Ten requests that will not be answered until released.

@@ -1,6 +1,7 @@
 //! Plain HTTP through the tunnel: routing by Host, methods, queries, headers, bodies, keep-alive.
 
 use ggrok_tests::TEST_TOKEN;
+use ggrok_tests::client::read_response;
 use ggrok_tests::client::{Public, full};
 use ggrok_tests::cluster::{ClientDef, Cluster, Daemon, Server};
 use ggrok_tests::upstream::Upstream;
@@ -187,26 +188,6 @@ async fn keep_alive_serves_several_requests_on_one_connection() {
             _ => assert_eq!(report["body_start"], "abc"),
         }
     }
-}
-
-/// Reads one response with a Content-Length body.
-async fn read_response(conn: &mut TcpStream) -> (String, Vec<u8>) {
-    let mut buf = Vec::new();
-    let mut byte = [0u8; 1];
-    while !buf.ends_with(b"\r\n\r\n") {
-        assert_eq!(conn.read(&mut byte).await.unwrap(), 1, "connection closed mid-head");
-        buf.push(byte[0]);
-    }
-    let head = String::from_utf8(buf).unwrap();
-    let len: usize = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap())
-        })
-        .expect("content-length");
-    let mut body = vec![0u8; len];
-    conn.read_exact(&mut body).await.unwrap();
-    (head, body)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

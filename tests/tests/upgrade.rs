@@ -100,16 +100,17 @@ async fn declined_upgrades_pass_the_local_answer_through() {
 async fn upgrade_to_a_down_local_service_is_a_502() {
     let (_held, port) = ggrok_tests::upstream::closed_port();
     let cluster = Cluster::start(&[("ws.test", &port)]);
-    let tcp = TcpStream::connect(cluster.addr()).await.unwrap();
-    let err = tokio_tungstenite::client_async("ws://ws.test/ws", tcp).await.unwrap_err();
-    match err {
-        tokio_tungstenite::tungstenite::Error::Http(resp) => {
-            assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
-            let body = String::from_utf8_lossy(resp.body().as_deref().unwrap_or_default()).into_owned();
-            assert!(body.contains(&format!("localhost:{port}")), "{body}");
-        }
-        other => panic!("expected a 502, got {other:?}"),
-    }
+    let mut conn = TcpStream::connect(cluster.addr()).await.unwrap();
+    conn.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: ws.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let (head, body) = ggrok_tests::client::read_response(&mut conn).await;
+    assert!(head.starts_with("HTTP/1.1 502"), "{head}");
+    let body = String::from_utf8_lossy(&body);
+    assert!(body.contains(&format!("localhost:{port}")), "{body}");
 }
 
 async fn read_some(conn: &mut TcpStream) -> String {
