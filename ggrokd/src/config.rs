@@ -41,8 +41,8 @@ pub struct DaemonConfig {
     pub path: PathBuf,
     /// The server's tunnel endpoint.
     pub server: ServerUrl,
-    /// The token presented to the server.
-    pub token: Secret,
+    /// The token presented to the server; none for servers that allow anonymous clients.
+    pub token: Option<Secret>,
     /// CA certificates (PEM) to trust for `wss://` instead of the system roots.
     pub ca_file: Option<PathBuf>,
     /// Timing of the connection to the server.
@@ -226,7 +226,7 @@ impl DaemonConfig {
                 if t.get_ref().expose().trim().is_empty() {
                     return Err(at(t.span(), "token", "must not be empty".into()));
                 }
-                t.get_ref().clone()
+                Some(t.get_ref().clone())
             }
             (None, Some(f)) => {
                 let file = path.parent().unwrap_or(Path::new(".")).join(f.get_ref());
@@ -237,17 +237,13 @@ impl DaemonConfig {
                 if value.is_empty() {
                     return Err(at(f.span(), "token_file", format!("{} is empty", file.display())));
                 }
-                Secret::new(value)
+                Some(Secret::new(value))
             }
             (Some(t), Some(_)) => {
                 return Err(at(t.span(), "token", "give either token or token_file, not both".into()));
             }
-            (None, None) => {
-                return Err(ConfigError::file(
-                    path,
-                    "missing key `token` (or `token_file`): the token the server gave you",
-                ));
-            }
+            // Only servers that allow anonymous clients accept a daemon without a token.
+            (None, None) => None,
         };
 
         let ca_file = match &raw.ca_file {

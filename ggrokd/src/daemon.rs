@@ -17,8 +17,8 @@ use tokio::sync::{Notify, mpsc};
 pub struct Endpoint {
     /// The server's tunnel endpoint.
     pub server: ServerUrl,
-    /// The token.
-    pub token: Secret,
+    /// The token, if any.
+    pub token: Option<Secret>,
     /// CA certificates for `wss://` instead of the system roots.
     pub ca_file: Option<PathBuf>,
 }

@@ -58,9 +58,11 @@ pub async fn connect(daemon: &Daemon) -> anyhow::Result<WebSocketStream<ServerSt
     let endpoint = daemon.endpoint();
     let url = &endpoint.server.url;
     let mut request = url.as_str().into_client_request().context("server URL")?;
-    let bearer = HeaderValue::from_str(&format!("Bearer {}", endpoint.token.expose()))
-        .map_err(|_| anyhow!("the token contains characters not allowed in an HTTP header"))?;
-    request.headers_mut().insert(header::AUTHORIZATION, bearer);
+    if let Some(token) = &endpoint.token {
+        let bearer = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+            .map_err(|_| anyhow!("the token contains characters not allowed in an HTTP header"))?;
+        request.headers_mut().insert(header::AUTHORIZATION, bearer);
+    }
     request.headers_mut().insert(HEADER_PROTOCOL, HeaderValue::from(PROTOCOL_VERSION));
     let config = WebSocketConfig::default()
         .max_message_size(Some(tuning::MAX_WS_MESSAGE))
@@ -83,7 +85,7 @@ pub async fn connect(daemon: &Daemon) -> anyhow::Result<WebSocketStream<ServerSt
                     resp.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default().trim().to_owned();
                 if resp.status() == StatusCode::UNAUTHORIZED {
                     return Err(anyhow!(
-                        "unauthorized: the server rejected the token (401); check `token` in the config"
+                        "unauthorized: the server rejected the token, or wants one (401); check `token` in the config"
                     ));
                 }
                 Err(anyhow!("the server refused the tunnel: {} {text}", resp.status()))

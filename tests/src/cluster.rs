@@ -140,7 +140,9 @@ impl Daemon {
 
 /// The text of a ggrokd.toml.
 pub fn daemon_toml(server_url: &str, token: &str, tunnels: &[(&str, &str)], extra: &str) -> String {
-    let mut toml = format!("server = {server_url:?}\ntoken = {token:?}\n{extra}\n");
+    // An empty token writes none (anonymous clients).
+    let token_line = if token.is_empty() { String::new() } else { format!("token = {token:?}") };
+    let mut toml = format!("server = {server_url:?}\n{token_line}\n{extra}\n");
     for (host, local) in tunnels {
         write!(toml, "\n[[tunnel]]\nhost = {host:?}\nlocal = {local:?}\n").unwrap();
     }
