@@ -73,6 +73,34 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// Fixture files for config tests: the `.toml` files of `dir`, sorted, each with the text its
+/// first line promises as `# expect: <text>` (for invalid fixtures). Panics when there are none.
+pub fn fixtures(dir: &Path) -> Vec<(PathBuf, Option<String>)> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("fixtures {}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no fixtures in {}", dir.display());
+    files
+        .into_iter()
+        .map(|file| {
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            let expected = text.lines().next().and_then(|l| l.strip_prefix("# expect: ")).map(str::to_owned);
+            (file, expected)
+        })
+        .collect()
+}
+
+/// Checks one invalid fixture's error: it starts with the file's path and contains the expected
+/// text (which names the line and key).
+pub fn assert_fixture_error(file: &Path, expected: Option<&str>, error: &str) {
+    let expected = expected.unwrap_or_else(|| panic!("{} lacks a '# expect: ' first line", file.display()));
+    assert!(error.starts_with(&file.display().to_string()), "{error}");
+    assert!(error.contains(expected), "{}: got {error:?}, expected {expected:?}", file.display());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -276,21 +276,13 @@ mod tests {
     use super::*;
     use std::path::PathBuf;
 
-    fn fixtures(kind: &str) -> Vec<PathBuf> {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(kind);
-        let mut files: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-            .collect();
-        files.sort();
-        assert!(!files.is_empty(), "no fixtures in {}", dir.display());
-        files
+    fn fixtures(kind: &str) -> Vec<(PathBuf, Option<String>)> {
+        ggrok_proto::diag::fixtures(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(kind))
     }
 
     #[test]
     fn valid_fixtures_load() {
-        for file in fixtures("valid") {
+        for (file, _) in fixtures("valid") {
             ServerConfig::load(&file, None).unwrap_or_else(|e| panic!("{e}"));
         }
     }
@@ -299,16 +291,9 @@ mod tests {
     /// which includes the line and key.
     #[test]
     fn invalid_fixtures_fail_with_their_expected_message() {
-        for file in fixtures("invalid") {
-            let text = std::fs::read_to_string(&file).unwrap();
-            let expected = text
-                .lines()
-                .next()
-                .and_then(|l| l.strip_prefix("# expect: "))
-                .unwrap_or_else(|| panic!("{} lacks a '# expect: ' first line", file.display()));
+        for (file, expected) in fixtures("invalid") {
             let err = ServerConfig::load(&file, None).expect_err(&file.display().to_string()).to_string();
-            assert!(err.starts_with(&file.display().to_string()), "{err}");
-            assert!(err.contains(expected), "{}: got {err:?}, expected {expected:?}", file.display());
+            ggrok_proto::diag::assert_fixture_error(&file, expected.as_deref(), &err);
         }
     }
 
