@@ -6,7 +6,9 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod cli;
 pub mod config;
+pub mod notify;
 pub mod proxy;
 pub mod registry;
 pub mod tunnel;
@@ -75,6 +77,7 @@ pub async fn run(
     });
     tokio::spawn(purge_offline_hosts(state.clone()));
     info!("listening on {} (tunnel endpoint {})", listener.local_addr()?, state.config.tunnel_path);
+    notify::ready(state.clone(), listener.local_addr()?);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
