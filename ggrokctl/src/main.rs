@@ -3,9 +3,9 @@
 #![forbid(unsafe_code)]
 
 use clap::{CommandFactory, Parser};
+use ggrok_proto::ctl::{Command, Reply};
 use ggrokctl::cli::{Cli, Sub};
 use ggrokctl::{client, exit, output};
-use ggrok_proto::ctl::{Command, Reply};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {

@@ -4,6 +4,7 @@
 //! - [`bins`]: finds (and builds, once) the workspace binaries;
 //! - [`process`]: a child process whose stderr is watched line by line;
 //! - [`relay`]: a TCP relay that can freeze or cut the path between daemon and server;
+//! - [`notify`]: a stand-in for systemd's notification socket;
 //! - [`upstream`]: local services to put behind tunnels (HTTP echo, byte streams, WebSocket echo);
 //! - [`cluster`]: a server and a daemon with tunnels, ready to use;
 //! - [`client`]: public-side HTTP helpers.
@@ -13,6 +14,7 @@
 pub mod bins;
 pub mod client;
 pub mod cluster;
+pub mod notify;
 pub mod process;
 pub mod relay;
 pub mod upstream;

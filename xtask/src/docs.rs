@@ -39,7 +39,10 @@ pub const GGROKD: Program = Program {
                 ),
                 ("/usr/share/doc/ggrok/examples/ggrokd.toml", "A commented example configuration."),
                 ("$XDG_RUNTIME_DIR/ggrok/ggrokd.sock", "The control socket that ggrokctl talks to."),
-                ("/usr/lib/systemd/user/ggrokd.service", "The systemd user unit: systemctl --user enable --now ggrokd"),
+                (
+                    "/usr/lib/systemd/user/ggrokd.service",
+                    "The systemd user unit: systemctl --user enable --now ggrokd",
+                ),
             ],
         ),
         (
@@ -69,7 +72,11 @@ pub const GGROKD: Program = Program {
         ),
         (
             "EXIT STATUS",
-            &[("0", "Stopped cleanly."), ("1", "Failed while running."), ("2", "The configuration is invalid.")],
+            &[
+                ("0", "Stopped cleanly."),
+                ("1", "Failed while running."),
+                ("2", "The configuration is invalid."),
+            ],
         ),
         ("SEE ALSO", &[("ggrokctl(1), ggrok-server(1)", "")]),
     ],
@@ -104,7 +111,10 @@ pub const GGROK_SERVER: Program = Program {
                     "The configuration. Package upgrades never overwrite it; ggrok-server --check validates it.",
                 ),
                 ("/usr/share/doc/ggrok-server/examples/server.toml", "A commented example configuration."),
-                ("/usr/lib/systemd/system/ggrok-server.service", "The systemd unit: systemctl enable --now ggrok-server"),
+                (
+                    "/usr/lib/systemd/system/ggrok-server.service",
+                    "The systemd unit: systemctl enable --now ggrok-server",
+                ),
             ],
         ),
         (
@@ -128,7 +138,11 @@ pub const GGROK_SERVER: Program = Program {
         ),
         (
             "EXIT STATUS",
-            &[("0", "Stopped cleanly."), ("1", "Failed while running."), ("2", "The configuration is invalid.")],
+            &[
+                ("0", "Stopped cleanly."),
+                ("1", "Failed while running."),
+                ("2", "The configuration is invalid."),
+            ],
         ),
         ("SEE ALSO", &[("ggrokd(1), ggrokctl(1)", "")]),
     ],
@@ -139,7 +153,8 @@ pub fn man_pages(program: &Program, dir: &Path) -> anyhow::Result<Vec<PathBuf>> 
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut command = (program.command)().disable_help_subcommand(true);
     command.build();
-    let mut pages = vec![write_gz(&dir.join(format!("{}.1.gz", program.name)), &main_page(&command, program)?)?];
+    let mut pages =
+        vec![write_gz(&dir.join(format!("{}.1.gz", program.name)), &main_page(&command, program)?)?];
     for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
         let man = Man::new(sub.clone());
         let mut page = Vec::new();
@@ -190,7 +205,8 @@ pub fn completions(program: &Program, dir: &Path) -> anyhow::Result<Vec<PathBuf>
         (Shell::Fish, format!("{}.fish", program.name)),
     ] {
         let shell_dir = dir.join(shell.to_string());
-        std::fs::create_dir_all(&shell_dir).with_context(|| format!("cannot create {}", shell_dir.display()))?;
+        std::fs::create_dir_all(&shell_dir)
+            .with_context(|| format!("cannot create {}", shell_dir.display()))?;
         let mut script = Vec::new();
         clap_complete::generate(shell, &mut (program.command)(), program.name, &mut script);
         let path = shell_dir.join(file);

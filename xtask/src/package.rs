@@ -37,7 +37,19 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     eprintln!("== building ggrok-server, ggrokd and ggrokctl ({profile} profile)");
     // The same selection as the tests' build (tests/src/bins.rs), so features unify the same way
     // and a test run of this task reuses the binaries instead of rebuilding them.
-    cargo(&["build", "--profile", &profile, "-p", "ggrok-server", "-p", "ggrokd", "-p", "ggrokctl", "-p", "xtask"])?;
+    cargo(&[
+        "build",
+        "--profile",
+        &profile,
+        "-p",
+        "ggrok-server",
+        "-p",
+        "ggrokd",
+        "-p",
+        "ggrokctl",
+        "-p",
+        "xtask",
+    ])?;
 
     let staging = profile_dir.join(STAGING);
     eprintln!("== staging binaries, man pages and completions in {}", staging.display());
@@ -134,11 +146,9 @@ fn target_dir() -> anyhow::Result<PathBuf> {
     if !output.status.success() {
         bail!("cargo metadata failed: {}", String::from_utf8_lossy(&output.stderr));
     }
-    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).context("reading cargo metadata")?;
-    metadata["target_directory"]
-        .as_str()
-        .map(PathBuf::from)
-        .context("cargo metadata has no target_directory")
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&output.stdout).context("reading cargo metadata")?;
+    metadata["target_directory"].as_str().map(PathBuf::from).context("cargo metadata has no target_directory")
 }
 
 /// Empties `dir`, creating it if needed, so no file of an earlier run is packaged.
