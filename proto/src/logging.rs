@@ -1,8 +1,9 @@
 //! Logging setup shared by the daemons.
 //!
 //! Started by systemd with stderr connected to the journal (`$JOURNAL_STREAM` names stderr's device
-//! and inode), events go straight to journald with their fields as structured journal fields
-//! (`journalctl -o verbose` shows `F_HOST=api.example.com` and the like). Otherwise, or when the
+//! and inode), events go straight to journald with their fields as structured journal fields,
+//! prefixed `GGROK_` (`journalctl -o verbose` shows `GGROK_HOST=api.example.com`, and
+//! `journalctl --user -u ggrokd GGROK_HOST=api.example.com` selects one tunnel's events). Otherwise, or when the
 //! journald socket cannot be used, human-readable lines go to stderr: a daemon never fails to start
 //! for want of a journal. The level comes from `RUST_LOG`, else the default given.
 
@@ -13,12 +14,16 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
+/// Prefix of the journal fields that carry an event's own fields (`host` → `GGROK_HOST`).
+const FIELD_PREFIX: &str = "GGROK";
+
 /// Installs the global subscriber. `default` applies when `RUST_LOG` is unset (e.g. `"info"`).
 pub fn init(default: &str) {
     let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     if stderr_is_journal() {
         match tracing_journald::layer() {
             Ok(journald) => {
+                let journald = journald.with_field_prefix(Some(FIELD_PREFIX.into()));
                 let _ = tracing_subscriber::registry().with(filter()).with(journald).try_init();
                 return;
             }
