@@ -49,5 +49,6 @@ async fn stop_on_signal(shutdown: CancellationToken) {
         _ = int.recv() => {},
     }
     tracing::info!("shutting down");
+    ggrok_server::notify::stopping();
     shutdown.cancel();
 }

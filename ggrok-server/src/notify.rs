@@ -51,11 +51,16 @@ async fn report(state: Arc<State>, addr: SocketAddr, mut sent: String) {
                 }
             }
             _ = tick_or_never(&mut watchdog) => send(&[NotifyState::Watchdog]),
-            _ = state.shutdown.cancelled() => {
-                send(&[NotifyState::Stopping, NotifyState::Status("stopping: finishing requests in flight")]);
-                return;
-            }
+            _ = state.shutdown.cancelled() => return,
         }
+    }
+}
+
+/// Shutdown has begun: `STOPPING=1`. Called by the signal handler before it cancels, so the
+/// message is out before the process can exit.
+pub fn stopping() {
+    if std::env::var_os("NOTIFY_SOCKET").is_some() {
+        send(&[NotifyState::Stopping, NotifyState::Status("stopping: finishing requests in flight")]);
     }
 }
 

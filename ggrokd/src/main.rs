@@ -47,5 +47,6 @@ async fn stop_on_signal(shutdown: CancellationToken) {
         _ = int.recv() => {},
     }
     tracing::info!("shutting down");
+    ggrokd::notify::stopping();
     shutdown.cancel();
 }

@@ -58,11 +58,16 @@ async fn report(daemon: Arc<Daemon>, mut sent: String, shutdown: CancellationTok
                 }
             }
             _ = tick_or_never(&mut watchdog) => send(&[NotifyState::Watchdog]),
-            _ = shutdown.cancelled() => {
-                send(&[NotifyState::Stopping, NotifyState::Status("stopping: finishing requests in flight")]);
-                return;
-            }
+            _ = shutdown.cancelled() => return,
         }
+    }
+}
+
+/// Shutdown has begun: `STOPPING=1`. Called by the signal handler before it cancels, so the
+/// message is out before the process can exit.
+pub fn stopping() {
+    if std::env::var_os("NOTIFY_SOCKET").is_some() {
+        send(&[NotifyState::Stopping, NotifyState::Status("stopping: finishing requests in flight")]);
     }
 }
 

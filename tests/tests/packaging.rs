@@ -296,6 +296,16 @@ fn units_pass_systemd_analyze_verify() {
     }
     verify(&dir.path().join("ggrok-server.service"), false, false);
     verify(&dir.path().join("ggrokd.service"), true, false);
+
+    // systemd rates the server's sandbox from 0 (locked down) to 10 (exposed); it is 1.4 now.
+    // Losing hardening options pushes it past 2.0 (20 on the scale --threshold uses).
+    let security = Command::new("systemd-analyze")
+        .args(["security", "--offline=true", "--threshold=20", "--no-pager"])
+        .arg(dir.path().join("ggrok-server.service"))
+        .output()
+        .expect("run systemd-analyze security");
+    let report = String::from_utf8_lossy(&security.stdout);
+    assert!(security.status.success(), "ggrok-server.service is exposed above 2.0:\n{report}");
 }
 
 /// Runs `systemd-analyze [--user] verify [--man=no] UNIT` and fails with its complaints.
