@@ -224,3 +224,39 @@ fn write_gz(path: &Path, data: &[u8]) -> anyhow::Result<PathBuf> {
     gz.finish()?.flush()?;
     Ok(path.to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn gunzip(path: &Path) -> String {
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap()).read_to_string(&mut text).unwrap();
+        text
+    }
+
+    #[test]
+    fn man_pages_cover_subcommands_and_the_sections_clap_cannot_know() {
+        let dir = std::env::temp_dir().join(format!("ggrok-xtask-docs-{}", std::process::id()));
+        let pages = man_pages(&GGROKCTL, &dir).unwrap();
+        let names: Vec<_> =
+            pages.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+        for name in
+            ["ggrokctl.1.gz", "ggrokctl-add.1.gz", "ggrokctl-remove.1.gz", "ggrokctl-completions.1.gz"]
+        {
+            assert!(names.iter().any(|n| n == name), "{name} missing from {names:?}");
+        }
+        assert!(!names.iter().any(|n| n.contains("help")), "{names:?}");
+        let page = gunzip(&man_pages(&GGROKD, &dir).unwrap()[0]);
+        for needle in
+            [".TH ggrokd", ".SH OPTIONS", "\\-\\-config", ".SH SIGNALS", "SIGHUP", ".SH \"EXIT STATUS\""]
+        {
+            assert!(page.contains(needle), "ggrokd.1 lacks {needle}:\n{page}");
+        }
+        let completions = completions(&GGROK_SERVER, &dir).unwrap();
+        let bash = std::fs::read_to_string(dir.join("bash/ggrok-server")).unwrap();
+        assert!(bash.contains("--config") && completions.len() == 3, "{bash}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
