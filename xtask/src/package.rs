@@ -119,11 +119,13 @@ fn cargo_program() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }
 
-/// Runs cargo with `args` in the workspace, failing with the command line when it fails.
+/// Runs cargo with `args` in the workspace, failing with the command line when it fails. Its
+/// output goes to stderr, so that stdout carries only the list of packages.
 fn cargo(args: &[&str]) -> anyhow::Result<()> {
     let status = Command::new(cargo_program())
         .args(args)
         .current_dir(workspace_root())
+        .stdout(std::io::stderr())
         .status()
         .with_context(|| format!("cannot run cargo {}", args.join(" ")))?;
     if !status.success() {
