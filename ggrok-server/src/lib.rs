@@ -7,7 +7,9 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod cli;
 pub mod config;
+pub mod notify;
 pub mod pending;
 pub mod prelude;
 pub mod proxy;
@@ -118,6 +120,7 @@ pub async fn run(
     tokio::spawn(purge_offline_hosts(state.clone()));
     let path = &state.config.tunnel_path;
     info!("listening on {} (http, tunnel endpoint {path})", listener.local_addr()?);
+    notify::ready(state.clone(), listener.local_addr()?);
     let plain = accept(state.clone(), listener, None);
     match https {
         Some((listener, acceptor)) => {

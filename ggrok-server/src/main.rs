@@ -1,24 +1,8 @@
 use anyhow::Context;
 use clap::Parser;
-use ggrok_server::config::{DEFAULT_PATH, ServerConfig};
-use std::path::PathBuf;
+use ggrok_server::cli::Cli;
+use ggrok_server::config::ServerConfig;
 use tokio_util::sync::CancellationToken;
-
-/// The public side of ggrok: serves HTTP on one port and routes each request by its Host header to
-/// the ggrokd client that holds that host. Clients connect by WebSocket to the tunnel path of the
-/// same port.
-///
-/// Example: ggrok-server --config /etc/ggrok/server.toml
-#[derive(Parser)]
-#[command(version, about, long_about)]
-struct Cli {
-    /// Configuration file.
-    #[arg(long, short, value_name = "PATH", default_value = DEFAULT_PATH)]
-    config: PathBuf,
-    /// Validate the configuration and exit: 0 when valid, 2 with the file, line and key when not.
-    #[arg(long)]
-    check: bool,
-}
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -71,5 +55,6 @@ async fn stop_on_signal(shutdown: CancellationToken) {
         _ = int.recv() => {},
     }
     tracing::info!("shutting down");
+    ggrok_server::notify::stopping();
     shutdown.cancel();
 }

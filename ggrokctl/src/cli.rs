@@ -22,7 +22,7 @@ Examples:
 /// ggrokctl talks to ggrokd over its control socket. Changes take effect at once and are written
 /// back to ggrokd.toml (keeping your comments), unless --no-save is given.
 #[derive(Parser)]
-#[command(version, about, long_about, after_help = EXIT_CODES)]
+#[command(name = "ggrokctl", version, about, long_about, after_help = EXIT_CODES)]
 pub struct Cli {
     /// Control socket [default: $GGROK_SOCKET, else $XDG_RUNTIME_DIR/ggrok/ggrokd.sock, else /tmp/ggrok-$UID/ggrokd.sock]
     #[arg(long, global = true, value_name = "PATH")]

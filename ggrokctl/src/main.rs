@@ -1,27 +1,12 @@
-//! ggrokctl: drives a running ggrokd over its control socket.
+//! ggrokctl's entry point: parse the command line, send one command to ggrokd, print the answer.
 
 #![forbid(unsafe_code)]
 
-mod cli;
-mod client;
-mod output;
-
 use clap::{CommandFactory, Parser};
-use cli::{Cli, Sub};
 use ggrok_proto::ctl::{Command, Reply};
+use ggrokctl::cli::{Cli, Sub};
+use ggrokctl::{client, exit, output};
 use std::process::ExitCode;
-
-/// Exit codes, as documented in `ggrokctl --help`.
-pub mod exit {
-    /// The command did what was asked.
-    pub const OK: u8 = 0;
-    /// ggrokd answered with an error; nothing changed.
-    pub const FAILED: u8 = 1;
-    /// The command line is wrong (clap's own code).
-    pub const USAGE: u8 = 2;
-    /// ggrokd is not running or its socket cannot be used.
-    pub const NO_DAEMON: u8 = 3;
-}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

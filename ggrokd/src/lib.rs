@@ -5,11 +5,13 @@
 #![forbid(unsafe_code)]
 
 pub mod backoff;
+pub mod cli;
 pub mod config;
 pub mod control;
 pub mod ctl;
 pub mod daemon;
 pub mod local;
+pub mod notify;
 pub mod persist;
 pub mod session;
 pub mod supervisor;
@@ -39,6 +41,9 @@ pub async fn run(config: DaemonConfig, socket: &Path, shutdown: CancellationToke
     let daemon = Arc::new(Daemon::new(&config));
     tokio::spawn(control_socket.serve(daemon.clone(), shutdown.clone()));
     tokio::spawn(reload_on_sighup(daemon.clone(), shutdown.clone()));
+    // Ready without waiting for the server: ggrokctl works from now on, and a server that is down
+    // must not hold up `systemctl start`.
+    notify::ready(daemon.clone(), shutdown.clone());
     supervisor::supervise(daemon, shutdown).await;
     info!("stopped");
     Ok(())

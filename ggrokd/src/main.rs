@@ -1,27 +1,8 @@
 use clap::Parser;
+use ggrokd::cli::Cli;
 use ggrokd::config::{DaemonConfig, default_path};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
-
-/// The ggrok client daemon: keeps the tunnels of its configuration file online over one
-/// connection to a ggrok-server, reconnecting forever, and forwards each request to the local
-/// service the tunnel names.
-///
-/// Usually run as a systemd user service: systemctl --user start ggrokd
-#[derive(Parser)]
-#[command(version, about, long_about)]
-struct Cli {
-    /// Configuration file [default: $XDG_CONFIG_HOME/ggrok/ggrokd.toml, else ~/.config/ggrok/ggrokd.toml]
-    #[arg(long, short, value_name = "PATH")]
-    config: Option<PathBuf>,
-    /// Control socket [default: $GGROK_SOCKET, else $XDG_RUNTIME_DIR/ggrok/ggrokd.sock, else /tmp/ggrok-$UID/ggrokd.sock]
-    #[arg(long, value_name = "PATH")]
-    socket: Option<PathBuf>,
-    /// Validate the configuration and exit: 0 when valid, 2 with the file, line and key when not.
-    #[arg(long)]
-    check: bool,
-}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -66,5 +47,6 @@ async fn stop_on_signal(shutdown: CancellationToken) {
         _ = int.recv() => {},
     }
     tracing::info!("shutting down");
+    ggrokd::notify::stopping();
     shutdown.cancel();
 }

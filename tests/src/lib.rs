@@ -4,6 +4,7 @@
 //! - [`bins`]: finds (and builds, once) the workspace binaries;
 //! - [`process`]: a child process whose stderr is watched line by line;
 //! - [`relay`]: a TCP relay that can freeze or cut the path between daemon and server;
+//! - [`notify`]: a stand-in for systemd's notification socket;
 //! - [`rogue`]: a tunnel client that misbehaves on purpose;
 //! - [`tls`]: a test CA and an HTTPS client;
 //! - [`upstream`]: local services to put behind tunnels (HTTP echo, byte streams, WebSocket echo);
@@ -15,6 +16,7 @@
 pub mod bins;
 pub mod client;
 pub mod cluster;
+pub mod notify;
 pub mod process;
 pub mod relay;
 pub mod rogue;

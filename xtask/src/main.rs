@@ -3,19 +3,27 @@
 //! - `demo [PORT]`: builds ggrok, then runs a server on 127.0.0.1 (port 8080, or the one given, or
 //!   any free one), a sample local service, and ggrokd with a tunnel `demo.localhost` to it; prints
 //!   the `curl` line that works and serves until Ctrl-C.
+//! - `package [--profile PROFILE]`: builds the `ggrok` and `ggrok-server` packages as .deb and
+//!   .rpm from release binaries, and prints the four paths.
 
 #![forbid(unsafe_code)]
 
 mod demo;
+mod docs;
+mod package;
+
+const USAGE: &str = "usage: cargo xtask TASK
+
+  demo [PORT]                  a working tunnel on loopback: server, sample service, ggrokd (Ctrl-C stops)
+  package [--profile PROFILE]  the ggrok and ggrok-server packages, .deb and .rpm (needs .ci/setup's tools)";
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("demo") => demo::run(args.get(1).map(String::as_str)),
+        Some("package") => package::run(&args[1..]),
         _ => {
-            eprintln!(
-                "usage: cargo xtask demo [PORT]\n\n  demo   a working tunnel on loopback: server, sample service, ggrokd (Ctrl-C stops)"
-            );
+            eprintln!("{USAGE}");
             std::process::exit(2);
         }
     }

@@ -124,6 +124,7 @@ async fn remove(daemon: &Daemon, host: &str, save: bool) -> Reply {
 /// reconnects. An invalid file changes nothing.
 pub async fn reload(daemon: &Daemon) -> Result<String, String> {
     let _edit = daemon.edits.lock().await;
+    let _reloading = crate::notify::Reloading::start();
     let config = DaemonConfig::load(&daemon.config_path).map_err(|e| {
         warn!("reload refused: {e}");
         format!("reload refused, nothing changed: {e}")

@@ -1,0 +1,33 @@
+//! The command line. It lives in the library so that `cargo xtask package` can generate the man
+//! page and shell completions from the same definition the binary parses.
+
+use crate::config::DEFAULT_PATH;
+use clap::Parser;
+use std::path::PathBuf;
+
+/// The public side of ggrok: serves HTTP on one port and routes each request by its Host header to
+/// the ggrokd client that holds that host. Clients connect by WebSocket to the tunnel path of the
+/// same port.
+///
+/// Example: ggrok-server --config /etc/ggrok/server.toml
+#[derive(Parser)]
+#[command(name = "ggrok-server", version, about, long_about)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(long, short, value_name = "PATH", default_value = DEFAULT_PATH)]
+    pub config: PathBuf,
+    /// Validate the configuration and exit: 0 when valid, 2 with the file, line and key when not.
+    #[arg(long)]
+    pub check: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,176 @@
+//! `cargo xtask package`: builds the `ggrok` package (ggrokd, ggrokctl, the systemd user unit) and
+//! the `ggrok-server` package (the server, its system unit, `/etc/ggrok/server.toml`), each as a
+//! .deb (cargo-deb) and an .rpm (cargo-generate-rpm).
+//!
+//! The binaries are built with the release profile (`--profile` picks another, which the tests use
+//! to reuse their debug build), copied and stripped into a staging directory beside them, together
+//! with man pages and completions generated from the programs' clap definitions. The package
+//! metadata in `ggrokd/Cargo.toml` and `ggrok-server/Cargo.toml` names the staged files as
+//! `target/release/ggrok-package/...`; both tools map `target/release` to the profile's directory.
+
+use crate::docs::{self, GGROK_SERVER, GGROKCTL, GGROKD};
+use anyhow::{Context, bail};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Staging directory under the profile's output directory, as the package metadata names it.
+const STAGING: &str = "ggrok-package";
+
+/// The crates whose metadata defines a package: (crate, package name).
+const PACKAGES: [(&str, &str); 2] = [("ggrokd", "ggrok"), ("ggrok-server", "ggrok-server")];
+
+/// Runs the task; `args` are those after `package`.
+pub fn run(args: &[String]) -> anyhow::Result<()> {
+    let profile = match args {
+        [] => "release".to_owned(),
+        [flag, profile] if flag == "--profile" => profile.clone(),
+        _ => bail!("usage: cargo xtask package [--profile PROFILE]"),
+    };
+    check_tools()?;
+    let target_dir = target_dir()?;
+    let profile_dir = target_dir.join(match profile.as_str() {
+        "dev" | "test" => "debug",
+        "bench" => "release",
+        other => other,
+    });
+
+    eprintln!("== building ggrok-server, ggrokd and ggrokctl ({profile} profile)");
+    // The same selection as the tests' build (tests/src/bins.rs), so features unify the same way
+    // and a test run of this task reuses the binaries instead of rebuilding them.
+    cargo(&[
+        "build",
+        "--profile",
+        &profile,
+        "-p",
+        "ggrok-server",
+        "-p",
+        "ggrokd",
+        "-p",
+        "ggrokctl",
+        "-p",
+        "xtask",
+    ])?;
+
+    let staging = profile_dir.join(STAGING);
+    eprintln!("== staging binaries, man pages and completions in {}", staging.display());
+    recreate(&staging)?;
+    for binary in ["ggrokd", "ggrokctl", "ggrok-server"] {
+        stage_binary(&profile_dir.join(binary), &staging.join("bin").join(binary))?;
+    }
+    for (package, programs) in [("ggrok", &[GGROKD, GGROKCTL][..]), ("ggrok-server", &[GGROK_SERVER][..])] {
+        for program in programs {
+            docs::man_pages(program, &staging.join(package).join("man"))?;
+            docs::completions(program, &staging.join(package).join("completions"))?;
+        }
+    }
+
+    let out = profile_dir.join("packages");
+    recreate(&out)?;
+    for (krate, package) in PACKAGES {
+        eprintln!("== {package}.deb");
+        let out_arg = out.to_str().context("the target directory path is not UTF-8")?;
+        cargo(&["deb", "-p", krate, "--no-build", "--no-strip", "--profile", &profile, "--output", out_arg])?;
+        eprintln!("== {package}.rpm");
+        let target_arg = target_dir.to_str().context("the target directory path is not UTF-8")?;
+        cargo(&[
+            "generate-rpm",
+            "-p",
+            krate,
+            "--profile",
+            &profile,
+            "--target-dir",
+            target_arg,
+            "--output",
+            out_arg,
+        ])?;
+    }
+    let mut built: Vec<PathBuf> = std::fs::read_dir(&out)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "deb" || x == "rpm"))
+        .collect();
+    built.sort();
+    if built.len() != 4 {
+        bail!("expected 4 packages in {}, found {}: {built:?}", out.display(), built.len());
+    }
+    for path in built {
+        println!("{}", path.display());
+    }
+    Ok(())
+}
+
+/// Fails early, with the fix, when a packaging tool is missing.
+fn check_tools() -> anyhow::Result<()> {
+    for (subcommand, krate) in [("deb", "cargo-deb"), ("generate-rpm", "cargo-generate-rpm")] {
+        let found = Command::new(cargo_program())
+            .args([subcommand, "--version"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            bail!("`cargo {subcommand}` is not installed: run .ci/setup (it installs the pinned {krate})");
+        }
+    }
+    if Command::new("strip").arg("--version").output().is_err() {
+        bail!("`strip` is not installed: run .ci/setup (it installs binutils)");
+    }
+    Ok(())
+}
+
+fn cargo_program() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+/// Runs cargo with `args` in the workspace, failing with the command line when it fails. Its
+/// output goes to stderr, so that stdout carries only the list of packages.
+fn cargo(args: &[&str]) -> anyhow::Result<()> {
+    let status = Command::new(cargo_program())
+        .args(args)
+        .current_dir(workspace_root())
+        .stdout(std::io::stderr())
+        .status()
+        .with_context(|| format!("cannot run cargo {}", args.join(" ")))?;
+    if !status.success() {
+        bail!("cargo {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask sits in the workspace").to_owned()
+}
+
+/// The workspace's target directory, as cargo reports it (honours `CARGO_TARGET_DIR`).
+fn target_dir() -> anyhow::Result<PathBuf> {
+    let output = Command::new(cargo_program())
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .current_dir(workspace_root())
+        .output()
+        .context("cannot run cargo metadata")?;
+    if !output.status.success() {
+        bail!("cargo metadata failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&output.stdout).context("reading cargo metadata")?;
+    metadata["target_directory"].as_str().map(PathBuf::from).context("cargo metadata has no target_directory")
+}
+
+/// Empties `dir`, creating it if needed, so no file of an earlier run is packaged.
+fn recreate(dir: &Path) -> anyhow::Result<()> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))
+}
+
+/// Copies a built binary to `to` and strips its symbols there; cargo's own output stays untouched
+/// (tests may be running it).
+fn stage_binary(from: &Path, to: &Path) -> anyhow::Result<()> {
+    if let Some(dir) = to.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    std::fs::copy(from, to).with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
+    let status = Command::new("strip").arg(to).status().context("cannot run strip")?;
+    if !status.success() {
+        bail!("strip {} failed ({status})", to.display());
+    }
+    Ok(())
+}
