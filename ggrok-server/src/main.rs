@@ -6,7 +6,6 @@ use tokio_util::sync::CancellationToken;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    ggrok_proto::logging::init("info");
     let port = std::env::var("PORT").ok();
     let config = match ServerConfig::load(&cli.config, port.as_deref()) {
         Ok(c) => c,
@@ -25,6 +24,7 @@ fn main() -> std::process::ExitCode {
         println!("{}: ok ({} clients, listen {})", cli.config.display(), config.clients.len(), config.listen);
         return std::process::ExitCode::SUCCESS;
     }
+    ggrok_proto::logging::init(&config.log_level);
     match serve(config) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -18,6 +18,7 @@ struct RawConfig {
     token: Option<Spanned<Secret>>,
     token_file: Option<Spanned<String>>,
     ca_file: Option<Spanned<String>>,
+    log_level: Option<Spanned<String>>,
     keepalive_interval: Option<Spanned<Seconds>>,
     reconnect_initial: Option<Spanned<Seconds>>,
     reconnect_max: Option<Spanned<Seconds>>,
@@ -45,6 +46,8 @@ pub struct DaemonConfig {
     pub token: Option<Secret>,
     /// CA certificates (PEM) to trust for `wss://` instead of the system roots.
     pub ca_file: Option<PathBuf>,
+    /// Log level or filter, used when `RUST_LOG` is unset.
+    pub log_level: String,
     /// Timing of the connection to the server.
     pub timing: Timing,
     /// The tunnels, in file order.
@@ -255,6 +258,14 @@ impl DaemonConfig {
             None => None,
         };
 
+        let log_level = match &raw.log_level {
+            Some(l) => {
+                ggrok_proto::logging::check_filter(l.get_ref()).map_err(|e| at(l.span(), "log_level", e))?;
+                l.get_ref().clone()
+            }
+            None => "info".to_owned(),
+        };
+
         let mut timing = Timing::default();
         let seconds = |value: &Option<Spanned<Seconds>>, key: &str, min: f64, max: f64, default: Duration| {
             let Some(v) = value else { return Ok(default) };
@@ -305,7 +316,7 @@ impl DaemonConfig {
             };
             tunnels.push(TunnelSpec { host, local, rewrite_host });
         }
-        Ok(Self { path: path.to_owned(), server: server_url, token, ca_file, timing, tunnels })
+        Ok(Self { path: path.to_owned(), server: server_url, token, ca_file, log_level, timing, tunnels })
     }
 }
 

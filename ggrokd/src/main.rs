@@ -6,7 +6,6 @@ use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    ggrok_proto::logging::init("info");
     let path = cli.config.unwrap_or_else(default_path);
     let config = match DaemonConfig::load(&path) {
         Ok(c) => c,
@@ -19,6 +18,7 @@ fn main() -> ExitCode {
         println!("{}: ok ({} tunnels, server {})", path.display(), config.tunnels.len(), config.server.url);
         return ExitCode::SUCCESS;
     }
+    ggrok_proto::logging::init(&config.log_level);
     let socket = ggrok_proto::ctl::socket_path(cli.socket);
     match serve(config, &socket) {
         Ok(()) => ExitCode::SUCCESS,

@@ -18,6 +18,13 @@ use tracing_subscriber::util::SubscriberInitExt;
 const FIELD_PREFIX: &str = "GGROK";
 
 /// Installs the global subscriber. `default` applies when `RUST_LOG` is unset (e.g. `"info"`).
+/// Checks a `log_level` setting: a level (`info`) or a filter (`info,ggrokd=debug`).
+pub fn check_filter(filter: &str) -> Result<(), String> {
+    EnvFilter::try_new(filter)
+        .map(|_| ())
+        .map_err(|e| format!("{filter:?} is not a log level or filter: {e}"))
+}
+
 pub fn init(default: &str) {
     let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     if stderr_is_journal() {

@@ -112,3 +112,34 @@ fn packaged_example_configs_are_valid() {
         assert!(out.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
     }
 }
+
+#[test]
+fn log_level_from_the_config_applies_when_rust_log_is_unset() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "ggrokd.toml",
+        "server = \"ws://127.0.0.1:9\"\ntoken = \"t\"\nlog_level = \"warn\"\n",
+    );
+    let socket = dir.path().join("ggrokd.sock");
+    let mut daemon = Command::new(bin("ggrokd"))
+        .args(["--config", &config, "--socket", socket.to_str().unwrap()])
+        .env_clear()
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut seen = Vec::new();
+    for line in BufReader::new(daemon.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let done = line.contains("cannot connect to the server");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert!(seen.last().is_some_and(|l| l.contains("WARN")), "{seen:?}");
+    assert!(seen.iter().all(|l| !l.contains("INFO")), "info lines despite log_level = warn: {seen:?}");
+}

@@ -28,6 +28,7 @@ struct RawConfig {
     tunnel_path: Option<Spanned<String>>,
     keepalive_interval: Option<Spanned<Seconds>>,
     shutdown_grace: Option<Spanned<Seconds>>,
+    log_level: Option<Spanned<String>>,
     allow_anonymous: Option<Spanned<bool>>,
     anonymous_hosts: Option<Spanned<Vec<Spanned<String>>>>,
     tls: Option<tls::RawTls>,
@@ -57,6 +58,8 @@ pub struct ServerConfig {
     pub keepalive_interval: Duration,
     /// How long shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
+    /// Log level or filter, used when `RUST_LOG` is unset.
+    pub log_level: String,
     /// HTTPS, when configured.
     pub tls: Option<TlsSettings>,
     /// What clients and connections may use.
@@ -178,6 +181,13 @@ impl ServerConfig {
             ));
         }
         let tls = raw.tls.as_ref().map(|t| t.validate(path, text)).transpose()?;
+        let log_level = match &raw.log_level {
+            Some(l) => {
+                ggrok_proto::logging::check_filter(l.get_ref()).map_err(|e| at(l.span(), "log_level", e))?;
+                l.get_ref().clone()
+            }
+            None => "info".to_owned(),
+        };
         let limits = raw.limits.validate(path, text)?;
         let mut clients: Vec<ClientEntry> = Vec::with_capacity(raw.clients.len());
         for (i, c) in raw.clients.iter().enumerate() {
@@ -254,6 +264,7 @@ impl ServerConfig {
             tunnel_path,
             keepalive_interval,
             shutdown_grace,
+            log_level,
             tls,
             limits,
             clients,
