@@ -3,6 +3,8 @@
 //! - `demo [PORT]`: builds ggrok, then runs a server on 127.0.0.1 (port 8080, or the one given, or
 //!   any free one), a sample local service, and ggrokd with a tunnel `demo.localhost` to it; prints
 //!   the `curl` line that works and serves until Ctrl-C.
+//! - `test`: installs what the tests need (`.ci/setup`), runs every test (`cargo test
+//!   --workspace`) and the fuzz smoke run (`.ci/fuzz`).
 //! - `package [--profile PROFILE]`: builds the `ggrok` and `ggrok-server` packages as .deb and
 //!   .rpm from release binaries, and prints the four paths.
 
@@ -11,10 +13,12 @@
 mod demo;
 mod docs;
 mod package;
+mod test;
 
 const USAGE: &str = "usage: cargo xtask TASK
 
   demo [PORT]                  a working tunnel on loopback: server, sample service, ggrokd (Ctrl-C stops)
+  test                         every test: installs their tools (.ci/setup), cargo test --workspace, fuzz smoke
   package [--profile PROFILE]  the ggrok and ggrok-server packages, .deb and .rpm (needs .ci/setup's tools)";
 
 fn main() -> anyhow::Result<()> {
@@ -22,6 +26,7 @@ fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("demo") => demo::run(args.get(1).map(String::as_str)),
         Some("package") => package::run(&args[1..]),
+        Some("test") => test::run(),
         _ => {
             eprintln!("{USAGE}");
             std::process::exit(2);
