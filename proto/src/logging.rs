@@ -20,9 +20,20 @@ const FIELD_PREFIX: &str = "GGROK";
 /// Installs the global subscriber. `default` applies when `RUST_LOG` is unset (e.g. `"info"`).
 /// Checks a `log_level` setting: a level (`info`) or a filter (`info,ggrokd=debug`).
 pub fn check_filter(filter: &str) -> Result<(), String> {
-    EnvFilter::try_new(filter)
-        .map(|_| ())
-        .map_err(|e| format!("{filter:?} is not a log level or filter: {e}"))
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    let bad = || {
+        format!(
+            "{filter:?} is not a log level or filter: use one of {} or target=level, comma-separated",
+            LEVELS.join(", ")
+        )
+    };
+    // EnvFilter reads a bare word as a target name; here a bare word must be a level.
+    for directive in filter.split(',').map(str::trim) {
+        if !directive.contains('=') && !LEVELS.contains(&directive.to_ascii_lowercase().as_str()) {
+            return Err(bad());
+        }
+    }
+    EnvFilter::try_new(filter).map(|_| ()).map_err(|e| format!("{}: {e}", bad()))
 }
 
 pub fn init(default: &str) {
@@ -80,5 +91,20 @@ mod tests {
         let file = std::fs::File::create(&path).unwrap();
         let _ = std::fs::remove_file(&path);
         file
+    }
+}
+
+#[cfg(test)]
+mod check_tests {
+    use super::*;
+
+    #[test]
+    fn levels_and_filters_pass_other_words_do_not() {
+        for ok in ["info", "WARN", "info,ggrokd=debug", "h2=warn,debug"] {
+            assert!(check_filter(ok).is_ok(), "{ok}");
+        }
+        for bad in ["loud", "", "info,,", "ggrokd=loud"] {
+            assert!(check_filter(bad).is_err(), "{bad}");
+        }
     }
 }
