@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+mod bench;
 mod demo;
 mod docs;
 mod package;
@@ -18,6 +19,8 @@ mod test;
 const USAGE: &str = "usage: cargo xtask TASK
 
   demo [PORT]                  a working tunnel on loopback: server, sample service, ggrokd (Ctrl-C stops)
+  bench [--smoke] [--seconds S] [--rounds R] [--connections N]
+                               small requests through ggrok against direct, side by side (release builds)
   test                         every test: installs their tools (.ci/setup), cargo test --workspace, fuzz smoke
   package [--profile PROFILE]  the ggrok and ggrok-server packages, .deb and .rpm (needs .ci/setup's tools)";
 
@@ -27,6 +30,7 @@ fn main() -> anyhow::Result<()> {
         Some("demo") => demo::run(args.get(1).map(String::as_str)),
         Some("package") => package::run(&args[1..]),
         Some("test") => test::run(),
+        Some("bench") => bench::run(&args[1..]),
         _ => {
             eprintln!("{USAGE}");
             std::process::exit(2);
