@@ -40,21 +40,9 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let shutdown = CancellationToken::new();
-    tokio::spawn(stop_on_signal(shutdown.clone()));
+    tokio::spawn(ggrok_proto::signals::cancel_on_stop_signal(
+        shutdown.clone(),
+        ggrok_server::notify::stopping,
+    ));
     ggrok_server::run(listener, config, shutdown).await
-}
-
-async fn stop_on_signal(shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
-    }
-    tracing::info!("shutting down");
-    ggrok_server::notify::stopping();
-    shutdown.cancel();
 }

@@ -32,21 +32,6 @@ fn main() -> ExitCode {
 #[tokio::main]
 async fn serve(config: DaemonConfig, socket: &std::path::Path) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
-    tokio::spawn(stop_on_signal(shutdown.clone()));
+    tokio::spawn(ggrok_proto::signals::cancel_on_stop_signal(shutdown.clone(), ggrokd::notify::stopping));
     ggrokd::run(config, socket, shutdown).await
-}
-
-async fn stop_on_signal(shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
-    }
-    tracing::info!("shutting down");
-    ggrokd::notify::stopping();
-    shutdown.cancel();
 }

@@ -8,6 +8,7 @@
 //! - [`headers`]: hop-by-hop headers and error chains for HTTP messages crossing the tunnel;
 //! - [`http`]: the body type, ggrok's own error responses, splicing upgraded connections;
 //! - [`seconds`]: durations in configuration files;
+//! - [`signals`]: shutdown on SIGTERM/SIGINT;
 //! - [`secret`]: a string that never reaches a log;
 //! - constants below: protocol version, paths, header names, HTTP/2 tuning.
 
@@ -22,6 +23,7 @@ pub mod http;
 pub mod logging;
 pub mod seconds;
 pub mod secret;
+pub mod signals;
 pub mod wsio;
 
 use std::time::Duration;

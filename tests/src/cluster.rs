@@ -58,12 +58,8 @@ impl Server {
         std::fs::write(&path, toml).unwrap();
         let process = Process::spawn(&bin("ggrok-server"), &["--config", path.to_str().unwrap()], &[]);
         let line = process.wait_for(&["listening on"]);
-        let addr = line
-            .split("listening on ")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        let addr =
+            crate::process::listening_address(&line).unwrap_or_else(|| panic!("no address in {line:?}"));
         Self { dir, process, addr }
     }
 

@@ -6,6 +6,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+/// The address in a server's `listening on ADDR (…)` log line.
+pub fn listening_address(line: &str) -> Option<std::net::SocketAddr> {
+    line.split("listening on ").nth(1)?.split_whitespace().next()?.parse().ok()
+}
+
 /// How long a test waits for a log line before failing.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
 

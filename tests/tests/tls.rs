@@ -34,13 +34,7 @@ fn start_tls_server(redirect: bool) -> TlsServer {
     );
     let server = Server::start_with(&config);
     let line = server.process.wait_for(&["listening on", "https"]);
-    let https = line
-        .split("listening on ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap()
-        .parse()
-        .unwrap();
+    let https = ggrok_tests::process::listening_address(&line).unwrap();
     TlsServer { server, https, ca, ca_file, wildcard_cert: wild_cert }
 }
 

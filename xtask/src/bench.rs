@@ -108,12 +108,7 @@ fn start_tunnel(
         false,
     );
     let line = server.wait_for(&["listening on"]);
-    let addr: SocketAddr = line
-        .split("listening on ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|a| a.parse().ok())
-        .context("server address")?;
+    let addr: SocketAddr = ggrok_tests::process::listening_address(&line).context("server address")?;
     let daemon_toml = dir.join("ggrokd.toml");
     std::fs::write(
         &daemon_toml,

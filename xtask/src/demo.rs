@@ -32,12 +32,7 @@ pub async fn run(port: Option<&str>) -> anyhow::Result<()> {
     )?;
     let server = Process::spawn_echo(&server_bin, &["--config", server_toml.to_str().unwrap()], &[], true);
     let line = server.wait_for(&["listening on"]);
-    let addr: SocketAddr = line
-        .split("listening on ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|a| a.parse().ok())
-        .context("server address")?;
+    let addr: SocketAddr = ggrok_tests::process::listening_address(&line).context("server address")?;
 
     let daemon_toml = dir.join("ggrokd.toml");
     std::fs::write(
