@@ -117,6 +117,11 @@ impl Process {
         self.status_field("VmRSS:")
     }
 
+    /// Starts a new peak: VmHWM drops to the current VmRSS (`/proc/PID/clear_refs`, Linux 4.0+).
+    pub fn reset_peak_rss(&self) {
+        std::fs::write(format!("/proc/{}/clear_refs", self.pid()), "5").expect("/proc clear_refs");
+    }
+
     fn status_field(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("/proc status");
         status

@@ -1,0 +1,172 @@
+//! `cargo xtask bench`: ggrok against a direct connection and against rathole, side by side in one
+//! run on loopback, in front of one local service ([`upstream`]). Rounds interleave the paths
+//! (direct, ggrok, rathole, direct, …) so the machine's drift hits all of them alike; the report
+//! gives per-path medians with their spread and the ratios ggrok/direct and ggrok/rathole, each
+//! the median of the per-round ratios. It prints figures and never asserts a speed.
+//!
+//! Measured: small requests (req/s, p50, p99), one 1 GiB stream each way (MB/s), WebSocket round
+//! trips, the memory of ggrok-server and ggrokd (idle with 10 tunnels, peak under each load, after
+//! each round), and a server holding 1,000 hosts over 100 ggrokd sessions.
+
+mod load;
+mod memory;
+mod paths;
+mod report;
+mod upstream;
+
+use anyhow::{Context, bail};
+use load::Target;
+use report::Report;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+const USAGE: &str =
+    "usage: cargo xtask bench [--smoke] [--rounds R] [--seconds S] [--connections N] [--bulk-mib M]";
+
+/// Settings of one run.
+pub struct Plan {
+    pub smoke: bool,
+    pub rounds: usize,
+    pub duration: Duration,
+    pub connections: usize,
+    pub bulk_bytes: u64,
+    pub ws_messages: usize,
+    pub tunnels: usize,
+    pub sessions: usize,
+    pub hosts_each: usize,
+}
+
+impl Plan {
+    fn full() -> Self {
+        Self {
+            smoke: false,
+            rounds: 3,
+            duration: Duration::from_secs(10),
+            connections: 64,
+            bulk_bytes: 1 << 30,
+            ws_messages: 2000,
+            tunnels: 10,
+            sessions: 100,
+            hosts_each: 10,
+        }
+    }
+
+    /// A run of a few seconds on debug builds: checks that every part still works.
+    fn smoke() -> Self {
+        Self {
+            smoke: true,
+            rounds: 1,
+            duration: Duration::from_millis(300),
+            connections: 4,
+            bulk_bytes: 16 << 20,
+            ws_messages: 20,
+            tunnels: 10,
+            sessions: 4,
+            hosts_each: 3,
+        }
+    }
+
+    fn parse(args: &[String]) -> anyhow::Result<Self> {
+        let mut plan = if args.iter().any(|a| a == "--smoke") { Self::smoke() } else { Self::full() };
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            let mut value = || -> anyhow::Result<u64> {
+                let v = it.next().with_context(|| format!("{arg} needs a value; {USAGE}"))?;
+                v.parse().with_context(|| format!("{arg} {v}: not a number; {USAGE}"))
+            };
+            match arg.as_str() {
+                "--smoke" => {}
+                "--rounds" => plan.rounds = value()?.max(1) as usize,
+                "--seconds" => plan.duration = Duration::from_secs(value()?.max(1)),
+                "--connections" => plan.connections = value()?.max(1) as usize,
+                "--bulk-mib" => plan.bulk_bytes = value()?.max(1) << 20,
+                other => bail!("unknown option {other:?}; {USAGE}"),
+            }
+        }
+        Ok(plan)
+    }
+}
+
+/// Parses the options, builds the binaries (release; debug for `--smoke`), installs rathole, and
+/// runs.
+pub fn run(args: &[String]) -> anyhow::Result<()> {
+    let plan = Plan::parse(args)?;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("workspace root")?.to_owned();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let profile = if plan.smoke { "debug" } else { "release" };
+    eprintln!("building ggrok-server and ggrokd ({profile}) ...");
+    let mut build = Command::new(cargo);
+    build.args(["build", "--quiet", "-p", "ggrok-server", "-p", "ggrokd"]).current_dir(&root);
+    if !plan.smoke {
+        build.arg("--release");
+    }
+    if !build.status()?.success() {
+        bail!("cargo build failed");
+    }
+    let rathole = paths::install_rathole(&root)?;
+    measure(&root.join("target").join(profile), &rathole, &plan)
+}
+
+#[tokio::main]
+async fn measure(bin: &Path, rathole: &PathBuf, plan: &Plan) -> anyhow::Result<()> {
+    let upstream = upstream::start().await?;
+    let ggrok = paths::start_ggrok(bin, upstream, plan.tunnels)?;
+    let rathole = paths::start_rathole(rathole, upstream).await?;
+    let direct = Target { addr: upstream, host: "direct.bench.test".into() };
+    let paths = [("direct", &direct), ("ggrok", &ggrok.target), ("rathole", &rathole.target)];
+    let mut report = Report::new(plan);
+    report.idle = (ggrok.server.rss_kib(), ggrok.daemon.rss_kib());
+    let rathole_idle = (rathole.server.rss_kib(), rathole.client.rss_kib());
+    let watched = [&ggrok.server, &ggrok.daemon];
+    for round in 0..plan.rounds {
+        eprintln!("round {} of {} ...", round + 1, plan.rounds);
+        for (name, target) in paths {
+            watched.iter().for_each(|p| p.reset_peak_rss());
+            let rate = load::small_requests(target, plan.connections, plan.duration).await?;
+            report.small.entry(name).push(rate);
+            if name == "ggrok" {
+                report.peak("small requests", &watched);
+            }
+        }
+        for (name, target) in paths {
+            watched.iter().for_each(|p| p.reset_peak_rss());
+            let rate = load::download(target, plan.bulk_bytes).await?;
+            report.download.entry(name).push(rate);
+            if name == "ggrok" {
+                report.peak("download", &watched);
+            }
+        }
+        for (name, target) in paths {
+            watched.iter().for_each(|p| p.reset_peak_rss());
+            let rate = load::upload(target, plan.bulk_bytes).await?;
+            report.upload.entry(name).push(rate);
+            if name == "ggrok" {
+                report.peak("upload", &watched);
+            }
+        }
+        for (name, target) in paths {
+            let (p50, p99) = load::websocket_round_trips(target, plan.ws_messages).await?;
+            report.websocket.entry(name).push((p50, p99));
+        }
+        report.after.push((ggrok.server.rss_kib(), ggrok.daemon.rss_kib()));
+    }
+    report.rathole = [rathole_idle, (rathole.server.peak_rss_kib(), rathole.client.peak_rss_kib())];
+    drop((ggrok, rathole));
+    eprintln!("{} ggrokd sessions with {} hosts each ...", plan.sessions, plan.hosts_each);
+    report.many = Some(memory::many_hosts(bin, upstream, plan.sessions, plan.hosts_each).await?);
+    report.print(&machine());
+    Ok(())
+}
+
+/// The CPU model and core count, for the report's first line.
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{model}, {cores} cores")
+}

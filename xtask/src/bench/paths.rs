@@ -1,0 +1,150 @@
+//! The tunnels under test, started from their binaries on loopback: ggrok (ggrok-server and ggrokd
+//! with release builds) and rathole (installed by [`install_rathole`]), both in front of the same
+//! local service.
+
+use super::load::Target;
+use anyhow::{Context, bail};
+use ggrok_tests::process::{Process, listening_address};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// The rathole release the comparison uses.
+pub const RATHOLE_VERSION: &str = "0.5.0";
+
+/// A running ggrok: the server and one ggrokd.
+pub struct Ggrok {
+    pub server: Process,
+    pub daemon: Process,
+    pub target: Target,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts ggrok-server and a ggrokd holding `tunnels` tunnels to `upstream`: `t0.bench.test`,
+/// `t1.bench.test`, …; the target is the first. Returns when every tunnel is online.
+pub fn start_ggrok(bin: &Path, upstream: SocketAddr, tunnels: usize) -> anyhow::Result<Ggrok> {
+    let dir = tempfile::tempdir()?;
+    let token = "bench-token-0123456789abcdef";
+    let server_toml = dir.path().join("server.toml");
+    std::fs::write(
+        &server_toml,
+        format!(
+            "listen = \"127.0.0.1:0\"\nlog_level = \"warn,ggrok_server=info\"\n\n\
+             [[client]]\nname = \"bench\"\ntoken = \"{token}\"\nhosts = [\"*.bench.test\"]\n"
+        ),
+    )?;
+    let server =
+        Process::spawn_echo(&bin.join("ggrok-server"), &["--config", path(&server_toml)], &[], false);
+    let addr = listening_address(&server.wait_for(&["listening on"])).context("server address")?;
+    let mut daemon_toml = format!("server = \"ws://{addr}\"\ntoken = \"{token}\"\nlog_level = \"info\"\n");
+    for i in 0..tunnels {
+        daemon_toml += &format!("\n[[tunnel]]\nhost = \"t{i}.bench.test\"\nlocal = \"{upstream}\"\n");
+    }
+    let daemon = start_daemon(bin, dir.path(), "ggrokd", &daemon_toml, tunnels)?;
+    Ok(Ggrok { server, daemon, target: Target { addr, host: "t0.bench.test".into() }, _dir: dir })
+}
+
+/// Starts one ggrokd with `config` (file and socket named after `name` in `dir`) and waits until
+/// its `tunnels` tunnels are online.
+pub fn start_daemon(
+    bin: &Path,
+    dir: &Path,
+    name: &str,
+    config: &str,
+    tunnels: usize,
+) -> anyhow::Result<Process> {
+    let config_path = dir.join(format!("{name}.toml"));
+    std::fs::write(&config_path, config)?;
+    let socket = dir.join(format!("{name}.sock"));
+    let daemon = Process::spawn_echo(
+        &bin.join("ggrokd"),
+        &["--config", path(&config_path), "--socket", path(&socket)],
+        &[],
+        false,
+    );
+    daemon.wait_for_nth(&["tunnel online"], tunnels);
+    Ok(daemon)
+}
+
+/// A running rathole: its server and client, one TCP service to the local service.
+pub struct Rathole {
+    pub server: Process,
+    pub client: Process,
+    pub target: Target,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts a rathole server and client forwarding one port to `upstream`; returns once an HTTP
+/// request crosses it.
+pub async fn start_rathole(rathole: &Path, upstream: SocketAddr) -> anyhow::Result<Rathole> {
+    let dir = tempfile::tempdir()?;
+    let (control, service) = (free_port()?, free_port()?);
+    let token = "bench-token-0123456789abcdef";
+    let server_toml = dir.path().join("server.toml");
+    std::fs::write(
+        &server_toml,
+        format!(
+            "[server]\nbind_addr = \"127.0.0.1:{control}\"\n\n\
+             [server.services.bench]\ntoken = \"{token}\"\nbind_addr = \"127.0.0.1:{service}\"\n"
+        ),
+    )?;
+    let client_toml = dir.path().join("client.toml");
+    std::fs::write(
+        &client_toml,
+        format!(
+            "[client]\nremote_addr = \"127.0.0.1:{control}\"\n\n\
+             [client.services.bench]\ntoken = \"{token}\"\nlocal_addr = \"{upstream}\"\n"
+        ),
+    )?;
+    let env = [("RUST_LOG", "warn")];
+    let server = Process::spawn_echo(rathole, &["--server", path(&server_toml)], &env, false);
+    let client = Process::spawn_echo(rathole, &["--client", path(&client_toml)], &env, false);
+    let target =
+        Target { addr: SocketAddr::from(([127, 0, 0, 1], service)), host: "rathole.bench.test".into() };
+    // Ready when a request crosses: the service port opens once the client's control channel is up.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match super::load::small_requests(&target, 1, Duration::ZERO).await {
+            Ok(_) => break,
+            Err(e) if Instant::now() > deadline => {
+                bail!("rathole did not come up: {e}\nserver: {}\nclient: {}", server.log(), client.log())
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    Ok(Rathole { server, client, target, _dir: dir })
+}
+
+/// The rathole binary: `target/bench-tools/bin/rathole`, installed there with `cargo install` on
+/// first use (without `--locked`: its lockfile pins a `time` that no longer compiles).
+pub fn install_rathole(root: &Path) -> anyhow::Result<PathBuf> {
+    let tools = root.join("target/bench-tools");
+    let binary = tools.join("bin/rathole");
+    let installed = Command::new(&binary)
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains(RATHOLE_VERSION));
+    if !installed {
+        eprintln!("installing rathole {RATHOLE_VERSION} into {} (once) ...", tools.display());
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["install", "--quiet", "rathole", "--version", RATHOLE_VERSION])
+            .args(["--no-default-features", "--features", "server,client", "--root"])
+            .arg(&tools)
+            .status()?;
+        if !status.success() {
+            bail!("cargo install rathole {RATHOLE_VERSION} failed");
+        }
+    }
+    Ok(binary)
+}
+
+/// A port nothing listens on now (rathole cannot report a port it chose itself).
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 temporary path")
+}

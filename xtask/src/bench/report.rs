@@ -1,0 +1,248 @@
+//! The benchmark's figures and their printing: per-path medians with their spread, per-round
+//! ratios, and each target with whether this run met it (reported, never asserted).
+
+use super::Plan;
+use super::load::Rate;
+use super::memory::ManyHosts;
+use ggrok_tests::process::Process;
+use std::time::Duration;
+
+/// Values of one measurement per path, one per round.
+pub struct ByPath<T> {
+    paths: Vec<(&'static str, Vec<T>)>,
+}
+
+impl<T> Default for ByPath<T> {
+    fn default() -> Self {
+        Self { paths: Vec::new() }
+    }
+}
+
+impl<T: Copy> ByPath<T> {
+    /// The values of `path`, created empty on first use.
+    pub fn entry(&mut self, path: &'static str) -> &mut Vec<T> {
+        let at = match self.paths.iter().position(|(p, _)| *p == path) {
+            Some(at) => at,
+            None => {
+                self.paths.push((path, Vec::new()));
+                self.paths.len() - 1
+            }
+        };
+        &mut self.paths[at].1
+    }
+
+    fn get(&self, path: &str) -> Vec<T> {
+        self.paths.iter().find(|(p, _)| *p == path).map(|(_, v)| v.clone()).unwrap_or_default()
+    }
+
+    /// One figure per round.
+    fn series(&self, path: &str, f: impl Fn(T) -> f64) -> Series {
+        Series(self.get(path).into_iter().map(f).collect())
+    }
+
+    /// `a / b` within each round.
+    fn ratio(&self, a: &str, b: &str, f: impl Fn(T) -> f64) -> Series {
+        let (a, b) = (self.series(a, &f), self.series(b, &f));
+        Series(a.0.iter().zip(&b.0).map(|(x, y)| x / y).collect())
+    }
+}
+
+/// A figure over the rounds.
+pub struct Series(Vec<f64>);
+
+impl Series {
+    fn sorted(&self) -> Vec<f64> {
+        let mut v = self.0.clone();
+        v.sort_by(f64::total_cmp);
+        v
+    }
+    fn median(&self) -> f64 {
+        let v = self.sorted();
+        match v.len() {
+            0 => f64::NAN,
+            n if n % 2 == 1 => v[n / 2],
+            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+        }
+    }
+    /// "median (min–max)" with `digits` decimals.
+    fn show(&self, digits: usize) -> String {
+        let v = self.sorted();
+        match v.as_slice() {
+            [] => "-".into(),
+            [one] => format!("{one:.digits$}"),
+            [first, .., last] => format!("{:.digits$} ({first:.digits$}–{last:.digits$})", self.median()),
+        }
+    }
+}
+
+/// Everything one run measured.
+pub struct Report {
+    pub small: ByPath<Rate>,
+    pub download: ByPath<f64>,
+    pub upload: ByPath<f64>,
+    pub websocket: ByPath<(Duration, Duration)>,
+    /// RSS of ggrok-server and ggrokd with their tunnels online, before any load, in KiB.
+    pub idle: (u64, u64),
+    /// Peak RSS of ggrok-server and ggrokd under each load, the largest over the rounds, in KiB.
+    pub peaks: Vec<(&'static str, u64, u64)>,
+    /// RSS of ggrok-server and ggrokd after each round, in KiB.
+    pub after: Vec<(u64, u64)>,
+    pub many: Option<ManyHosts>,
+    /// RSS of rathole's server and client, idle and at their peak over the run, in KiB.
+    pub rathole: [(u64, u64); 2],
+    header: String,
+    tunnels: usize,
+}
+
+impl Report {
+    pub fn new(plan: &Plan) -> Self {
+        let header = format!(
+            "small requests: GET of 100 bytes on {} keep-alive connections for {:?}; bulk: one stream of {} MiB \
+             each way; WebSocket: {} round trips of 32 bytes; {} round(s), paths interleaved{}",
+            plan.connections,
+            plan.duration,
+            plan.bulk_bytes >> 20,
+            plan.ws_messages,
+            plan.rounds,
+            if plan.smoke { "; SMOKE RUN (debug builds, tiny loads): figures mean nothing" } else { "" },
+        );
+        Self {
+            small: ByPath::default(),
+            download: ByPath::default(),
+            upload: ByPath::default(),
+            websocket: ByPath::default(),
+            idle: (0, 0),
+            peaks: Vec::new(),
+            after: Vec::new(),
+            many: None,
+            rathole: [(0, 0); 2],
+            header,
+            tunnels: plan.tunnels,
+        }
+    }
+
+    /// Records the peak RSS of ggrok-server and ggrokd under the load `what` (peaks were reset
+    /// before it).
+    pub fn peak(&mut self, what: &'static str, processes: &[&Process; 2]) {
+        let (server, daemon) = (processes[0].peak_rss_kib(), processes[1].peak_rss_kib());
+        match self.peaks.iter_mut().find(|(w, ..)| *w == what) {
+            Some(entry) => *entry = (what, entry.1.max(server), entry.2.max(daemon)),
+            None => self.peaks.push((what, server, daemon)),
+        }
+    }
+
+    pub fn print(&self, machine: &str) {
+        println!("\nggrok benchmark on {machine}, loopback");
+        println!("{}\n", self.header);
+        let paths = ["direct", "ggrok", "rathole"];
+        println!("{:<9} {:>26} {:>22} {:>22}", "path", "requests/s", "p50 ms", "p99 ms");
+        for path in paths {
+            println!(
+                "{path:<9} {:>26} {:>22} {:>22}",
+                self.small.series(path, |r| r.per_second).show(0),
+                self.small.series(path, |r| ms(r.p50)).show(2),
+                self.small.series(path, |r| ms(r.p99)).show(2),
+            );
+        }
+        let rate = |r: Rate| r.per_second;
+        target("requests/s ggrok/direct", self.small.ratio("ggrok", "direct", rate), ">=", 0.5);
+        target("requests/s ggrok/rathole", self.small.ratio("ggrok", "rathole", rate), ">=", 1.0);
+        target("p99 ggrok/rathole", self.small.ratio("ggrok", "rathole", |r| ms(r.p99)), "<=", 1.0);
+
+        println!("\n{:<9} {:>26} {:>26}", "path", "download MB/s", "upload MB/s");
+        for path in paths {
+            println!(
+                "{path:<9} {:>26} {:>26}",
+                self.download.series(path, |v| v).show(0),
+                self.upload.series(path, |v| v).show(0)
+            );
+        }
+        target("download ggrok/direct", self.download.ratio("ggrok", "direct", |v| v), ">=", 0.6);
+        target("download ggrok/rathole", self.download.ratio("ggrok", "rathole", |v| v), ">=", 1.5);
+        target("upload ggrok/direct", self.upload.ratio("ggrok", "direct", |v| v), ">=", 0.6);
+        target("upload ggrok/rathole", self.upload.ratio("ggrok", "rathole", |v| v), ">=", 1.5);
+
+        println!("\n{:<9} {:>26} {:>26}", "path", "WebSocket p50 µs", "WebSocket p99 µs");
+        for path in paths {
+            println!(
+                "{path:<9} {:>26} {:>26}",
+                self.websocket.series(path, |(p50, _)| us(p50)).show(0),
+                self.websocket.series(path, |(_, p99)| us(p99)).show(0)
+            );
+        }
+        let p50 = |(p50, _): (Duration, Duration)| us(p50);
+        println!("  WebSocket p50 ggrok/direct: {}", self.websocket.ratio("ggrok", "direct", p50).show(2));
+        println!("  WebSocket p50 ggrok/rathole: {}", self.websocket.ratio("ggrok", "rathole", p50).show(2));
+        self.print_memory();
+    }
+
+    fn print_memory(&self) {
+        println!("\n{:<34} {:>14} {:>14}", "memory (RSS, MiB)", "ggrok-server", "ggrokd");
+        let row = |what: &str, (server, daemon): (u64, u64), limit: &str| {
+            println!("{what:<34} {:>14.1} {:>14.1}   {limit}", mib(server), mib(daemon));
+        };
+        let idle_ok = mib(self.idle.0.max(self.idle.1)) <= 12.0;
+        row(&format!("idle, {} tunnels", self.tunnels), self.idle, &verdict("≤ 12 MiB", idle_ok));
+        for &(what, server, daemon) in &self.peaks {
+            let ok = mib(server.max(daemon)) <= 48.0;
+            row(&format!("peak under {what}"), (server, daemon), &verdict("≤ 48 MiB", ok));
+        }
+        for (i, &after) in self.after.iter().enumerate() {
+            row(&format!("after round {}", i + 1), after, "");
+        }
+        if let (Some(first), Some(last)) = (self.after.first(), self.after.last()) {
+            let growth = |a: u64, b: u64| mib(b) - mib(a);
+            let (s, d) = (growth(first.0, last.0), growth(first.1, last.1));
+            let ok = s <= 1.0 && d <= 1.0;
+            println!(
+                "  growth from round 1 to round {}: server {s:+.1} MiB, ggrokd {d:+.1} MiB   {}",
+                self.after.len(),
+                verdict("none beyond 1 MiB", ok || self.after.len() < 2)
+            );
+        }
+        println!(
+            "{:<34} {:>14.1} {:>14.1}   (rathole server and client, idle; peak over the run {:.1} and {:.1})",
+            "rathole, idle, 1 service",
+            mib(self.rathole[0].0),
+            mib(self.rathole[0].1),
+            mib(self.rathole[1].0),
+            mib(self.rathole[1].1)
+        );
+        if let Some(m) = &self.many {
+            let ok = mib(m.loaded_kib.max(m.peak_kib)) <= 128.0;
+            println!(
+                "{} hosts over {} ggrokd sessions: server {:.1} MiB (peak {:.1}, empty {:.1}); one ggrokd {:.1} MiB   {}",
+                m.hosts,
+                m.sessions,
+                mib(m.loaded_kib),
+                mib(m.peak_kib),
+                mib(m.empty_kib),
+                mib(m.daemon_kib),
+                verdict("≤ 128 MiB", ok)
+            );
+        }
+    }
+}
+
+fn target(what: &str, ratio: Series, op: &str, limit: f64) -> bool {
+    let median = ratio.median();
+    let met = if op == ">=" { median >= limit } else { median <= limit };
+    println!("  {what}: {}   {}", ratio.show(2), verdict(&format!("target {op} {limit}"), met));
+    met
+}
+
+fn verdict(target: &str, met: bool) -> String {
+    format!("[{target}: {}]", if met { "met" } else { "MISSED" })
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
