@@ -17,7 +17,7 @@ mod upstream;
 use anyhow::{Context, bail};
 use load::Target;
 use report::Report;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -109,7 +109,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
 }
 
 #[tokio::main]
-async fn measure(bin: &Path, rathole: &PathBuf, plan: &Plan) -> anyhow::Result<()> {
+async fn measure(bin: &Path, rathole: &Path, plan: &Plan) -> anyhow::Result<()> {
     let upstream = upstream::start().await?;
     let ggrok = paths::start_ggrok(bin, upstream, plan.tunnels)?;
     let rathole = paths::start_rathole(rathole, upstream).await?;
