@@ -29,7 +29,10 @@ fn main() -> ExitCode {
     }
 }
 
-#[tokio::main]
+/// One thread: every request crosses the one tunnel connection, whose HTTP/2 state is driven by a
+/// single task anyway, so more threads only add cross-thread wake-ups (measured: about a fifth
+/// more CPU per request with two workers; see docs/benchmarks.md) and memory.
+#[tokio::main(flavor = "current_thread")]
 async fn serve(config: DaemonConfig, socket: &std::path::Path) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(ggrok_proto::signals::cancel_on_stop_signal(shutdown.clone(), ggrokd::notify::stopping));

@@ -27,6 +27,7 @@ pub struct Target {
 /// Requests per second and latency quantiles of one measurement.
 #[derive(Clone, Copy, Debug)]
 pub struct Rate {
+    pub count: usize,
     pub per_second: f64,
     pub p50: Duration,
     pub p99: Duration,
@@ -49,7 +50,7 @@ pub async fn small_requests(target: &Target, connections: usize, duration: Durat
     let elapsed = started.elapsed();
     ensure!(!latencies.is_empty(), "no request completed");
     let (p50, p99) = quantiles(&mut latencies);
-    Ok(Rate { per_second: latencies.len() as f64 / elapsed.as_secs_f64(), p50, p99 })
+    Ok(Rate { count: latencies.len(), per_second: latencies.len() as f64 / elapsed.as_secs_f64(), p50, p99 })
 }
 
 /// The 50th and 99th percentiles.

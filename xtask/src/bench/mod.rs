@@ -15,9 +15,10 @@ mod report;
 mod upstream;
 
 use anyhow::{Context, bail};
+use ggrok_tests::process::Process;
 use load::Target;
 use report::Report;
-use std::path::Path;
+use std::path::Path as FsPath;
 use std::process::Command;
 use std::time::Duration;
 
@@ -35,6 +36,8 @@ pub struct Plan {
     pub tunnels: usize,
     pub sessions: usize,
     pub hosts_each: usize,
+    /// Run only this part (for profiling one of them).
+    pub only: Option<String>,
 }
 
 impl Plan {
@@ -49,6 +52,7 @@ impl Plan {
             tunnels: 10,
             sessions: 100,
             hosts_each: 10,
+            only: None,
         }
     }
 
@@ -64,6 +68,7 @@ impl Plan {
             tunnels: 10,
             sessions: 4,
             hosts_each: 3,
+            only: None,
         }
     }
 
@@ -81,10 +86,19 @@ impl Plan {
                 "--seconds" => plan.duration = Duration::from_secs(value()?.max(1)),
                 "--connections" => plan.connections = value()?.max(1) as usize,
                 "--bulk-mib" => plan.bulk_bytes = value()?.max(1) << 20,
+                "--only" => match it.next().map(String::as_str) {
+                    Some(part @ ("small" | "bulk" | "websocket" | "memory")) => plan.only = Some(part.into()),
+                    _ => bail!("--only takes small, bulk, websocket or memory; {USAGE}"),
+                },
                 other => bail!("unknown option {other:?}; {USAGE}"),
             }
         }
         Ok(plan)
+    }
+
+    /// Whether this run measures `part`.
+    fn runs(&self, part: &str) -> bool {
+        self.only.as_deref().is_none_or(|only| only == part)
     }
 }
 
@@ -92,7 +106,7 @@ impl Plan {
 /// runs.
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let plan = Plan::parse(args)?;
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("workspace root")?.to_owned();
+    let root = FsPath::new(env!("CARGO_MANIFEST_DIR")).parent().context("workspace root")?.to_owned();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let profile = if plan.smoke { "debug" } else { "release" };
     eprintln!("building ggrok-server and ggrokd ({profile}) ...");
@@ -109,54 +123,96 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
 }
 
 #[tokio::main]
-async fn measure(bin: &Path, rathole: &Path, plan: &Plan) -> anyhow::Result<()> {
+async fn measure(bin: &FsPath, rathole: &FsPath, plan: &Plan) -> anyhow::Result<()> {
     let upstream = upstream::start().await?;
     let ggrok = paths::start_ggrok(bin, upstream, plan.tunnels)?;
     let rathole = paths::start_rathole(rathole, upstream).await?;
     let direct = Target { addr: upstream, host: "direct.bench.test".into() };
-    let paths = [("direct", &direct), ("ggrok", &ggrok.target), ("rathole", &rathole.target)];
+    let paths = [
+        Path { name: "direct", target: &direct, processes: vec![] },
+        Path { name: "ggrok", target: &ggrok.target, processes: vec![&ggrok.server, &ggrok.daemon] },
+        Path { name: "rathole", target: &rathole.target, processes: vec![&rathole.server, &rathole.client] },
+    ];
     let mut report = Report::new(plan);
     report.idle = (ggrok.server.rss_kib(), ggrok.daemon.rss_kib());
     let rathole_idle = (rathole.server.rss_kib(), rathole.client.rss_kib());
     let watched = [&ggrok.server, &ggrok.daemon];
+    let bulk_gb = plan.bulk_bytes as f64 / 1e9;
     for round in 0..plan.rounds {
         eprintln!("round {} of {} ...", round + 1, plan.rounds);
-        for (name, target) in paths {
-            watched.iter().for_each(|p| p.reset_peak_rss());
-            let rate = load::small_requests(target, plan.connections, plan.duration).await?;
-            report.small.entry(name).push(rate);
-            if name == "ggrok" {
-                report.peak("small requests", &watched);
-            }
+        for path in paths.iter().filter(|_| plan.runs("small")) {
+            let cpu = path.start(&watched);
+            let rate = load::small_requests(path.target, plan.connections, plan.duration).await?;
+            report.small.entry(path.name).push(rate);
+            report.cpu_small.entry(path.name).push(path.cpu_since(cpu) * 1e6 / rate.count as f64);
+            report.peak(path.name, "small requests", &watched);
         }
-        for (name, target) in paths {
-            watched.iter().for_each(|p| p.reset_peak_rss());
-            let rate = load::download(target, plan.bulk_bytes).await?;
-            report.download.entry(name).push(rate);
-            if name == "ggrok" {
-                report.peak("download", &watched);
-            }
+        for path in paths.iter().filter(|_| plan.runs("bulk")) {
+            let cpu = path.start(&watched);
+            let rate = load::download(path.target, plan.bulk_bytes).await?;
+            report.download.entry(path.name).push(rate);
+            report.cpu_download.entry(path.name).push(path.cpu_since(cpu) / bulk_gb);
+            report.peak(path.name, "download", &watched);
         }
-        for (name, target) in paths {
-            watched.iter().for_each(|p| p.reset_peak_rss());
-            let rate = load::upload(target, plan.bulk_bytes).await?;
-            report.upload.entry(name).push(rate);
-            if name == "ggrok" {
-                report.peak("upload", &watched);
-            }
+        for path in paths.iter().filter(|_| plan.runs("bulk")) {
+            let cpu = path.start(&watched);
+            let rate = load::upload(path.target, plan.bulk_bytes).await?;
+            report.upload.entry(path.name).push(rate);
+            report.cpu_upload.entry(path.name).push(path.cpu_since(cpu) / bulk_gb);
+            report.peak(path.name, "upload", &watched);
         }
-        for (name, target) in paths {
-            let (p50, p99) = load::websocket_round_trips(target, plan.ws_messages).await?;
-            report.websocket.entry(name).push((p50, p99));
+        for path in paths.iter().filter(|_| plan.runs("websocket")) {
+            let (p50, p99) = load::websocket_round_trips(path.target, plan.ws_messages).await?;
+            report.websocket.entry(path.name).push((p50, p99));
         }
         report.after.push((ggrok.server.rss_kib(), ggrok.daemon.rss_kib()));
     }
+    drop(paths);
     report.rathole = [rathole_idle, (rathole.server.peak_rss_kib(), rathole.client.peak_rss_kib())];
     drop((ggrok, rathole));
-    eprintln!("{} ggrokd sessions with {} hosts each ...", plan.sessions, plan.hosts_each);
-    report.many = Some(memory::many_hosts(bin, upstream, plan.sessions, plan.hosts_each).await?);
+    if plan.runs("memory") {
+        eprintln!("{} ggrokd sessions with {} hosts each ...", plan.sessions, plan.hosts_each);
+        report.many = Some(memory::many_hosts(bin, upstream, plan.sessions, plan.hosts_each).await?);
+    }
     report.print(&machine());
     Ok(())
+}
+
+/// One way to the local service, and the tunnel processes on it.
+struct Path<'a> {
+    name: &'static str,
+    target: &'a Target,
+    processes: Vec<&'a Process>,
+}
+
+impl Path<'_> {
+    /// Before a measurement: starts a new memory peak for the `watched` processes and returns the
+    /// CPU time this path's processes have used so far.
+    fn start(&self, watched: &[&Process; 2]) -> f64 {
+        watched.iter().for_each(|p| p.reset_peak_rss());
+        self.cpu_seconds()
+    }
+
+    /// CPU seconds this path's processes used since `start` returned `before`.
+    fn cpu_since(&self, before: f64) -> f64 {
+        self.cpu_seconds() - before
+    }
+
+    /// User plus system time of the processes (`/proc/PID/stat`), in seconds.
+    fn cpu_seconds(&self) -> f64 {
+        self.processes.iter().map(|p| cpu_seconds(p.pid())).sum()
+    }
+}
+
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name (which may hold spaces) in parentheses.
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name; 100 ticks a second
+    // (USER_HZ, fixed at 100 on Linux).
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// The CPU model and core count, for the report's first line.

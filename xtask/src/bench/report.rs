@@ -81,6 +81,10 @@ pub struct Report {
     pub download: ByPath<f64>,
     pub upload: ByPath<f64>,
     pub websocket: ByPath<(Duration, Duration)>,
+    /// CPU time of the tunnel's own processes, per request (µs) and per GB moved (s).
+    pub cpu_small: ByPath<f64>,
+    pub cpu_download: ByPath<f64>,
+    pub cpu_upload: ByPath<f64>,
     /// RSS of ggrok-server and ggrokd with their tunnels online, before any load, in KiB.
     pub idle: (u64, u64),
     /// Peak RSS of ggrok-server and ggrokd under each load, the largest over the rounds, in KiB.
@@ -111,6 +115,9 @@ impl Report {
             download: ByPath::default(),
             upload: ByPath::default(),
             websocket: ByPath::default(),
+            cpu_small: ByPath::default(),
+            cpu_download: ByPath::default(),
+            cpu_upload: ByPath::default(),
             idle: (0, 0),
             peaks: Vec::new(),
             after: Vec::new(),
@@ -123,7 +130,10 @@ impl Report {
 
     /// Records the peak RSS of ggrok-server and ggrokd under the load `what` (peaks were reset
     /// before it).
-    pub fn peak(&mut self, what: &'static str, processes: &[&Process; 2]) {
+    pub fn peak(&mut self, path: &str, what: &'static str, processes: &[&Process; 2]) {
+        if path != "ggrok" {
+            return;
+        }
         let (server, daemon) = (processes[0].peak_rss_kib(), processes[1].peak_rss_kib());
         match self.peaks.iter_mut().find(|(w, ..)| *w == what) {
             Some(entry) => *entry = (what, entry.1.max(server), entry.2.max(daemon)),
@@ -148,6 +158,7 @@ impl Report {
         target("requests/s ggrok/direct", self.small.ratio("ggrok", "direct", rate), ">=", 0.5);
         target("requests/s ggrok/rathole", self.small.ratio("ggrok", "rathole", rate), ">=", 1.0);
         target("p99 ggrok/rathole", self.small.ratio("ggrok", "rathole", |r| ms(r.p99)), "<=", 1.0);
+        cpu("tunnel CPU µs per request", &self.cpu_small, 1);
 
         println!("\n{:<9} {:>26} {:>26}", "path", "download MB/s", "upload MB/s");
         for path in paths {
@@ -161,6 +172,8 @@ impl Report {
         target("download ggrok/rathole", self.download.ratio("ggrok", "rathole", |v| v), ">=", 1.5);
         target("upload ggrok/direct", self.upload.ratio("ggrok", "direct", |v| v), ">=", 0.6);
         target("upload ggrok/rathole", self.upload.ratio("ggrok", "rathole", |v| v), ">=", 1.5);
+        cpu("tunnel CPU s per GB downloaded", &self.cpu_download, 2);
+        cpu("tunnel CPU s per GB uploaded", &self.cpu_upload, 2);
 
         println!("\n{:<9} {:>26} {:>26}", "path", "WebSocket p50 µs", "WebSocket p99 µs");
         for path in paths {
@@ -222,6 +235,16 @@ impl Report {
             );
         }
     }
+}
+
+/// The CPU the tunnel processes used (both ends; the load and the local service are not counted).
+fn cpu(what: &str, figures: &ByPath<f64>, digits: usize) {
+    println!(
+        "  {what}: ggrok {}, rathole {}; ggrok/rathole {}",
+        figures.series("ggrok", |v| v).show(digits),
+        figures.series("rathole", |v| v).show(digits),
+        figures.ratio("ggrok", "rathole", |v| v).show(2)
+    );
 }
 
 fn target(what: &str, ratio: Series, op: &str, limit: f64) -> bool {
