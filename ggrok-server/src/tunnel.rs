@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_util::codec::Framed;
 use tracing::{debug, info, warn};
 
@@ -96,9 +96,12 @@ pub fn accept(state: &Arc<State>, peer: SocketAddr, mut req: Request<Incoming>) 
     state.sessions.spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                let ws =
-                    WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config()))
-                        .await;
+                let ws = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(ggrok_proto::wsio::config()),
+                )
+                .await;
                 serve(state2, client, peer, ws).await;
             }
             Err(e) => debug!(%peer, "tunnel upgrade failed: {e}"),
@@ -111,13 +114,6 @@ pub fn accept(state: &Arc<State>, peer: SocketAddr, mut req: Request<Incoming>) 
         .header(header::SEC_WEBSOCKET_ACCEPT, accept_key)
         .body(body::empty())
         .expect("static response parts are valid")
-}
-
-/// WebSocket settings of the tunnel connection.
-pub fn ws_config() -> WebSocketConfig {
-    WebSocketConfig::default()
-        .max_message_size(Some(tuning::MAX_WS_MESSAGE))
-        .max_frame_size(Some(tuning::MAX_WS_MESSAGE))
 }
 
 async fn serve(

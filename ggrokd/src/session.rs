@@ -19,7 +19,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -64,9 +63,7 @@ pub async fn connect(daemon: &Daemon) -> anyhow::Result<WebSocketStream<ServerSt
         request.headers_mut().insert(header::AUTHORIZATION, bearer);
     }
     request.headers_mut().insert(HEADER_PROTOCOL, HeaderValue::from(PROTOCOL_VERSION));
-    let config = WebSocketConfig::default()
-        .max_message_size(Some(tuning::MAX_WS_MESSAGE))
-        .max_frame_size(Some(tuning::MAX_WS_MESSAGE));
+    let config = ggrok_proto::wsio::config();
     let dial = async {
         let tcp = TcpStream::connect(&endpoint.server.authority)
             .await

@@ -68,6 +68,11 @@ pub mod tuning {
     pub const MAX_CONCURRENT_STREAMS: u32 = 4096;
     /// Largest WebSocket message either side accepts.
     pub const MAX_WS_MESSAGE: usize = 1 << 20;
+    /// Most bytes one read from the tunnel socket takes (tungstenite's default). tungstenite
+    /// zero-fills this much before every read attempt (tungstenite-rs#547); under callgrind that
+    /// looked like a third of ggrokd's work, but sampled at full speed it is under 1 %, and 16 KiB
+    /// cost more in read calls on bulk transfers than it saved (docs/benchmarks.md).
+    pub const WS_READ_BUFFER: usize = 128 << 10;
     /// Time allowed for the HTTP/2 handshake and the control stream to come up.
     pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 }

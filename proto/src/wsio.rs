@@ -11,7 +11,16 @@ use std::io;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::io::{CopyToBytes, SinkWriter, StreamReader};
+
+/// WebSocket settings of a tunnel connection, the same at both ends.
+pub fn config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(crate::tuning::MAX_WS_MESSAGE))
+        .max_frame_size(Some(crate::tuning::MAX_WS_MESSAGE))
+        .read_buffer_size(crate::tuning::WS_READ_BUFFER)
+}
 
 /// Turns a WebSocket into one bidirectional byte stream.
 pub fn ws_io<S>(ws: WebSocketStream<S>) -> impl AsyncRead + AsyncWrite + Send + Unpin + 'static

@@ -40,12 +40,8 @@ pub async fn many_hosts(
     }
     let server_path = dir.path().join("server.toml");
     std::fs::write(&server_path, server_toml)?;
-    let server = Process::spawn_echo(
-        &bin.join("ggrok-server"),
-        &["--config", server_path.to_str().context("UTF-8 path")?],
-        &[],
-        false,
-    );
+    let server =
+        super::paths::spawn(bin, "ggrok-server", &["--config", server_path.to_str().context("UTF-8 path")?]);
     let addr = listening_address(&server.wait_for(&["listening on"])).context("server address")?;
     let empty_kib = server.rss_kib();
     let mut daemons = Vec::with_capacity(sessions);

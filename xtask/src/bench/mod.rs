@@ -169,7 +169,8 @@ async fn measure(bin: &FsPath, rathole: &FsPath, plan: &Plan) -> anyhow::Result<
     }
     drop(paths);
     report.rathole = [rathole_idle, (rathole.server.peak_rss_kib(), rathole.client.peak_rss_kib())];
-    drop((ggrok, rathole));
+    ggrok.stop();
+    drop(rathole);
     if plan.runs("memory") {
         eprintln!("{} ggrokd sessions with {} hosts each ...", plan.sessions, plan.hosts_each);
         report.many = Some(memory::many_hosts(bin, upstream, plan.sessions, plan.hosts_each).await?);

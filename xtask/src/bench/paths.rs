@@ -45,6 +45,32 @@ pub fn start_ggrok(bin: &Path, upstream: SocketAddr, tunnels: usize) -> anyhow::
     Ok(Ggrok { server, daemon, target: Target { addr, host: "t0.bench.test".into() }, _dir: dir })
 }
 
+impl Ggrok {
+    /// Stops ggrokd, then the server, with SIGTERM (so a profiler wrapping them writes its data).
+    pub fn stop(self) {
+        self.daemon.terminate();
+        self.server.terminate();
+    }
+}
+
+/// Starts `name` from `bin`, under the command in `$GGROK_BENCH_WRAP_<NAME>` if set (the name in
+/// capitals, `-` as `_`), e.g. `GGROK_BENCH_WRAP_GGROKD="valgrind --tool=callgrind"` to profile.
+pub fn spawn(bin: &Path, name: &str, args: &[&str]) -> Process {
+    let program = bin.join(name);
+    let variable = format!("GGROK_BENCH_WRAP_{}", name.to_uppercase().replace('-', "_"));
+    let wrapper = std::env::var(variable).unwrap_or_default();
+    let mut words = wrapper.split_whitespace();
+    match words.next() {
+        Some(wrapper) => {
+            let mut all: Vec<&str> = words.collect();
+            all.push(path(&program));
+            all.extend(args);
+            Process::spawn_echo(Path::new(wrapper), &all, &[], false)
+        }
+        None => Process::spawn_echo(&program, args, &[], false),
+    }
+}
+
 /// Starts one ggrokd with `config` (file and socket named after `name` in `dir`) and waits until
 /// its `tunnels` tunnels are online.
 pub fn start_daemon(
@@ -57,12 +83,7 @@ pub fn start_daemon(
     let config_path = dir.join(format!("{name}.toml"));
     std::fs::write(&config_path, config)?;
     let socket = dir.join(format!("{name}.sock"));
-    let daemon = Process::spawn_echo(
-        &bin.join("ggrokd"),
-        &["--config", path(&config_path), "--socket", path(&socket)],
-        &[],
-        false,
-    );
+    let daemon = spawn(bin, "ggrokd", &["--config", path(&config_path), "--socket", path(&socket)]);
     daemon.wait_for_nth(&["tunnel online"], tunnels);
     Ok(daemon)
 }
