@@ -2,92 +2,19 @@
 //! pattern and status class, body bytes, durations, sessions, hosts, refused handshakes, limit
 //! hits), `/healthz` answers, and nothing of it shows on the public port.
 
-use ggrok_tests::TEST_TOKEN;
+#[path = "metrics/limits.rs"]
+mod limits;
+#[path = "metrics/scrape.rs"]
+mod scrape;
+
 use ggrok_tests::admin::{ADMIN_CONFIG, Admin};
 use ggrok_tests::client::{Public, full};
-use ggrok_tests::cluster::{ClientDef, Cluster, Daemon, Server};
+use ggrok_tests::cluster::Cluster;
 use ggrok_tests::upstream::Upstream;
 use http::{Method, Request, StatusCode};
-use prometheus_parse::{Sample, Scrape, Value};
-use std::collections::HashMap;
+use scrape::{Expected, Metrics};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// A parsed scrape.
-struct Metrics(Scrape);
-
-impl Metrics {
-    fn parse(text: &str) -> Self {
-        Self(Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("Prometheus text format"))
-    }
-
-    fn find(&self, name: &str, labels: &[(&str, &str)]) -> Option<&Sample> {
-        self.0.samples.iter().find(|s| {
-            s.metric == name
-                && s.labels.len() == labels.len()
-                && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v))
-        })
-    }
-
-    /// The value of a counter, gauge or untyped sample; panics when it is missing.
-    fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        match self.find(name, labels).map(|s| &s.value) {
-            Some(Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v)) => *v,
-            other => panic!("{name}{labels:?}: {other:?}"),
-        }
-    }
-
-    fn requests(&self, host: &str, class: &str) -> f64 {
-        self.value("ggrok_http_requests_total", &[("host", host), ("status_class", class)])
-    }
-
-    /// The histogram's `_count`, after checking that its `+Inf` bucket agrees.
-    fn durations(&self, host: &str) -> f64 {
-        let count = self.value("ggrok_http_request_duration_seconds_count", &[("host", host)]);
-        let Some(Value::Histogram(buckets)) =
-            self.find("ggrok_http_request_duration_seconds", &[("host", host)]).map(|s| &s.value)
-        else {
-            panic!("no duration histogram for {host:?}")
-        };
-        let inf = buckets.iter().find(|b| b.less_than.is_infinite()).expect("+Inf bucket");
-        assert_eq!(inf.count, count, "+Inf bucket and _count of {host:?}");
-        assert!(buckets.windows(2).all(|w| w[0].count <= w[1].count), "buckets are cumulative");
-        assert_eq!(buckets.first().map(|b| b.less_than), Some(0.001));
-        assert_eq!(buckets.iter().rev().nth(1).map(|b| b.less_than), Some(30.0));
-        count
-    }
-}
-
-/// Requests answered per status class, body bytes each way, for one host label.
-#[derive(Default, Debug)]
-struct Expected {
-    classes: HashMap<&'static str, f64>,
-    received: f64,
-    sent: f64,
-}
-
-impl Expected {
-    fn record(&mut self, status: StatusCode, request_body: usize, response_body: usize) {
-        let class = ["1xx", "2xx", "3xx", "4xx", "5xx"][usize::from(status.as_u16() / 100) - 1];
-        *self.classes.entry(class).or_default() += 1.0;
-        self.received += request_body as f64;
-        self.sent += response_body as f64;
-    }
-
-    fn total(&self) -> f64 {
-        self.classes.values().sum()
-    }
-
-    fn check(&self, m: &Metrics, host: &str) {
-        for class in ["1xx", "2xx", "3xx", "4xx", "5xx"] {
-            let want = self.classes.get(class).copied().unwrap_or(0.0);
-            assert_eq!(m.requests(host, class), want, "requests {host:?} {class}");
-        }
-        assert_eq!(m.value("ggrok_http_received_bytes_total", &[("host", host)]), self.received, "{host:?}");
-        assert_eq!(m.value("ggrok_http_sent_bytes_total", &[("host", host)]), self.sent, "{host:?}");
-        assert_eq!(m.durations(host), self.total(), "durations {host:?}");
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_bytes_and_durations_are_counted_exactly_by_registered_host() {
@@ -142,7 +69,7 @@ async fn requests_bytes_and_durations_are_counted_exactly_by_registered_host() {
 }
 
 /// Reads an HTTP/1.1 response head byte by byte, leaving what follows unread.
-async fn read_head(conn: &mut TcpStream) -> String {
+pub async fn read_head(conn: &mut TcpStream) -> String {
     let mut head = Vec::new();
     while !head.ends_with(b"\r\n\r\n") {
         head.push(conn.read_u8().await.expect("response head"));
@@ -180,79 +107,16 @@ async fn an_upgraded_connection_counts_as_101_with_its_bytes() {
     assert_eq!(m.durations("ws.test"), 1.0);
     assert_eq!(bytes(&m, "ggrok_http_received_bytes_total"), 11.0);
     assert_eq!(bytes(&m, "ggrok_http_sent_bytes_total"), 7.0);
-}
+    assert_eq!((m.value("ggrok_tunnel_sessions", &[]), m.value("ggrok_hosts_online", &[])), (1.0, 1.0));
 
-/// Sends one raw request on a new connection and returns the status line.
-async fn status_line(server: std::net::SocketAddr, request: &str) -> String {
-    let mut conn = TcpStream::connect(server).await.unwrap();
-    conn.write_all(request.as_bytes()).await.unwrap();
-    read_head(&mut conn).await.lines().next().unwrap().to_owned()
-}
-
-const HANDSHAKE: &str = "GET /$$ggrok HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-                         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refused_handshakes_and_limit_hits_are_counted_by_reason() {
-    let up = Upstream::start().await;
-    let limits = "[limits]\nmax_header_bytes = 8192\nmax_streams_per_session = 1\nmax_hosts_per_client = 1\n";
-    let server = Server::start_extra(
-        &[ClientDef { name: "t", token: TEST_TOKEN, hosts: &["*.test"] }],
-        &format!("{ADMIN_CONFIG}{limits}"),
-    );
-    let admin = Admin::of(&server);
-    // ggrokd registers its tunnels sorted by host: api.test is claimed, other.test is one too many.
-    let daemon =
-        Daemon::start(&server.ws_url(), TEST_TOKEN, &[("api.test", &up.port()), ("other.test", "1")], "");
-    daemon.process.wait_for(&["tunnel refused", "other.test", "max_hosts_per_client"]);
-    daemon.wait_online("api.test");
-
-    let addr = server.addr;
-    let refused = [
-        (format!("{HANDSHAKE}ggrok-protocol: 1\r\nAuthorization: Bearer wrong-token-000000\r\n\r\n"), "401"),
-        (format!("{HANDSHAKE}ggrok-protocol: 999\r\nAuthorization: Bearer {TEST_TOKEN}\r\n\r\n"), "400"),
-        ("GET /$$ggrok HTTP/1.1\r\nHost: x\r\n\r\n".to_owned(), "400"),
-    ];
-    for (request, status) in &refused {
-        let line = status_line(addr, request).await;
-        assert!(line.starts_with(&format!("HTTP/1.1 {status}")), "{line}");
-    }
-    let big = format!("GET / HTTP/1.1\r\nHost: api.test\r\nX-Big: {}\r\n\r\n", "a".repeat(20_000));
-    assert!(status_line(addr, &big).await.starts_with("HTTP/1.1 431"));
-
-    // One request in flight fills the session; the next is refused with 503.
-    let public = Public::new(addr);
-    let mut expected = Expected::default();
-    let slow = tokio::spawn({
-        let public = public.clone();
-        async move { public.get("api.test", "/slow").await }
-    });
-    while up.served.load(std::sync::atomic::Ordering::SeqCst) < 1 {
-        tokio::task::yield_now().await;
-    }
-    let reply = public.get("api.test", "/").await;
-    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{}", reply.text());
-    expected.record(reply.status, 0, reply.body.len());
-    up.release_slow();
-    let reply = slow.await.unwrap();
-    expected.record(reply.status, 0, reply.body.len());
-
-    let limit = |m: &Metrics, key: &str| m.value("ggrok_limit_hits_total", &[("limit", key)]);
-    let text = admin.metrics_when(|t| Metrics::parse(t).durations("api.test") >= expected.total()).await;
+    // The daemon gone: no session, no host online; the host's series stay while it is offline.
+    let mut cluster = cluster;
+    cluster.daemon.process.stop();
+    let gauges = |m: &Metrics| (m.value("ggrok_tunnel_sessions", &[]), m.value("ggrok_hosts_online", &[]));
+    let text = admin.metrics_when(|t| gauges(&Metrics::parse(t)) == (0.0, 0.0)).await;
     let m = Metrics::parse(&text);
-    let rejected = |reason: &str| m.value("ggrok_tunnel_handshakes_rejected_total", &[("reason", reason)]);
-    assert_eq!(rejected("unauthorized"), 1.0);
-    assert_eq!(rejected("bad_version"), 1.0);
-    assert_eq!(rejected("not_websocket"), 1.0);
-    assert_eq!(rejected("tls_required"), 0.0);
-    assert_eq!(limit(&m, "max_header_bytes"), 1.0);
-    assert_eq!(limit(&m, "max_hosts_per_client"), 1.0);
-    assert_eq!(limit(&m, "max_streams_per_session"), 1.0);
-    assert_eq!(limit(&m, "header_read_timeout"), 0.0);
-    expected.check(&m, "api.test");
-    assert_eq!(m.value("ggrok_hosts_online", &[]), 1.0);
-    // Requests answered before any routing (the 431) are limit hits, not requests.
-    assert_eq!(m.durations(""), 0.0);
+    assert_eq!(gauges(&m), (0.0, 0.0));
+    assert_eq!(m.requests("ws.test", "1xx"), 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
