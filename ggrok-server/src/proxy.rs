@@ -65,25 +65,23 @@ pub async fn forward(
             return unrouted(body::text(StatusCode::NOT_FOUND, message));
         }
     };
-    let refuse = |meter: Arc<HostMeter>, status: StatusCode, message: String| {
-        metrics::respond(meter, started, body::text(status, message))
-    };
+    let to = Routed { state: &state, session, meter, conn, raw_host: &raw_host, host: &host, started };
     if req.method() == Method::CONNECT {
-        let message = "ggrok: CONNECT requests are not forwarded".to_owned();
-        return refuse(meter, StatusCode::METHOD_NOT_ALLOWED, message);
+        return to.respond(body::text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "ggrok: CONNECT requests are not forwarded",
+        ));
     }
-    let request = Routed { state: &state, session, meter, conn, raw_host: &raw_host, host: &host, started };
     match upgrade_protocol(req.headers()) {
-        Some(p) if p.eq_ignore_ascii_case(ggrok_proto::CONTROL_PROTOCOL) => refuse(
-            request.meter,
+        Some(p) if p.eq_ignore_ascii_case(ggrok_proto::CONTROL_PROTOCOL) => to.respond(body::text(
             StatusCode::BAD_REQUEST,
             format!("ggrok: upgrading to {p:?} is not allowed"),
-        ),
+        )),
         // Upgrades cross as extended CONNECT, which has no request body: only a bodiless GET can
         // be upgraded. Anything else (a POST offering h2c, say) is forwarded as a plain request,
         // without its Upgrade header, as any proxy that does not speak the protocol would.
-        Some(protocol) if is_upgradable(&req, &protocol) => forward_upgrade(request, req, protocol).await,
-        _ => forward_plain(request, req).await,
+        Some(protocol) if is_upgradable(&req, &protocol) => forward_upgrade(to, req, protocol).await,
+        _ => forward_plain(to, req).await,
     }
 }
 
