@@ -1,14 +1,16 @@
 //! ggrok-server: the public side of ggrok.
 //!
 //! One listener serves public HTTP and, on the tunnel path, ggrokd's WebSocket connections; with
-//! `[tls]`, a second one does the same over HTTPS. [`run`] takes a bound listener and a shutdown
-//! token, so tests bind port 0.
+//! `[tls]`, a second one does the same over HTTPS. With `[admin]`, a third serves `/metrics` and
+//! `/healthz`. [`run`] takes a bound listener and a shutdown token, so tests bind port 0.
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod metrics;
 pub mod notify;
 pub mod pending;
 pub mod prelude;
@@ -23,6 +25,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use metrics::{HostMeter, Limit, Metrics, Rejection};
 use pending::{LogLimiter, Over, Pending, Slot};
 use prelude::NoHead;
 use registry::Registry;
@@ -53,8 +56,10 @@ const PURGE_INTERVAL: Duration = Duration::from_secs(60);
 pub struct State {
     /// The validated configuration.
     pub config: ServerConfig,
-    /// Host → session.
-    pub registry: Registry<tunnel::Session>,
+    /// Host → session, and the host's metrics.
+    pub registry: Registry<tunnel::Session, Arc<HostMeter>>,
+    /// What flows through the server.
+    pub metrics: Arc<Metrics>,
     /// Cancelled on shutdown: stop accepting, finish public requests in flight.
     pub shutdown: CancellationToken,
     /// Cancelled once public requests are done (or the grace period is over): close sessions.
@@ -102,11 +107,22 @@ pub async fn run(
         }
         None => None,
     };
+    let admin = match &config.admin {
+        Some(a) => Some(
+            TcpListener::bind(a.listen)
+                .await
+                .with_context(|| format!("cannot listen on {} (admin.listen)", a.listen))?,
+        ),
+        None => None,
+    };
     let limits = &config.limits;
     let pending = Pending::new(limits.max_pending_connections, limits.max_pending_per_ip);
+    let metrics = Metrics::new();
+    let meters = metrics.clone();
     let state = Arc::new(State {
         config,
-        registry: Registry::default(),
+        registry: Registry::with_meters(registry::OFFLINE_GRACE, move |host| meters.meter(host)),
+        metrics,
         shutdown: shutdown.clone(),
         close_sessions: CancellationToken::new(),
         public: TaskTracker::new(),
@@ -121,11 +137,24 @@ pub async fn run(
     let path = &state.config.tunnel_path;
     info!("listening on {} (http, tunnel endpoint {path})", listener.local_addr()?);
     notify::ready(state.clone(), listener.local_addr()?);
-    let plain = accept(state.clone(), listener, None);
-    match https {
+    let https = match https {
         Some((listener, acceptor)) => {
             info!("listening on {} (https, tunnel endpoint {path})", listener.local_addr()?);
-            tokio::join!(plain, accept(state.clone(), listener, Some(acceptor)));
+            Some(accept(state.clone(), listener, Some(acceptor)))
+        }
+        None => None,
+    };
+    // Logged after the public addresses, which tools read from the first "listening on" line.
+    let admin_done = CancellationToken::new();
+    if let Some(listener) = admin {
+        info!("admin listening on {} (/metrics, /healthz)", listener.local_addr()?);
+        tokio::spawn(admin::serve(state.clone(), listener, admin_done.clone()));
+    }
+    let _stop_admin = admin_done.drop_guard();
+    let plain = accept(state.clone(), listener, None);
+    match https {
+        Some(https) => {
+            tokio::join!(plain, https);
         }
         None => plain.await,
     }
@@ -185,19 +214,33 @@ async fn open_connection(state: Arc<State>, stream: TcpStream, peer: SocketAddr,
         Some(acceptor) => match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
             Ok(Ok(stream)) => serve_io(state, stream, peer, true, deadline, slot).await,
             Ok(Err(e)) => debug!(%peer, "TLS handshake failed: {e}"),
-            Err(_) => {
-                limit_hit(&state, peer, "tls", "TLS handshake not completed within header_read_timeout")
-            }
+            Err(_) => limit_hit(
+                &state,
+                peer,
+                Limit::HeaderReadTimeout,
+                "TLS handshake not completed within header_read_timeout",
+            ),
         },
     }
 }
 
 async fn refuse_pending(state: &State, mut stream: TcpStream, peer: SocketAddr, over: Over, secure: bool) {
-    let (status, reason, what) = match over {
-        Over::PerIp => (429, "Too Many Requests", "too many connections from your address are waiting"),
-        Over::Total => (503, "Service Unavailable", "too many connections are waiting; try again shortly"),
+    let (status, reason, what, limit) = match over {
+        Over::PerIp => (
+            429,
+            "Too Many Requests",
+            "too many connections from your address are waiting",
+            Limit::MaxPendingPerIp,
+        ),
+        Over::Total => (
+            503,
+            "Service Unavailable",
+            "too many connections are waiting; try again shortly",
+            Limit::MaxPendingConnections,
+        ),
     };
-    limit_hit(state, peer, "pending", &format!("connection refused with {status}: {what} (max_pending_*)"));
+    let key = limit.key();
+    limit_hit(state, peer, limit, &format!("connection refused with {status}: {what} ({key})"));
     if !secure {
         // Over TLS a plain answer would be garbage to the client, and the handshake is what we
         // are saving: just close.
@@ -209,8 +252,10 @@ async fn refuse_pending(state: &State, mut stream: TcpStream, peer: SocketAddr, 
     }
 }
 
-fn limit_hit(state: &State, peer: SocketAddr, kind: &'static str, what: &str) {
-    if let Some(held_back) = state.limit_log.allow(kind) {
+/// Counts a limit hit and logs it (at most once a second for each limit).
+fn limit_hit(state: &State, peer: SocketAddr, limit: Limit, what: &str) {
+    state.metrics.limit_hit(limit);
+    if let Some(held_back) = state.limit_log.allow(limit.key()) {
         warn!(%peer, held_back, "limit: {what}");
     }
 }
@@ -230,7 +275,7 @@ async fn serve_io<S>(
         Ok(Ok(head)) => head,
         Ok(Err(NoHead::Closed)) => return,
         Ok(Err(NoHead::TooLarge)) => {
-            limit_hit(&state, peer, "head-size", &format!("request head over {max} bytes: 431"));
+            limit_hit(&state, peer, Limit::MaxHeaderBytes, &format!("request head over {max} bytes: 431"));
             let answer = prelude::canned(
                 431,
                 "Request Header Fields Too Large",
@@ -240,7 +285,12 @@ async fn serve_io<S>(
             return;
         }
         Err(_) => {
-            limit_hit(&state, peer, "head-time", "no request head within header_read_timeout: 408");
+            limit_hit(
+                &state,
+                peer,
+                Limit::HeaderReadTimeout,
+                "no request head within header_read_timeout: 408",
+            );
             let answer =
                 prelude::canned(408, "Request Timeout", "ggrok: the request head did not arrive in time");
             let _ = tokio::time::timeout(ANSWER_TIMEOUT, io.write_all(&answer)).await;
@@ -285,9 +335,11 @@ async fn handle(
     conn: Conn,
     req: http::Request<Incoming>,
 ) -> Result<http::Response<ggrok_proto::http::Body>, std::convert::Infallible> {
+    let started = std::time::Instant::now();
     let redirect = !conn.secure && state.config.tls.as_ref().is_some_and(|t| t.redirect_http);
     if req.uri().path() == state.config.tunnel_path {
         if redirect {
+            state.metrics.rejected(Rejection::TlsRequired);
             return Ok(ggrok_proto::http::text(
                 http::StatusCode::FORBIDDEN,
                 "ggrok: this server takes tunnels over TLS only; use wss:// in ggrokd's server setting",
@@ -296,7 +348,8 @@ async fn handle(
         return Ok(tunnel::accept(&state, conn.peer, req));
     }
     if redirect {
-        return Ok(proxy::redirect_to_https(&state, &req));
+        let resp = proxy::redirect_to_https(&state, &req);
+        return Ok(metrics::respond(state.metrics.unrouted().clone(), started, resp));
     }
-    Ok(proxy::forward(state, conn, req).await)
+    Ok(proxy::forward(state, conn, req, started).await)
 }

@@ -21,7 +21,13 @@ fn main() -> std::process::ExitCode {
             eprintln!("ggrok-server: {}: [tls]: {e:#}", cli.config.display());
             return std::process::ExitCode::from(2);
         }
-        println!("{}: ok ({} clients, listen {})", cli.config.display(), config.clients.len(), config.listen);
+        let admin = config.admin.as_ref().map(|a| format!(", admin {}", a.listen)).unwrap_or_default();
+        println!(
+            "{}: ok ({} clients, listen {}{admin})",
+            cli.config.display(),
+            config.clients.len(),
+            config.listen
+        );
         return std::process::ExitCode::SUCCESS;
     }
     ggrok_proto::logging::init(&config.log_level);

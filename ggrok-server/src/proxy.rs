@@ -1,6 +1,8 @@
 //! Public requests: find the tunnel by `Host`, send the request through it as one HTTP/2 stream,
 //! stream the answer back. Upgrades (WebSocket) cross as extended CONNECT and are then spliced.
+//! Every answer is counted in the metrics of the registry entry it was routed to.
 
+use crate::metrics::{self, CountedIo, HostMeter, Limit};
 use crate::registry::Route;
 use crate::tunnel::Session;
 use crate::{Conn, State};
@@ -13,7 +15,10 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, hea
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::ext::Protocol;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::{debug, warn};
 
@@ -21,49 +26,83 @@ const X_FORWARDED_FOR: &str = "x-forwarded-for";
 const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
 const X_FORWARDED_HOST: &str = "x-forwarded-host";
 
-/// Routes one public request. Never fails: errors become 4xx/5xx responses that say what failed.
-pub async fn forward(state: Arc<State>, conn: Conn, req: Request<Incoming>) -> Response<Body> {
+/// Routes one public request that arrived at `started`. Never fails: errors become 4xx/5xx
+/// responses that say what failed.
+pub async fn forward(
+    state: Arc<State>,
+    conn: Conn,
+    req: Request<Incoming>,
+    started: Instant,
+) -> Response<Body> {
+    let unrouted = |resp: Response<Body>| metrics::respond(state.metrics.unrouted().clone(), started, resp);
     if req.headers().get_all(header::HOST).iter().count() > 1 {
-        return body::text(StatusCode::BAD_REQUEST, "ggrok: the request has more than one Host header");
+        return unrouted(body::text(
+            StatusCode::BAD_REQUEST,
+            "ggrok: the request has more than one Host header",
+        ));
     }
     let Some(raw_host) = host_of(&req) else {
-        return body::text(StatusCode::BAD_REQUEST, "ggrok: the request has no Host header");
+        return unrouted(body::text(StatusCode::BAD_REQUEST, "ggrok: the request has no Host header"));
     };
     let host = match normalize_host(&raw_host) {
         Ok(h) => h,
         Err(e) => {
-            return body::text(
+            return unrouted(body::text(
                 StatusCode::BAD_REQUEST,
                 format!("ggrok: invalid Host header {raw_host:?}: {e}"),
-            );
+            ));
         }
     };
-    let session = match state.registry.lookup(&host) {
-        Route::Online(session) => session,
-        Route::Offline => {
-            return body::text(
-                StatusCode::BAD_GATEWAY,
-                format!("ggrok: the tunnel for {host} is offline, reconnecting; try again in a moment"),
-            );
+    let (session, meter) = match state.registry.lookup(&host) {
+        Route::Online(session, meter) => (session, meter),
+        Route::Offline(meter) => {
+            let message =
+                format!("ggrok: the tunnel for {host} is offline, reconnecting; try again in a moment");
+            return metrics::respond(meter, started, body::text(StatusCode::BAD_GATEWAY, message));
         }
         Route::Unknown => {
-            return body::text(StatusCode::NOT_FOUND, format!("ggrok: no tunnel is online for host {host}"));
+            let message = format!("ggrok: no tunnel is online for host {host}");
+            return unrouted(body::text(StatusCode::NOT_FOUND, message));
         }
     };
+    let to = Routed { state: &state, session, meter, conn, raw_host: &raw_host, host: &host, started };
     if req.method() == Method::CONNECT {
-        return body::text(StatusCode::METHOD_NOT_ALLOWED, "ggrok: CONNECT requests are not forwarded");
+        return to.respond(body::text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "ggrok: CONNECT requests are not forwarded",
+        ));
     }
     match upgrade_protocol(req.headers()) {
-        Some(p) if p.eq_ignore_ascii_case(ggrok_proto::CONTROL_PROTOCOL) => {
-            body::text(StatusCode::BAD_REQUEST, format!("ggrok: upgrading to {p:?} is not allowed"))
-        }
+        Some(p) if p.eq_ignore_ascii_case(ggrok_proto::CONTROL_PROTOCOL) => to.respond(body::text(
+            StatusCode::BAD_REQUEST,
+            format!("ggrok: upgrading to {p:?} is not allowed"),
+        )),
         // Upgrades cross as extended CONNECT, which has no request body: only a bodiless GET can
         // be upgraded. Anything else (a POST offering h2c, say) is forwarded as a plain request,
         // without its Upgrade header, as any proxy that does not speak the protocol would.
-        Some(protocol) if is_upgradable(&req, &protocol) => {
-            forward_upgrade(&state, session, conn, req, &raw_host, &host, protocol).await
-        }
-        _ => forward_plain(&state, session, conn, req, &raw_host, &host).await,
+        Some(protocol) if is_upgradable(&req, &protocol) => forward_upgrade(to, req, protocol).await,
+        _ => forward_plain(to, req).await,
+    }
+}
+
+/// A request whose tunnel is known.
+struct Routed<'a> {
+    state: &'a State,
+    session: Arc<Session>,
+    meter: Arc<HostMeter>,
+    conn: Conn,
+    raw_host: &'a str,
+    host: &'a str,
+    started: Instant,
+}
+
+impl Routed<'_> {
+    /// The answer, counted.
+    fn respond<B>(self, resp: Response<B>) -> Response<Body>
+    where
+        B: hyper::body::Body<Data = bytes::Bytes, Error = hyper::Error> + Unpin + Send + Sync + 'static,
+    {
+        metrics::respond(self.meter, self.started, resp)
     }
 }
 
@@ -81,24 +120,24 @@ fn host_of(req: &Request<Incoming>) -> Option<String> {
     }
 }
 
-async fn forward_plain(
-    state: &State,
-    session: Arc<Session>,
-    conn: Conn,
-    req: Request<Incoming>,
-    raw_host: &str,
-    host: &str,
-) -> Response<Body> {
-    let permit = match stream_permit(state, &session, conn, host) {
+async fn forward_plain(to: Routed<'_>, req: Request<Incoming>) -> Response<Body> {
+    let permit = match stream_permit(to.state, &to.session, to.conn, to.host) {
         Ok(p) => p,
-        Err(refusal) => return refusal.into_response(),
+        Err(refusal) => return to.respond(refusal.into_response()),
     };
     let (mut parts, body) = req.into_parts();
-    if let Err(refusal) = prepare(&mut parts, conn, raw_host) {
-        return refusal.into_response();
+    if let Err(refusal) = prepare(&mut parts, to.conn, to.raw_host) {
+        return to.respond(refusal.into_response());
     }
+    let meter = to.meter.clone();
+    let body = body.map_frame(move |frame| {
+        if let Some(data) = frame.data_ref() {
+            meter.received(data.len());
+        }
+        frame
+    });
     let request = Request::from_parts(parts, body.boxed());
-    match session.sender.clone().send_request(request).await {
+    match to.session.sender.clone().send_request(request).await {
         Ok(resp) => {
             let (mut parts, body) = resp.into_parts();
             strip_hop_by_hop(&mut parts.headers);
@@ -108,37 +147,35 @@ async fn forward_plain(
                 let _held = &permit;
                 frame
             });
-            Response::from_parts(parts, body.boxed())
+            to.respond(Response::from_parts(parts, body))
         }
-        Err(e) => tunnel_failed(host, &e),
+        Err(e) => {
+            let failed = tunnel_failed(to.host, &e);
+            to.respond(failed)
+        }
     }
 }
 
-async fn forward_upgrade(
-    state: &State,
-    session: Arc<Session>,
-    conn: Conn,
-    mut req: Request<Incoming>,
-    raw_host: &str,
-    host: &str,
-    protocol: String,
-) -> Response<Body> {
-    let permit = match stream_permit(state, &session, conn, host) {
+async fn forward_upgrade(to: Routed<'_>, mut req: Request<Incoming>, protocol: String) -> Response<Body> {
+    let permit = match stream_permit(to.state, &to.session, to.conn, to.host) {
         Ok(p) => p,
-        Err(refusal) => return refusal.into_response(),
+        Err(refusal) => return to.respond(refusal.into_response()),
     };
     let public = hyper::upgrade::on(&mut req);
     let (mut parts, _) = req.into_parts();
-    if let Err(refusal) = prepare(&mut parts, conn, raw_host) {
-        return refusal.into_response();
+    if let Err(refusal) = prepare(&mut parts, to.conn, to.raw_host) {
+        return to.respond(refusal.into_response());
     }
     parts.method = Method::CONNECT;
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.extensions.insert(Protocol::from(protocol.as_str()));
     let request = Request::from_parts(parts, body::empty());
-    let mut resp = match session.sender.clone().send_request(request).await {
+    let mut resp = match to.session.sender.clone().send_request(request).await {
         Ok(resp) => resp,
-        Err(e) => return tunnel_failed(host, &e),
+        Err(e) => {
+            let failed = tunnel_failed(to.host, &e);
+            return to.respond(failed);
+        }
     };
     if resp.status() != StatusCode::OK {
         // The local service declined the upgrade: pass its answer on as it is.
@@ -151,14 +188,14 @@ async fn forward_upgrade(
                 parts.status = status;
             }
         }
-        return Response::from_parts(parts, body.boxed());
+        return to.respond(Response::from_parts(parts, body));
     }
     let tunnel = hyper::upgrade::on(&mut resp);
-    let host_owned = host.to_owned();
-    state.public.spawn(async move {
+    let (host, meter) = (to.host.to_owned(), to.meter.clone());
+    to.state.public.spawn(async move {
         let _held = permit;
-        if let Err(e) = body::splice(public, tunnel).await {
-            debug!(host = %host_owned, "upgraded connection ended: {e}");
+        if let Err(e) = splice(public, tunnel, meter).await {
+            debug!(%host, "upgraded connection ended: {e}");
         }
     });
     let (mut parts, _) = resp.into_parts();
@@ -170,7 +207,16 @@ async fn forward_upgrade(
     if let Ok(value) = HeaderValue::from_str(&protocol) {
         parts.headers.insert(header::UPGRADE, value);
     }
-    Response::from_parts(parts, body::empty())
+    to.respond(Response::from_parts(parts, body::empty()))
+}
+
+/// Waits for both sides of an upgrade, then copies bytes both ways until both directions end,
+/// counting the public side's traffic as it passes.
+async fn splice(public: OnUpgrade, tunnel: OnUpgrade, meter: Arc<HostMeter>) -> std::io::Result<()> {
+    let (public, tunnel) = tokio::try_join!(public, tunnel).map_err(std::io::Error::other)?;
+    let mut public = CountedIo::new(TokioIo::new(public), meter);
+    tokio::io::copy_bidirectional(&mut public, &mut TokioIo::new(tunnel)).await?;
+    Ok(())
 }
 
 /// A place among the session's streams in flight, or 503 when it has `max_streams_per_session`.
@@ -182,7 +228,8 @@ fn stream_permit(
 ) -> Result<OwnedSemaphorePermit, Refusal> {
     session.streams.clone().try_acquire_owned().map_err(|_| {
         let max = state.config.limits.max_streams_per_session;
-        if let Some(held_back) = state.limit_log.allow("streams") {
+        state.metrics.limit_hit(Limit::MaxStreamsPerSession);
+        if let Some(held_back) = state.limit_log.allow(Limit::MaxStreamsPerSession.key()) {
             warn!(peer = %conn.peer, host, held_back, "limit: {max} requests in flight on the tunnel: 503");
         }
         Refusal::new(

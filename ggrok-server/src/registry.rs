@@ -5,6 +5,10 @@
 //! older session at once (a reconnect is never locked out by its own ghost); a different client is
 //! refused while the holder is connected. When a session ends without releasing its hosts, they
 //! stay as *offline* for a grace period, so requests get "offline, reconnecting" instead of 404.
+//!
+//! Each entry also carries a meter (`M`, the host's metric handles), made by the registry's meter
+//! function when the host is first claimed and kept while the entry lives, offline included, so a
+//! reconnecting client keeps its host's series.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -18,33 +22,60 @@ pub trait Owner {
     fn client(&self) -> &str;
 }
 
-/// A host's entry: the session serving it, or the memory of one that went away.
-enum Entry<S> {
-    Online(Arc<S>),
+/// A host's entry: the session serving it, or the memory of one that went away; and its meter.
+enum Entry<S, M> {
+    Online(Arc<S>, M),
     /// The session holding the host ended without releasing it: its client is expected back.
     Offline {
         client: String,
         since: Instant,
+        meter: M,
     },
 }
 
+impl<S, M> Entry<S, M> {
+    fn meter(&self) -> &M {
+        match self {
+            Entry::Online(_, meter) | Entry::Offline { meter, .. } => meter,
+        }
+    }
+}
+
+/// Makes the meter of a newly claimed host.
+type MeterFn<M> = Box<dyn Fn(&str) -> M + Send + Sync>;
+
 /// The host table.
-pub struct Registry<S> {
-    hosts: RwLock<HashMap<String, Entry<S>>>,
+pub struct Registry<S, M = ()> {
+    hosts: RwLock<HashMap<String, Entry<S, M>>>,
     /// How long a host whose session went away answers "offline, reconnecting" rather than 404.
     offline_grace: Duration,
+    new_meter: MeterFn<M>,
 }
+
+/// How long offline hosts are remembered by default.
+pub const OFFLINE_GRACE: Duration = Duration::from_secs(600);
 
 impl<S> Default for Registry<S> {
     fn default() -> Self {
-        Self::new(Duration::from_secs(600))
+        Self::new(OFFLINE_GRACE)
     }
 }
 
 impl<S> Registry<S> {
-    /// A registry remembering offline hosts for `offline_grace`.
+    /// A registry without meters, remembering offline hosts for `offline_grace`.
     pub fn new(offline_grace: Duration) -> Self {
-        Self { hosts: RwLock::default(), offline_grace }
+        Self::with_meters(offline_grace, |_| ())
+    }
+}
+
+impl<S, M> Registry<S, M> {
+    /// A registry remembering offline hosts for `offline_grace`, giving each new host the meter
+    /// `new_meter` makes for it.
+    pub fn with_meters(
+        offline_grace: Duration,
+        new_meter: impl Fn(&str) -> M + Send + Sync + 'static,
+    ) -> Self {
+        Self { hosts: RwLock::default(), offline_grace, new_meter: Box::new(new_meter) }
     }
 }
 
@@ -57,49 +88,66 @@ pub enum Claim {
     TookOver(u64),
 }
 
-/// Where a request for a host goes.
-pub enum Route<S> {
+/// Why [`Registry::claim`] refused a host.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// Another client's connected session holds it.
+    #[error("{0} is already served by another client")]
+    Taken(String),
+    /// The client holds `max_hosts_per_client` hosts already.
+    #[error("client {client:?} already holds {held} hosts, the most allowed (max_hosts_per_client)")]
+    TooMany {
+        /// The client's name.
+        client: String,
+        /// How many it holds.
+        held: usize,
+    },
+}
+
+/// Where a request for a host goes, with the meter of the entry it matched.
+pub enum Route<S, M> {
     /// To this session.
-    Online(Arc<S>),
+    Online(Arc<S>, M),
     /// Nowhere yet: the session that served it is gone and its client is expected back.
-    Offline,
+    Offline(M),
     /// Nowhere: no tunnel serves it.
     Unknown,
 }
 
-impl<S: Owner> Registry<S> {
+impl<S: Owner, M: Clone> Registry<S, M> {
     /// Gives `host` (a normalised host or pattern) to `session`, or says why not. A client may
     /// hold at most `max_per_client` hosts over all its sessions.
-    pub fn claim(&self, host: &str, session: &Arc<S>, max_per_client: usize) -> Result<Claim, String> {
+    pub fn claim(&self, host: &str, session: &Arc<S>, max_per_client: usize) -> Result<Claim, Refused> {
         let mut hosts = self.hosts.write().expect("registry lock");
         let claim = match hosts.get(host) {
-            Some(Entry::Online(holder)) if holder.id() == session.id() => return Ok(Claim::Registered),
-            Some(Entry::Online(holder)) if holder.client() == session.client() => {
+            Some(Entry::Online(holder, _)) if holder.id() == session.id() => return Ok(Claim::Registered),
+            Some(Entry::Online(holder, _)) if holder.client() == session.client() => {
                 Claim::TookOver(holder.id())
             }
-            Some(Entry::Online(_)) => return Err(format!("{host} is already served by another client")),
+            Some(Entry::Online(..)) => return Err(Refused::Taken(host.to_owned())),
             Some(Entry::Offline { .. }) | None => Claim::Registered,
         };
         if claim == Claim::Registered {
             let held = hosts
                 .values()
-                .filter(|e| matches!(e, Entry::Online(s) if s.client() == session.client()))
+                .filter(|e| matches!(e, Entry::Online(s, _) if s.client() == session.client()))
                 .count();
             if held >= max_per_client {
-                return Err(format!(
-                    "client {:?} already holds {held} hosts, the most allowed (max_hosts_per_client)",
-                    session.client()
-                ));
+                return Err(Refused::TooMany { client: session.client().to_owned(), held });
             }
         }
-        hosts.insert(host.to_owned(), Entry::Online(session.clone()));
+        let meter = match hosts.get(host) {
+            Some(entry) => entry.meter().clone(),
+            None => (self.new_meter)(host),
+        };
+        hosts.insert(host.to_owned(), Entry::Online(session.clone(), meter));
         Ok(claim)
     }
 
     /// Releases `host` if `session` holds it; returns whether it did.
     pub fn release(&self, host: &str, session: u64) -> bool {
         let mut hosts = self.hosts.write().expect("registry lock");
-        if matches!(hosts.get(host), Some(Entry::Online(s)) if s.id() == session) {
+        if matches!(hosts.get(host), Some(Entry::Online(s, _)) if s.id() == session) {
             hosts.remove(host);
             return true;
         }
@@ -112,10 +160,11 @@ impl<S: Owner> Registry<S> {
         let now = Instant::now();
         let mut mine = Vec::new();
         for (host, entry) in hosts.iter_mut() {
-            if let Entry::Online(s) = entry
+            if let Entry::Online(s, meter) = entry
                 && s.id() == session
             {
-                *entry = Entry::Offline { client: s.client().to_owned(), since: now };
+                let meter = meter.clone();
+                *entry = Entry::Offline { client: s.client().to_owned(), since: now, meter };
                 mine.push(host.clone());
             }
         }
@@ -135,29 +184,35 @@ impl<S: Owner> Registry<S> {
     /// has had time to claim what it still serves, so the rest are gone for good.
     pub fn forget_offline(&self, client: &str, before: Instant) {
         self.hosts.write().expect("registry lock").retain(
-            |_, e| !matches!(e, Entry::Offline { client: c, since } if c == client && *since < before),
+            |_, e| !matches!(e, Entry::Offline { client: c, since, .. } if c == client && *since < before),
         );
     }
 
     /// Where a request for the normalised `host` goes: an online exact entry, else an online
     /// wildcard entry, else offline if either is offline (and recent).
-    pub fn lookup(&self, host: &str) -> Route<S> {
+    pub fn lookup(&self, host: &str) -> Route<S, M> {
         let hosts = self.hosts.read().expect("registry lock");
         let wildcard = ggrok_proto::host::wildcard_for(host);
         let candidates = [hosts.get(host), wildcard.as_deref().and_then(|w| hosts.get(w))];
-        let mut offline = false;
+        let mut offline = None;
         for entry in candidates.into_iter().flatten() {
             match entry {
-                Entry::Online(s) => return Route::Online(s.clone()),
-                Entry::Offline { since, .. } => offline |= since.elapsed() < self.offline_grace,
+                Entry::Online(s, meter) => return Route::Online(s.clone(), meter.clone()),
+                Entry::Offline { since, meter, .. } if since.elapsed() < self.offline_grace => {
+                    offline = offline.or(Some(meter));
+                }
+                Entry::Offline { .. } => {}
             }
         }
-        if offline { Route::Offline } else { Route::Unknown }
+        match offline {
+            Some(meter) => Route::Offline(meter.clone()),
+            None => Route::Unknown,
+        }
     }
 
     /// Number of hosts online.
     pub fn online(&self) -> usize {
-        self.hosts.read().expect("registry lock").values().filter(|e| matches!(e, Entry::Online(_))).count()
+        self.hosts.read().expect("registry lock").values().filter(|e| matches!(e, Entry::Online(..))).count()
     }
 }
 
@@ -167,9 +222,9 @@ mod tests {
 
     struct S(u64, &'static str);
 
-    fn id(route: Route<S>) -> Option<u64> {
+    fn id<M>(route: Route<S, M>) -> Option<u64> {
         match route {
-            Route::Online(s) => Some(s.id()),
+            Route::Online(s, _) => Some(s.id()),
             _ => None,
         }
     }
@@ -203,7 +258,7 @@ mod tests {
         assert_eq!(r.claim("a.test", &old, 100), Ok(Claim::Registered));
         assert_eq!(r.claim("a.test", &old, 100), Ok(Claim::Registered));
         assert_eq!(r.claim("a.test", &new, 100), Ok(Claim::TookOver(1)));
-        assert!(r.claim("a.test", &mallory, 100).unwrap_err().contains("another client"));
+        assert_eq!(r.claim("a.test", &mallory, 100), Err(Refused::Taken("a.test".into())));
         // The old session going away must not take the host from the new one.
         assert!(r.remove_session(1).is_empty());
         assert_eq!(id(r.lookup("a.test")), Some(2));
@@ -225,7 +280,7 @@ mod tests {
         gone.sort();
         assert_eq!(gone, ["x.test", "y.test"]);
         assert_eq!(r.online(), 1);
-        assert!(matches!(r.lookup("x.test"), Route::Offline));
+        assert!(matches!(r.lookup("x.test"), Route::Offline(_)));
         // The same client, or another one, may claim an offline host again.
         r.claim("x.test", &b, 100).unwrap();
         assert_eq!(id(r.lookup("x.test")), Some(2));
@@ -237,7 +292,9 @@ mod tests {
         let (a, b) = (Arc::new(S(1, "a")), Arc::new(S(2, "a")));
         r.claim("x.test", &a, 2).unwrap();
         r.claim("y.test", &b, 2).unwrap();
-        assert!(r.claim("z.test", &a, 2).unwrap_err().contains("max_hosts_per_client"));
+        let refused = r.claim("z.test", &a, 2).unwrap_err();
+        assert_eq!(refused, Refused::TooMany { client: "a".into(), held: 2 });
+        assert!(refused.to_string().contains("max_hosts_per_client"));
         // Claiming again, or taking over its own host, is not a new host.
         assert_eq!(r.claim("x.test", &a, 2), Ok(Claim::Registered));
         assert_eq!(r.claim("x.test", &b, 2), Ok(Claim::TookOver(1)));
@@ -268,7 +325,7 @@ mod tests {
         r.forget_offline("a", Instant::now());
         assert_eq!(id(r.lookup("kept.test")), Some(3));
         assert!(matches!(r.lookup("dropped.test"), Route::Unknown));
-        assert!(matches!(r.lookup("theirs.test"), Route::Offline));
+        assert!(matches!(r.lookup("theirs.test"), Route::Offline(_)));
     }
 
     #[test]
@@ -279,5 +336,33 @@ mod tests {
         r.claim("*.test", &b, 100).unwrap();
         r.remove_session(1);
         assert_eq!(id(r.lookup("x.test")), Some(2));
+    }
+
+    #[test]
+    fn a_host_keeps_its_meter_while_it_is_known() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let made = Arc::new(AtomicUsize::new(0));
+        let counter = made.clone();
+        let r = Registry::with_meters(OFFLINE_GRACE, move |host: &str| {
+            (host.to_owned(), counter.fetch_add(1, Ordering::SeqCst))
+        });
+        let meter = |route: Route<S, (String, usize)>| match route {
+            Route::Online(_, m) | Route::Offline(m) => Some(m),
+            Route::Unknown => None,
+        };
+        let (a, b) = (Arc::new(S(1, "a")), Arc::new(S(2, "a")));
+        r.claim("*.test", &a, 100).unwrap();
+        assert_eq!(meter(r.lookup("x.test")), Some(("*.test".to_owned(), 0)), "the pattern's meter");
+        // Offline, then claimed again by a new session: the same meter.
+        r.remove_session(1);
+        assert_eq!(meter(r.lookup("x.test")), Some(("*.test".to_owned(), 0)));
+        r.claim("*.test", &b, 100).unwrap();
+        assert_eq!(meter(r.lookup("y.test")), Some(("*.test".to_owned(), 0)));
+        // Released and claimed again: a new one.
+        assert!(r.release("*.test", 2));
+        assert_eq!(meter(r.lookup("x.test")), None);
+        r.claim("*.test", &b, 100).unwrap();
+        assert_eq!(meter(r.lookup("x.test")), Some(("*.test".to_owned(), 1)));
+        assert_eq!(made.load(Ordering::SeqCst), 2);
     }
 }

@@ -4,7 +4,8 @@
 use crate::State;
 use crate::auth::{authenticate, bearer};
 use crate::config::ClientEntry;
-use crate::registry::{Claim, Owner};
+use crate::metrics::{Limit, Rejection};
+use crate::registry::{Claim, Owner, Refused};
 use anyhow::{Context, bail};
 use futures_util::{SinkExt, StreamExt};
 use ggrok_proto::control::{ClientMessage, ControlError, ServerCodec, ServerMessage};
@@ -23,7 +24,7 @@ use std::time::Duration;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
-use tokio_util::codec::Framed;
+use tokio_util::codec::{Framed, LengthDelimitedCodecError};
 use tracing::{debug, info, warn};
 
 /// One connected ggrokd: what the registry hands to the proxy.
@@ -57,6 +58,7 @@ pub fn accept(state: &Arc<State>, peer: SocketAddr, mut req: Request<Incoming>) 
             .is_some_and(|p| p.eq_ignore_ascii_case("websocket"));
     let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY).filter(|_| is_websocket) else {
         debug!(%peer, "non-WebSocket request on the tunnel path");
+        state.metrics.rejected(Rejection::NotWebsocket);
         return body::text(
             StatusCode::BAD_REQUEST,
             "ggrok: this is the tunnel endpoint; it expects a WebSocket upgrade from ggrokd",
@@ -65,6 +67,7 @@ pub fn accept(state: &Arc<State>, peer: SocketAddr, mut req: Request<Incoming>) 
     let version = headers.get(HEADER_PROTOCOL).and_then(|v| v.to_str().ok()).unwrap_or("none");
     if version != PROTOCOL_VERSION.to_string() {
         warn!(%peer, version, "tunnel client refused: unsupported protocol version");
+        state.metrics.rejected(Rejection::BadVersion);
         return body::text(
             StatusCode::BAD_REQUEST,
             format!(
@@ -85,6 +88,7 @@ pub fn accept(state: &Arc<State>, peer: SocketAddr, mut req: Request<Incoming>) 
     };
     let Some(client) = client else {
         warn!(%peer, "tunnel client refused: unauthorized (missing or unknown token)");
+        state.metrics.rejected(Rejection::Unauthorized);
         let mut resp =
             body::text(StatusCode::UNAUTHORIZED, "ggrok: unauthorized: the token is missing or unknown");
         resp.headers_mut().insert(header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
@@ -129,12 +133,20 @@ async fn serve(
     );
     let (sender, control, mut connection) = match setup.await {
         Ok(Ok(parts)) => parts,
-        Ok(Err(e)) => return warn!(session = id, client = %client.name, %peer, "tunnel setup failed: {e:#}"),
-        Err(_) => return warn!(session = id, client = %client.name, %peer, "tunnel setup timed out"),
+        Ok(Err(e)) => {
+            state.metrics.rejected(Rejection::SetupFailed);
+            return warn!(session = id, client = %client.name, %peer, "tunnel setup failed: {e:#}");
+        }
+        Err(_) => {
+            state.metrics.rejected(Rejection::SetupFailed);
+            state.metrics.limit_hit(Limit::HandshakeTimeout);
+            return warn!(session = id, client = %client.name, %peer, "tunnel setup timed out");
+        }
     };
     let streams = Arc::new(tokio::sync::Semaphore::new(state.config.limits.max_streams_per_session));
     let session = Arc::new(Session { id, client: client.name.clone(), sender, streams });
     info!(session = id, client = %client.name, %peer, "tunnel client connected");
+    let _connected = state.metrics.session_connected();
     forget_unclaimed_later(&state, &client.name, id);
     let codec = ServerCodec::with_max_message(state.config.limits.max_control_message);
     let mut control = Framed::new(TokioIo::new(control), codec);
@@ -256,9 +268,15 @@ async fn run_control(
             info!(session = session.id, agent, version, "daemon identified");
         }
         Ok(Some(Ok(other))) => return format!("the daemon sent {other:?} before its greeting"),
-        Ok(Some(Err(e))) => return format!("control stream: {e}"),
+        Ok(Some(Err(e))) => {
+            if is_oversized(&e) {
+                state.metrics.limit_hit(Limit::MaxControlMessage);
+            }
+            return format!("control stream: {e}");
+        }
         Ok(None) => return "control stream closed before the greeting".to_owned(),
         Err(_) => {
+            state.metrics.limit_hit(Limit::HandshakeTimeout);
             warn!(session = session.id, "limit: no greeting within handshake_timeout; closing the session");
             return "no greeting on the control stream".to_owned();
         }
@@ -270,7 +288,12 @@ async fn run_control(
                 warn!(session = session.id, "malformed control message: {e}");
                 ServerMessage::Error { message: format!("malformed control message: {e}") }
             }
-            Some(Err(e)) => return e.to_string(),
+            Some(Err(e)) => {
+                if is_oversized(&e) {
+                    state.metrics.limit_hit(Limit::MaxControlMessage);
+                }
+                return e.to_string();
+            }
             Some(Ok(ClientMessage::Hello { .. })) => {
                 ServerMessage::Error { message: "greeted twice".to_owned() }
             }
@@ -315,6 +338,16 @@ fn register(state: &State, client: &ClientEntry, session: &Arc<Session>, host: S
             info!(session = session.id, client = %client.name, host = %pattern, old_session = old, "host taken over from an older session of the same client");
             ServerMessage::Registered { host }
         }
-        Err(reason) => refuse(reason),
+        Err(refused) => {
+            if matches!(refused, Refused::TooMany { .. }) {
+                state.metrics.limit_hit(Limit::MaxHostsPerClient);
+            }
+            refuse(refused.to_string())
+        }
     }
+}
+
+/// Whether a control stream failed on a message over `max_control_message`.
+fn is_oversized(e: &ControlError) -> bool {
+    matches!(e, ControlError::Io(io) if io.get_ref().is_some_and(|inner| inner.is::<LengthDelimitedCodecError>()))
 }

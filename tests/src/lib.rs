@@ -1,6 +1,7 @@
 //! Harness for ggrok's end-to-end tests: the real binaries, started as processes on 127.0.0.1
 //! with port 0, readiness awaited on their log lines, never on a fixed sleep.
 //!
+//! - [`admin`]: the server's admin listener (`/metrics`, `/healthz`);
 //! - [`bins`]: finds (and builds, once) the workspace binaries;
 //! - [`process`]: a child process whose stderr is watched line by line;
 //! - [`relay`]: a TCP relay that can freeze or cut the path between daemon and server;
@@ -13,6 +14,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod bins;
 pub mod client;
 pub mod cluster;

@@ -1,9 +1,11 @@
 //! `server.toml`: parsed strictly (unknown keys are errors), then validated into [`ServerConfig`],
 //! the only form runtime code sees. Every error names the file, line and key.
 
+mod admin;
 mod limits;
 mod tls;
 
+pub use admin::AdminSettings;
 pub use limits::Limits;
 pub use tls::TlsSettings;
 
@@ -32,6 +34,7 @@ struct RawConfig {
     allow_anonymous: Option<Spanned<bool>>,
     anonymous_hosts: Option<Spanned<Vec<Spanned<String>>>>,
     tls: Option<tls::RawTls>,
+    admin: Option<admin::RawAdmin>,
     #[serde(default)]
     limits: limits::RawLimits,
     #[serde(default, rename = "client")]
@@ -62,6 +65,8 @@ pub struct ServerConfig {
     pub log_level: String,
     /// HTTPS, when configured.
     pub tls: Option<TlsSettings>,
+    /// The admin listener (`/metrics`, `/healthz`), when configured.
+    pub admin: Option<AdminSettings>,
     /// What clients and connections may use.
     pub limits: Limits,
     /// Who may connect.
@@ -181,6 +186,9 @@ impl ServerConfig {
             ));
         }
         let tls = raw.tls.as_ref().map(|t| t.validate(path, text)).transpose()?;
+        let mut public = vec![(listen, "listen")];
+        public.extend(tls.as_ref().map(|t| (t.listen, "tls.listen")));
+        let admin = raw.admin.as_ref().map(|a| a.validate(path, text, &public)).transpose()?;
         let log_level = match &raw.log_level {
             Some(l) => {
                 ggrok_proto::logging::check_filter(l.get_ref()).map_err(|e| at(l.span(), "log_level", e))?;
@@ -266,6 +274,7 @@ impl ServerConfig {
             shutdown_grace,
             log_level,
             tls,
+            admin,
             limits,
             clients,
             anonymous_hosts,

@@ -1,0 +1,346 @@
+//! What flows through the server, in Prometheus metrics (served by [`crate::admin`]).
+//!
+//! Per-host series are labelled with the host *as registered* (`api.example.com`,
+//! `*.example.com`), the registry entry a request was routed to, never with the raw `Host`
+//! header: a wildcard tunnel can receive any number of names, the registry holds a bounded number
+//! of entries. Requests that reach no tunnel (unknown host, invalid `Host`, redirects to HTTPS)
+//! count under `host=""`.
+//!
+//! The hot path takes no lock and allocates nothing here: a [`HostMeter`] holding the host's
+//! counters is made once, when the host is claimed, and lives in its registry entry; a request
+//! only increments atomics. A host's series are removed once the registry forgets the host (it is
+//! released, or stays offline past its grace period) and no request in flight still uses them,
+//! so their number stays bounded as clients come and go.
+
+mod histogram;
+mod metered;
+
+pub use histogram::{BUCKETS, DurationHistogram};
+pub use metered::{CountedIo, Metered, respond};
+
+use http::StatusCode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::{Registry, Unit};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+/// `Content-Type` of [`Metrics::encode`]'s text: the Prometheus text format 0.0.4.
+pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+/// The `host` label of requests that reached no tunnel.
+pub const UNROUTED: &str = "";
+
+/// The `status_class` label values; statuses of 600 and above (which HTTP does not define) count
+/// as `5xx`.
+pub const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HostLabels {
+    host: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    host: String,
+    status_class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabels {
+    limit: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+/// A limit that was hit, named by its key in `[limits]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// No first request head (or TLS handshake) in time: 408, or closed.
+    HeaderReadTimeout,
+    /// A request head too large: 431.
+    MaxHeaderBytes,
+    /// Too many waiting connections from one address: 429.
+    MaxPendingPerIp,
+    /// Too many waiting connections in all: 503.
+    MaxPendingConnections,
+    /// Too many requests in flight on one tunnel session: 503.
+    MaxStreamsPerSession,
+    /// A client claiming more hosts than it may hold: the claim is refused.
+    MaxHostsPerClient,
+    /// A tunnel client not done with HTTP/2 and its greeting in time: closed.
+    HandshakeTimeout,
+    /// A control message too large: the session is closed.
+    MaxControlMessage,
+}
+
+impl Limit {
+    /// Every limit, in the order of [`Metrics`]' counters.
+    pub const ALL: [Limit; 8] = [
+        Limit::HeaderReadTimeout,
+        Limit::MaxHeaderBytes,
+        Limit::MaxPendingPerIp,
+        Limit::MaxPendingConnections,
+        Limit::MaxStreamsPerSession,
+        Limit::MaxHostsPerClient,
+        Limit::HandshakeTimeout,
+        Limit::MaxControlMessage,
+    ];
+
+    /// The `limit` label: the key in `[limits]`.
+    pub fn key(self) -> &'static str {
+        match self {
+            Limit::HeaderReadTimeout => "header_read_timeout",
+            Limit::MaxHeaderBytes => "max_header_bytes",
+            Limit::MaxPendingPerIp => "max_pending_per_ip",
+            Limit::MaxPendingConnections => "max_pending_connections",
+            Limit::MaxStreamsPerSession => "max_streams_per_session",
+            Limit::MaxHostsPerClient => "max_hosts_per_client",
+            Limit::HandshakeTimeout => "handshake_timeout",
+            Limit::MaxControlMessage => "max_control_message",
+        }
+    }
+}
+
+/// Why a tunnel client's handshake was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// A request on the tunnel path that is no WebSocket upgrade: 400.
+    NotWebsocket,
+    /// A protocol version this server does not speak: 400.
+    BadVersion,
+    /// A missing or unknown token: 401.
+    Unauthorized,
+    /// A plain-HTTP tunnel request while `[tls] redirect_http` requires TLS: 403.
+    TlsRequired,
+    /// After the upgrade, HTTP/2 or the control stream could not be set up (or not in time).
+    SetupFailed,
+}
+
+impl Rejection {
+    /// Every reason, in the order of [`Metrics`]' counters.
+    pub const ALL: [Rejection; 5] = [
+        Rejection::NotWebsocket,
+        Rejection::BadVersion,
+        Rejection::Unauthorized,
+        Rejection::TlsRequired,
+        Rejection::SetupFailed,
+    ];
+
+    /// The `reason` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Rejection::NotWebsocket => "not_websocket",
+            Rejection::BadVersion => "bad_version",
+            Rejection::Unauthorized => "unauthorized",
+            Rejection::TlsRequired => "tls_required",
+            Rejection::SetupFailed => "setup_failed",
+        }
+    }
+}
+
+/// The per-host families, and which hosts have a live [`HostMeter`].
+#[derive(Default)]
+struct Series {
+    requests: Family<RequestLabels, Counter>,
+    received: Family<HostLabels, Counter>,
+    sent: Family<HostLabels, Counter>,
+    durations: Family<HostLabels, DurationHistogram>,
+    meters: Mutex<HashMap<String, Weak<HostMeter>>>,
+}
+
+impl Series {
+    fn remove(&self, host: &str) {
+        let labels = HostLabels { host: host.to_owned() };
+        for status_class in STATUS_CLASSES {
+            self.requests.remove(&RequestLabels { host: host.to_owned(), status_class });
+        }
+        self.received.remove(&labels);
+        self.sent.remove(&labels);
+        self.durations.remove(&labels);
+    }
+}
+
+/// Every metric of the server.
+pub struct Metrics {
+    registry: Registry,
+    series: Arc<Series>,
+    sessions: Gauge,
+    hosts_online: Gauge,
+    limits: [Counter; Limit::ALL.len()],
+    rejections: [Counter; Rejection::ALL.len()],
+    unrouted: Arc<HostMeter>,
+}
+
+impl Metrics {
+    /// All metrics at zero.
+    pub fn new() -> Arc<Self> {
+        let mut registry = Registry::with_prefix("ggrok");
+        let series = Arc::new(Series::default());
+        let (sessions, hosts_online) = (Gauge::default(), Gauge::default());
+        registry.register("tunnel_sessions", "Tunnel clients (ggrokd) connected", sessions.clone());
+        registry.register("hosts_online", "Hosts served by a connected tunnel client", hosts_online.clone());
+        registry.register(
+            "http_requests",
+            "Public requests answered, by registered host (\"\" when no tunnel matched) and status class",
+            series.requests.clone(),
+        );
+        registry.register_with_unit(
+            "http_received",
+            "Request body bytes received from public clients (and bytes of upgraded connections), by host",
+            Unit::Bytes,
+            series.received.clone(),
+        );
+        registry.register_with_unit(
+            "http_sent",
+            "Response body bytes sent to public clients (and bytes of upgraded connections), by host",
+            Unit::Bytes,
+            series.sent.clone(),
+        );
+        registry.register_with_unit(
+            "http_request_duration",
+            "Time from a public request's arrival to the end of its response body (for upgrades, to the 101)",
+            Unit::Seconds,
+            series.durations.clone(),
+        );
+        let limit_family = Family::<LimitLabels, Counter>::default();
+        let limits = Limit::ALL.map(|l| limit_family.get_or_create_owned(&LimitLabels { limit: l.key() }));
+        registry.register("limit_hits", "Limits hit, by the key of the limit in [limits]", limit_family);
+        let reasons = Family::<ReasonLabels, Counter>::default();
+        let rejections =
+            Rejection::ALL.map(|r| reasons.get_or_create_owned(&ReasonLabels { reason: r.label() }));
+        registry.register(
+            "tunnel_handshakes_rejected",
+            "Tunnel client handshakes refused, by reason",
+            reasons,
+        );
+        let unrouted = HostMeter::new(&series, UNROUTED);
+        Arc::new(Self { registry, series, sessions, hosts_online, limits, rejections, unrouted })
+    }
+
+    /// The meter of a registered host (or pattern); made once per host, shared while it lives.
+    pub fn meter(&self, host: &str) -> Arc<HostMeter> {
+        let mut meters = self.series.meters.lock().expect("metrics lock");
+        if let Some(meter) = meters.get(host).and_then(Weak::upgrade) {
+            return meter;
+        }
+        // The host's last meter is gone (or going: its drop waits for this lock and will then see
+        // a newer meter): start its series afresh.
+        self.series.remove(host);
+        let meter = HostMeter::new(&self.series, host);
+        meters.insert(host.to_owned(), Arc::downgrade(&meter));
+        meter
+    }
+
+    /// The meter of requests that reached no tunnel (`host=""`).
+    pub fn unrouted(&self) -> &Arc<HostMeter> {
+        &self.unrouted
+    }
+
+    /// Counts a limit hit.
+    pub fn limit_hit(&self, limit: Limit) {
+        self.limits[limit as usize].inc();
+    }
+
+    /// Counts a refused tunnel handshake.
+    pub fn rejected(&self, why: Rejection) {
+        self.rejections[why as usize].inc();
+    }
+
+    /// Counts a connected tunnel session until the guard is dropped.
+    pub fn session_connected(&self) -> SessionGuard {
+        self.sessions.inc();
+        SessionGuard(self.sessions.clone())
+    }
+
+    /// Every metric in the Prometheus text format; `hosts_online` is read at scrape time.
+    pub fn encode(&self, hosts_online: usize) -> String {
+        self.hosts_online.set(i64::try_from(hosts_online).unwrap_or(i64::MAX));
+        let mut text = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry)
+            .expect("writing to a String does not fail");
+        text
+    }
+}
+
+/// A connected tunnel session, counted while it lives.
+pub struct SessionGuard(Gauge);
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// One host's counters, resolved once: counting a request is a few atomic increments.
+pub struct HostMeter {
+    host: String,
+    requests: [Counter; STATUS_CLASSES.len()],
+    received: Counter,
+    sent: Counter,
+    duration: DurationHistogram,
+    series: Arc<Series>,
+}
+
+impl std::fmt::Debug for HostMeter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostMeter").field("host", &self.host).finish_non_exhaustive()
+    }
+}
+
+impl HostMeter {
+    fn new(series: &Arc<Series>, host: &str) -> Arc<Self> {
+        let labels = HostLabels { host: host.to_owned() };
+        Arc::new(Self {
+            host: host.to_owned(),
+            requests: STATUS_CLASSES.map(|status_class| {
+                series.requests.get_or_create_owned(&RequestLabels { host: host.to_owned(), status_class })
+            }),
+            received: series.received.get_or_create_owned(&labels),
+            sent: series.sent.get_or_create_owned(&labels),
+            duration: series.durations.get_or_create_owned(&labels),
+            series: series.clone(),
+        })
+    }
+
+    /// Counts an answered request by its status class.
+    pub fn answered(&self, status: StatusCode) {
+        let class = usize::from(status.as_u16() / 100).clamp(1, STATUS_CLASSES.len()) - 1;
+        self.requests[class].inc();
+    }
+
+    /// Counts bytes received from a public client.
+    pub fn received(&self, bytes: usize) {
+        self.received.inc_by(bytes as u64);
+    }
+
+    /// Counts bytes sent to a public client.
+    pub fn sent(&self, bytes: usize) {
+        self.sent.inc_by(bytes as u64);
+    }
+
+    /// Records how long a request took.
+    pub fn took(&self, d: Duration) {
+        self.duration.observe(d);
+    }
+}
+
+impl Drop for HostMeter {
+    fn drop(&mut self) {
+        let Ok(mut meters) = self.series.meters.lock() else { return };
+        // Only the host's current meter removes its series: a newer one may have taken over.
+        if meters.get(&self.host).is_some_and(|w| std::ptr::eq(w.as_ptr(), self)) {
+            meters.remove(&self.host);
+            self.series.remove(&self.host);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
