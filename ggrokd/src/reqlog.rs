@@ -10,8 +10,9 @@ use ggrok_proto::ctl::LogEntry;
 use http::Method;
 use std::collections::VecDeque;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::broadcast;
+use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 
 /// How many requests a follower may lag behind before it loses some.
 pub const FOLLOW_BUFFER: usize = 1024;
@@ -71,6 +72,34 @@ struct Ring {
 pub struct RequestLog {
     ring: Mutex<Ring>,
     live: broadcast::Sender<Arc<Record>>,
+    /// Followers now; read under the ring's lock, so that recording without followers takes no
+    /// other lock (the broadcast channel's own count would).
+    followers: Arc<AtomicUsize>,
+}
+
+/// A follower's feed of the requests recorded after its backlog; while it exists, new requests
+/// are broadcast.
+pub struct Live {
+    receiver: broadcast::Receiver<Arc<Record>>,
+    followers: Arc<AtomicUsize>,
+}
+
+impl Live {
+    /// The next request; `Lagged(n)` when `n` were lost because this follower fell behind.
+    pub async fn recv(&mut self) -> Result<Arc<Record>, RecvError> {
+        self.receiver.recv().await
+    }
+
+    /// The next request if one is waiting.
+    pub fn try_recv(&mut self) -> Result<Arc<Record>, TryRecvError> {
+        self.receiver.try_recv()
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.followers.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl RequestLog {
@@ -83,6 +112,7 @@ impl RequestLog {
         Self {
             ring: Mutex::new(Ring { records: VecDeque::with_capacity(capacity), capacity }),
             live: broadcast::Sender::new(buffer),
+            followers: Arc::default(),
         }
     }
 
@@ -95,7 +125,7 @@ impl RequestLog {
             if ring.capacity > 0 {
                 ring.records.push_back(record.clone());
             }
-            if self.live.receiver_count() > 0 {
+            if self.followers.load(Ordering::Relaxed) > 0 {
                 // Fails only when every follower left meanwhile.
                 let _ = self.live.send(record);
             }
@@ -113,9 +143,11 @@ impl RequestLog {
 
     /// The latest `last` requests and a receiver of every request recorded after them, taken
     /// together so that nothing falls between the two.
-    pub fn follow(&self, last: Option<usize>) -> (Vec<Arc<Record>>, broadcast::Receiver<Arc<Record>>) {
+    pub fn follow(&self, last: Option<usize>) -> (Vec<Arc<Record>>, Live) {
         let ring = self.ring.lock().expect("request log lock");
-        (Self::tail(&ring, last), self.live.subscribe())
+        self.followers.fetch_add(1, Ordering::Relaxed);
+        let live = Live { receiver: self.live.subscribe(), followers: self.followers.clone() };
+        (Self::tail(&ring, last), live)
     }
 
     fn tail(ring: &Ring, last: Option<usize>) -> Vec<Arc<Record>> {
@@ -145,7 +177,6 @@ impl RequestLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::sync::broadcast::error::TryRecvError;
 
     fn record(n: u64) -> Record {
         Record {
@@ -225,9 +256,12 @@ mod tests {
     #[test]
     fn without_followers_nothing_is_broadcast() {
         let log = RequestLog::new(10);
-        drop(log.follow(None));
+        let (_, mut live) = log.follow(None);
         log.push(record(1));
-        assert_eq!(log.live.len(), 0);
+        assert_eq!(live.try_recv().unwrap().time_ms, 1);
+        drop(live);
+        log.push(record(2));
+        assert_eq!((log.followers.load(Ordering::Relaxed), log.live.len()), (0, 0));
     }
 
     #[test]

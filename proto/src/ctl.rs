@@ -60,7 +60,7 @@ pub enum Command {
     /// Re-read the config file and apply the difference.
     Reload,
     /// Recent requests across all tunnels, oldest first; with `follow`, then every request as it
-    /// completes, until the client hangs up.
+    /// completes, until the client closes the connection.
     Logs {
         /// Keep the connection open and send requests as they complete.
         #[serde(default)]

@@ -309,3 +309,19 @@ fn a_bad_request_log_size_names_file_line_and_key() {
         "{err}"
     );
 }
+
+#[test]
+fn logs_without_a_daemon_is_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("nobody.sock");
+    for args in [&["logs"][..], &["logs", "-f", "a.test"]] {
+        let out = ggrok_tests::cluster::ctl(&socket, args);
+        assert_eq!(out.status.code(), Some(3));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains(socket.to_str().unwrap()) && err.contains("systemctl --user start ggrokd"),
+            "{err}"
+        );
+    }
+}
