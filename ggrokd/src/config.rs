@@ -301,18 +301,13 @@ impl DaemonConfig {
         }
 
         let request_log = match &raw.request_log {
-            Some(n) => usize::try_from(*n.get_ref())
-                .ok()
-                .filter(|n| *n <= MAX_REQUEST_LOG)
-                .ok_or_else(|| {
-                    at(
-                        n.span(),
-                        "request_log",
-                        format!(
-                            "must be between 0 and {MAX_REQUEST_LOG} (how many recent requests ggrokctl logs shows)"
-                        ),
-                    )
-                })?,
+            Some(n) => {
+                usize::try_from(*n.get_ref()).ok().filter(|n| *n <= MAX_REQUEST_LOG).ok_or_else(|| {
+                    let why =
+                        format!("must be between 0 and {MAX_REQUEST_LOG} (requests kept for ggrokctl logs)");
+                    at(n.span(), "request_log", why)
+                })?
+            }
             None => crate::reqlog::DEFAULT_CAPACITY,
         };
 
