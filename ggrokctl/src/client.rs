@@ -13,23 +13,20 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Sends `command` and returns ggrokd's response; the error is the one line to show when ggrokd
 /// cannot be reached.
 pub fn call(socket: &Path, command: Command) -> Result<CtlResponse, String> {
-    let mut answer = None;
-    stream(socket, command, Some(ANSWER_TIMEOUT), |response| {
-        answer = Some(response);
-        false
-    })?;
-    Ok(answer.expect("stream returns Ok only after a response"))
+    open(socket, command, Some(ANSWER_TIMEOUT))?.read()
 }
 
-/// Sends `command` and hands each response line to `each` until it returns false. `timeout`
-/// bounds the wait for each line (none: wait as long as it takes, for `logs -f`). The error is
-/// the one line to show when ggrokd cannot be reached or the connection ends first.
-pub fn stream(
-    socket: &Path,
-    command: Command,
-    timeout: Option<Duration>,
-    mut each: impl FnMut(CtlResponse) -> bool,
-) -> Result<(), String> {
+/// The answer lines to one command.
+pub struct Responses {
+    reader: BufReader<UnixStream>,
+    socket: String,
+    answered: bool,
+    line: String,
+}
+
+/// Connects and sends `command`. `timeout` bounds the wait for each answer line (none: as long
+/// as it takes, for `logs -f`). The error is the one line to show when ggrokd cannot be reached.
+pub fn open(socket: &Path, command: Command, timeout: Option<Duration>) -> Result<Responses, String> {
     let mut stream = UnixStream::connect(socket).map_err(|e| {
         format!(
             "cannot reach ggrokd at {} ({e}); is it running? Start it with: systemctl --user start ggrokd",
@@ -42,22 +39,24 @@ pub fn stream(
         serde_json::to_string(&CtlRequest { version: CTL_VERSION, command }).expect("requests serialise");
     line.push('\n');
     stream.write_all(line.as_bytes()).map_err(broken)?;
-    let mut reader = BufReader::new(stream);
-    let mut answer = String::new();
-    let mut answered = false;
-    loop {
-        answer.clear();
-        (&mut reader).take(MAX_CTL_LINE as u64 + 1).read_line(&mut answer).map_err(broken)?;
-        if answer.is_empty() {
-            let how = if answered { "" } else { " without answering" };
-            return Err(format!("ggrokd at {} closed the connection{how}", socket.display()));
+    let socket = socket.display().to_string();
+    Ok(Responses { reader: BufReader::new(stream), socket, answered: false, line })
+}
+
+impl Responses {
+    /// The next answer line; an error when the connection ends or fails first, or the line
+    /// cannot be read.
+    pub fn read(&mut self) -> Result<CtlResponse, String> {
+        self.line.clear();
+        let read = (&mut self.reader).take(MAX_CTL_LINE as u64 + 1).read_line(&mut self.line);
+        read.map_err(|e| format!("lost the connection to ggrokd at {}: {e}", self.socket))?;
+        if self.line.is_empty() {
+            let how = if self.answered { "" } else { " without answering" };
+            return Err(format!("ggrokd at {} closed the connection{how}", self.socket));
         }
-        let response = serde_json::from_str(&answer).map_err(|e| {
+        self.answered = true;
+        serde_json::from_str(&self.line).map_err(|e| {
             format!("ggrokd sent an answer this ggrokctl cannot read ({e}); are both the same version?")
-        })?;
-        answered = true;
-        if !each(response) {
-            return Ok(());
-        }
+        })
     }
 }

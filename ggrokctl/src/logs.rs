@@ -25,52 +25,58 @@ pub fn header() -> String {
 /// process is single-threaded, as `time` requires).
 pub fn run(socket: &Path, command: Command, json: bool, offset: UtcOffset) -> u8 {
     let follow = matches!(command, Command::Logs { follow: true, .. });
+    let mut responses = match client::open(socket, command, (!follow).then_some(LINE_TIMEOUT)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ggrokctl: {e}");
+            return exit::NO_DAEMON;
+        }
+    };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut header_due = !json;
-    if follow && header_due {
-        // Following an empty log: the heads say it works.
-        header_due = writeln!(out, "{}", header()).is_err();
+    // Following: the heads at once say it works, before any request comes.
+    if follow && std::mem::take(&mut header_due) && writeln!(out, "{}", header()).is_err() {
+        return exit::OK;
     }
-    let mut code = exit::OK;
     let mut printed = 0u64;
-    let timeout = (!follow).then_some(LINE_TIMEOUT);
-    let result = client::stream(socket, command, timeout, |response| {
+    loop {
+        let response = match responses.read() {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("ggrokctl: {e}");
+                return exit::NO_DAEMON;
+            }
+        };
         let line = match (&response.reply, json) {
             (Reply::End { .. }, _) => {
                 if printed == 0 && !json {
-                    let _ = writeln!(out, "no requests yet; ggrokd shows them here as they complete");
+                    let _ = writeln!(out, "no requests yet; they show here as they complete");
                 }
-                return false;
+                return exit::OK;
             }
             (Reply::Error { message, .. }, false) => {
                 eprintln!("ggrokctl: {message}");
-                code = exit::FAILED;
-                return false;
+                return exit::FAILED;
             }
             (Reply::Error { .. }, true) => {
-                code = exit::FAILED;
-                json_line(&response)
+                println!("{}", json_line(&response));
+                return exit::FAILED;
             }
             (_, true) => json_line(&response),
             (Reply::Request(entry), false) => text_line(entry, offset),
             (Reply::Missed { count }, false) => {
                 format!("-- {count} requests skipped: this terminal fell behind (a filter may hide some) --")
             }
-            (_, false) => return true,
+            (_, false) => continue,
         };
         if std::mem::take(&mut header_due) && writeln!(out, "{}", header()).is_err() {
-            return false;
+            return exit::OK;
         }
         printed += 1;
         // A closed stdout (`| head`) ends the command quietly.
-        writeln!(out, "{line}").and_then(|()| out.flush()).is_ok() && code == exit::OK
-    });
-    match result {
-        Ok(()) => code,
-        Err(e) => {
-            eprintln!("ggrokctl: {e}");
-            exit::NO_DAEMON
+        if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+            return exit::OK;
         }
     }
 }

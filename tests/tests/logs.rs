@@ -316,7 +316,7 @@ fn logs_without_a_daemon_is_one_clear_line() {
     let socket = dir.path().join("nobody.sock");
     for args in [&["logs"][..], &["logs", "-f", "a.test"]] {
         let out = ggrok_tests::cluster::ctl(&socket, args);
-        assert_eq!(out.status.code(), Some(3));
+        assert_eq!((out.status.code(), out.stdout.as_slice()), (Some(3), &b""[..]));
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(err.lines().count(), 1, "{err}");
         assert!(
