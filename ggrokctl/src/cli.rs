@@ -15,9 +15,10 @@ Examples:
   ggrokctl add app.example.com http://localhost:5173 --rewrite-host
   ggrokctl list
   ggrokctl status --json
+  ggrokctl logs -f api.example.com
   ggrokctl remove api.example.com";
 
-/// Control a running ggrokd: add, remove and list tunnels, show status.
+/// Control a running ggrokd: add, remove and list tunnels, show status and requests.
 ///
 /// ggrokctl talks to ggrokd over its control socket. Changes take effect at once and are written
 /// back to ggrokd.toml (keeping your comments), unless --no-save is given.
@@ -27,7 +28,7 @@ pub struct Cli {
     /// Control socket [default: $GGROK_SOCKET, else $XDG_RUNTIME_DIR/ggrok/ggrokd.sock, else /tmp/ggrok-$UID/ggrokd.sock]
     #[arg(long, global = true, value_name = "PATH")]
     pub socket: Option<PathBuf>,
-    /// Print one JSON document instead of text, for scripts.
+    /// Print one JSON document instead of text, for scripts (logs: one JSON object per line).
     #[arg(long, global = true)]
     pub json: bool,
     #[command(subcommand)]
@@ -64,14 +65,37 @@ pub enum Sub {
         #[arg(long)]
         no_save: bool,
     },
-    /// List tunnels with their state, request counts and last error.
+    /// List tunnels with their state, requests, 4xx and 5xx answers, requests in flight, last error.
     ///
     /// Example: ggrokctl list
     List,
-    /// Show the daemon: version, uptime, config, server connection and tunnels online.
+    /// Show the daemon (version, uptime, config, server connection) and every tunnel's traffic.
     ///
     /// Example: ggrokctl status
+    ///
+    /// Per tunnel: requests, 4xx and 5xx answers, requests the local service could not be reached
+    /// for, body bytes in and out, requests in flight (open WebSockets included), and the median
+    /// and 99th percentile duration of its latest 1,000 requests.
     Status,
+    /// Show the latest requests across all tunnels, or follow them live.
+    ///
+    /// Example: ggrokctl logs -f api.example.com
+    ///
+    /// One line per request, when it completes: time, status, method, duration (to the end of the
+    /// response body), request and response body bytes, the public client's address, host and
+    /// path. A WebSocket (or other upgraded connection) is one line, when it closes, with its
+    /// lifetime and the bytes each way. ggrokd keeps the latest `request_log` requests (default
+    /// 1000). A follower that cannot keep up is told how many requests it skipped.
+    Logs {
+        /// Only requests for this host, or for the hosts matching a *.pattern
+        host: Option<String>,
+        /// Keep printing requests as they complete, until interrupted
+        #[arg(short, long)]
+        follow: bool,
+        /// How many of the latest requests to print first: a number, or "all"
+        #[arg(short = 'n', long = "lines", value_name = "N", default_value = "20")]
+        lines: Count,
+    },
     /// Re-read ggrokd.toml and apply only what changed (as SIGHUP does).
     ///
     /// Example: ggrokctl reload
@@ -87,6 +111,21 @@ pub enum Sub {
     },
 }
 
+/// A number of requests, or all of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Count(pub Option<u64>);
+
+impl std::str::FromStr for Count {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.eq_ignore_ascii_case("all") {
+            return Ok(Self(None));
+        }
+        s.parse().map(|n| Self(Some(n))).map_err(|_| format!("{s:?} is not a number (or \"all\")"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,5 +134,15 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn logs_arguments() {
+        let cli = Cli::try_parse_from(["ggrokctl", "logs", "-f", "-n", "all", "a.test"]).unwrap();
+        let Sub::Logs { host, follow, lines } = cli.command else { panic!("not logs") };
+        assert_eq!((host.as_deref(), follow, lines), (Some("a.test"), true, Count(None)));
+        let cli = Cli::try_parse_from(["ggrokctl", "logs"]).unwrap();
+        assert!(matches!(cli.command, Sub::Logs { follow: false, lines: Count(Some(20)), .. }));
+        assert!(Cli::try_parse_from(["ggrokctl", "logs", "-n", "lots"]).is_err());
     }
 }

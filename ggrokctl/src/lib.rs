@@ -1,13 +1,14 @@
 //! ggrokctl: drives a running ggrokd over its control socket.
 //!
 //! The binary (`main.rs`) parses [`cli::Cli`], sends one command with [`client::call`] and prints
-//! the answer with [`output::print`]. The command line is a library item so that
+//! the answer with [`output::print`]; `logs` streams its answer through [`logs::run`]. The command line is a library item so that
 //! `cargo xtask package` can generate the man pages and shell completions from it.
 
 #![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod client;
+pub mod logs;
 pub mod output;
 
 /// Exit codes, as documented in `ggrokctl --help`.

@@ -5,10 +5,12 @@
 use clap::{CommandFactory, Parser};
 use ggrok_proto::ctl::{Command, Reply};
 use ggrokctl::cli::{Cli, Sub};
-use ggrokctl::{client, exit, output};
+use ggrokctl::{client, exit, logs, output};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Before any thread exists: `time` reads the local offset only in a single-threaded process.
+    let offset = time::UtcOffset::current_local_offset().unwrap_or(time::UtcOffset::UTC);
     let cli = Cli::parse();
     let command = match cli.command {
         Sub::Add { host, local, rewrite_host, no_save } => Command::Add {
@@ -21,6 +23,11 @@ fn main() -> ExitCode {
         Sub::List => Command::List,
         Sub::Status => Command::Status,
         Sub::Reload => Command::Reload,
+        Sub::Logs { host, follow, lines } => {
+            let socket = ggrok_proto::ctl::socket_path(cli.socket);
+            let command = Command::Logs { follow, host, last: lines.0 };
+            return ExitCode::from(logs::run(&socket, command, cli.json, offset));
+        }
         Sub::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "ggrokctl", &mut std::io::stdout());
             return ExitCode::SUCCESS;

@@ -10,6 +10,8 @@ pub fn print(reply: &Reply) {
         Reply::Tunnels { tunnels } => print!("{}", tunnel_table(tunnels, now())),
         Reply::Status(status) => print!("{}", status_text(status, now())),
         Reply::Error { message, .. } => eprintln!("ggrokctl: {message}"),
+        // `logs` prints its own lines (crate::logs).
+        Reply::Request(_) | Reply::Missed { .. } | Reply::End { .. } => {}
     }
 }
 
@@ -36,12 +38,13 @@ fn last_error(e: &Option<TimedError>, now: f64) -> String {
     e.as_ref().map_or("-".into(), |e| format!("{}: {}", ago(e.at, now), e.message))
 }
 
-/// The `list` table.
+/// The `list` table: what each tunnel is, its state, and how its requests fare.
 pub fn tunnel_table(tunnels: &[TunnelInfo], now: f64) -> String {
     if tunnels.is_empty() {
         return "no tunnels; add one with: ggrokctl add HOST PORT\n".into();
     }
-    let mut rows = vec![["HOST", "LOCAL", "STATE", "REQUESTS", "ERRORS", "LAST ERROR"].map(String::from)];
+    let header = ["HOST", "LOCAL", "STATE", "REQUESTS", "4XX", "5XX", "ACTIVE", "LAST ERROR"];
+    let mut rows = vec![header.map(String::from).to_vec()];
     for t in tunnels {
         let mut state = t.state.clone();
         if let Some(reason) = &t.reason {
@@ -50,22 +53,52 @@ pub fn tunnel_table(tunnels: &[TunnelInfo], now: f64) -> String {
         if !t.saved {
             state.push_str(" (not saved)");
         }
-        rows.push([
+        rows.push(vec![
             t.host.clone(),
             t.local.clone(),
             state,
             t.requests.to_string(),
-            t.errors.to_string(),
+            t.status_4xx.to_string(),
+            t.status_5xx.to_string(),
+            t.active.to_string(),
             last_error(&t.last_error, now),
         ]);
     }
+    aligned(&rows)
+}
+
+/// The traffic table of `status`: every counter of every tunnel.
+pub fn traffic_table(tunnels: &[TunnelInfo]) -> String {
+    let header = ["HOST", "REQUESTS", "4XX", "5XX", "UNREACHABLE", "IN", "OUT", "ACTIVE", "P50", "P99"];
+    let mut rows = vec![header.map(String::from).to_vec()];
+    let latency = |ms: Option<f64>| ms.map_or("-".into(), millis);
+    for t in tunnels {
+        rows.push(vec![
+            t.host.clone(),
+            t.requests.to_string(),
+            t.status_4xx.to_string(),
+            t.status_5xx.to_string(),
+            t.errors.to_string(),
+            bytes(t.bytes_in),
+            bytes(t.bytes_out),
+            t.active.to_string(),
+            latency(t.p50_ms),
+            latency(t.p99_ms),
+        ]);
+    }
+    aligned(&rows)
+}
+
+/// Rows as columns separated by two spaces; the last column is not padded.
+fn aligned(rows: &[Vec<String>]) -> String {
+    let columns = rows.first().map_or(0, Vec::len);
     let widths: Vec<usize> =
-        (0..6).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+        (0..columns).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
     let mut out = String::new();
     for row in rows {
         let mut line = String::new();
         for (c, cell) in row.iter().enumerate() {
-            if c == 5 {
+            if c + 1 == columns {
                 line.push_str(cell);
             } else {
                 line.push_str(&format!("{cell:<width$}  ", width = widths[c]));
@@ -75,6 +108,30 @@ pub fn tunnel_table(tunnels: &[TunnelInfo], now: f64) -> String {
         out.push('\n');
     }
     out
+}
+
+/// `512 B`, `1.5 KiB`, `3.0 MiB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let (mut value, mut unit) = (n as f64, 0);
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// `0.42ms`, `12.3ms`, `1.25s`, `3m 12s`.
+pub fn millis(ms: f64) -> String {
+    match ms {
+        ..10.0 => format!("{ms:.2}ms"),
+        ..1000.0 => format!("{ms:.1}ms"),
+        ..60_000.0 => format!("{:.2}s", ms / 1e3),
+        _ => duration(ms / 1e3),
+    }
 }
 
 /// The `status` text.
@@ -100,6 +157,10 @@ pub fn status_text(s: &StatusInfo, now: f64) -> String {
         out.push_str(&format!("last error:  {}: {}\n", ago(e.at, now), e.message));
     }
     out.push_str(&format!("tunnels:     {} of {} online\n", s.tunnels_online, s.tunnels_total));
+    if !s.tunnels.is_empty() {
+        out.push('\n');
+        out.push_str(&traffic_table(&s.tunnels));
+    }
     out
 }
 
@@ -116,6 +177,13 @@ mod tests {
             reason: None,
             requests: 12,
             errors: 0,
+            status_4xx: 3,
+            status_5xx: 1,
+            bytes_in: 2048,
+            bytes_out: 5_000_000,
+            active: 2,
+            p50_ms: Some(1.234),
+            p99_ms: Some(250.0),
             last_error: None,
             saved: true,
         }
@@ -134,6 +202,55 @@ mod tests {
         assert!(lines[2].ends_with("1m 0s ago: boom"), "{text}");
         let col = lines[0].find("LOCAL").unwrap();
         assert_eq!(&lines[1][col..col + 9], "localhost");
+    }
+
+    #[test]
+    fn list_shows_the_compact_counters() {
+        let text = tunnel_table(&[tunnel("api.test", "online")], 0.0);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].contains("REQUESTS  4XX  5XX  ACTIVE  LAST ERROR"), "{text}");
+        let cells: Vec<&str> = lines[1].split_whitespace().collect();
+        assert_eq!(cells, ["api.test", "localhost:8080", "online", "12", "3", "1", "2", "-"]);
+    }
+
+    #[test]
+    fn status_shows_every_counter() {
+        let status = StatusInfo {
+            daemon_version: "0.1.0".into(),
+            pid: 7,
+            uptime_secs: 60,
+            config: "ggrokd.toml".into(),
+            server: "ws://t:80/$$ggrok".into(),
+            connection: "connected".into(),
+            since: 0,
+            attempt: 0,
+            last_error: None,
+            next_retry: None,
+            tunnels_online: 1,
+            tunnels_total: 1,
+            tunnels: vec![tunnel("api.test", "online")],
+        };
+        let text = status_text(&status, 60.0);
+        let header = text.lines().find(|l| l.starts_with("HOST")).expect(&text);
+        assert_eq!(
+            header.split_whitespace().collect::<Vec<_>>(),
+            ["HOST", "REQUESTS", "4XX", "5XX", "UNREACHABLE", "IN", "OUT", "ACTIVE", "P50", "P99"]
+        );
+        let row = text.lines().last().unwrap();
+        assert!(row.starts_with("api.test") && row.contains("2.0 KiB") && row.contains("4.8 MiB"), "{text}");
+        assert!(row.contains("1.23ms") && row.ends_with("250.0ms"), "{text}");
+    }
+
+    #[test]
+    fn sizes_and_times_read_well() {
+        assert_eq!(bytes(0), "0 B");
+        assert_eq!(bytes(1023), "1023 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(3 << 30), "3.0 GiB");
+        assert_eq!(millis(0.4242), "0.42ms");
+        assert_eq!(millis(12.34), "12.3ms");
+        assert_eq!(millis(1250.0), "1.25s");
+        assert_eq!(millis(192_000.0), "3m 12s");
     }
 
     #[test]

@@ -11,6 +11,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::Spanned;
 
+/// The largest `request_log`: entries are small (a few hundred bytes), so this bounds the log's
+/// memory to some tens of MiB.
+pub const MAX_REQUEST_LOG: usize = 100_000;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -23,6 +27,7 @@ struct RawConfig {
     reconnect_initial: Option<Spanned<Seconds>>,
     reconnect_max: Option<Spanned<Seconds>>,
     shutdown_grace: Option<Spanned<Seconds>>,
+    request_log: Option<Spanned<i64>>,
     #[serde(default, rename = "tunnel")]
     tunnels: Vec<RawTunnel>,
 }
@@ -50,6 +55,8 @@ pub struct DaemonConfig {
     pub log_level: String,
     /// Timing of the connection to the server.
     pub timing: Timing,
+    /// How many recent requests ggrokd keeps for `ggrokctl logs`.
+    pub request_log: usize,
     /// The tunnels, in file order.
     pub tunnels: Vec<TunnelSpec>,
 }
@@ -293,6 +300,17 @@ impl DaemonConfig {
             return Err(at(span, "reconnect_initial", "must not exceed reconnect_max".into()));
         }
 
+        let request_log = match &raw.request_log {
+            Some(n) => {
+                usize::try_from(*n.get_ref()).ok().filter(|n| *n <= MAX_REQUEST_LOG).ok_or_else(|| {
+                    let why =
+                        format!("must be between 0 and {MAX_REQUEST_LOG} (requests kept for ggrokctl logs)");
+                    at(n.span(), "request_log", why)
+                })?
+            }
+            None => crate::reqlog::DEFAULT_CAPACITY,
+        };
+
         let mut tunnels: Vec<TunnelSpec> = Vec::with_capacity(raw.tunnels.len());
         for (i, t) in raw.tunnels.iter().enumerate() {
             let key = |k: &str| format!("tunnel[{i}].{k}");
@@ -316,7 +334,16 @@ impl DaemonConfig {
             };
             tunnels.push(TunnelSpec { host, local, rewrite_host });
         }
-        Ok(Self { path: path.to_owned(), server: server_url, token, ca_file, log_level, timing, tunnels })
+        Ok(Self {
+            path: path.to_owned(),
+            server: server_url,
+            token,
+            ca_file,
+            log_level,
+            timing,
+            request_log,
+            tunnels,
+        })
     }
 }
 
@@ -343,6 +370,19 @@ mod tests {
             let err = DaemonConfig::load(&file).expect_err(&file.display().to_string()).to_string();
             ggrok_proto::diag::assert_fixture_error(&file, expected.as_deref(), &err);
         }
+    }
+
+    #[test]
+    fn request_log_is_read_and_defaults() {
+        let base = "server = \"ws://t\"\n";
+        let parse = |text: &str| DaemonConfig::parse(Path::new("g.toml"), text);
+        assert_eq!(parse(base).unwrap().request_log, crate::reqlog::DEFAULT_CAPACITY);
+        assert_eq!(parse(&format!("{base}request_log = 0")).unwrap().request_log, 0);
+        assert_eq!(parse(&format!("{base}request_log = 100000")).unwrap().request_log, 100_000);
+        let err = parse(&format!("{base}request_log = 100001")).unwrap_err().to_string();
+        assert!(err.contains("g.toml:2: request_log: must be between 0 and 100000"), "{err}");
+        let err = parse(&format!("{base}request_log = \"many\"")).unwrap_err().to_string();
+        assert!(err.contains("g.toml:2") && err.contains("request_log"), "{err}");
     }
 
     #[test]

@@ -3,12 +3,13 @@
 
 use crate::config::{DaemonConfig, ServerUrl, Timing};
 use crate::local::LocalClient;
+use crate::reqlog::RequestLog;
 use crate::tunnels::{TunnelState, Tunnels, unix_now};
 use ggrok_proto::control::ClientMessage;
 use ggrok_proto::ctl::{StatusInfo, TimedError};
 use ggrok_proto::secret::Secret;
 use std::path::PathBuf;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Notify, mpsc};
 
@@ -51,6 +52,8 @@ pub struct Daemon {
     pub tunnels: Tunnels,
     /// The pooled client toward local services.
     pub local: LocalClient,
+    /// Recent requests across all tunnels, for `ggrokctl logs`.
+    pub requests: Arc<RequestLog>,
     /// Serialises config edits and reloads, so concurrent `add`s cannot lose each other's lines.
     pub edits: tokio::sync::Mutex<()>,
     started: Instant,
@@ -70,6 +73,7 @@ impl Daemon {
             config_path: config.path.clone(),
             tunnels: Tunnels::new(&config.tunnels),
             local: LocalClient::default(),
+            requests: Arc::new(RequestLog::new(config.request_log)),
             edits: tokio::sync::Mutex::new(()),
             started: Instant::now(),
             endpoint: RwLock::new(Endpoint {
@@ -165,7 +169,8 @@ impl Daemon {
         self.link.lock().expect("link lock").state
     }
 
-    /// The daemon as `ggrokctl status` shows it.
+    /// The daemon as `ggrokctl status` shows it, without its tunnels' counters (the caller adds
+    /// them when wanted: computing percentiles is not free).
     pub fn status(&self) -> StatusInfo {
         let link = self.link.lock().expect("link lock");
         let tunnels = self.tunnels.all();
@@ -187,6 +192,7 @@ impl Daemon {
             next_retry: link.next_retry,
             tunnels_online: tunnels.iter().filter(|t| t.state() == TunnelState::Online).count(),
             tunnels_total: tunnels.len(),
+            tunnels: Vec::new(),
         }
     }
 

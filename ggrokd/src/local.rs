@@ -1,13 +1,14 @@
 //! Requests from the tunnel to local services: plain requests over a pool of keep-alive
 //! connections, upgrades (WebSocket) over a fresh connection each, spliced to the tunnel stream.
 
+use crate::exchange::{Exchange, RequestBody};
 use crate::tunnels::Tunnel;
 use bytes::Bytes;
 use ggrok_proto::HEADER_DECLINED_STATUS;
 use ggrok_proto::headers::{error_chain, strip_hop_by_hop};
 use ggrok_proto::http::{self as body, Body};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::Empty;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -22,7 +23,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The pooled HTTP/1.1 client toward local services.
 #[derive(Clone)]
 pub struct LocalClient {
-    client: Client<HttpConnector, Incoming>,
+    client: Client<HttpConnector, RequestBody>,
 }
 
 impl Default for LocalClient {
@@ -42,8 +43,14 @@ impl Default for LocalClient {
 
 impl LocalClient {
     /// Sends `req` (a tunnel stream) to the tunnel's local service and streams back its answer;
-    /// 502 naming the local address when it cannot be reached.
-    pub async fn forward(&self, tunnel: &Tunnel, req: Request<Incoming>) -> Response<Body> {
+    /// 502 naming the local address when it cannot be reached. The `exchange` rides along the
+    /// answer's body.
+    pub async fn forward(
+        &self,
+        tunnel: &Tunnel,
+        req: Request<RequestBody>,
+        exchange: Exchange,
+    ) -> Response<Body> {
         let (mut parts, body) = req.into_parts();
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         let local = &tunnel.spec.local.authority;
@@ -52,7 +59,9 @@ impl LocalClient {
         {
             Ok(uri) => uri,
             Err(e) => {
-                return body::text(StatusCode::BAD_REQUEST, format!("ggrokd: invalid request target: {e}"));
+                let refusal =
+                    body::text(StatusCode::BAD_REQUEST, format!("ggrokd: invalid request target: {e}"));
+                return exchange.respond(refusal);
             }
         };
         prepare(&mut parts.headers, host);
@@ -62,32 +71,37 @@ impl LocalClient {
                 tunnel.record_ok();
                 let (mut parts, body) = resp.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
-                Response::from_parts(parts, body.boxed())
+                exchange.respond(Response::from_parts(parts, body))
             }
-            Err(e) => unreachable_local(tunnel, &e),
+            Err(e) => exchange.respond(unreachable_local(tunnel, &e)),
         }
     }
 
     /// Forwards an extended CONNECT stream as an HTTP/1.1 `Upgrade: <protocol>` request; when the
-    /// local service answers 101, answers 200 and splices the two connections.
+    /// local service answers 101, answers 200 and splices the two connections. The `exchange`
+    /// rides along the upgraded connection, or the answer's body when there is no upgrade.
     pub async fn upgrade(
         &self,
         tunnel: &Tunnel,
         protocol: String,
         mut req: Request<Incoming>,
+        mut exchange: Exchange,
     ) -> Response<Body> {
         let tunnel_side = hyper::upgrade::on(&mut req);
         let local = &tunnel.spec.local.authority;
         let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(local.as_str())).await {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) => return unreachable_local(tunnel, &e),
-            Err(_) => return unreachable_local(tunnel, &std::io::Error::other("connect timed out")),
+            Ok(Err(e)) => return exchange.respond(unreachable_local(tunnel, &e)),
+            Err(_) => {
+                let timed_out = std::io::Error::other("connect timed out");
+                return exchange.respond(unreachable_local(tunnel, &timed_out));
+            }
         };
         let _ = stream.set_nodelay(true);
         let (mut sender, conn) =
             match hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await {
                 Ok(pair) => pair,
-                Err(e) => return unreachable_local(tunnel, &e),
+                Err(e) => return exchange.respond(unreachable_local(tunnel, &e)),
             };
         tokio::spawn(async move {
             if let Err(e) = conn.with_upgrades().await {
@@ -104,26 +118,31 @@ impl LocalClient {
         parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         match HeaderValue::from_str(&protocol) {
             Ok(v) => parts.headers.insert(header::UPGRADE, v),
-            Err(_) => return body::text(StatusCode::BAD_REQUEST, "ggrokd: invalid upgrade protocol"),
+            Err(_) => {
+                return exchange
+                    .respond(body::text(StatusCode::BAD_REQUEST, "ggrokd: invalid upgrade protocol"));
+            }
         };
         let mut resp = match sender.send_request(Request::from_parts(parts, Empty::new())).await {
             Ok(r) => r,
-            Err(e) => return unreachable_local(tunnel, &e),
+            Err(e) => return exchange.respond(unreachable_local(tunnel, &e)),
         };
         tunnel.record_ok();
         if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
             let (mut parts, body) = resp.into_parts();
             strip_hop_by_hop(&mut parts.headers);
+            // The public client gets the local service's status, whatever crosses the tunnel.
+            exchange.set_status(parts.status.as_u16());
             if parts.status.is_success() {
                 parts.headers.insert(HEADER_DECLINED_STATUS, HeaderValue::from(parts.status.as_u16()));
                 parts.status = StatusCode::BAD_GATEWAY;
             }
-            return Response::from_parts(parts, body.boxed());
+            return exchange.respond(Response::from_parts(parts, body));
         }
         let local_side = hyper::upgrade::on(&mut resp);
         let host = tunnel.spec.host.to_string();
         tokio::spawn(async move {
-            if let Err(e) = body::splice(tunnel_side, local_side).await {
+            if let Err(e) = exchange.splice(tunnel_side, local_side).await {
                 debug!(host, "upgraded connection ended: {e}");
             }
         });

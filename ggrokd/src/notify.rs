@@ -148,6 +148,7 @@ mod tests {
             next_retry: None,
             tunnels_online: if connection == "connected" { 3 } else { 0 },
             tunnels_total: 3,
+            tunnels: Vec::new(),
         }
     }
 

@@ -3,6 +3,7 @@
 //! [`crate::supervisor`] keeps one up forever.
 
 use crate::daemon::Daemon;
+use crate::exchange::Exchange;
 use anyhow::{Context, anyhow};
 use ggrok_proto::host::normalize_host;
 use ggrok_proto::http::{self as body, Body, Refusal};
@@ -169,9 +170,9 @@ async fn handle(
                 Response::new(body::empty())
             }
             Some(p) => match find_tunnel(&daemon, &req) {
-                Ok(tunnel) => {
-                    tunnel.count_request();
-                    daemon.local.upgrade(&tunnel, p, req).await
+                Ok((tunnel, host)) => {
+                    let exchange = Exchange::start(&daemon.requests, &tunnel.stats, host, &req, Some(&p));
+                    daemon.local.upgrade(&tunnel, p, req, exchange).await
                 }
                 Err(refusal) => refusal.into_response(),
             },
@@ -185,20 +186,29 @@ async fn handle(
         return Ok(Response::builder().status(StatusCode::NO_CONTENT).body(body::empty()).expect("valid"));
     }
     Ok(match find_tunnel(&daemon, &req) {
-        Ok(tunnel) => {
-            tunnel.count_request();
-            daemon.local.forward(&tunnel, req).await
+        Ok((tunnel, host)) => {
+            let mut exchange = Exchange::start(&daemon.requests, &tunnel.stats, host, &req, None);
+            let req = exchange.meter_request(req);
+            daemon.local.forward(&tunnel, req, exchange).await
         }
         Err(refusal) => refusal.into_response(),
     })
 }
 
-fn find_tunnel(daemon: &Daemon, req: &Request<Incoming>) -> Result<Arc<crate::tunnels::Tunnel>, Refusal> {
+/// The tunnel serving the request's host, and that host (normalised).
+fn find_tunnel(
+    daemon: &Daemon,
+    req: &Request<Incoming>,
+) -> Result<(Arc<crate::tunnels::Tunnel>, String), Refusal> {
     let authority = req.uri().authority().map(|a| a.as_str()).unwrap_or("");
     let host = normalize_host(authority).map_err(|e| {
         Refusal::new(StatusCode::BAD_REQUEST, format!("ggrokd: invalid host {authority:?}: {e}"))
     })?;
-    daemon.tunnels.lookup(&host).ok_or_else(|| {
-        Refusal::new(StatusCode::NOT_FOUND, format!("ggrokd: no tunnel for host {host} on this daemon"))
-    })
+    match daemon.tunnels.lookup(&host) {
+        Some(tunnel) => Ok((tunnel, host)),
+        None => Err(Refusal::new(
+            StatusCode::NOT_FOUND,
+            format!("ggrokd: no tunnel for host {host} on this daemon"),
+        )),
+    }
 }

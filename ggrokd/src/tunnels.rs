@@ -2,9 +2,10 @@
 //! with the server, and its counters.
 
 use crate::config::TunnelSpec;
+use crate::stats::TunnelStats;
 use ggrok_proto::ctl::{TimedError, TunnelInfo};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
@@ -29,8 +30,8 @@ pub struct Tunnel {
     /// Whether it is in the config file.
     pub saved: bool,
     state: watch::Sender<TunnelState>,
-    requests: AtomicU64,
-    errors: AtomicU64,
+    /// Traffic counters, shared with its requests in flight and kept when a reload replaces it.
+    pub stats: Arc<TunnelStats>,
     last_error: Mutex<Option<TimedError>>,
     /// Whether the most recent request reached the local service.
     last_ok: std::sync::atomic::AtomicBool,
@@ -42,13 +43,12 @@ pub fn unix_now() -> u64 {
 }
 
 impl Tunnel {
-    fn new(spec: TunnelSpec, saved: bool, state: TunnelState) -> Self {
+    fn new(spec: TunnelSpec, saved: bool, state: TunnelState, stats: Arc<TunnelStats>) -> Self {
         Self {
             spec,
             saved,
             state: watch::Sender::new(state),
-            requests: AtomicU64::new(0),
-            errors: AtomicU64::new(0),
+            stats,
             last_error: Mutex::new(None),
             last_ok: true.into(),
         }
@@ -69,11 +69,6 @@ impl Tunnel {
         self.state.subscribe()
     }
 
-    /// Counts a forwarded request.
-    pub fn count_request(&self) {
-        self.requests.fetch_add(1, Ordering::Relaxed);
-    }
-
     /// Records that the local service answered.
     pub fn record_ok(&self) {
         self.last_ok.store(true, Ordering::Relaxed);
@@ -81,13 +76,17 @@ impl Tunnel {
 
     /// Records a failure to reach the local service.
     pub fn record_error(&self, message: String) {
-        self.errors.fetch_add(1, Ordering::Relaxed);
+        self.stats.errors.fetch_add(1, Ordering::Relaxed);
         self.last_ok.store(false, Ordering::Relaxed);
         *self.last_error.lock().expect("last_error lock") = Some(TimedError { at: unix_now(), message });
     }
 
-    /// The tunnel as `ggrokctl list` shows it.
+    /// The tunnel as `ggrokctl list` and `status` show it.
     pub fn info(&self) -> TunnelInfo {
+        let stats = &self.stats;
+        let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+        let latency = stats.latency.percentiles();
+        let ms = |micros: u32| f64::from(micros) / 1e3;
         let (state, reason) = match self.state() {
             TunnelState::Connecting => ("connecting", None),
             TunnelState::Online if !self.last_ok.load(Ordering::Relaxed) => ("error", None),
@@ -100,8 +99,15 @@ impl Tunnel {
             host_header: if self.spec.rewrite_host { "rewrite" } else { "keep" }.into(),
             state: state.into(),
             reason,
-            requests: self.requests.load(Ordering::Relaxed),
-            errors: self.errors.load(Ordering::Relaxed),
+            requests: load(&stats.requests),
+            errors: load(&stats.errors),
+            status_4xx: load(&stats.status_4xx),
+            status_5xx: load(&stats.status_5xx),
+            bytes_in: load(&stats.bytes_in),
+            bytes_out: load(&stats.bytes_out),
+            active: load(&stats.active),
+            p50_ms: latency.map(|p| ms(p.p50)),
+            p99_ms: latency.map(|p| ms(p.p99)),
             last_error: self.last_error.lock().expect("last_error lock").clone(),
             saved: self.saved,
         }
@@ -131,18 +137,21 @@ impl Tunnels {
         if table.contains_key(&key) {
             return None;
         }
-        let tunnel = Arc::new(Tunnel::new(spec, saved, TunnelState::Connecting));
+        let tunnel = Arc::new(Tunnel::new(spec, saved, TunnelState::Connecting, Arc::default()));
         table.insert(key, tunnel.clone());
         Some(tunnel)
     }
 
-    /// Replaces the tunnel of `spec.host` with one of the new spec, keeping its state and
-    /// counters' meaning (the state carries over; the server needs no new claim).
+    /// Replaces the tunnel of `spec.host` with one of the new spec. Its state carries over (the
+    /// server needs no new claim), and so do its traffic counters, which requests in flight on
+    /// the old spec keep updating; the health of the old local service (last error) does not.
     pub fn replace(&self, spec: TunnelSpec, saved: bool) -> Arc<Tunnel> {
         let mut table = self.by_host.write().expect("tunnels lock");
         let key = spec.host.to_string();
-        let state = table.get(&key).map_or(TunnelState::Connecting, |old| old.state());
-        let tunnel = Arc::new(Tunnel::new(spec, saved, state));
+        let (state, stats) = table
+            .get(&key)
+            .map_or((TunnelState::Connecting, Arc::default()), |old| (old.state(), old.stats.clone()));
+        let tunnel = Arc::new(Tunnel::new(spec, saved, state, stats));
         table.insert(key, tunnel.clone());
         tunnel
     }
@@ -210,8 +219,12 @@ mod tests {
         let first = t.insert(spec("a.test", "1"), true).unwrap();
         assert!(t.insert(spec("a.test", "2"), true).is_none());
         first.set_state(TunnelState::Online);
+        first.stats.started();
         let second = t.replace(spec("a.test", "2"), true);
         assert_eq!(second.state(), TunnelState::Online);
+        // The counters carry over, shared with requests in flight on the old spec.
+        assert!(Arc::ptr_eq(&first.stats, &second.stats));
+        assert_eq!(second.info().requests, 1);
         assert_eq!(t.get("a.test").unwrap().spec.local.authority, "localhost:2");
         // The old Arc, as held by a request in flight, still says where it was going.
         assert_eq!(first.spec.local.authority, "localhost:1");
@@ -225,7 +238,7 @@ mod tests {
         let tunnel = t.insert(spec("a.test", "1"), false).unwrap();
         assert_eq!(tunnel.info().state, "connecting");
         tunnel.set_state(TunnelState::Online);
-        tunnel.count_request();
+        tunnel.stats.started();
         tunnel.record_error("connection refused".into());
         let info = tunnel.info();
         assert_eq!((info.state.as_str(), info.requests, info.errors, info.saved), ("error", 1, 1, false));

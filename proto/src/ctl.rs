@@ -1,6 +1,10 @@
 //! The control-socket protocol between ggrokctl and ggrokd: newline-delimited JSON over a Unix
 //! socket, one [`CtlRequest`] line answered by one [`CtlResponse`] line. Both sides use these
 //! types, so they cannot drift apart.
+//!
+//! `logs` is the one command answered by several lines: one [`Reply::Request`] per request, then
+//! [`Reply::End`]; with `follow`, no end but more requests as they complete, and
+//! [`Reply::Missed`] when the reader fell behind.
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -55,6 +59,19 @@ pub enum Command {
     Status,
     /// Re-read the config file and apply the difference.
     Reload,
+    /// Recent requests across all tunnels, oldest first; with `follow`, then every request as it
+    /// completes, until the client closes the connection.
+    Logs {
+        /// Keep the connection open and send requests as they complete.
+        #[serde(default)]
+        follow: bool,
+        /// Only requests whose host is this host or matches this `*.` pattern.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        host: Option<String>,
+        /// How many of the most recent requests to send first; all that are kept when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last: Option<u64>,
+    },
 }
 
 fn yes() -> bool {
@@ -62,7 +79,7 @@ fn yes() -> bool {
 }
 
 /// The names of the commands, for telling "unknown command" from "malformed command".
-pub const COMMANDS: [&str; 5] = ["add", "remove", "list", "status", "reload"];
+pub const COMMANDS: [&str; 6] = ["add", "remove", "list", "status", "reload", "logs"];
 
 /// One response.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -93,6 +110,18 @@ pub enum Reply {
     },
     /// The answer to `status`.
     Status(StatusInfo),
+    /// One request of `logs`.
+    Request(LogEntry),
+    /// `logs --follow` fell behind: this many requests were skipped (across all hosts).
+    Missed {
+        /// How many.
+        count: u64,
+    },
+    /// The end of the answer to `logs` without `follow`.
+    End {
+        /// How many requests were sent.
+        count: u64,
+    },
     /// The command failed and changed nothing.
     Error {
         /// Machine-readable cause.
@@ -128,8 +157,9 @@ pub enum ErrorCode {
     Busy,
 }
 
-/// A tunnel as `list` shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A tunnel as `list` and `status` show it. Counters run from daemon start; a tunnel changed by a
+/// reload keeps them. Fields added after the first release default when absent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TunnelInfo {
     /// Public host or pattern.
     pub host: String,
@@ -142,10 +172,35 @@ pub struct TunnelInfo {
     /// Why it was refused, when it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// Requests forwarded since the daemon started.
+    /// Requests forwarded since the daemon started (upgraded connections included).
     pub requests: u64,
-    /// Requests its local service failed (502) since the daemon started.
+    /// Requests ggrokd could not deliver to the local service (it answered 502 itself); these
+    /// count in `status_5xx` too.
     pub errors: u64,
+    /// Responses with a 4xx status.
+    #[serde(default)]
+    pub status_4xx: u64,
+    /// Responses with a 5xx status, ggrokd's own 502s included.
+    #[serde(default)]
+    pub status_5xx: u64,
+    /// Body bytes received from the public clients (request bodies; upgraded connections: bytes
+    /// from the public side).
+    #[serde(default)]
+    pub bytes_in: u64,
+    /// Body bytes sent to the public clients (response bodies; upgraded connections: bytes from
+    /// the local side).
+    #[serde(default)]
+    pub bytes_out: u64,
+    /// Requests in flight now, open upgraded connections included.
+    #[serde(default)]
+    pub active: u64,
+    /// Median duration (ms, to the end of the response body) over the latest [`LATENCY_WINDOW`]
+    /// completed requests (upgraded connections excluded); absent before the first one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p50_ms: Option<f64>,
+    /// 99th percentile duration (ms), over the same window as `p50_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99_ms: Option<f64>,
     /// The last failure, with its time (Unix seconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<TimedError>,
@@ -191,7 +246,45 @@ pub struct StatusInfo {
     pub tunnels_online: usize,
     /// Tunnels in all.
     pub tunnels_total: usize,
+    /// Every tunnel with its counters, as `list` shows them.
+    #[serde(default)]
+    pub tunnels: Vec<TunnelInfo>,
 }
+
+/// How many of a tunnel's latest requests `p50_ms` and `p99_ms` are computed over.
+pub const LATENCY_WINDOW: usize = 1000;
+
+/// One completed request (or upgraded connection), as `logs` sends it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// When ggrokd received the request: Unix time, seconds, with milliseconds.
+    pub time: f64,
+    /// The public host it was for (lowercase, without port).
+    pub host: String,
+    /// The request method.
+    pub method: String,
+    /// Path and query, as requested (cut after [`MAX_LOGGED_PATH`] bytes, ending in `…`).
+    pub path: String,
+    /// The status the public client got: 101 for an upgraded connection, 0 when there was none
+    /// because the client went away first.
+    pub status: u16,
+    /// From the request's arrival to the end of the response body, or of the upgraded
+    /// connection: milliseconds, with microseconds.
+    pub duration_ms: f64,
+    /// Request body bytes from the public client (upgraded: bytes from the public side).
+    pub bytes_in: u64,
+    /// Response body bytes to the public client (upgraded: bytes from the local side).
+    pub bytes_out: u64,
+    /// The public client's address: the last entry of `X-Forwarded-For`, which the server adds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    /// The protocol of an upgraded connection (`websocket`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade: Option<String>,
+}
+
+/// Longest path (with query) a log entry keeps, in bytes, so the log's memory stays bounded.
+pub const MAX_LOGGED_PATH: usize = 2048;
 
 impl CtlResponse {
     /// A response with the current version.
@@ -262,6 +355,41 @@ mod tests {
             r#"{"version":1,"kind":"error","code":"exists","message":"a.test already has a tunnel"}"#
         );
         assert_eq!(serde_json::from_str::<CtlResponse>(&text).unwrap(), r);
+    }
+
+    #[test]
+    fn logs_requests_and_their_answers() {
+        let parsed: CtlRequest =
+            serde_json::from_str(r#"{"version":1,"cmd":"logs","follow":true,"host":"a.test"}"#).unwrap();
+        assert_eq!(parsed.command, Command::Logs { follow: true, host: Some("a.test".into()), last: None });
+        let plain: CtlRequest = serde_json::from_str(r#"{"version":1,"cmd":"logs"}"#).unwrap();
+        assert_eq!(plain.command, Command::Logs { follow: false, host: None, last: None });
+        let missed = CtlResponse::new(Reply::Missed { count: 3 });
+        assert_eq!(serde_json::to_string(&missed).unwrap(), r#"{"version":1,"kind":"missed","count":3}"#);
+        let entry = LogEntry {
+            time: 1_700_000_000.25,
+            host: "a.test".into(),
+            method: "GET".into(),
+            path: "/x?y=1".into(),
+            status: 200,
+            duration_ms: 1.5,
+            bytes_in: 0,
+            bytes_out: 10,
+            client: Some("127.0.0.1".into()),
+            upgrade: None,
+        };
+        let text = serde_json::to_string(&CtlResponse::new(Reply::Request(entry.clone()))).unwrap();
+        assert!(text.starts_with(r#"{"version":1,"kind":"request","time":1700000000.25,"host":"a.test""#));
+        assert_eq!(serde_json::from_str::<CtlResponse>(&text).unwrap().reply, Reply::Request(entry));
+    }
+
+    /// An older daemon's answer, without the traffic counters, still reads.
+    #[test]
+    fn tunnel_info_without_the_newer_counters_parses() {
+        let old = r#"{"host":"a.test","local":"localhost:1","host_header":"keep","state":"online",
+            "requests":3,"errors":1,"saved":true}"#;
+        let info: TunnelInfo = serde_json::from_str(old).unwrap();
+        assert_eq!((info.requests, info.status_5xx, info.active, info.p50_ms), (3, 0, 0, None));
     }
 
     #[test]

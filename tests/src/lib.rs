@@ -10,7 +10,8 @@
 //! - [`tls`]: a test CA and an HTTPS client;
 //! - [`upstream`]: local services to put behind tunnels (HTTP echo, byte streams, WebSocket echo);
 //! - [`cluster`]: a server and a daemon with tunnels, ready to use;
-//! - [`client`]: public-side HTTP helpers.
+//! - [`client`]: public-side HTTP helpers;
+//! - [`logs`]: `ggrokctl logs` listings and live followers.
 
 #![forbid(unsafe_code)]
 
@@ -18,6 +19,7 @@ pub mod admin;
 pub mod bins;
 pub mod client;
 pub mod cluster;
+pub mod logs;
 pub mod notify;
 pub mod process;
 pub mod relay;

@@ -23,11 +23,17 @@ pub async fn execute(daemon: &Daemon, command: Command) -> Reply {
         }
         Command::Remove { host, save } => remove(daemon, &host, save).await,
         Command::List => Reply::Tunnels { tunnels: daemon.tunnels.all().iter().map(|t| t.info()).collect() },
-        Command::Status => Reply::Status(daemon.status()),
+        Command::Status => {
+            let mut status = daemon.status();
+            status.tunnels = daemon.tunnels.all().iter().map(|t| t.info()).collect();
+            Reply::Status(status)
+        }
         Command::Reload => match reload(daemon).await {
             Ok(message) => Reply::Done { message, tunnel: None },
             Err(message) => error(ErrorCode::Config, message),
         },
+        // Answered by several lines: the connection serves it (super::logs).
+        Command::Logs { .. } => error(ErrorCode::BadRequest, "logs is not a one-answer command"),
     }
 }
 
@@ -158,6 +164,7 @@ pub async fn reload(daemon: &Daemon) -> Result<String, String> {
         }
     }
     daemon.set_timing(config.timing);
+    daemon.requests.set_capacity(config.request_log);
     let reconnect =
         daemon.set_endpoint(Endpoint { server: config.server, token: config.token, ca_file: config.ca_file });
     if reconnect {

@@ -3,9 +3,10 @@
 //! crashed daemon is replaced, a live one makes this daemon refuse to start.
 
 pub mod commands;
+pub mod logs;
 
 use crate::daemon::Daemon;
-use ggrok_proto::ctl::{COMMANDS, CTL_VERSION, CtlRequest, CtlResponse, ErrorCode, MAX_CTL_LINE};
+use ggrok_proto::ctl::{COMMANDS, CTL_VERSION, Command, CtlRequest, CtlResponse, ErrorCode, MAX_CTL_LINE};
 use std::fs::{self, DirBuilder};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
@@ -115,6 +116,14 @@ async fn serve_client(daemon: Arc<Daemon>, stream: UnixStream) {
             }
             Ok(Line::Complete) if line.trim_ascii().is_empty() => continue,
             Ok(Line::Complete) => match parse(&line) {
+                Ok(CtlRequest { command: Command::Logs { follow, host, last }, .. }) => {
+                    let query = logs::Query { follow, host, last };
+                    match logs::serve(&daemon, &mut reader, &mut write, query).await {
+                        // A follow ends only when the client hangs up.
+                        Ok(()) if !follow => continue,
+                        _ => return,
+                    }
+                }
                 Ok(request) => CtlResponse::new(commands::execute(&daemon, request.command).await),
                 Err((code, message)) => CtlResponse::error(code, message),
             },
