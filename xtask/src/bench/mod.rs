@@ -38,6 +38,9 @@ pub struct Plan {
     pub hosts_each: usize,
     /// Run only this part (for profiling one of them).
     pub only: Option<String>,
+    /// A directory with another build of ggrok-server and ggrokd, measured as the path
+    /// `baseline` beside this one (the cost of a change, side by side).
+    pub compare: Option<std::path::PathBuf>,
 }
 
 impl Plan {
@@ -53,6 +56,7 @@ impl Plan {
             sessions: 100,
             hosts_each: 10,
             only: None,
+            compare: None,
         }
     }
 
@@ -69,6 +73,7 @@ impl Plan {
             sessions: 4,
             hosts_each: 3,
             only: None,
+            compare: None,
         }
     }
 
@@ -90,6 +95,11 @@ impl Plan {
                     Some(part @ ("small" | "bulk" | "websocket" | "memory")) => plan.only = Some(part.into()),
                     _ => bail!("--only takes small, bulk, websocket or memory; {USAGE}"),
                 },
+                "--compare" => {
+                    let dir = it.next().with_context(|| format!("--compare needs a directory; {USAGE}"))?;
+                    plan.compare =
+                        Some(std::fs::canonicalize(dir).with_context(|| format!("--compare {dir}"))?);
+                }
                 other => bail!("unknown option {other:?}; {USAGE}"),
             }
         }
@@ -128,11 +138,18 @@ async fn measure(bin: &FsPath, rathole: &FsPath, plan: &Plan) -> anyhow::Result<
     let ggrok = paths::start_ggrok(bin, upstream, plan.tunnels)?;
     let rathole = paths::start_rathole(rathole, upstream).await?;
     let direct = Target { addr: upstream, host: "direct.bench.test".into() };
-    let paths = [
+    let baseline = match &plan.compare {
+        Some(dir) => Some(paths::start_ggrok(dir, upstream, plan.tunnels)?),
+        None => None,
+    };
+    let mut paths = vec![
         Path { name: "direct", target: &direct, processes: vec![] },
         Path { name: "ggrok", target: &ggrok.target, processes: vec![&ggrok.server, &ggrok.daemon] },
         Path { name: "rathole", target: &rathole.target, processes: vec![&rathole.server, &rathole.client] },
     ];
+    if let Some(b) = &baseline {
+        paths.push(Path { name: "baseline", target: &b.target, processes: vec![&b.server, &b.daemon] });
+    }
     let mut report = Report::new(plan);
     report.idle = (ggrok.server.rss_kib(), ggrok.daemon.rss_kib());
     let rathole_idle = (rathole.server.rss_kib(), rathole.client.rss_kib());
@@ -170,7 +187,7 @@ async fn measure(bin: &FsPath, rathole: &FsPath, plan: &Plan) -> anyhow::Result<
     drop(paths);
     report.rathole = [rathole_idle, (rathole.server.peak_rss_kib(), rathole.client.peak_rss_kib())];
     ggrok.stop();
-    drop(rathole);
+    drop((rathole, baseline));
     if plan.runs("memory") {
         eprintln!("{} ggrokd sessions with {} hosts each ...", plan.sessions, plan.hosts_each);
         report.many = Some(memory::many_hosts(bin, upstream, plan.sessions, plan.hosts_each).await?);

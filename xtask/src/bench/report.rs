@@ -144,9 +144,12 @@ impl Report {
     pub fn print(&self, machine: &str) {
         println!("\nggrok benchmark on {machine}, loopback");
         println!("{}\n", self.header);
-        let paths = ["direct", "ggrok", "rathole"];
+        let paths: Vec<&str> = ["direct", "ggrok", "rathole", "baseline"]
+            .into_iter()
+            .filter(|p| *p != "baseline" || !self.small.get(p).is_empty() || !self.download.get(p).is_empty())
+            .collect();
         println!("{:<9} {:>26} {:>22} {:>22}", "path", "requests/s", "p50 ms", "p99 ms");
-        for path in paths {
+        for &path in &paths {
             println!(
                 "{path:<9} {:>26} {:>22} {:>22}",
                 self.small.series(path, |r| r.per_second).show(0),
@@ -159,9 +162,16 @@ impl Report {
         target("requests/s ggrok/rathole", self.small.ratio("ggrok", "rathole", rate), ">=", 1.0);
         target("p99 ggrok/rathole", self.small.ratio("ggrok", "rathole", |r| ms(r.p99)), "<=", 1.0);
         cpu("tunnel CPU µs per request", &self.cpu_small, 1);
+        if paths.contains(&"baseline") {
+            println!("  requests/s ggrok/baseline: {}", self.small.ratio("ggrok", "baseline", rate).show(3));
+            println!(
+                "  tunnel CPU per request ggrok/baseline: {}",
+                self.cpu_small.ratio("ggrok", "baseline", |v| v).show(3)
+            );
+        }
 
         println!("\n{:<9} {:>26} {:>26}", "path", "download MB/s", "upload MB/s");
-        for path in paths {
+        for &path in &paths {
             println!(
                 "{path:<9} {:>26} {:>26}",
                 self.download.series(path, |v| v).show(0),
@@ -176,7 +186,7 @@ impl Report {
         cpu("tunnel CPU s per GB uploaded", &self.cpu_upload, 2);
 
         println!("\n{:<9} {:>26} {:>26}", "path", "WebSocket p50 µs", "WebSocket p99 µs");
-        for path in paths {
+        for &path in &paths {
             println!(
                 "{path:<9} {:>26} {:>26}",
                 self.websocket.series(path, |(p50, _)| us(p50)).show(0),
