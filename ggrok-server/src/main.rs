@@ -40,8 +40,23 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-#[tokio::main]
-async fn serve(config: ServerConfig) -> anyhow::Result<()> {
+/// Runs the server on `threads` worker threads. One (the default) is a current-thread runtime: no
+/// cross-thread wake-ups, about an eighth less CPU per request than two workers on the benchmark
+/// (docs/benchmarks.md); more threads spread TLS and many busy tunnels over cores.
+fn serve(config: ServerConfig) -> anyhow::Result<()> {
+    let mut runtime = match config.threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(n);
+            builder
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
+    runtime.enable_all().build().context("starting the runtime")?.block_on(serve_on(config))
+}
+
+async fn serve_on(config: ServerConfig) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

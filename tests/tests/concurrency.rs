@@ -1,8 +1,9 @@
 //! Many requests at once over the one tunnel connection; slow or unread responses hold up nobody.
 
 use futures_util::future::join_all;
+use ggrok_tests::TEST_TOKEN;
 use ggrok_tests::client::{Public, full};
-use ggrok_tests::cluster::Cluster;
+use ggrok_tests::cluster::{ClientDef, Cluster, Server};
 use ggrok_tests::upstream::Upstream;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
@@ -17,7 +18,9 @@ async fn a_thousand_concurrent_requests_over_three_tunnels() {
     // A thousand connections from one address at once: more than the default per-address cap on
     // connections still waiting for their first request (tested in limits.rs).
     let tunnels = [(hosts[0], ports[0].as_str()), (hosts[1], &ports[1]), (hosts[2], &ports[2])];
-    let cluster = Cluster::start_full(&tunnels, "[limits]\nmax_pending_per_ip = 2000", "");
+    // On one worker thread per core (`threads = 0`): the default is one thread, so this test is
+    // where the multi-threaded runtime carries a heavy load.
+    let cluster = Cluster::start_full(&tunnels, "threads = 0\n[limits]\nmax_pending_per_ip = 2000", "");
     let public = Public::new(cluster.addr());
 
     let requests = (0..1000usize).map(|i| {
@@ -85,4 +88,22 @@ async fn slow_and_unread_responses_do_not_hold_up_the_others() {
     // The unread download is still intact when finally read.
     let body = unread.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(body.len(), 268_435_456);
+}
+
+/// Threads of `pid` named by tokio's runtime (workers and blocking threads).
+fn runtime_threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with("tokio-r"))
+        .count()
+}
+
+#[test]
+fn the_server_runs_on_one_thread_unless_threads_says_otherwise() {
+    let clients = [ClientDef { name: "test", token: TEST_TOKEN, hosts: &["a.test"] }];
+    let single = Server::start_extra(&clients, "");
+    assert_eq!(runtime_threads(single.process.pid()), 0, "default: one thread, the main one");
+    let three = Server::start_extra(&clients, "threads = 3");
+    assert_eq!(runtime_threads(three.process.pid()), 3, "threads = 3: three workers");
 }

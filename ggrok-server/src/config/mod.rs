@@ -31,6 +31,7 @@ struct RawConfig {
     keepalive_interval: Option<Spanned<Seconds>>,
     shutdown_grace: Option<Spanned<Seconds>>,
     log_level: Option<Spanned<String>>,
+    threads: Option<Spanned<u64>>,
     allow_anonymous: Option<Spanned<bool>>,
     anonymous_hosts: Option<Spanned<Vec<Spanned<String>>>>,
     tls: Option<tls::RawTls>,
@@ -63,6 +64,9 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Log level or filter, used when `RUST_LOG` is unset.
     pub log_level: String,
+    /// Worker threads: 1 runs everything on one thread (the default, least CPU per request);
+    /// `None` (`threads = 0` in the file) means one per CPU core.
+    pub threads: Option<usize>,
     /// HTTPS, when configured.
     pub tls: Option<TlsSettings>,
     /// The admin listener (`/metrics`, `/healthz`), when configured.
@@ -196,6 +200,14 @@ impl ServerConfig {
             }
             None => "info".to_owned(),
         };
+        let threads = match &raw.threads {
+            Some(t) if *t.get_ref() > 1024 => {
+                return Err(at(t.span(), "threads", "must be between 0 (one per CPU core) and 1024".into()));
+            }
+            Some(t) if *t.get_ref() == 0 => None,
+            Some(t) => Some(*t.get_ref() as usize),
+            None => Some(1),
+        };
         let limits = raw.limits.validate(path, text)?;
         let mut clients: Vec<ClientEntry> = Vec::with_capacity(raw.clients.len());
         for (i, c) in raw.clients.iter().enumerate() {
@@ -273,6 +285,7 @@ impl ServerConfig {
             keepalive_interval,
             shutdown_grace,
             log_level,
+            threads,
             tls,
             admin,
             limits,
