@@ -159,7 +159,9 @@ async fn measure(bin: &FsPath, rathole: &FsPath, plan: &Plan) -> anyhow::Result<
         eprintln!("round {} of {} ...", round + 1, plan.rounds);
         for path in paths.iter().filter(|_| plan.runs("small")) {
             let cpu = path.start(&watched);
+            let machine = machine_ticks();
             let rate = load::small_requests(path.target, plan.connections, plan.duration).await?;
+            report.busy_small.entry(path.name).push(busy_since(machine));
             report.small.entry(path.name).push(rate);
             report.cpu_small.entry(path.name).push(path.cpu_since(cpu) * 1e6 / rate.count as f64);
             report.peak(path.name, "small requests", &watched);
@@ -231,6 +233,31 @@ fn cpu_seconds(pid: u32) -> f64 {
     // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name; 100 ticks a second
     // (USER_HZ, fixed at 100 on Linux).
     (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Busy and total CPU ticks of the whole machine (`/proc/stat`).
+fn machine_ticks() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let total: f64 = ticks.iter().sum();
+    // idle and iowait are the fourth and fifth.
+    let idle = ticks.get(3).copied().unwrap_or(0.0) + ticks.get(4).copied().unwrap_or(0.0);
+    (total - idle, total)
+}
+
+/// The share of the machine's CPU that was busy since `before`, in percent: under 100 means the
+/// path was limited by waiting (latency), not by CPU.
+fn busy_since(before: (f64, f64)) -> f64 {
+    let now = machine_ticks();
+    100.0 * (now.0 - before.0) / (now.1 - before.1).max(1.0)
 }
 
 /// The CPU model and core count, for the report's first line.
