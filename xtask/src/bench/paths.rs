@@ -137,10 +137,18 @@ pub async fn start_rathole(rathole: &Path, upstream: SocketAddr) -> anyhow::Resu
     Ok(Rathole { server, client, target, _dir: dir })
 }
 
-/// The rathole binary: `target/bench-tools/bin/rathole`, installed there with `cargo install` on
-/// first use (without `--locked`: its lockfile pins a `time` that no longer compiles).
+/// The rathole binary: `~/.cache/ggrok/bench-tools/bin/rathole` (`$XDG_CACHE_HOME` if set; else
+/// `target/bench-tools` when there is no home), installed there with `cargo install` on first use,
+/// so every clone and CI run shares one copy. Installed without `--locked`: its lockfile pins a
+/// `time` that no longer compiles.
 pub fn install_rathole(root: &Path) -> anyhow::Result<PathBuf> {
-    let tools = root.join("target/bench-tools");
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache")));
+    let tools = match cache {
+        Some(cache) => cache.join("ggrok/bench-tools"),
+        None => root.join("target/bench-tools"),
+    };
     let binary = tools.join("bin/rathole");
     let installed = Command::new(&binary)
         .arg("--version")
