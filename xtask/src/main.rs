@@ -4,7 +4,8 @@
 //!   any free one), a sample local service, and ggrokd with a tunnel `demo.localhost` to it; prints
 //!   the `curl` line that works and serves until Ctrl-C.
 //! - `test`: installs what the tests need (`.ci/setup`), runs every test (`cargo test
-//!   --workspace`) and the fuzz smoke run (`.ci/fuzz`).
+//!   --workspace`), the fuzz smoke run (`.ci/fuzz`) and the benchmark's smoke run.
+//! - `bench [OPTIONS]`: ggrok against direct and against rathole, side by side (docs/benchmarks.md).
 //! - `package [--profile PROFILE]`: builds the `ggrok` and `ggrok-server` packages as .deb and
 //!   .rpm from release binaries, and prints the four paths.
 
@@ -19,9 +20,12 @@ mod test;
 const USAGE: &str = "usage: cargo xtask TASK
 
   demo [PORT]                  a working tunnel on loopback: server, sample service, ggrokd (Ctrl-C stops)
-  bench [--smoke] [--seconds S] [--rounds R] [--connections N]
-                               small requests through ggrok against direct, side by side (release builds)
-  test                         every test: installs their tools (.ci/setup), cargo test --workspace, fuzz smoke
+  bench [--smoke] [--rounds R] [--seconds S] [--connections N] [--bulk-mib M]
+        [--only small|bulk|websocket|memory] [--compare DIR]
+                               ggrok against direct and rathole, side by side: small requests, 1 GiB each way,
+                               WebSocket round trips, memory (release builds; installs rathole; docs/benchmarks.md)
+  test                         every test: installs their tools (.ci/setup), cargo test --workspace, fuzz and
+                               benchmark smoke runs
   package [--profile PROFILE]  the ggrok and ggrok-server packages, .deb and .rpm (needs .ci/setup's tools)";
 
 fn main() -> anyhow::Result<()> {
