@@ -22,15 +22,17 @@ pub struct Ggrok {
 }
 
 /// Starts ggrok-server and a ggrokd holding `tunnels` tunnels to `upstream`: `t0.bench.test`,
-/// `t1.bench.test`, …; the target is the first. Returns when every tunnel is online.
+/// `t1.bench.test`, …; the target is the first. Returns when every tunnel is online. The server's
+/// `threads` is `$GGROK_BENCH_SERVER_THREADS`, else 1 (its default).
 pub fn start_ggrok(bin: &Path, upstream: SocketAddr, tunnels: usize) -> anyhow::Result<Ggrok> {
     let dir = tempfile::tempdir()?;
     let token = "bench-token-0123456789abcdef";
     let server_toml = dir.path().join("server.toml");
+    let threads = std::env::var("GGROK_BENCH_SERVER_THREADS").unwrap_or_else(|_| "1".into());
     std::fs::write(
         &server_toml,
         format!(
-            "listen = \"127.0.0.1:0\"\nlog_level = \"warn,ggrok_server=info\"\n\n\
+            "listen = \"127.0.0.1:0\"\nlog_level = \"warn,ggrok_server=info\"\nthreads = {threads}\n\n\
              [[client]]\nname = \"bench\"\ntoken = \"{token}\"\nhosts = [\"*.bench.test\"]\n"
         ),
     )?;
