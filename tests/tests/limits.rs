@@ -62,7 +62,9 @@ async fn slowloris_gets_408_and_oversized_heads_431() {
     let head = format!("GET / HTTP/1.1\r\nHost: api.test\r\nX-Big: {}\r\n\r\n", "a".repeat(20_000));
     let _ = big.write_all(head.as_bytes()).await;
     assert!(answer(&mut big).await.starts_with("HTTP/1.1 431"));
-    legit_works(&public).await;
+    // On a new connection: with header_read_timeout = 1 the server closes a keep-alive connection
+    // idle for a second, and the first one may be closing just as it is reused.
+    legit_works(&Public::new(cluster.addr())).await;
     cluster.server.process.wait_for(&["limit:", "408"]);
     cluster.server.process.wait_for(&["limit:", "431"]);
 }
