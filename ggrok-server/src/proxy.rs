@@ -2,7 +2,7 @@
 //! stream the answer back. Upgrades (WebSocket) cross as extended CONNECT and are then spliced.
 //! Every answer is counted in the metrics of the registry entry it was routed to.
 
-use crate::metrics::{self, CountedIo, HostMeter, Limit};
+use crate::metrics::{self, HostMeter, Limit, PublicTraffic};
 use crate::registry::Route;
 use crate::tunnel::Session;
 use crate::{Conn, State};
@@ -15,8 +15,6 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, hea
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::ext::Protocol;
-use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::OwnedSemaphorePermit;
@@ -194,7 +192,7 @@ async fn forward_upgrade(to: Routed<'_>, mut req: Request<Incoming>, protocol: S
     let (host, meter) = (to.host.to_owned(), to.meter.clone());
     to.state.public.spawn(async move {
         let _held = permit;
-        if let Err(e) = splice(public, tunnel, meter).await {
+        if let Err(e) = ggrok_proto::tally::splice(public, tunnel, PublicTraffic(meter), ()).await {
             debug!(%host, "upgraded connection ended: {e}");
         }
     });
@@ -208,15 +206,6 @@ async fn forward_upgrade(to: Routed<'_>, mut req: Request<Incoming>, protocol: S
         parts.headers.insert(header::UPGRADE, value);
     }
     to.respond(Response::from_parts(parts, body::empty()))
-}
-
-/// Waits for both sides of an upgrade, then copies bytes both ways until both directions end,
-/// counting the public side's traffic as it passes.
-async fn splice(public: OnUpgrade, tunnel: OnUpgrade, meter: Arc<HostMeter>) -> std::io::Result<()> {
-    let (public, tunnel) = tokio::try_join!(public, tunnel).map_err(std::io::Error::other)?;
-    let mut public = CountedIo::new(TokioIo::new(public), meter);
-    tokio::io::copy_bidirectional(&mut public, &mut TokioIo::new(tunnel)).await?;
-    Ok(())
 }
 
 /// A place among the session's streams in flight, or 503 when it has `max_streams_per_session`.

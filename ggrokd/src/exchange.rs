@@ -10,11 +10,11 @@ use crate::stats::{Outcome, TunnelStats};
 use bytes::Bytes;
 use ggrok_proto::ctl::MAX_LOGGED_PATH;
 use ggrok_proto::http::Body;
+use ggrok_proto::tally::BytesRead;
 use http::{HeaderMap, Method, Request, Response, Uri};
 use http_body_util::BodyExt;
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
 use std::io;
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -22,7 +22,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::task::{Context, Poll, ready};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// The header in which the server appends the public client's address.
 const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
@@ -102,12 +101,10 @@ impl Exchange {
     /// both directions end, counting them; the exchange is recorded when it returns.
     pub async fn splice(mut self, public: OnUpgrade, local: OnUpgrade) -> io::Result<()> {
         self.status = 101;
-        let (public, local) = tokio::try_join!(public, local).map_err(io::Error::other)?;
-        let mut public = Counted { io: TokioIo::new(public), read: 0 };
-        let mut local = Counted { io: TokioIo::new(local), read: 0 };
-        let result = tokio::io::copy_bidirectional(&mut public, &mut local).await;
-        (self.bytes_in, self.bytes_out) = (public.read, local.read);
-        result.map(drop)
+        let (mut from_public, mut from_local) = (BytesRead::default(), BytesRead::default());
+        let result = ggrok_proto::tally::splice(public, local, &mut from_public, &mut from_local).await;
+        (self.bytes_in, self.bytes_out) = (from_public.0, from_local.0);
+        result
     }
 }
 
@@ -216,51 +213,6 @@ impl<B: HttpBody<Data = Bytes> + Unpin> HttpBody for Metered<B> {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
-    }
-}
-
-/// One side of an upgraded connection, counting the bytes read from it.
-struct Counted<T> {
-    io: T,
-    read: u64,
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        ready!(Pin::new(&mut self.io).poll_read(cx, buf))?;
-        self.read += (buf.filled().len() - before) as u64;
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
     }
 }
 

@@ -1,13 +1,9 @@
-//! The body type of every message crossing the tunnel, plain-text error responses, and splicing
-//! of upgraded connections.
+//! The body type of every message crossing the tunnel, and plain-text error responses.
 
 use bytes::Bytes;
 use http::{Response, StatusCode, header};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
-use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
-use std::io;
 
 /// A streaming body: a request's, a response's, or a short text made here.
 pub type Body = BoxBody<Bytes, hyper::Error>;
@@ -49,12 +45,4 @@ impl Refusal {
     pub fn into_response(self) -> Response<Body> {
         text(self.status, self.message)
     }
-}
-
-/// Waits for both sides of an upgrade, then copies bytes both ways until both directions end.
-/// Returns the bytes copied from `a` to `b` and from `b` to `a`.
-pub async fn splice(a: OnUpgrade, b: OnUpgrade) -> io::Result<(u64, u64)> {
-    let (a, b) = tokio::try_join!(a, b).map_err(io::Error::other)?;
-    let (mut a, mut b) = (TokioIo::new(a), TokioIo::new(b));
-    tokio::io::copy_bidirectional(&mut a, &mut b).await
 }

@@ -24,6 +24,7 @@ pub mod logging;
 pub mod seconds;
 pub mod secret;
 pub mod signals;
+pub mod tally;
 pub mod wsio;
 
 use std::time::Duration;

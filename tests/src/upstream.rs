@@ -28,7 +28,8 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
-type Body = BoxBody<Bytes, Infallible>;
+/// The body of every answer the upstream gives.
+pub type Body = BoxBody<Bytes, Infallible>;
 
 /// Period of [`pattern`]: a prime, so shifted or reordered chunks never hash the same.
 const PATTERN_PERIOD: usize = 1_000_003;
@@ -241,7 +242,9 @@ async fn echo(req: Request<Incoming>) -> Response<Body> {
         .unwrap()
 }
 
-fn websocket(mut req: Request<Incoming>) -> Response<Body> {
+/// Answers a WebSocket handshake with 101 and echoes every text and binary message (400 when it
+/// is not a WebSocket request).
+pub fn websocket(mut req: Request<Incoming>) -> Response<Body> {
     let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY) else {
         return text(StatusCode::BAD_REQUEST, "not a websocket request");
     };

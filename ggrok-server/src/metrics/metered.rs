@@ -1,19 +1,18 @@
 //! Counting what crosses the public side without copying it: a response body wrapper that counts
-//! bytes sent and records the request's duration when the body ends, and an IO wrapper for
-//! upgraded connections.
+//! bytes sent and records the request's duration when the body ends, and the tally of upgraded
+//! connections.
 
 use super::HostMeter;
 use bytes::Bytes;
+use ggrok_proto::tally::Tally;
 use http::Response;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, SizeHint};
-use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Counts `resp` as an answered request of `meter`'s host, and wraps its body so the bytes sent
 /// are counted and the duration since `started` is recorded when the body ends.
@@ -89,59 +88,15 @@ impl<B> Drop for Metered<B> {
     }
 }
 
-/// The public side of an upgraded connection: bytes read from it are received, bytes written to
-/// it sent, counted as they pass.
-pub struct CountedIo<T> {
-    io: T,
-    meter: Arc<HostMeter>,
-}
+/// Counts the public side of an upgraded connection for its host: bytes read from it are
+/// received, bytes written to it sent (a [`Tally`] for [`ggrok_proto::tally::splice`]).
+pub struct PublicTraffic(pub Arc<HostMeter>);
 
-impl<T> CountedIo<T> {
-    /// Counts `io`'s traffic for `meter`'s host.
-    pub fn new(io: T, meter: Arc<HostMeter>) -> Self {
-        Self { io, meter }
+impl Tally for PublicTraffic {
+    fn read(&mut self, n: usize) {
+        self.0.received(n);
     }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for CountedIo<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        ready!(Pin::new(&mut self.io).poll_read(cx, buf))?;
-        self.meter.received(buf.filled().len() - before);
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for CountedIo<T> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let n = ready!(Pin::new(&mut self.io).poll_write(cx, buf))?;
-        self.meter.sent(n);
-        Poll::Ready(Ok(n))
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let n = ready!(Pin::new(&mut self.io).poll_write_vectored(cx, bufs))?;
-        self.meter.sent(n);
-        Poll::Ready(Ok(n))
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
+    fn written(&mut self, n: usize) {
+        self.0.sent(n);
     }
 }

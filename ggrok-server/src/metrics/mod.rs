@@ -16,7 +16,7 @@ mod histogram;
 mod metered;
 
 pub use histogram::{BUCKETS, DurationHistogram};
-pub use metered::{CountedIo, Metered, respond};
+pub use metered::{Metered, PublicTraffic, respond};
 
 use http::StatusCode;
 use prometheus_client::encoding::EncodeLabelSet;

@@ -1,5 +1,6 @@
 use super::*;
 use bytes::Bytes;
+use ggrok_proto::tally::Counted;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Body as _;
 use std::time::Instant;
@@ -129,7 +130,7 @@ async fn counted_io_counts_both_directions() {
     let m = Metrics::new();
     let meter = m.meter("ws.test");
     let (public, mut peer) = tokio::io::duplex(64);
-    let mut counted = CountedIo::new(public, meter.clone());
+    let mut counted = Counted::new(public, PublicTraffic(meter.clone()));
     peer.write_all(b"from the client").await.unwrap();
     let mut buf = [0u8; 15];
     counted.read_exact(&mut buf).await.unwrap();

@@ -3,13 +3,11 @@
 //!
 //! - `GET /bytes/N`: N bytes, sent as clones of one shared 256 KiB block (no copy per chunk);
 //! - `POST /sink`: reads the body, drops it, answers with the byte count;
-//! - `GET /ws`: a WebSocket echo;
+//! - `GET /ws`: a WebSocket echo (the tests' own, [`ggrok_tests::upstream::websocket`]);
 //! - anything else: 404.
 
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
 use http::{Request, Response, StatusCode, header};
-use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -18,11 +16,8 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 use tokio::net::TcpListener;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::Role;
 
-type Body = BoxBody<Bytes, Infallible>;
+use ggrok_tests::upstream::Body;
 
 /// Size of the block bulk bodies are cut from, and of each upload chunk.
 pub const BLOCK: usize = 256 * 1024;
@@ -54,7 +49,7 @@ pub async fn start() -> anyhow::Result<SocketAddr> {
 async fn handle(req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path();
     if path == "/ws" {
-        return websocket(req);
+        return ggrok_tests::upstream::websocket(req);
     }
     if path == "/sink" {
         let mut body = req.into_body();
@@ -89,30 +84,4 @@ async fn handle(req: Request<Incoming>) -> Response<Body> {
             resp
         }
     }
-}
-
-fn websocket(mut req: Request<Incoming>) -> Response<Body> {
-    let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY) else {
-        let mut resp = Response::new(Full::new(Bytes::from_static(b"not a websocket request")).boxed());
-        *resp.status_mut() = StatusCode::BAD_REQUEST;
-        return resp;
-    };
-    let accept = derive_accept_key(key.as_bytes());
-    let on_upgrade = hyper::upgrade::on(&mut req);
-    tokio::spawn(async move {
-        let Ok(upgraded) = on_upgrade.await else { return };
-        let mut ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
-        while let Some(Ok(msg)) = ws.next().await {
-            if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
-                break;
-            }
-        }
-    });
-    Response::builder()
-        .status(StatusCode::SWITCHING_PROTOCOLS)
-        .header(header::CONNECTION, "upgrade")
-        .header(header::UPGRADE, "websocket")
-        .header(header::SEC_WEBSOCKET_ACCEPT, accept)
-        .body(Full::new(Bytes::new()).boxed())
-        .expect("valid response")
 }
