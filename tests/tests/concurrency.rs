@@ -105,5 +105,10 @@ fn the_server_runs_on_one_thread_unless_threads_says_otherwise() {
     let single = Server::start_extra(&clients, "");
     assert_eq!(runtime_threads(single.process.pid()), 0, "default: one thread, the main one");
     let three = Server::start_extra(&clients, "threads = 3");
+    // Each worker names itself once it runs, which may be just after the server is ready.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while runtime_threads(three.process.pid()) < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert_eq!(runtime_threads(three.process.pid()), 3, "threads = 3: three workers");
 }
