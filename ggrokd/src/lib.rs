@@ -14,6 +14,7 @@ pub mod exchange;
 pub mod local;
 pub mod notify;
 pub mod persist;
+pub mod pool;
 pub mod reqlog;
 pub mod session;
 pub mod stats;

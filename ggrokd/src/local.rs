@@ -2,6 +2,7 @@
 //! connections, upgrades (WebSocket) over a fresh connection each, spliced to the tunnel stream.
 
 use crate::exchange::{Exchange, RequestBody};
+use crate::pool::{self, Pool};
 use crate::tunnels::Tunnel;
 use bytes::Bytes;
 use ggrok_proto::HEADER_DECLINED_STATUS;
@@ -10,35 +11,13 @@ use ggrok_proto::http::{self as body, Body};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
 use http_body_util::Empty;
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use std::time::Duration;
-use tokio::net::TcpStream;
+use hyper_util::rt::TokioIo;
 use tracing::debug;
 
-/// How long connecting to a local service may take before the request gets a 502.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The pooled HTTP/1.1 client toward local services.
-#[derive(Clone)]
+/// The client toward local services: keep-alive connections per local address.
+#[derive(Clone, Default)]
 pub struct LocalClient {
-    client: Client<HttpConnector, RequestBody>,
-}
-
-impl Default for LocalClient {
-    fn default() -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        let client = Client::builder(TokioExecutor::new())
-            // Shorter than common local keep-alive timeouts (Node's is 5 s), so a pooled
-            // connection is dropped here before the local service closes it under a request.
-            .pool_idle_timeout(Duration::from_secs(3))
-            .set_host(false)
-            .build(connector);
-        Self { client }
-    }
+    pool: Pool,
 }
 
 impl LocalClient {
@@ -55,8 +34,7 @@ impl LocalClient {
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         let local = &tunnel.spec.local.authority;
         let host = host_header(tunnel, &parts.uri, parts.headers.get(header::HOST));
-        parts.uri = match Uri::builder().scheme("http").authority(local.as_str()).path_and_query(path).build()
-        {
+        parts.uri = match Uri::builder().path_and_query(path).build() {
             Ok(uri) => uri,
             Err(e) => {
                 let refusal =
@@ -66,14 +44,14 @@ impl LocalClient {
         };
         prepare(&mut parts.headers, host);
         parts.version = Version::HTTP_11;
-        match self.client.request(Request::from_parts(parts, body)).await {
+        match self.pool.send(local, Request::from_parts(parts, body)).await {
             Ok(resp) => {
                 tunnel.record_ok();
                 let (mut parts, body) = resp.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
                 exchange.respond(Response::from_parts(parts, body))
             }
-            Err(e) => exchange.respond(unreachable_local(tunnel, &e)),
+            Err(e) => exchange.respond(unreachable_local(tunnel, &*e)),
         }
     }
 
@@ -89,15 +67,10 @@ impl LocalClient {
     ) -> Response<Body> {
         let tunnel_side = hyper::upgrade::on(&mut req);
         let local = &tunnel.spec.local.authority;
-        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(local.as_str())).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return exchange.respond(unreachable_local(tunnel, &e)),
-            Err(_) => {
-                let timed_out = std::io::Error::other("connect timed out");
-                return exchange.respond(unreachable_local(tunnel, &timed_out));
-            }
+        let stream = match pool::dial(local).await {
+            Ok(s) => s,
+            Err(e) => return exchange.respond(unreachable_local(tunnel, &*e)),
         };
-        let _ = stream.set_nodelay(true);
         let (mut sender, conn) =
             match hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await {
                 Ok(pair) => pair,

@@ -36,8 +36,7 @@ pub fn start_ggrok(bin: &Path, upstream: SocketAddr, tunnels: usize) -> anyhow::
              [[client]]\nname = \"bench\"\ntoken = \"{token}\"\nhosts = [\"*.bench.test\"]\n"
         ),
     )?;
-    let server =
-        Process::spawn_echo(&bin.join("ggrok-server"), &["--config", path(&server_toml)], &[], false);
+    let server = spawn(bin, "ggrok-server", &["--config", path(&server_toml)]);
     let addr = listening_address(&server.wait_for(&["listening on"])).context("server address")?;
     let mut daemon_toml = format!("server = \"ws://{addr}\"\ntoken = \"{token}\"\nlog_level = \"info\"\n");
     for i in 0..tunnels {

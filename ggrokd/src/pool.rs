@@ -1,0 +1,272 @@
+//! Keep-alive HTTP/1.1 connections to local services, each driven by the request holding it.
+//!
+//! hyper splits a client connection in two: a [`SendRequest`] handle and the [`Connection`] future
+//! that does the I/O. A general-purpose pool (hyper-util's) runs every `Connection` as a task of
+//! its own, hands each request to it over a channel, and spawns one more task per response to put
+//! the connection back once its body has been read. Here the request that holds a connection polls
+//! it itself: while it waits for the answer, then from the response body as the tunnel stream reads
+//! it. A request wakes only its own task; the connection goes back to the pool when the body ends.
+//!
+//! Idle connections are kept per local address, newest first, for [`IDLE_TIMEOUT`]: shorter than
+//! common keep-alive timeouts of local servers (Node's is 5 s), so a connection is dropped here
+//! before the service closes it under a request. One checked out is polled once first: one that
+//! the service closed meanwhile is seen and dropped. A request refused by a reused connection before
+//! any of it was written is retried once on a new one.
+
+use crate::exchange::RequestBody;
+use bytes::Bytes;
+use http::{Request, Response};
+use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::{self, Connection, SendRequest};
+use hyper_util::rt::TokioIo;
+use std::collections::HashMap;
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+use tracing::debug;
+
+/// How long an idle connection is kept.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long connecting to a local service may take before the request gets a 502.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// At most this many idle connections are kept per local address; more are closed.
+const MAX_IDLE_PER_ADDRESS: usize = 256;
+
+/// Why a request did not reach the local service, or got no answer from it.
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// Idle connections by local address (`host:port`).
+#[derive(Clone)]
+pub struct Pool {
+    shared: Arc<Mutex<Shared>>,
+    idle_timeout: Duration,
+}
+
+#[derive(Default)]
+struct Shared {
+    idle: HashMap<Box<str>, Vec<Idle>>,
+    /// A task is closing expired idle connections.
+    reaping: bool,
+}
+
+struct Idle {
+    conn: Conn,
+    since: Instant,
+}
+
+/// One connection: the handle requests are sent on, and its I/O until the connection ends.
+struct Conn {
+    sender: SendRequest<RequestBody>,
+    io: Option<Connection<TokioIo<TcpStream>, RequestBody>>,
+}
+
+impl Default for Pool {
+    fn default() -> Self {
+        Self::with_idle_timeout(IDLE_TIMEOUT)
+    }
+}
+
+impl Pool {
+    pub fn with_idle_timeout(idle_timeout: Duration) -> Self {
+        Self { shared: Arc::default(), idle_timeout }
+    }
+
+    /// Sends `req` (its URI in origin form) to `address` on an idle connection, or a new one, and
+    /// returns the answer; its body holds the connection until it ends.
+    pub async fn send(&self, address: &str, mut req: Request<RequestBody>) -> Result<Response<Pooled>, Error> {
+        loop {
+            let (mut conn, reused) = match self.checkout(address) {
+                Some(conn) => (conn, true),
+                None => (connect(address).await?, false),
+            };
+            match conn.send(req).await {
+                Ok(resp) => {
+                    let lease = Lease { conn, address: address.into(), pool: self.clone() };
+                    return Ok(resp.map(|body| Pooled { body, lease: Some(lease) }));
+                }
+                Err(mut e) => match e.take_message() {
+                    // Nothing was written: the reused connection had closed. Once more, on a new one.
+                    Some(again) if reused => {
+                        debug!(address, "pooled connection closed before the request; retrying");
+                        req = again;
+                    }
+                    _ => return Err(e.into_error().into()),
+                },
+            }
+        }
+    }
+
+    /// Idle connections to `address` (for tests and status).
+    pub fn idle(&self, address: &str) -> usize {
+        self.shared.lock().expect("pool lock").idle.get(address).map_or(0, Vec::len)
+    }
+
+    /// The newest idle connection to `address` that is still open and ready for a request.
+    fn checkout(&self, address: &str) -> Option<Conn> {
+        loop {
+            let mut idle = {
+                let mut shared = self.shared.lock().expect("pool lock");
+                let list = shared.idle.get_mut(address)?;
+                expire(list, self.idle_timeout);
+                list.pop()?
+            };
+            if idle.conn.ready_now() {
+                return Some(idle.conn);
+            }
+        }
+    }
+
+    fn checkin(&self, address: Box<str>, conn: Conn) {
+        let mut shared = self.shared.lock().expect("pool lock");
+        let list = shared.idle.entry(address).or_default();
+        if list.len() >= MAX_IDLE_PER_ADDRESS {
+            return;
+        }
+        list.push(Idle { conn, since: Instant::now() });
+        if !shared.reaping
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            shared.reaping = true;
+            runtime.spawn(self.clone().reap());
+        }
+    }
+
+    /// Closes expired idle connections every `idle_timeout` until none are left.
+    async fn reap(self) {
+        loop {
+            tokio::time::sleep(self.idle_timeout).await;
+            let mut shared = self.shared.lock().expect("pool lock");
+            shared.idle.retain(|_, list| {
+                expire(list, self.idle_timeout);
+                !list.is_empty()
+            });
+            if shared.idle.is_empty() {
+                shared.reaping = false;
+                return;
+            }
+        }
+    }
+}
+
+/// Drops the connections idle longer than `timeout` (the oldest are first).
+fn expire(list: &mut Vec<Idle>, timeout: Duration) {
+    let fresh = list.iter().position(|idle| idle.since.elapsed() < timeout).unwrap_or(list.len());
+    list.drain(..fresh);
+}
+
+/// A new TCP connection to a local service, within [`CONNECT_TIMEOUT`], with Nagle off.
+pub async fn dial(address: &str) -> Result<TcpStream, Error> {
+    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address)).await {
+        Ok(stream) => stream?,
+        Err(_) => return Err("connect timed out".into()),
+    };
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+async fn connect(address: &str) -> Result<Conn, Error> {
+    let (sender, io) = http1::handshake(TokioIo::new(dial(address).await?)).await?;
+    Ok(Conn { sender, io: Some(io) })
+}
+
+/// Does a connection's pending I/O; once it has ended, nothing.
+fn drive(io: &mut Option<Connection<TokioIo<TcpStream>, RequestBody>>, cx: &mut Context<'_>) {
+    if let Some(conn) = io
+        && let Poll::Ready(result) = Pin::new(conn).poll(cx)
+    {
+        if let Err(e) = result {
+            debug!("local connection: {e}");
+        }
+        *io = None;
+    }
+}
+
+impl Conn {
+
+    /// Whether a request can be sent right now: an idle connection, still open.
+    fn ready_now(&mut self) -> bool {
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        drive(&mut self.io, &mut cx);
+        self.io.is_some() && matches!(self.sender.poll_ready(&mut cx), Poll::Ready(Ok(())))
+    }
+
+    async fn send(
+        &mut self,
+        req: Request<RequestBody>,
+    ) -> Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<RequestBody>>> {
+        let Conn { sender, io } = self;
+        let mut answer = std::pin::pin!(sender.try_send_request(req));
+        poll_fn(|cx| {
+            drive(io, cx);
+            answer.as_mut().poll(cx)
+        })
+        .await
+    }
+}
+
+/// A connection in use by one response.
+struct Lease {
+    conn: Conn,
+    address: Box<str>,
+    pool: Pool,
+}
+
+/// The body of a local service's answer. Reading it drives the connection; when it ends, the
+/// connection goes back to the pool.
+pub struct Pooled {
+    body: Incoming,
+    lease: Option<Lease>,
+}
+
+impl Pooled {
+    fn release(&mut self) {
+        if let Some(Lease { conn, address, pool }) = self.lease.take()
+            && conn.io.is_some()
+        {
+            pool.checkin(address, conn);
+        }
+    }
+}
+
+impl HttpBody for Pooled {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        if let Some(lease) = &mut self.lease {
+            drive(&mut lease.conn.io, cx);
+        }
+        let frame = ready!(Pin::new(&mut self.body).poll_frame(cx));
+        match &frame {
+            Some(Err(_)) => self.lease = None,
+            None => self.release(),
+            Some(Ok(_)) if self.body.is_end_stream() => self.release(),
+            Some(Ok(_)) => {}
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for Pooled {
+    /// A body that was complete without being read (HEAD, 204, 304) still gives its connection back.
+    fn drop(&mut self) {
+        if self.body.is_end_stream() {
+            self.release();
+        }
+    }
+}
