@@ -76,7 +76,11 @@ impl Pool {
 
     /// Sends `req` (its URI in origin form) to `address` on an idle connection, or a new one, and
     /// returns the answer; its body holds the connection until it ends.
-    pub async fn send(&self, address: &str, mut req: Request<RequestBody>) -> Result<Response<Pooled>, Error> {
+    pub async fn send(
+        &self,
+        address: &str,
+        mut req: Request<RequestBody>,
+    ) -> Result<Response<Pooled>, Error> {
         loop {
             let (mut conn, reused) = match self.checkout(address) {
                 Some(conn) => (conn, true),
@@ -185,7 +189,6 @@ fn drive(io: &mut Option<Connection<TokioIo<TcpStream>, RequestBody>>, cx: &mut 
 }
 
 impl Conn {
-
     /// Whether a request can be sent right now: an idle connection, still open.
     fn ready_now(&mut self) -> bool {
         let waker = std::task::Waker::noop();
@@ -240,10 +243,17 @@ impl HttpBody for Pooled {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        if let Some(lease) = &mut self.lease {
-            drive(&mut lease.conn.io, cx);
-        }
-        let frame = ready!(Pin::new(&mut self.body).poll_frame(cx));
+        // The body first: the connection reads the next chunk only once the body wants one.
+        let frame = match Pin::new(&mut self.body).poll_frame(cx) {
+            Poll::Ready(frame) => frame,
+            Poll::Pending => match &mut self.lease {
+                Some(lease) => {
+                    drive(&mut lease.conn.io, cx);
+                    ready!(Pin::new(&mut self.body).poll_frame(cx))
+                }
+                None => return Poll::Pending,
+            },
+        };
         match &frame {
             Some(Err(_)) => self.lease = None,
             None => self.release(),

@@ -190,6 +190,17 @@ impl Report {
         target("upload ggrok/rathole", self.upload.ratio("ggrok", "rathole", |v| v), ">=", 1.5);
         cpu("tunnel CPU s per GB downloaded", &self.cpu_download, 2);
         cpu("tunnel CPU s per GB uploaded", &self.cpu_upload, 2);
+        if paths.contains(&"baseline") {
+            for (what, rates, cpu) in
+                [("download", &self.download, &self.cpu_download), ("upload", &self.upload, &self.cpu_upload)]
+            {
+                println!(
+                    "  {what} ggrok/baseline: {}; tunnel CPU per GB ggrok/baseline: {}",
+                    rates.ratio("ggrok", "baseline", |v| v).show(3),
+                    cpu.ratio("ggrok", "baseline", |v| v).show(3)
+                );
+            }
+        }
 
         println!("\n{:<9} {:>26} {:>26}", "path", "WebSocket p50 µs", "WebSocket p99 µs");
         for &path in &paths {
