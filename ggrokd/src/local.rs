@@ -17,7 +17,7 @@ use tracing::debug;
 /// The client toward local services: keep-alive connections per local address.
 #[derive(Clone, Default)]
 pub struct LocalClient {
-    pool: Pool,
+    pool: Pool<RequestBody>,
 }
 
 impl LocalClient {

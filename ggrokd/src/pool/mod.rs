@@ -13,7 +13,6 @@
 //! the service closed meanwhile is seen and dropped. A request refused by a reused connection before
 //! any of it was written is retried once on a new one.
 
-use crate::exchange::RequestBody;
 use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
@@ -38,49 +37,54 @@ const MAX_IDLE_PER_ADDRESS: usize = 256;
 /// Why a request did not reach the local service, or got no answer from it.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
-/// Idle connections by local address (`host:port`).
-#[derive(Clone)]
-pub struct Pool {
-    shared: Arc<Mutex<Shared>>,
+/// What a request body must be to be sent on a pooled connection.
+pub trait RequestBody: HttpBody<Data = Bytes, Error: Into<Error>> + Send + Unpin + 'static {}
+impl<B: HttpBody<Data = Bytes, Error: Into<Error>> + Send + Unpin + 'static> RequestBody for B {}
+
+/// Idle connections by local address (`host:port`), for requests with bodies of type `B`.
+pub struct Pool<B: RequestBody> {
+    shared: Arc<Mutex<Shared<B>>>,
     idle_timeout: Duration,
 }
 
-#[derive(Default)]
-struct Shared {
-    idle: HashMap<Box<str>, Vec<Idle>>,
+struct Shared<B: RequestBody> {
+    idle: HashMap<Box<str>, Vec<Idle<B>>>,
     /// A task is closing expired idle connections.
     reaping: bool,
 }
 
-struct Idle {
-    conn: Conn,
+struct Idle<B: RequestBody> {
+    conn: Conn<B>,
     since: Instant,
 }
 
 /// One connection: the handle requests are sent on, and its I/O until the connection ends.
-struct Conn {
-    sender: SendRequest<RequestBody>,
-    io: Option<Connection<TokioIo<TcpStream>, RequestBody>>,
+struct Conn<B: RequestBody> {
+    sender: SendRequest<B>,
+    io: Option<Connection<TokioIo<TcpStream>, B>>,
 }
 
-impl Default for Pool {
+impl<B: RequestBody> Clone for Pool<B> {
+    fn clone(&self) -> Self {
+        Self { shared: self.shared.clone(), idle_timeout: self.idle_timeout }
+    }
+}
+
+impl<B: RequestBody> Default for Pool<B> {
     fn default() -> Self {
         Self::with_idle_timeout(IDLE_TIMEOUT)
     }
 }
 
-impl Pool {
+impl<B: RequestBody> Pool<B> {
     pub fn with_idle_timeout(idle_timeout: Duration) -> Self {
-        Self { shared: Arc::default(), idle_timeout }
+        let shared = Shared { idle: HashMap::new(), reaping: false };
+        Self { shared: Arc::new(Mutex::new(shared)), idle_timeout }
     }
 
     /// Sends `req` (its URI in origin form) to `address` on an idle connection, or a new one, and
     /// returns the answer; its body holds the connection until it ends.
-    pub async fn send(
-        &self,
-        address: &str,
-        mut req: Request<RequestBody>,
-    ) -> Result<Response<Pooled>, Error> {
+    pub async fn send(&self, address: &str, mut req: Request<B>) -> Result<Response<Pooled<B>>, Error> {
         loop {
             let (mut conn, reused) = match self.checkout(address) {
                 Some(conn) => (conn, true),
@@ -109,7 +113,7 @@ impl Pool {
     }
 
     /// The newest idle connection to `address` that is still open and ready for a request.
-    fn checkout(&self, address: &str) -> Option<Conn> {
+    fn checkout(&self, address: &str) -> Option<Conn<B>> {
         loop {
             let mut idle = {
                 let mut shared = self.shared.lock().expect("pool lock");
@@ -123,7 +127,7 @@ impl Pool {
         }
     }
 
-    fn checkin(&self, address: Box<str>, conn: Conn) {
+    fn checkin(&self, address: Box<str>, conn: Conn<B>) {
         let mut shared = self.shared.lock().expect("pool lock");
         let list = shared.idle.entry(address).or_default();
         if list.len() >= MAX_IDLE_PER_ADDRESS {
@@ -156,7 +160,7 @@ impl Pool {
 }
 
 /// Drops the connections idle longer than `timeout` (the oldest are first).
-fn expire(list: &mut Vec<Idle>, timeout: Duration) {
+fn expire<B: RequestBody>(list: &mut Vec<Idle<B>>, timeout: Duration) {
     let fresh = list.iter().position(|idle| idle.since.elapsed() < timeout).unwrap_or(list.len());
     list.drain(..fresh);
 }
@@ -171,13 +175,13 @@ pub async fn dial(address: &str) -> Result<TcpStream, Error> {
     Ok(stream)
 }
 
-async fn connect(address: &str) -> Result<Conn, Error> {
+async fn connect<B: RequestBody>(address: &str) -> Result<Conn<B>, Error> {
     let (sender, io) = http1::handshake(TokioIo::new(dial(address).await?)).await?;
     Ok(Conn { sender, io: Some(io) })
 }
 
 /// Does a connection's pending I/O; once it has ended, nothing.
-fn drive(io: &mut Option<Connection<TokioIo<TcpStream>, RequestBody>>, cx: &mut Context<'_>) {
+fn drive<B: RequestBody>(io: &mut Option<Connection<TokioIo<TcpStream>, B>>, cx: &mut Context<'_>) {
     if let Some(conn) = io
         && let Poll::Ready(result) = Pin::new(conn).poll(cx)
     {
@@ -188,7 +192,7 @@ fn drive(io: &mut Option<Connection<TokioIo<TcpStream>, RequestBody>>, cx: &mut 
     }
 }
 
-impl Conn {
+impl<B: RequestBody> Conn<B> {
     /// Whether a request can be sent right now: an idle connection, still open.
     fn ready_now(&mut self) -> bool {
         let waker = std::task::Waker::noop();
@@ -199,8 +203,8 @@ impl Conn {
 
     async fn send(
         &mut self,
-        req: Request<RequestBody>,
-    ) -> Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<RequestBody>>> {
+        req: Request<B>,
+    ) -> Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<B>>> {
         let Conn { sender, io } = self;
         let mut answer = std::pin::pin!(sender.try_send_request(req));
         poll_fn(|cx| {
@@ -212,20 +216,20 @@ impl Conn {
 }
 
 /// A connection in use by one response.
-struct Lease {
-    conn: Conn,
+struct Lease<B: RequestBody> {
+    conn: Conn<B>,
     address: Box<str>,
-    pool: Pool,
+    pool: Pool<B>,
 }
 
 /// The body of a local service's answer. Reading it drives the connection; when it ends, the
 /// connection goes back to the pool.
-pub struct Pooled {
+pub struct Pooled<B: RequestBody> {
     body: Incoming,
-    lease: Option<Lease>,
+    lease: Option<Lease<B>>,
 }
 
-impl Pooled {
+impl<B: RequestBody> Pooled<B> {
     fn release(&mut self) {
         if let Some(Lease { conn, address, pool }) = self.lease.take()
             && conn.io.is_some()
@@ -235,7 +239,7 @@ impl Pooled {
     }
 }
 
-impl HttpBody for Pooled {
+impl<B: RequestBody> HttpBody for Pooled<B> {
     type Data = Bytes;
     type Error = hyper::Error;
 
@@ -272,7 +276,7 @@ impl HttpBody for Pooled {
     }
 }
 
-impl Drop for Pooled {
+impl<B: RequestBody> Drop for Pooled<B> {
     /// A body that was complete without being read (HEAD, 204, 304) still gives its connection back.
     fn drop(&mut self) {
         if self.body.is_end_stream() {
@@ -280,3 +284,6 @@ impl Drop for Pooled {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
