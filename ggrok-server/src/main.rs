@@ -5,6 +5,7 @@ use ggrok_server::config::ServerConfig;
 use tokio_util::sync::CancellationToken;
 
 fn main() -> std::process::ExitCode {
+    ggrok_proto::malloc::keep_large_buffers();
     let cli = Cli::parse();
     let port = std::env::var("PORT").ok();
     let config = match ServerConfig::load(&cli.config, port.as_deref()) {

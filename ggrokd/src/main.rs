@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
+    ggrok_proto::malloc::keep_large_buffers();
     let cli = Cli::parse();
     let path = cli.config.unwrap_or_else(default_path);
     let config = match DaemonConfig::load(&path) {
