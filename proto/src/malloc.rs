@@ -13,7 +13,7 @@
 /// Blocks up to this size come from the heap: above the largest message the tunnel carries.
 pub const MMAP_THRESHOLD: usize = 4 << 20;
 /// Free memory at the top of the heap is returned to the kernel only beyond this.
-pub const TRIM_THRESHOLD: usize = 16 << 20;
+pub const TRIM_THRESHOLD: usize = 4 << 20;
 
 /// Applies [`MMAP_THRESHOLD`] and [`TRIM_THRESHOLD`]; call first thing in `main`, before any
 /// other thread exists. Does nothing where the C library is not glibc.
