@@ -35,11 +35,20 @@ pub struct Rate {
 
 /// `connections` keep-alive connections each sending `GET /bytes/100` back to back for `duration`.
 pub async fn small_requests(target: &Target, connections: usize, duration: Duration) -> anyhow::Result<Rate> {
+    small_requests_spread(std::slice::from_ref(target), connections, duration).await
+}
+
+/// [`small_requests`] with the connections spread evenly over `targets`, one rate for them all.
+pub async fn small_requests_spread(
+    targets: &[Target],
+    connections: usize,
+    duration: Duration,
+) -> anyhow::Result<Rate> {
     let deadline = Instant::now() + duration;
     let started = Instant::now();
     let tasks: Vec<_> = (0..connections)
-        .map(|_| {
-            let target = target.clone();
+        .map(|i| {
+            let target = targets[i % targets.len()].clone();
             tokio::spawn(async move { one_connection(&target, deadline).await })
         })
         .collect();

@@ -22,8 +22,8 @@ use std::path::Path as FsPath;
 use std::process::Command;
 use std::time::Duration;
 
-const USAGE: &str =
-    "usage: cargo xtask bench [--smoke] [--rounds R] [--seconds S] [--connections N] [--bulk-mib M]";
+const USAGE: &str = "usage: cargo xtask bench [--smoke] [--rounds R] [--seconds S] [--connections N] \
+     [--bulk-mib M] [--only small|bulk|websocket|memory] [--compare DIR] [--two-tunnels]";
 
 /// Settings of one run.
 pub struct Plan {
@@ -41,6 +41,10 @@ pub struct Plan {
     /// A directory with another build of ggrok-server and ggrokd, measured as the path
     /// `baseline` beside this one (the cost of a change, side by side).
     pub compare: Option<std::path::PathBuf>,
+    /// Also measure small requests over two independent ggrok-server/ggrokd pairs, the
+    /// connections split between them (the path `ggrok×2`): a model of a design with one
+    /// server thread and one ggrokd thread per tunnel connection.
+    pub two_tunnels: bool,
 }
 
 impl Plan {
@@ -57,6 +61,7 @@ impl Plan {
             hosts_each: 10,
             only: None,
             compare: None,
+            two_tunnels: false,
         }
     }
 
@@ -74,6 +79,7 @@ impl Plan {
             hosts_each: 3,
             only: None,
             compare: None,
+            two_tunnels: true,
         }
     }
 
@@ -87,6 +93,7 @@ impl Plan {
             };
             match arg.as_str() {
                 "--smoke" => {}
+                "--two-tunnels" => plan.two_tunnels = true,
                 "--rounds" => plan.rounds = value()?.max(1) as usize,
                 "--seconds" => plan.duration = Duration::from_secs(value()?.max(1)),
                 "--connections" => plan.connections = value()?.max(1) as usize,
@@ -142,13 +149,25 @@ async fn measure(bin: &FsPath, rathole: &FsPath, plan: &Plan) -> anyhow::Result<
         Some(dir) => Some(paths::start_ggrok(dir, upstream, plan.tunnels)?),
         None => None,
     };
+    let second = match plan.two_tunnels && plan.runs("small") {
+        true => Some(paths::start_ggrok(bin, upstream, plan.tunnels)?),
+        false => None,
+    };
+    let both = second.as_ref().map(|second| [ggrok.target.clone(), second.target.clone()]);
+    fn path<'a>(name: &'static str, targets: &'a [Target], processes: Vec<&'a Process>) -> Path<'a> {
+        Path { name, targets, processes }
+    }
     let mut paths = vec![
-        Path { name: "direct", target: &direct, processes: vec![] },
-        Path { name: "ggrok", target: &ggrok.target, processes: vec![&ggrok.server, &ggrok.daemon] },
-        Path { name: "rathole", target: &rathole.target, processes: vec![&rathole.server, &rathole.client] },
+        path("direct", std::slice::from_ref(&direct), vec![]),
+        path("ggrok", std::slice::from_ref(&ggrok.target), vec![&ggrok.server, &ggrok.daemon]),
+        path("rathole", std::slice::from_ref(&rathole.target), vec![&rathole.server, &rathole.client]),
     ];
     if let Some(b) = &baseline {
-        paths.push(Path { name: "baseline", target: &b.target, processes: vec![&b.server, &b.daemon] });
+        paths.push(path("baseline", std::slice::from_ref(&b.target), vec![&b.server, &b.daemon]));
+    }
+    if let (Some(second), Some(both)) = (&second, &both) {
+        let processes = vec![&ggrok.server, &ggrok.daemon, &second.server, &second.daemon];
+        paths.push(path("ggrok×2", both, processes));
     }
     let mut report = Report::new(plan);
     report.idle = (ggrok.server.rss_kib(), ggrok.daemon.rss_kib());
@@ -160,28 +179,28 @@ async fn measure(bin: &FsPath, rathole: &FsPath, plan: &Plan) -> anyhow::Result<
         for path in paths.iter().filter(|_| plan.runs("small")) {
             let cpu = path.start(&watched);
             let machine = machine_ticks();
-            let rate = load::small_requests(path.target, plan.connections, plan.duration).await?;
+            let rate = load::small_requests_spread(path.targets, plan.connections, plan.duration).await?;
             report.busy_small.entry(path.name).push(busy_since(machine));
             report.small.entry(path.name).push(rate);
             report.cpu_small.entry(path.name).push(path.cpu_since(cpu) * 1e6 / rate.count as f64);
             report.peak(path.name, "small requests", &watched);
         }
-        for path in paths.iter().filter(|_| plan.runs("bulk")) {
+        for path in paths.iter().filter(|p| plan.runs("bulk") && p.targets.len() == 1) {
             let cpu = path.start(&watched);
-            let rate = load::download(path.target, plan.bulk_bytes).await?;
+            let rate = load::download(&path.targets[0], plan.bulk_bytes).await?;
             report.download.entry(path.name).push(rate);
             report.cpu_download.entry(path.name).push(path.cpu_since(cpu) / bulk_gb);
             report.peak(path.name, "download", &watched);
         }
-        for path in paths.iter().filter(|_| plan.runs("bulk")) {
+        for path in paths.iter().filter(|p| plan.runs("bulk") && p.targets.len() == 1) {
             let cpu = path.start(&watched);
-            let rate = load::upload(path.target, plan.bulk_bytes).await?;
+            let rate = load::upload(&path.targets[0], plan.bulk_bytes).await?;
             report.upload.entry(path.name).push(rate);
             report.cpu_upload.entry(path.name).push(path.cpu_since(cpu) / bulk_gb);
             report.peak(path.name, "upload", &watched);
         }
-        for path in paths.iter().filter(|_| plan.runs("websocket")) {
-            let (p50, p99) = load::websocket_round_trips(path.target, plan.ws_messages).await?;
+        for path in paths.iter().filter(|p| plan.runs("websocket") && p.targets.len() == 1) {
+            let (p50, p99) = load::websocket_round_trips(&path.targets[0], plan.ws_messages).await?;
             report.websocket.entry(path.name).push((p50, p99));
         }
         report.after.push((ggrok.server.rss_kib(), ggrok.daemon.rss_kib()));
@@ -189,6 +208,9 @@ async fn measure(bin: &FsPath, rathole: &FsPath, plan: &Plan) -> anyhow::Result<
     drop(paths);
     report.rathole = [rathole_idle, (rathole.server.peak_rss_kib(), rathole.client.peak_rss_kib())];
     ggrok.stop();
+    if let Some(second) = second {
+        second.stop();
+    }
     drop((rathole, baseline));
     if plan.runs("memory") {
         eprintln!("{} ggrokd sessions with {} hosts each ...", plan.sessions, plan.hosts_each);
@@ -201,7 +223,8 @@ async fn measure(bin: &FsPath, rathole: &FsPath, plan: &Plan) -> anyhow::Result<
 /// One way to the local service, and the tunnel processes on it.
 struct Path<'a> {
     name: &'static str,
-    target: &'a Target,
+    /// Where the load goes; connections are spread over several.
+    targets: &'a [Target],
     processes: Vec<&'a Process>,
 }
 

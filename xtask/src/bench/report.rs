@@ -147,9 +147,12 @@ impl Report {
     pub fn print(&self, machine: &str) {
         println!("\nggrok benchmark on {machine}, loopback");
         println!("{}\n", self.header);
-        let paths: Vec<&str> = ["direct", "ggrok", "rathole", "baseline"]
+        let optional = ["baseline", "ggrok×2"];
+        let paths: Vec<&str> = ["direct", "ggrok", "rathole", "baseline", "ggrok×2"]
             .into_iter()
-            .filter(|p| *p != "baseline" || !self.small.get(p).is_empty() || !self.download.get(p).is_empty())
+            .filter(|p| {
+                !optional.contains(p) || !self.small.get(p).is_empty() || !self.download.get(p).is_empty()
+            })
             .collect();
         println!("{:<9} {:>26} {:>22} {:>22}", "path", "requests/s", "p50 ms", "p99 ms");
         for &path in &paths {
@@ -168,6 +171,14 @@ impl Report {
         let busy: Vec<String> =
             paths.iter().map(|p| format!("{p} {}", self.busy_small.series(p, |v| v).show(0))).collect();
         println!("  machine CPU busy % (under 100: waiting, not CPU, set the pace): {}", busy.join(", "));
+        if paths.contains(&"ggrok×2") {
+            println!(
+                "  ggrok×2 (two server/ggrokd pairs, a model of one thread per tunnel connection): \
+                 requests/s ×2/rathole {}, p99 ×2/rathole {}",
+                self.small.ratio("ggrok×2", "rathole", rate).show(2),
+                self.small.ratio("ggrok×2", "rathole", |r| ms(r.p99)).show(2)
+            );
+        }
         if paths.contains(&"baseline") {
             println!("  requests/s ggrok/baseline: {}", self.small.ratio("ggrok", "baseline", rate).show(3));
             println!(
