@@ -7,7 +7,7 @@ use crate::registry::Route;
 use crate::tunnel::Session;
 use crate::{Conn, State};
 use ggrok_proto::HEADER_DECLINED_STATUS;
-use ggrok_proto::headers::{error_chain, strip_hop_by_hop, upgrade_protocol};
+use ggrok_proto::headers::{detach_values, error_chain, strip_hop_by_hop, upgrade_protocol};
 use ggrok_proto::host::normalize_host;
 use ggrok_proto::http::{self as body, Body, Refusal};
 use http::request::Parts;
@@ -273,6 +273,7 @@ fn prepare(parts: &mut Parts, conn: Conn, raw_host: &str) -> Result<(), Refusal>
     let proto = if conn.secure { "https" } else { "http" };
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     headers.insert(X_FORWARDED_HOST, value(raw_host)?);
+    detach_values(headers);
     Ok(())
 }
 

@@ -6,7 +6,7 @@ use crate::pool::{self, Pool};
 use crate::tunnels::Tunnel;
 use bytes::Bytes;
 use ggrok_proto::HEADER_DECLINED_STATUS;
-use ggrok_proto::headers::{error_chain, strip_hop_by_hop};
+use ggrok_proto::headers::{detach_values, error_chain, strip_hop_by_hop};
 use ggrok_proto::http::{self as body, Body};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
 use http_body_util::Empty;
@@ -49,6 +49,7 @@ impl LocalClient {
                 tunnel.record_ok();
                 let (mut parts, body) = resp.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
+                detach_values(&mut parts.headers);
                 exchange.respond(Response::from_parts(parts, body))
             }
             Err(e) => exchange.respond(unreachable_local(tunnel, &*e)),
@@ -104,6 +105,7 @@ impl LocalClient {
         if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
             let (mut parts, body) = resp.into_parts();
             strip_hop_by_hop(&mut parts.headers);
+            detach_values(&mut parts.headers);
             // The public client gets the local service's status, whatever crosses the tunnel.
             exchange.set_status(parts.status.as_u16());
             if parts.status.is_success() {
@@ -121,6 +123,7 @@ impl LocalClient {
         });
         let (mut parts, _) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers);
+        detach_values(&mut parts.headers);
         parts.headers.remove(header::CONTENT_LENGTH);
         parts.status = StatusCode::OK;
         Response::from_parts(parts, body::empty())
