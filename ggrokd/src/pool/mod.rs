@@ -11,7 +11,7 @@
 //! common keep-alive timeouts of local servers (Node's is 5 s), so a connection is dropped here
 //! before the service closes it under a request. One checked out is polled once first: one that
 //! the service closed meanwhile is seen and dropped. A request refused by a reused connection before
-//! any of it was written is retried once on a new one.
+//! any of it was written is sent again on the next connection.
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -96,7 +96,7 @@ impl<B: RequestBody> Pool<B> {
                     return Ok(resp.map(|body| Pooled { body, lease: Some(lease) }));
                 }
                 Err(mut e) => match e.take_message() {
-                    // Nothing was written: the reused connection had closed. Once more, on a new one.
+                    // Nothing was written: the reused connection had closed. Again, on the next one.
                     Some(again) if reused => {
                         debug!(address, "pooled connection closed before the request; retrying");
                         req = again;
@@ -107,7 +107,7 @@ impl<B: RequestBody> Pool<B> {
         }
     }
 
-    /// Idle connections to `address` (for tests and status).
+    /// How many idle connections to `address` the pool holds.
     pub fn idle(&self, address: &str) -> usize {
         self.shared.lock().expect("pool lock").idle.get(address).map_or(0, Vec::len)
     }
