@@ -78,7 +78,7 @@ impl Exchange {
     pub fn meter_request(&mut self, req: Request<Incoming>) -> Request<RequestBody> {
         let counter = (!req.body().is_end_stream()).then(|| Arc::new(AtomicU64::new(0)));
         self.body_in = counter.clone();
-        req.map(|inner| RequestBody { inner, counter })
+        req.map(|inner| CountedBody { inner, count: counter })
     }
 
     /// The status to record instead of the response's (an upgrade answer carried in a header).
@@ -94,7 +94,7 @@ impl Exchange {
         if self.status == 0 {
             self.status = resp.status().as_u16();
         }
-        resp.map(|inner| Metered { inner, exchange: self }.boxed())
+        resp.map(|inner| CountedBody { inner, count: self }.boxed())
     }
 
     /// Copies bytes both ways between the two sides of an upgraded connection (status 101) until
@@ -152,45 +152,37 @@ fn client_address(headers: &HeaderMap) -> Option<IpAddr> {
     value.rsplit(',').next()?.trim().parse().ok()
 }
 
-/// A request body on its way to the local service, its bytes counted.
-pub struct RequestBody {
-    inner: Incoming,
-    counter: Option<Arc<AtomicU64>>,
+/// What counts the data bytes of a [`CountedBody`].
+pub trait Count {
+    fn add(&mut self, bytes: usize);
 }
 
-impl HttpBody for RequestBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
-        if let (Some(Ok(frame)), Some(counter)) = (&frame, &self.counter)
-            && let Some(data) = frame.data_ref()
-        {
-            counter.fetch_add(data.len() as u64, Relaxed);
+/// A request body's counter, shared with its exchange; none for a body known to be empty.
+impl Count for Option<Arc<AtomicU64>> {
+    fn add(&mut self, bytes: usize) {
+        if let Some(counter) = self {
+            counter.fetch_add(bytes as u64, Relaxed);
         }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
 
-/// A response body carrying its exchange; counts what passes and records it when dropped.
-struct Metered<B> {
+/// A response body carries its exchange, recorded when the body is dropped.
+impl Count for Exchange {
+    fn add(&mut self, bytes: usize) {
+        self.bytes_out += bytes as u64;
+    }
+}
+
+/// A body whose data bytes are counted as they pass; nothing is copied.
+pub struct CountedBody<B, C> {
     inner: B,
-    exchange: Exchange,
+    count: C,
 }
 
-impl<B: HttpBody<Data = Bytes> + Unpin> HttpBody for Metered<B> {
+/// A request body on its way to the local service, its bytes counted for its exchange.
+pub type RequestBody = CountedBody<Incoming, Option<Arc<AtomicU64>>>;
+
+impl<B: HttpBody<Data = Bytes> + Unpin, C: Count + Unpin> HttpBody for CountedBody<B, C> {
     type Data = Bytes;
     type Error = B::Error;
 
@@ -202,7 +194,7 @@ impl<B: HttpBody<Data = Bytes> + Unpin> HttpBody for Metered<B> {
         if let Some(Ok(frame)) = &frame
             && let Some(data) = frame.data_ref()
         {
-            self.exchange.bytes_out += data.len() as u64;
+            self.count.add(data.len());
         }
         Poll::Ready(frame)
     }

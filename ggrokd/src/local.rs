@@ -48,8 +48,7 @@ impl LocalClient {
             Ok(resp) => {
                 tunnel.record_ok();
                 let (mut parts, body) = resp.into_parts();
-                strip_hop_by_hop(&mut parts.headers);
-                detach_values(&mut parts.headers);
+                for_tunnel(&mut parts.headers);
                 exchange.respond(Response::from_parts(parts, body))
             }
             Err(e) => exchange.respond(unreachable_local(tunnel, &*e)),
@@ -104,8 +103,7 @@ impl LocalClient {
         tunnel.record_ok();
         if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
             let (mut parts, body) = resp.into_parts();
-            strip_hop_by_hop(&mut parts.headers);
-            detach_values(&mut parts.headers);
+            for_tunnel(&mut parts.headers);
             // The public client gets the local service's status, whatever crosses the tunnel.
             exchange.set_status(parts.status.as_u16());
             if parts.status.is_success() {
@@ -122,8 +120,7 @@ impl LocalClient {
             }
         });
         let (mut parts, _) = resp.into_parts();
-        strip_hop_by_hop(&mut parts.headers);
-        detach_values(&mut parts.headers);
+        for_tunnel(&mut parts.headers);
         parts.headers.remove(header::CONTENT_LENGTH);
         parts.status = StatusCode::OK;
         Response::from_parts(parts, body::empty())
@@ -137,6 +134,13 @@ fn host_header(tunnel: &Tunnel, uri: &Uri, existing: Option<&HeaderValue>) -> Op
         return HeaderValue::from_str(&tunnel.spec.local.authority).ok();
     }
     existing.cloned().or_else(|| uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()))
+}
+
+/// The headers of a local answer, made ready to cross the tunnel: no hop-by-hop headers, and
+/// values that share no buffer with the local connection (see [`detach_values`]).
+fn for_tunnel(headers: &mut http::HeaderMap) {
+    strip_hop_by_hop(headers);
+    detach_values(headers);
 }
 
 fn prepare(headers: &mut http::HeaderMap, host: Option<HeaderValue>) {
