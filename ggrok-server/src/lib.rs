@@ -86,6 +86,13 @@ impl State {
     fn next_anonymous_id(&self) -> u64 {
         self.next_anonymous.fetch_add(1, Ordering::Relaxed) + 1
     }
+
+    /// The tunnel protocol versions this server accepts: normally every version this build
+    /// speaks; `GGROK_PROTOCOL_MAX` lowers the newest, so tests can play an older server.
+    pub fn protocol_versions(&self) -> std::ops::RangeInclusive<u32> {
+        let newest = ggrok_proto::version::newest_from_env();
+        *ggrok_proto::version::SUPPORTED.start()..=newest
+    }
 }
 
 /// Serves `listener` (plain HTTP) and, when the config has `[tls]`, an HTTPS listener it binds

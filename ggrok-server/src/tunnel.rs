@@ -8,10 +8,12 @@ use crate::metrics::{Limit, Rejection};
 use crate::registry::{Claim, Owner, Refused};
 use anyhow::{Context, bail};
 use futures_util::{SinkExt, StreamExt};
-use ggrok_proto::control::{ClientMessage, ControlError, ServerCodec, ServerMessage};
+use ggrok_proto::control::{ClientMessage, ControlError, ServerCodec, ServerMessage, TunnelKey};
 use ggrok_proto::host::HostPattern;
 use ggrok_proto::http::{self as body, Body};
-use ggrok_proto::{CONTROL_AUTHORITY, CONTROL_PROTOCOL, HEADER_PROTOCOL, PROTOCOL_VERSION, tuning};
+use ggrok_proto::{
+    CONTROL_AUTHORITY, CONTROL_PROTOCOL, HEADER_PROTOCOL, HEADER_PROTOCOL_MAX, tuning, version,
+};
 use http::{Method, Request, Response, StatusCode, Version, header};
 use hyper::body::Incoming;
 use hyper::client::conn::http2::{self, SendRequest};
@@ -34,6 +36,8 @@ pub struct Session {
     pub id: u64,
     /// The `[[client]]` name it authenticated as.
     pub client: String,
+    /// The protocol version agreed on.
+    pub protocol: u32,
     /// Opens streams to the daemon.
     pub sender: SendRequest<Body>,
     /// Places for requests in flight (`max_streams_per_session`).
@@ -64,17 +68,17 @@ pub fn accept(state: &Arc<State>, peer: SocketAddr, mut req: Request<Incoming>) 
             "ggrok: this is the tunnel endpoint; it expects a WebSocket upgrade from ggrokd",
         );
     };
-    let version = headers.get(HEADER_PROTOCOL).and_then(|v| v.to_str().ok()).unwrap_or("none");
-    if version != PROTOCOL_VERSION.to_string() {
-        warn!(%peer, version, "tunnel client refused: unsupported protocol version");
-        state.metrics.rejected(Rejection::BadVersion);
-        return body::text(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "ggrok: protocol version {version} is not supported; this server speaks {PROTOCOL_VERSION}: upgrade ggrokd"
-            ),
-        );
-    }
+    let header = |name| headers.get(name).and_then(|v: &http::HeaderValue| v.to_str().ok());
+    let agreed = version::client_range(header(HEADER_PROTOCOL), header(HEADER_PROTOCOL_MAX))
+        .and_then(|client| version::agree(client, state.protocol_versions()));
+    let protocol = match agreed {
+        Ok(v) => v,
+        Err(e) => {
+            warn!(%peer, "tunnel client refused: {e}");
+            state.metrics.rejected(Rejection::BadVersion);
+            return body::text(StatusCode::BAD_REQUEST, format!("ggrok: {e}"));
+        }
+    };
     let token = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer);
     let client = match (token, &state.config.anonymous_hosts) {
         (Some(t), _) => authenticate(&state.config.clients, t).cloned(),
@@ -106,7 +110,7 @@ pub fn accept(state: &Arc<State>, peer: SocketAddr, mut req: Request<Incoming>) 
                     Some(ggrok_proto::wsio::config()),
                 )
                 .await;
-                serve(state2, client, peer, ws).await;
+                serve(state2, client, peer, protocol, ws).await;
             }
             Err(e) => debug!(%peer, "tunnel upgrade failed: {e}"),
         }
@@ -116,6 +120,7 @@ pub fn accept(state: &Arc<State>, peer: SocketAddr, mut req: Request<Incoming>) 
         .header(header::CONNECTION, "upgrade")
         .header(header::UPGRADE, "websocket")
         .header(header::SEC_WEBSOCKET_ACCEPT, accept_key)
+        .header(HEADER_PROTOCOL, protocol)
         .body(body::empty())
         .expect("static response parts are valid")
 }
@@ -124,6 +129,7 @@ async fn serve(
     state: Arc<State>,
     client: ClientEntry,
     peer: SocketAddr,
+    protocol: u32,
     ws: WebSocketStream<TokioIo<Upgraded>>,
 ) {
     let id = state.next_session_id();
@@ -144,7 +150,7 @@ async fn serve(
         }
     };
     let streams = Arc::new(tokio::sync::Semaphore::new(state.config.limits.max_streams_per_session));
-    let session = Arc::new(Session { id, client: client.name.clone(), sender, streams });
+    let session = Arc::new(Session { id, client: client.name.clone(), protocol, sender, streams });
     info!(session = id, client = %client.name, %peer, "tunnel client connected");
     let _connected = state.metrics.session_connected();
     forget_unclaimed_later(&state, &client.name, id);
@@ -256,15 +262,22 @@ async fn run_control(
     session: &Arc<Session>,
     control: &mut Framed<TokioIo<Upgraded>, ServerCodec>,
 ) -> String {
-    let hello =
-        ServerMessage::Hello { version: PROTOCOL_VERSION, client: client.name.clone(), session: session.id };
+    let v2 = session.protocol >= 2;
+    let hello = ServerMessage::Hello {
+        version: session.protocol,
+        client: client.name.clone(),
+        session: session.id,
+        worker: v2.then_some(0),
+        workers: v2.then_some(1),
+        replica: None,
+    };
     if let Err(e) = control.send(hello).await {
         return format!("control stream: {e}");
     }
     // The daemon must greet within the handshake timeout: a silent control stream would otherwise
     // hold a session (and its slot) forever.
     match tokio::time::timeout(state.config.limits.handshake_timeout, control.next()).await {
-        Ok(Some(Ok(ClientMessage::Hello { version, agent }))) => {
+        Ok(Some(Ok(ClientMessage::Hello { version, agent, .. }))) => {
             info!(session = session.id, agent, version, "daemon identified");
         }
         Ok(Some(Ok(other))) => return format!("the daemon sent {other:?} before its greeting"),
@@ -298,6 +311,27 @@ async fn run_control(
                 ServerMessage::Error { message: "greeted twice".to_owned() }
             }
             Some(Ok(ClientMessage::Register { host })) => register(state, client, session, host),
+            Some(Ok(ClientMessage::Claim { tunnel: TunnelKey::Http { host }, .. })) => {
+                match register(state, client, session, host) {
+                    ServerMessage::Registered { host } => {
+                        ServerMessage::Claimed { tunnel: TunnelKey::Http { host } }
+                    }
+                    ServerMessage::Refused { host, reason } => {
+                        ServerMessage::ClaimRefused { tunnel: TunnelKey::Http { host }, reason }
+                    }
+                    other => other,
+                }
+            }
+            Some(Ok(ClientMessage::Release { tunnel: TunnelKey::Http { host } })) => {
+                let key = HostPattern::parse(&host).map(|p| p.to_string()).unwrap_or(host.clone());
+                if state.registry.release(&key, session.id) {
+                    info!(session = session.id, host = %key, "host unregistered");
+                }
+                ServerMessage::Released { tunnel: TunnelKey::Http { host } }
+            }
+            Some(Ok(ClientMessage::Unknown)) => {
+                ServerMessage::Error { message: "unknown control message type; ignored".to_owned() }
+            }
             Some(Ok(ClientMessage::Unregister { host })) => {
                 let key = HostPattern::parse(&host).map(|p| p.to_string()).unwrap_or(host.clone());
                 if state.registry.release(&key, session.id) {

@@ -3,7 +3,7 @@
 #![forbid(unsafe_code)]
 
 use clap::{CommandFactory, Parser};
-use ggrok_proto::ctl::{Command, Reply};
+use ggrok_proto::ctl::{Command, HostHeader, Reply};
 use ggrokctl::cli::{Cli, Sub};
 use ggrokctl::{client, exit, logs, output};
 use std::process::ExitCode;
@@ -16,7 +16,7 @@ fn main() -> ExitCode {
         Sub::Add { host, local, rewrite_host, no_save } => Command::Add {
             host,
             local,
-            host_header: rewrite_host.then(|| "rewrite".to_owned()),
+            host_header: rewrite_host.then_some(HostHeader::Rewrite),
             save: !no_save,
         },
         Sub::Remove { host, no_save } => Command::Remove { host, save: !no_save },

@@ -1,6 +1,6 @@
 //! Text output for people: sentences and aligned tables.
 
-use ggrok_proto::ctl::{Reply, StatusInfo, TimedError, TunnelInfo};
+use ggrok_proto::ctl::{LinkState, Reply, StatusInfo, TimedError, TunnelInfo};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Prints a reply: errors on stderr, everything else on stdout.
@@ -46,7 +46,7 @@ pub fn tunnel_table(tunnels: &[TunnelInfo], now: f64) -> String {
     let header = ["HOST", "LOCAL", "STATE", "REQUESTS", "4XX", "5XX", "ACTIVE", "LAST ERROR"];
     let mut rows = vec![header.map(String::from).to_vec()];
     for t in tunnels {
-        let mut state = t.state.clone();
+        let mut state = t.state.as_str().to_owned();
         if let Some(reason) = &t.reason {
             state = format!("{state}: {reason}");
         }
@@ -136,8 +136,8 @@ pub fn millis(ms: f64) -> String {
 
 /// The `status` text.
 pub fn status_text(s: &StatusInfo, now: f64) -> String {
-    let mut connection = format!("{} for {}", s.connection, duration(now - s.since as f64));
-    if s.connection != "connected" {
+    let mut connection = format!("{} for {}", s.connection.as_str(), duration(now - s.since as f64));
+    if s.connection != LinkState::Connected {
         if s.attempt > 0 {
             connection.push_str(&format!(", attempt {}", s.attempt));
         }
@@ -172,8 +172,8 @@ mod tests {
         TunnelInfo {
             host: host.into(),
             local: "localhost:8080".into(),
-            host_header: "keep".into(),
-            state: state.into(),
+            host_header: ggrok_proto::ctl::HostHeader::Keep,
+            state: serde_json::from_value(serde_json::Value::String(state.into())).unwrap(),
             reason: None,
             requests: 12,
             errors: 0,
@@ -221,11 +221,12 @@ mod tests {
             uptime_secs: 60,
             config: "ggrokd.toml".into(),
             server: "ws://t:80/$$ggrok".into(),
-            connection: "connected".into(),
+            connection: LinkState::Connected,
             since: 0,
             attempt: 0,
             last_error: None,
             next_retry: None,
+            connections: Vec::new(),
             tunnels_online: 1,
             tunnels_total: 1,
             tunnels: vec![tunnel("api.test", "online")],

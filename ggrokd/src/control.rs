@@ -4,14 +4,13 @@
 use crate::daemon::Daemon;
 use crate::tunnels::TunnelState;
 use futures_util::{SinkExt, StreamExt};
-use ggrok_proto::PROTOCOL_VERSION;
 use ggrok_proto::control::{ClientCodec, ClientMessage, ServerMessage};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::codec::Framed;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// Why [`run`] ends when the daemon itself closed the stream (shutdown).
 pub const DETACHED: &str = "closed by the daemon";
@@ -36,9 +35,9 @@ async fn converse(
     generation: &mut Option<u64>,
 ) -> String {
     match control.next().await {
-        Some(Ok(ServerMessage::Hello { version, client, session })) => {
-            if version != PROTOCOL_VERSION {
-                warn!(version, "server speaks protocol version {version}, this daemon {PROTOCOL_VERSION}");
+        Some(Ok(ServerMessage::Hello { version, client, session, .. })) => {
+            if version != 1 {
+                warn!(version, "server greeted with protocol version {version}, this daemon asked for 1");
             }
             info!(client, session, "authenticated with the server");
         }
@@ -47,8 +46,10 @@ async fn converse(
         None => return "control stream closed before the greeting".into(),
     }
     let hello = ClientMessage::Hello {
-        version: PROTOCOL_VERSION,
+        version: 1,
         agent: concat!("ggrokd/", env!("CARGO_PKG_VERSION")).into(),
+        daemon: None,
+        connection: None,
     };
     if let Err(e) = control.send(hello).await {
         return e.to_string();
@@ -99,6 +100,7 @@ async fn converse(
             ServerMessage::Unregistered { host } => info!(host, "tunnel released on the server"),
             ServerMessage::Error { message } => warn!("server reported a control error: {message}"),
             ServerMessage::Hello { .. } => warn!("server greeted twice; ignored"),
+            other => debug!("control message ignored: {other:?}"),
         }
     }
 }

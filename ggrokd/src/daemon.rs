@@ -24,16 +24,7 @@ pub struct Endpoint {
     pub ca_file: Option<PathBuf>,
 }
 
-/// The link to the server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LinkState {
-    /// Dialling or handshaking.
-    Connecting,
-    /// Up.
-    Connected,
-    /// Down, waiting to retry.
-    Disconnected,
-}
+pub use ggrok_proto::ctl::LinkState;
 
 #[derive(Debug)]
 struct Link {
@@ -180,12 +171,7 @@ impl Daemon {
             uptime_secs: self.started.elapsed().as_secs(),
             config: self.config_path.display().to_string(),
             server: self.endpoint().server.url,
-            connection: match link.state {
-                LinkState::Connecting => "connecting",
-                LinkState::Connected => "connected",
-                LinkState::Disconnected => "disconnected",
-            }
-            .into(),
+            connection: link.state,
             since: link.since,
             attempt: link.attempt,
             last_error: link.last_error.clone(),
@@ -193,6 +179,7 @@ impl Daemon {
             tunnels_online: tunnels.iter().filter(|t| t.state() == TunnelState::Online).count(),
             tunnels_total: tunnels.len(),
             tunnels: Vec::new(),
+            connections: Vec::new(),
         }
     }
 

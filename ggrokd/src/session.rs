@@ -7,7 +7,7 @@ use crate::exchange::Exchange;
 use anyhow::{Context, anyhow};
 use ggrok_proto::host::normalize_host;
 use ggrok_proto::http::{self as body, Body, Refusal};
-use ggrok_proto::{CONTROL_AUTHORITY, CONTROL_PROTOCOL, HEADER_PROTOCOL, PROTOCOL_VERSION, tuning};
+use ggrok_proto::{CONTROL_AUTHORITY, CONTROL_PROTOCOL, HEADER_PROTOCOL, tuning};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use hyper::ext::Protocol;
@@ -63,7 +63,7 @@ pub async fn connect(daemon: &Daemon) -> anyhow::Result<WebSocketStream<ServerSt
             .map_err(|_| anyhow!("the token contains characters not allowed in an HTTP header"))?;
         request.headers_mut().insert(header::AUTHORIZATION, bearer);
     }
-    request.headers_mut().insert(HEADER_PROTOCOL, HeaderValue::from(PROTOCOL_VERSION));
+    request.headers_mut().insert(HEADER_PROTOCOL, HeaderValue::from(ggrok_proto::PROTOCOL_MIN));
     let config = ggrok_proto::wsio::config();
     let dial = async {
         let tcp = TcpStream::connect(&endpoint.server.authority)

@@ -3,7 +3,7 @@
 
 use crate::config::TunnelSpec;
 use crate::stats::TunnelStats;
-use ggrok_proto::ctl::{TimedError, TunnelInfo};
+use ggrok_proto::ctl::{HostHeader, TimedError, TunnelInfo, TunnelStatus};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
@@ -88,16 +88,16 @@ impl Tunnel {
         let latency = stats.latency.percentiles();
         let ms = |micros: u32| f64::from(micros) / 1e3;
         let (state, reason) = match self.state() {
-            TunnelState::Connecting => ("connecting", None),
-            TunnelState::Online if !self.last_ok.load(Ordering::Relaxed) => ("error", None),
-            TunnelState::Online => ("online", None),
-            TunnelState::Refused(reason) => ("refused", Some(reason)),
+            TunnelState::Connecting => (TunnelStatus::Connecting, None),
+            TunnelState::Online if !self.last_ok.load(Ordering::Relaxed) => (TunnelStatus::Error, None),
+            TunnelState::Online => (TunnelStatus::Online, None),
+            TunnelState::Refused(reason) => (TunnelStatus::Refused, Some(reason)),
         };
         TunnelInfo {
             host: self.spec.host.to_string(),
             local: self.spec.local.to_string(),
-            host_header: if self.spec.rewrite_host { "rewrite" } else { "keep" }.into(),
-            state: state.into(),
+            host_header: if self.spec.rewrite_host { HostHeader::Rewrite } else { HostHeader::Keep },
+            state,
             reason,
             requests: load(&stats.requests),
             errors: load(&stats.errors),
@@ -236,15 +236,15 @@ mod tests {
     fn info_reports_state_counters_and_errors() {
         let t = Tunnels::default();
         let tunnel = t.insert(spec("a.test", "1"), false).unwrap();
-        assert_eq!(tunnel.info().state, "connecting");
+        assert_eq!(tunnel.info().state, TunnelStatus::Connecting);
         tunnel.set_state(TunnelState::Online);
         tunnel.stats.started();
         tunnel.record_error("connection refused".into());
         let info = tunnel.info();
-        assert_eq!((info.state.as_str(), info.requests, info.errors, info.saved), ("error", 1, 1, false));
+        assert_eq!((info.state, info.requests, info.errors, info.saved), (TunnelStatus::Error, 1, 1, false));
         assert_eq!(info.last_error.unwrap().message, "connection refused");
         tunnel.record_ok();
-        assert_eq!(tunnel.info().state, "online");
+        assert_eq!(tunnel.info().state, TunnelStatus::Online);
         tunnel.set_state(TunnelState::Refused("held".into()));
         assert_eq!(tunnel.info().reason.as_deref(), Some("held"));
     }

@@ -2,8 +2,12 @@
 //! the server opens right after the HTTP/2 handshake. It carries length-prefixed JSON messages:
 //! [`ServerMessage`] from the server, [`ClientMessage`] from ggrokd.
 //!
-//! Sequence: the server sends `Hello`; ggrokd answers `Hello`, then one `Register` per tunnel; the
-//! server answers each with `Registered` or `Refused`. `Register`/`Unregister` may follow at any time.
+//! Sequence: the server sends `Hello`; ggrokd answers `Hello`, then one claim per tunnel; the
+//! server answers each with its acceptance or refusal. Claims and releases may follow at any time.
+//! Version 1 (see [`crate::PROTOCOL_VERSION`]) claims hosts with `Register`/`Unregister`, answered
+//! by `Registered`/`Refused`/`Unregistered`; version 2 claims typed tunnels with `Claim`/`Release`,
+//! answered by `Claimed`/`ClaimRefused`/`Released`, and adds `Displaced`. Each side sends the
+//! other only what the agreed version knows.
 
 use bytes::{Bytes, BytesMut};
 use serde::de::DeserializeOwned;
@@ -16,64 +20,153 @@ use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
 /// Largest control message either side sends or accepts, in bytes of JSON.
 pub const MAX_CONTROL_MESSAGE: usize = 64 * 1024;
 
-/// Messages from ggrok-server to ggrokd.
+/// What a claim is for. New kinds of tunnel are new variants (and a new protocol version: a
+/// daemon sends only the kinds its server's version knows).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TunnelKey {
+    /// Public HTTP(S) requests for a host or `*.` pattern.
+    Http {
+        /// The host or pattern.
+        host: String,
+    },
+}
+
+impl std::fmt::Display for TunnelKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TunnelKey::Http { host } => f.write_str(host),
+        }
+    }
+}
+
+/// Messages from ggrok-server to ggrokd. Unknown fields are ignored and unknown message types read
+/// as [`ServerMessage::Unknown`], so a newer server can add to them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage {
-    /// First message: the server's protocol version and the `[[client]]` name the token matched.
+    /// First message: the protocol version in use and the `[[client]]` name the token matched.
     Hello {
-        /// [`crate::PROTOCOL_VERSION`] of the server.
+        /// The protocol version agreed on in the handshake.
         version: u32,
         /// Name of the client entry this session authenticated as.
         client: String,
         /// Server's identifier of this session, for logs on both sides.
         session: u64,
+        /// Version 2: the server worker (thread) this connection landed on, from 0.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        worker: Option<u32>,
+        /// Version 2: how many workers the server runs (`connections = "auto"` follows it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        workers: Option<u32>,
+        /// Version 2: the name of this server replica (`[cluster] replica`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        replica: Option<String>,
     },
-    /// A host claim was accepted: public requests for it now reach this session.
+    /// Version 1: a host claim was accepted: public requests for it now reach this daemon.
     Registered {
         /// The host or pattern, as claimed.
         host: String,
     },
-    /// A host claim was refused; other hosts of the session are unaffected.
+    /// Version 1: a host claim was refused; other hosts of the session are unaffected.
     Refused {
         /// The host or pattern, as claimed.
         host: String,
         /// Why, in words meant for the person running ggrokd.
         reason: String,
     },
-    /// A host was released after `Unregister`.
+    /// Version 1: a host was released after `Unregister`.
     Unregistered {
         /// The host or pattern released.
         host: String,
+    },
+    /// Version 2: a claim was accepted: public traffic for it now reaches this daemon, over any
+    /// of its connections.
+    Claimed {
+        /// The tunnel, as claimed.
+        tunnel: TunnelKey,
+    },
+    /// Version 2: a claim was refused; the daemon's other tunnels are unaffected.
+    ClaimRefused {
+        /// The tunnel, as claimed.
+        tunnel: TunnelKey,
+        /// Why, in words meant for the person running ggrokd.
+        reason: String,
+    },
+    /// Version 2: a tunnel was released after `Release`.
+    Released {
+        /// The tunnel released.
+        tunnel: TunnelKey,
+    },
+    /// Version 2: another ggrokd of the same client took this tunnel over; this daemon no longer
+    /// serves it and should not claim it back on its own (that would make the two flap).
+    Displaced {
+        /// The tunnel lost.
+        tunnel: TunnelKey,
+        /// Who took it, in words meant for the person running ggrokd.
+        reason: String,
     },
     /// A message the server could not act on (malformed, unknown). The stream stays open.
     Error {
         /// What went wrong.
         message: String,
     },
+    /// A message type this build does not know (from a newer server): ignored.
+    #[serde(other)]
+    Unknown,
 }
 
-/// Messages from ggrokd to ggrok-server.
+/// Messages from ggrokd to ggrok-server. Unknown fields are ignored and unknown message types read
+/// as [`ClientMessage::Unknown`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMessage {
     /// First message: ggrokd's protocol version and its name and version, for the server's logs.
     Hello {
-        /// [`crate::PROTOCOL_VERSION`] of ggrokd.
+        /// The protocol version agreed on in the handshake.
         version: u32,
         /// For example `ggrokd/0.1.0`.
         agent: String,
+        /// Version 2: the daemon's identity, kept in its state directory: all connections with the
+        /// same id serve the daemon's tunnels together.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        daemon: Option<String>,
+        /// Version 2: which of the daemon's connections this is, from 0.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        connection: Option<u32>,
     },
-    /// Claim a host or pattern (`api.example.com`, `*.example.com`) for this session.
+    /// Version 1: claim a host or pattern (`api.example.com`, `*.example.com`) for this session.
     Register {
         /// The host or pattern.
         host: String,
     },
-    /// Release a host claimed before.
+    /// Version 1: release a host claimed before.
     Unregister {
         /// The host or pattern.
         host: String,
     },
+    /// Version 2: claim a tunnel for this daemon (all of its connections serve it).
+    Claim {
+        /// What is claimed.
+        tunnel: TunnelKey,
+        /// Whether to take the tunnel from another live ggrokd of the same client. ggrokd sets it
+        /// for tunnels it was told to serve (start, reload, add), not for a tunnel it lost to
+        /// another daemon ([`ServerMessage::Displaced`]).
+        #[serde(default = "yes")]
+        takeover: bool,
+    },
+    /// Version 2: release a tunnel claimed before.
+    Release {
+        /// What is released.
+        tunnel: TunnelKey,
+    },
+    /// A message type this build does not know (from a newer daemon): answered with an error.
+    #[serde(other)]
+    Unknown,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Why a control message could not be read or written.
@@ -148,9 +241,16 @@ mod tests {
         let mut client = FramedWrite::new(a, ClientCodec::default());
         let server = FramedRead::new(b, ServerCodec::default());
         let sent = vec![
-            ClientMessage::Hello { version: 1, agent: "ggrokd/test".into() },
+            ClientMessage::Hello {
+                version: 2,
+                agent: "ggrokd/test".into(),
+                daemon: Some("d1".into()),
+                connection: Some(1),
+            },
             ClientMessage::Register { host: "*.example.com".into() },
             ClientMessage::Unregister { host: "api.example.com".into() },
+            ClientMessage::Claim { tunnel: TunnelKey::Http { host: "a.test".into() }, takeover: false },
+            ClientMessage::Release { tunnel: TunnelKey::Http { host: "a.test".into() } },
         ];
         for m in &sent {
             client.send(m.clone()).await.unwrap();
@@ -169,7 +269,56 @@ mod tests {
         );
         let hello: ServerMessage =
             serde_json::from_str(r#"{"type":"hello","version":1,"client":"alice","session":7}"#).unwrap();
-        assert_eq!(hello, ServerMessage::Hello { version: 1, client: "alice".into(), session: 7 });
+        let v1 = ServerMessage::Hello {
+            version: 1,
+            client: "alice".into(),
+            session: 7,
+            worker: None,
+            workers: None,
+            replica: None,
+        };
+        assert_eq!(hello, v1);
+        // What a version-1 daemon (which rejects unknown fields) reads: no version-2 fields.
+        assert_eq!(
+            serde_json::to_string(&v1).unwrap(),
+            r#"{"type":"hello","version":1,"client":"alice","session":7}"#
+        );
+        let claimed = ServerMessage::Claimed { tunnel: TunnelKey::Http { host: "a.com".into() } };
+        assert_eq!(
+            serde_json::to_string(&claimed).unwrap(),
+            r#"{"type":"claimed","tunnel":{"kind":"http","host":"a.com"}}"#
+        );
+    }
+
+    #[test]
+    fn a_version_one_hello_reads_as_version_two_without_its_fields() {
+        let hello: ClientMessage =
+            serde_json::from_str(r#"{"type":"hello","version":1,"agent":"ggrokd/0.1.0"}"#).unwrap();
+        assert_eq!(
+            hello,
+            ClientMessage::Hello { version: 1, agent: "ggrokd/0.1.0".into(), daemon: None, connection: None }
+        );
+        let claim: ClientMessage =
+            serde_json::from_str(r#"{"type":"claim","tunnel":{"kind":"http","host":"a.com"}}"#).unwrap();
+        assert_eq!(
+            claim,
+            ClientMessage::Claim { tunnel: TunnelKey::Http { host: "a.com".into() }, takeover: true }
+        );
+    }
+
+    #[test]
+    fn unknown_fields_and_message_types_are_tolerated() {
+        let mut codec = ServerCodec::default();
+        let extra = br#"{"type":"register","host":"a.com","from_the_future":1}"#;
+        assert_eq!(
+            codec.decode(&mut frame(extra)).unwrap(),
+            Some(ClientMessage::Register { host: "a.com".into() })
+        );
+        let unknown = br#"{"type":"launch_missiles","at":"dawn"}"#;
+        assert_eq!(codec.decode(&mut frame(unknown)).unwrap(), Some(ClientMessage::Unknown));
+        let mut client = ClientCodec::default();
+        let news = br#"{"type":"news","text":"hi"}"#;
+        assert_eq!(client.decode(&mut frame(news)).unwrap(), Some(ServerMessage::Unknown));
     }
 
     fn frame(json: &[u8]) -> BytesMut {
@@ -180,14 +329,12 @@ mod tests {
     }
 
     #[test]
-    fn malformed_and_unknown_messages_are_errors() {
+    fn malformed_messages_are_errors() {
         let mut codec = ServerCodec::default();
-        for bad in [&b"{not json"[..], br#"{"type":"launch_missiles"}"#, br#"{"type":"register"}"#] {
+        for bad in [&b"{not json"[..], br#"{"type":"register"}"#, br#"{"host":"a.com"}"#] {
             let err = codec.decode(&mut frame(bad)).unwrap_err();
             assert!(matches!(err, ControlError::Malformed(_)), "{err}");
         }
-        let extra = br#"{"type":"register","host":"a.com","evil":1}"#;
-        assert!(codec.decode(&mut frame(extra)).is_err());
     }
 
     #[test]

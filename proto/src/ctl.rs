@@ -40,7 +40,7 @@ pub enum Command {
         local: String,
         /// `keep` (default) or `rewrite`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        host_header: Option<String>,
+        host_header: Option<HostHeader>,
         /// Write to the config file (default true).
         #[serde(default = "yes")]
         save: bool,
@@ -166,10 +166,10 @@ pub struct TunnelInfo {
     /// Local service `host:port`.
     pub local: String,
     /// `keep` or `rewrite`.
-    pub host_header: String,
-    /// `online`, `connecting`, `refused` or `error` (online, but its local service is failing).
-    pub state: String,
-    /// Why it was refused, when it was.
+    pub host_header: HostHeader,
+    /// Where the tunnel stands.
+    pub state: TunnelStatus,
+    /// Why it was refused or displaced, when it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// Requests forwarded since the daemon started (upgraded connections included).
@@ -230,18 +230,22 @@ pub struct StatusInfo {
     pub config: String,
     /// The server's tunnel endpoint.
     pub server: String,
-    /// `connected`, `connecting` or `disconnected`.
-    pub connection: String,
-    /// Unix time (seconds) the connection entered that state.
+    /// The daemon's link to the server as a whole: `connected` when any connection is up, else
+    /// the state of the first connection.
+    pub connection: LinkState,
+    /// Unix time (seconds) the first connection entered its state.
     pub since: u64,
-    /// Failed attempts since the last healthy connection.
+    /// Failed attempts of the first connection since it was last healthy.
     pub attempt: u32,
-    /// The last connection error.
+    /// The last connection error of any connection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<TimedError>,
-    /// Unix time (seconds, fractional) of the next connection attempt, when disconnected.
+    /// Unix time (seconds, fractional) of the first connection's next attempt, when disconnected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_retry: Option<f64>,
+    /// Every tunnel connection, by index.
+    #[serde(default)]
+    pub connections: Vec<ConnectionInfo>,
     /// Tunnels online.
     pub tunnels_online: usize,
     /// Tunnels in all.
@@ -249,6 +253,116 @@ pub struct StatusInfo {
     /// Every tunnel with its counters, as `list` shows them.
     #[serde(default)]
     pub tunnels: Vec<TunnelInfo>,
+}
+
+/// Where a tunnel stands, as `list` shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TunnelStatus {
+    /// The server routes its traffic to this daemon.
+    Online,
+    /// Not yet accepted by the server (no connection, or the claim is under way).
+    Connecting,
+    /// The server refused it (`reason` says why).
+    Refused,
+    /// Online, but its local service is failing.
+    Error,
+    /// Another ggrokd of the same client took it over; this one no longer claims it until it is
+    /// added again, the config reloaded or the daemon restarted.
+    Displaced,
+    /// A state this build does not know (from a newer daemon).
+    #[serde(other)]
+    Unknown,
+}
+
+impl TunnelStatus {
+    /// The word `list` prints.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TunnelStatus::Online => "online",
+            TunnelStatus::Connecting => "connecting",
+            TunnelStatus::Refused => "refused",
+            TunnelStatus::Error => "error",
+            TunnelStatus::Displaced => "displaced",
+            TunnelStatus::Unknown => "unknown",
+        }
+    }
+}
+
+/// Which `Host` header a tunnel sends to its local service.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostHeader {
+    /// The public host, as the client sent it.
+    #[default]
+    Keep,
+    /// The local service's address (for dev servers that refuse unknown hosts).
+    Rewrite,
+}
+
+/// The state of a connection to the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkState {
+    /// Dialling or handshaking.
+    Connecting,
+    /// Up.
+    Connected,
+    /// Down, waiting to retry.
+    Disconnected,
+    /// A state this build does not know (from a newer daemon).
+    #[serde(other)]
+    Unknown,
+}
+
+impl LinkState {
+    /// The word `status` prints.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkState::Connecting => "connecting",
+            LinkState::Connected => "connected",
+            LinkState::Disconnected => "disconnected",
+            LinkState::Unknown => "unknown",
+        }
+    }
+}
+
+/// One tunnel connection of the daemon, as `status` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConnectionInfo {
+    /// Its index, from 0.
+    pub index: u32,
+    /// The server's tunnel endpoint.
+    pub server: String,
+    /// The server replica it reached (`[cluster] replica`), when the server names itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
+    /// The server worker it landed on, when the server says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<u32>,
+    /// `websocket` or `raw` (HTTP/2 straight on the upgraded connection), once connected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<String>,
+    /// The protocol version agreed on, once connected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<u32>,
+    /// The server's session id, once connected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<u64>,
+    /// Its state.
+    pub state: LinkState,
+    /// Unix time (seconds) it entered that state.
+    pub since: u64,
+    /// Requests (and upgraded connections) it has carried since the daemon started.
+    pub requests: u64,
+    /// Failed attempts since it was last healthy.
+    pub attempt: u32,
+    /// Its last error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<TimedError>,
+    /// Unix time (seconds, fractional) of its next attempt, when disconnected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_retry: Option<f64>,
 }
 
 /// How many of a tunnel's latest requests `p50_ms` and `p99_ms` are computed over.
@@ -390,6 +504,9 @@ mod tests {
             "requests":3,"errors":1,"saved":true}"#;
         let info: TunnelInfo = serde_json::from_str(old).unwrap();
         assert_eq!((info.requests, info.status_5xx, info.active, info.p50_ms), (3, 0, 0, None));
+        assert_eq!((info.state, info.host_header), (TunnelStatus::Online, HostHeader::Keep));
+        let newer = old.replace("online", "hibernating");
+        assert_eq!(serde_json::from_str::<TunnelInfo>(&newer).unwrap().state, TunnelStatus::Unknown);
     }
 
     #[test]

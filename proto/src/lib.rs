@@ -8,6 +8,7 @@
 //! - [`headers`]: hop-by-hop headers and error chains for HTTP messages crossing the tunnel;
 //! - [`http`]: the body type, ggrok's own error responses, splicing upgraded connections;
 //! - [`seconds`]: durations in configuration files;
+//! - [`version`]: agreeing on a protocol version from the ranges both sides speak;
 //! - [`signals`]: shutdown on SIGTERM/SIGINT;
 //! - [`malloc`]: allocator limits that keep large buffers resident between chunks;
 //! - [`secret`]: a string that never reaches a log;
@@ -28,16 +29,30 @@ pub mod seconds;
 pub mod secret;
 pub mod signals;
 pub mod tally;
+pub mod version;
 pub mod wsio;
 
 use std::time::Duration;
 
-/// Version of the tunnel protocol. Sent by ggrokd in the [`HEADER_PROTOCOL`] header of the WebSocket
-/// handshake and by both sides in their `Hello`; a server refuses versions it does not speak.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Newest version of the tunnel protocol this build speaks. Versions form a range
+/// ([`PROTOCOL_MIN`]..=[`PROTOCOL_VERSION`]); the two sides agree on the newest both speak
+/// ([`version`]), so old and new ggrokd and servers work together.
+///
+/// - 1: `Register`/`Unregister` of hosts, one session per daemon.
+/// - 2: a daemon id and connection index in ggrokd's `Hello`, worker and replica in the server's,
+///   typed claims (`Claim`/`Release` of a [`control::TunnelKey`]), `Displaced`.
+pub const PROTOCOL_VERSION: u32 = 2;
 
-/// HTTP header on the WebSocket handshake carrying [`PROTOCOL_VERSION`].
+/// Oldest version of the tunnel protocol this build still speaks.
+pub const PROTOCOL_MIN: u32 = 1;
+
+/// HTTP header on the tunnel handshake: from ggrokd, the oldest version it speaks (the one header
+/// version-1 servers read); from the server, on its 101 answer, the version chosen.
 pub const HEADER_PROTOCOL: &str = "ggrok-protocol";
+
+/// HTTP header on the tunnel handshake from ggrokd: the newest version it speaks. Absent from
+/// version-1 daemons, which speak only [`HEADER_PROTOCOL`]'s version.
+pub const HEADER_PROTOCOL_MAX: &str = "ggrok-protocol-max";
 
 /// Default path of the tunnel endpoint on the server's public port.
 pub const DEFAULT_TUNNEL_PATH: &str = "/$$ggrok";

@@ -6,7 +6,7 @@ use crate::daemon::{Daemon, Endpoint, LinkState};
 use crate::persist;
 use crate::tunnels::TunnelState;
 use ggrok_proto::control::ClientMessage;
-use ggrok_proto::ctl::{Command, ErrorCode, Reply};
+use ggrok_proto::ctl::{Command, ErrorCode, HostHeader, Reply};
 use ggrok_proto::host::HostPattern;
 use std::collections::HashSet;
 use std::time::Duration;
@@ -41,7 +41,7 @@ fn error(code: ErrorCode, message: impl Into<String>) -> Reply {
     Reply::Error { code, message: message.into() }
 }
 
-async fn add(daemon: &Daemon, host: &str, local: &str, host_header: Option<String>, save: bool) -> Reply {
+async fn add(daemon: &Daemon, host: &str, local: &str, host_header: Option<HostHeader>, save: bool) -> Reply {
     let pattern = match HostPattern::parse(host.trim()) {
         Ok(p) => p,
         Err(e) => return error(ErrorCode::InvalidArgument, format!("invalid host {host:?}: {e}")),
@@ -50,16 +50,7 @@ async fn add(daemon: &Daemon, host: &str, local: &str, host_header: Option<Strin
         Ok(l) => l,
         Err(e) => return error(ErrorCode::InvalidArgument, e),
     };
-    let rewrite_host = match host_header.as_deref() {
-        None | Some("keep") => false,
-        Some("rewrite") => true,
-        Some(other) => {
-            return error(
-                ErrorCode::InvalidArgument,
-                format!("host_header {other:?}: expected keep or rewrite"),
-            );
-        }
-    };
+    let rewrite_host = host_header == Some(HostHeader::Rewrite);
     let spec = TunnelSpec { host: pattern.clone(), local: local_addr, rewrite_host };
     let key = pattern.to_string();
     let tunnel = {
