@@ -41,30 +41,21 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// Runs the server on `threads` worker threads. One (the default) is a current-thread runtime: no
-/// cross-thread wake-ups, about an eighth less CPU per request than two workers on the benchmark
-/// (docs/benchmarks.md); more threads spread TLS and many busy tunnels over cores.
+/// Runs the server. This thread is worker 0, a current-thread runtime; with `threads` above one,
+/// [`ggrok_server::run`] starts the other workers, each a current-thread runtime of its own: no
+/// work-stealing scheduler, so a connection and its requests stay on one thread without
+/// cross-thread wake-ups (docs/benchmarks.md).
 fn serve(config: ServerConfig) -> anyhow::Result<()> {
-    let mut runtime = match config.threads {
-        Some(1) => tokio::runtime::Builder::new_current_thread(),
-        Some(n) => {
-            let mut builder = tokio::runtime::Builder::new_multi_thread();
-            builder.worker_threads(n);
-            builder
-        }
-        None => tokio::runtime::Builder::new_multi_thread(),
-    };
-    runtime.enable_all().build().context("starting the runtime")?.block_on(serve_on(config))
-}
-
-async fn serve_on(config: ServerConfig) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let shutdown = CancellationToken::new();
-    tokio::spawn(ggrok_proto::signals::cancel_on_stop_signal(
-        shutdown.clone(),
-        ggrok_server::notify::stopping,
-    ));
-    ggrok_server::run(listener, config, shutdown).await
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?
+        .block_on(async {
+            let shutdown = CancellationToken::new();
+            tokio::spawn(ggrok_proto::signals::cancel_on_stop_signal(
+                shutdown.clone(),
+                ggrok_server::ops::notify::stopping,
+            ));
+            ggrok_server::run(config, shutdown).await
+        })
 }

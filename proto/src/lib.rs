@@ -54,6 +54,10 @@ pub const HEADER_PROTOCOL: &str = "ggrok-protocol";
 /// version-1 daemons, which speak only [`HEADER_PROTOCOL`]'s version.
 pub const HEADER_PROTOCOL_MAX: &str = "ggrok-protocol-max";
 
+/// `Upgrade` token of the raw transport: HTTP/2 straight on the upgraded connection, without
+/// WebSocket framing (ggrokd tries it first and falls back to the WebSocket).
+pub const RAW_TRANSPORT: &str = "ggrok-h2";
+
 /// Default path of the tunnel endpoint on the server's public port.
 pub const DEFAULT_TUNNEL_PATH: &str = "/$$ggrok";
 

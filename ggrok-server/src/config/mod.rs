@@ -64,8 +64,8 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Log level or filter, used when `RUST_LOG` is unset.
     pub log_level: String,
-    /// Worker threads: 1 runs everything on one thread (the default, least CPU per request);
-    /// `None` (`threads = 0` in the file) means one per CPU core.
+    /// Workers, each a thread with a current-thread runtime and its own `SO_REUSEPORT`
+    /// listeners; `None` (`threads = 0` in the file) means one per CPU core.
     pub threads: Option<usize>,
     /// HTTPS, when configured.
     pub tls: Option<TlsSettings>,

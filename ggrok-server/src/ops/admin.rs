@@ -67,10 +67,10 @@ pub fn answer<B>(state: &State, req: &Request<B>) -> Response<Full<Bytes>> {
     }
     match req.uri().path() {
         "/metrics" => {
-            let body = state.metrics.encode(state.registry.online());
+            let body = state.metrics.encode(state.registry.online(), state.daemons.count());
             let mut resp = Response::new(Full::new(Bytes::from(body)));
             resp.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static(crate::metrics::CONTENT_TYPE));
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(crate::ops::metrics::CONTENT_TYPE));
             resp
         }
         "/healthz" if state.shutdown.is_cancelled() => text(StatusCode::SERVICE_UNAVAILABLE, "stopping\n"),

@@ -21,7 +21,7 @@ fn requests(host: &str, class: &str) -> String {
 fn every_metric_is_exported_from_zero() {
     let m = Metrics::new();
     let _session = m.session_connected();
-    let text = m.encode(3);
+    let text = m.encode(3, 0);
     assert_eq!(sample(&text, "ggrok_tunnel_sessions"), Some(1.0), "{text}");
     assert_eq!(sample(&text, "ggrok_hosts_online"), Some(3.0));
     for limit in Limit::ALL {
@@ -49,7 +49,7 @@ fn every_metric_is_exported_from_zero() {
         assert!(text.contains(ty), "{ty} missing");
     }
     drop(_session);
-    assert_eq!(sample(&m.encode(0), "ggrok_tunnel_sessions"), Some(0.0));
+    assert_eq!(sample(&m.encode(0, 0), "ggrok_tunnel_sessions"), Some(0.0));
 }
 
 #[test]
@@ -62,7 +62,7 @@ fn counts_land_under_the_host_and_its_status_class() {
     m.limit_hit(Limit::MaxHostsPerClient);
     m.rejected(Rejection::Unauthorized);
     m.rejected(Rejection::Unauthorized);
-    let text = m.encode(1);
+    let text = m.encode(1, 0);
     let expected = [("1xx", 1.0), ("2xx", 2.0), ("3xx", 1.0), ("4xx", 2.0), ("5xx", 3.0)];
     for (class, n) in expected {
         assert_eq!(sample(&text, &requests("*.test", class)), Some(n), "{class}");
@@ -84,11 +84,11 @@ fn a_host_meter_is_shared_and_its_series_leave_with_the_last_user() {
     let again = m.meter("api.test");
     assert!(Arc::ptr_eq(&again, &in_flight));
     drop((again, in_flight));
-    let text = m.encode(0);
+    let text = m.encode(0, 0);
     assert!(!text.contains("api.test"), "{text}");
     // Claimed anew: fresh series.
     let fresh = m.meter("api.test");
-    assert_eq!(sample(&m.encode(1), &requests("api.test", "2xx")), Some(0.0));
+    assert_eq!(sample(&m.encode(1, 0), &requests("api.test", "2xx")), Some(0.0));
     drop(fresh);
     assert!(m.series.meters.lock().unwrap().is_empty());
 }

@@ -2,10 +2,11 @@
 //! stream the answer back. Upgrades (WebSocket) cross as extended CONNECT and are then spliced.
 //! Every answer is counted in the metrics of the registry entry it was routed to.
 
-use crate::metrics::{self, HostMeter, Limit, PublicTraffic};
-use crate::registry::Route;
+use crate::State;
+use crate::ops::metrics::{self, HostMeter, Limit, PublicTraffic};
+use crate::public::Conn;
 use crate::tunnel::Session;
-use crate::{Conn, State};
+use crate::tunnel::registry::Route;
 use ggrok_proto::HEADER_DECLINED_STATUS;
 use ggrok_proto::headers::{detach_values, error_chain, strip_hop_by_hop, upgrade_protocol};
 use ggrok_proto::host::normalize_host;
@@ -52,7 +53,18 @@ pub async fn forward(
         }
     };
     let (session, meter) = match state.registry.lookup(&host) {
-        Route::Online(session, meter) => (session, meter),
+        Route::Online(daemon, meter) => match daemon.pick(crate::workers::current()) {
+            Some(session) => {
+                state.metrics.stream_routed(session.worker == crate::workers::current());
+                (session, meter)
+            }
+            // Its last session just ended; the registry marks the hosts offline right after.
+            None => {
+                let message =
+                    format!("ggrok: the tunnel for {host} is offline, reconnecting; try again in a moment");
+                return metrics::respond(meter, started, body::text(StatusCode::BAD_GATEWAY, message));
+            }
+        },
         Route::Offline(meter) => {
             let message =
                 format!("ggrok: the tunnel for {host} is offline, reconnecting; try again in a moment");
@@ -135,7 +147,7 @@ async fn forward_plain(to: Routed<'_>, req: Request<Incoming>) -> Response<Body>
         frame
     });
     let request = Request::from_parts(parts, body.boxed());
-    match to.session.sender.clone().send_request(request).await {
+    match to.session.send(request).await {
         Ok(resp) => {
             let (mut parts, body) = resp.into_parts();
             strip_hop_by_hop(&mut parts.headers);
@@ -168,7 +180,7 @@ async fn forward_upgrade(to: Routed<'_>, mut req: Request<Incoming>, protocol: S
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.extensions.insert(Protocol::from(protocol.as_str()));
     let request = Request::from_parts(parts, body::empty());
-    let mut resp = match to.session.sender.clone().send_request(request).await {
+    let mut resp = match to.session.send(request).await {
         Ok(resp) => resp,
         Err(e) => {
             let failed = tunnel_failed(to.host, &e);
@@ -215,7 +227,7 @@ fn stream_permit(
     conn: Conn,
     host: &str,
 ) -> Result<OwnedSemaphorePermit, Refusal> {
-    session.streams.clone().try_acquire_owned().map_err(|_| {
+    session.stream_permit().map_err(|_| {
         let max = state.config.limits.max_streams_per_session;
         state.metrics.limit_hit(Limit::MaxStreamsPerSession);
         if let Some(held_back) = state.limit_log.allow(Limit::MaxStreamsPerSession.key()) {

@@ -1,10 +1,13 @@
-//! Which session serves which host.
+//! Which daemon serves which host.
 //!
 //! Keys are normalised hosts or wildcard patterns (`*.example.com`). A lookup tries the exact host,
-//! then the wildcard for its first label. A session of the same client takes a host over from an
-//! older session at once (a reconnect is never locked out by its own ghost); a different client is
-//! refused while the holder is connected. When a session ends without releasing its hosts, they
-//! stay as *offline* for a grace period, so requests get "offline, reconnecting" instead of 404.
+//! then the wildcard for its first label. Hosts are held by an *owner*: one ggrokd, with all its
+//! connections ([`crate::tunnel::daemons::Daemon`]). A new owner object of the same daemon identity
+//! (the daemon came back) gets its hosts at once; another daemon of the same client takes a host
+//! over when its claim asks to (and the loser is told), else it is refused; a different client is
+//! refused while the holder is connected. When an owner goes away without releasing its hosts,
+//! they stay as *offline* for a grace period, so requests get "offline, reconnecting" instead of
+//! 404, and any daemon of the same client may claim them.
 //!
 //! Each entry also carries a meter (`M`, the host's metric handles), made by the registry's meter
 //! function when the host is first claimed and kept while the entry lives, offline included, so a
@@ -14,12 +17,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-/// What the registry needs to know of a session.
+/// What the registry needs to know of a host's holder.
 pub trait Owner {
     /// Unique for the life of the server process.
     fn id(&self) -> u64;
     /// The `[[client]]` name it authenticated as.
     fn client(&self) -> &str;
+    /// Which ggrokd it is: owners with the same client and identity are the same daemon.
+    fn identity(&self) -> &str;
 }
 
 /// A host's entry: the session serving it, or the memory of one that went away; and its meter.
@@ -80,12 +85,12 @@ impl<S, M> Registry<S, M> {
 }
 
 /// What [`Registry::claim`] did.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Claim {
-    /// The host was free, offline, or already this session's.
+#[derive(Debug)]
+pub enum Claim<S> {
+    /// The host was free, offline, or already this daemon's.
     Registered,
-    /// The host belonged to an older, still connected session of the same client (given by id).
-    TookOver(u64),
+    /// The host belonged to another connected daemon of the same client, given here.
+    TookOver(Arc<S>),
 }
 
 /// Why [`Registry::claim`] refused a host.
@@ -94,6 +99,10 @@ pub enum Refused {
     /// Another client's connected session holds it.
     #[error("{0} is already served by another client")]
     Taken(String),
+    /// Another connected ggrokd of the same client holds it, and the claim did not ask to take
+    /// it over.
+    #[error("{0} is served by another ggrokd of the same client; restart or reload this one to take it over")]
+    HeldBySibling(String),
     /// The client holds `max_hosts_per_client` hosts already.
     #[error("client {client:?} already holds {held} hosts, the most allowed (max_hosts_per_client)")]
     TooMany {
@@ -115,36 +124,51 @@ pub enum Route<S, M> {
 }
 
 impl<S: Owner, M: Clone> Registry<S, M> {
-    /// Gives `host` (a normalised host or pattern) to `session`, or says why not. A client may
-    /// hold at most `max_per_client` hosts over all its sessions.
-    pub fn claim(&self, host: &str, session: &Arc<S>, max_per_client: usize) -> Result<Claim, Refused> {
+    /// Gives `host` (a normalised host or pattern) to `owner`, or says why not. With `takeover`,
+    /// a host held by another daemon of the same client is taken from it. A client may hold at
+    /// most `max_per_client` hosts over all its daemons.
+    pub fn claim(
+        &self,
+        host: &str,
+        owner: &Arc<S>,
+        max_per_client: usize,
+        takeover: bool,
+    ) -> Result<Claim<S>, Refused> {
         let mut hosts = self.hosts.write().expect("registry lock");
-        let claim = match hosts.get(host) {
-            Some(Entry::Online(holder, _)) if holder.id() == session.id() => return Ok(Claim::Registered),
-            Some(Entry::Online(holder, _)) if holder.client() == session.client() => {
-                Claim::TookOver(holder.id())
+        let (claim, new) = match hosts.get(host) {
+            Some(Entry::Online(holder, _)) if holder.id() == owner.id() => return Ok(Claim::Registered),
+            Some(Entry::Online(holder, _))
+                if holder.client() == owner.client() && holder.identity() == owner.identity() =>
+            {
+                (Claim::Registered, false)
+            }
+            Some(Entry::Online(holder, _)) if holder.client() == owner.client() => {
+                if !takeover {
+                    return Err(Refused::HeldBySibling(host.to_owned()));
+                }
+                (Claim::TookOver(holder.clone()), false)
             }
             Some(Entry::Online(..)) => return Err(Refused::Taken(host.to_owned())),
-            Some(Entry::Offline { .. }) | None => Claim::Registered,
+            Some(Entry::Offline { .. }) | None => (Claim::Registered, true),
         };
-        if claim == Claim::Registered {
+        if new {
             let held = hosts
                 .values()
-                .filter(|e| matches!(e, Entry::Online(s, _) if s.client() == session.client()))
+                .filter(|e| matches!(e, Entry::Online(s, _) if s.client() == owner.client()))
                 .count();
             if held >= max_per_client {
-                return Err(Refused::TooMany { client: session.client().to_owned(), held });
+                return Err(Refused::TooMany { client: owner.client().to_owned(), held });
             }
         }
         let meter = match hosts.get(host) {
             Some(entry) => entry.meter().clone(),
             None => (self.new_meter)(host),
         };
-        hosts.insert(host.to_owned(), Entry::Online(session.clone(), meter));
+        hosts.insert(host.to_owned(), Entry::Online(owner.clone(), meter));
         Ok(claim)
     }
 
-    /// Releases `host` if `session` holds it; returns whether it did.
+    /// Releases `host` if the owner `session` holds it; returns whether it did.
     pub fn release(&self, host: &str, session: u64) -> bool {
         let mut hosts = self.hosts.write().expect("registry lock");
         if matches!(hosts.get(host), Some(Entry::Online(s, _)) if s.id() == session) {
@@ -154,8 +178,9 @@ impl<S: Owner, M: Clone> Registry<S, M> {
         false
     }
 
-    /// Marks every host `session` holds as offline (its client is expected back); returns them.
-    pub fn remove_session(&self, session: u64) -> Vec<String> {
+    /// Marks every host the owner `session` holds as offline (its client is expected back);
+    /// returns them.
+    pub fn remove_owner(&self, session: u64) -> Vec<String> {
         let mut hosts = self.hosts.write().expect("registry lock");
         let now = Instant::now();
         let mut mine = Vec::new();
@@ -220,7 +245,26 @@ impl<S: Owner, M: Clone> Registry<S, M> {
 mod tests {
     use super::*;
 
+    #[derive(Debug)]
     struct S(u64, &'static str);
+
+    impl S {
+        /// An owner that is a daemon of its own.
+        fn new(id: u64, client: &'static str) -> Arc<Self> {
+            Arc::new(S(id, client))
+        }
+    }
+
+    fn took_over<S: Owner>(claim: Result<Claim<S>, Refused>) -> Option<u64> {
+        match claim {
+            Ok(Claim::TookOver(old)) => Some(old.id()),
+            _ => None,
+        }
+    }
+
+    fn registered<S>(claim: Result<Claim<S>, Refused>) -> bool {
+        matches!(claim, Ok(Claim::Registered))
+    }
 
     fn id<M>(route: Route<S, M>) -> Option<u64> {
         match route {
@@ -235,14 +279,18 @@ mod tests {
         fn client(&self) -> &str {
             self.1
         }
+        fn identity(&self) -> &str {
+            // Each test owner is its own daemon, except ids 100+ which are daemon "d" again.
+            if self.0 >= 100 { "d" } else { ["a", "b", "c", "e", "f", "g", "h"][self.0 as usize % 7] }
+        }
     }
 
     #[test]
     fn exact_before_wildcard() {
         let r = Registry::default();
         let (a, b) = (Arc::new(S(1, "alice")), Arc::new(S(2, "alice")));
-        r.claim("*.example.com", &a, 100).unwrap();
-        r.claim("api.example.com", &b, 100).unwrap();
+        r.claim("*.example.com", &a, 100, true).unwrap();
+        r.claim("api.example.com", &b, 100, true).unwrap();
         assert_eq!(id(r.lookup("api.example.com")), Some(2));
         assert_eq!(id(r.lookup("www.example.com")), Some(1));
         assert!(matches!(r.lookup("example.com"), Route::Unknown));
@@ -255,12 +303,14 @@ mod tests {
         let old = Arc::new(S(1, "alice"));
         let new = Arc::new(S(2, "alice"));
         let mallory = Arc::new(S(3, "mallory"));
-        assert_eq!(r.claim("a.test", &old, 100), Ok(Claim::Registered));
-        assert_eq!(r.claim("a.test", &old, 100), Ok(Claim::Registered));
-        assert_eq!(r.claim("a.test", &new, 100), Ok(Claim::TookOver(1)));
-        assert_eq!(r.claim("a.test", &mallory, 100), Err(Refused::Taken("a.test".into())));
+        assert!(registered(r.claim("a.test", &old, 100, true)));
+        assert!(registered(r.claim("a.test", &old, 100, true)));
+        // Another daemon of the same client takes over only when it asks to.
+        assert_eq!(r.claim("a.test", &new, 100, false).unwrap_err(), Refused::HeldBySibling("a.test".into()));
+        assert_eq!(took_over(r.claim("a.test", &new, 100, true)), Some(1));
+        assert_eq!(r.claim("a.test", &mallory, 100, true).unwrap_err(), Refused::Taken("a.test".into()));
         // The old session going away must not take the host from the new one.
-        assert!(r.remove_session(1).is_empty());
+        assert!(r.remove_owner(1).is_empty());
         assert_eq!(id(r.lookup("a.test")), Some(2));
         assert!(!r.release("a.test", 3));
         assert!(r.release("a.test", 2));
@@ -269,20 +319,42 @@ mod tests {
     }
 
     #[test]
-    fn remove_session_releases_all_its_hosts() {
+    fn a_daemon_that_comes_back_gets_its_hosts_at_once() {
+        let r = Registry::default();
+        let (before, after) = (S::new(100, "alice"), S::new(101, "alice"));
+        r.claim("a.test", &before, 100, true).unwrap();
+        // The same daemon (identity "d") as a new owner: no takeover, and no sibling refusal.
+        assert!(registered(r.claim("a.test", &after, 100, false)));
+        assert_eq!(id(r.lookup("a.test")), Some(101));
+        // The old owner going away leaves the host with the new one.
+        assert!(r.remove_owner(100).is_empty());
+        assert_eq!(id(r.lookup("a.test")), Some(101));
+    }
+
+    #[test]
+    fn offline_hosts_are_free_for_any_daemon_of_the_client() {
+        let r = Registry::default();
+        let (a, b) = (S::new(1, "alice"), S::new(2, "alice"));
+        r.claim("a.test", &a, 100, true).unwrap();
+        r.remove_owner(1);
+        assert!(registered(r.claim("a.test", &b, 100, false)));
+    }
+
+    #[test]
+    fn remove_owner_releases_all_its_hosts() {
         let r = Registry::default();
         let a = Arc::new(S(1, "a"));
         let b = Arc::new(S(2, "b"));
-        r.claim("x.test", &a, 100).unwrap();
-        r.claim("y.test", &a, 100).unwrap();
-        r.claim("z.test", &b, 100).unwrap();
-        let mut gone = r.remove_session(1);
+        r.claim("x.test", &a, 100, true).unwrap();
+        r.claim("y.test", &a, 100, true).unwrap();
+        r.claim("z.test", &b, 100, true).unwrap();
+        let mut gone = r.remove_owner(1);
         gone.sort();
         assert_eq!(gone, ["x.test", "y.test"]);
         assert_eq!(r.online(), 1);
         assert!(matches!(r.lookup("x.test"), Route::Offline(_)));
         // The same client, or another one, may claim an offline host again.
-        r.claim("x.test", &b, 100).unwrap();
+        r.claim("x.test", &b, 100, true).unwrap();
         assert_eq!(id(r.lookup("x.test")), Some(2));
     }
 
@@ -290,22 +362,22 @@ mod tests {
     fn a_client_holds_at_most_its_share_of_hosts() {
         let r = Registry::default();
         let (a, b) = (Arc::new(S(1, "a")), Arc::new(S(2, "a")));
-        r.claim("x.test", &a, 2).unwrap();
-        r.claim("y.test", &b, 2).unwrap();
-        let refused = r.claim("z.test", &a, 2).unwrap_err();
+        r.claim("x.test", &a, 2, true).unwrap();
+        r.claim("y.test", &b, 2, true).unwrap();
+        let refused = r.claim("z.test", &a, 2, true).unwrap_err();
         assert_eq!(refused, Refused::TooMany { client: "a".into(), held: 2 });
         assert!(refused.to_string().contains("max_hosts_per_client"));
         // Claiming again, or taking over its own host, is not a new host.
-        assert_eq!(r.claim("x.test", &a, 2), Ok(Claim::Registered));
-        assert_eq!(r.claim("x.test", &b, 2), Ok(Claim::TookOver(1)));
+        assert!(registered(r.claim("x.test", &a, 2, true)));
+        assert_eq!(took_over(r.claim("x.test", &b, 2, true)), Some(1));
     }
 
     #[test]
     fn offline_hosts_are_forgotten_after_the_grace_period() {
         let r = Registry::new(Duration::ZERO);
         let a = Arc::new(S(1, "a"));
-        r.claim("x.test", &a, 100).unwrap();
-        r.remove_session(1);
+        r.claim("x.test", &a, 100, true).unwrap();
+        r.remove_owner(1);
         assert!(matches!(r.lookup("x.test"), Route::Unknown));
         r.purge_offline();
         assert!(r.hosts.read().unwrap().is_empty());
@@ -315,13 +387,13 @@ mod tests {
     fn a_returning_client_forgets_the_hosts_it_no_longer_serves() {
         let r = Registry::default();
         let (old, other) = (Arc::new(S(1, "a")), Arc::new(S(2, "b")));
-        r.claim("kept.test", &old, 100).unwrap();
-        r.claim("dropped.test", &old, 100).unwrap();
-        r.claim("theirs.test", &other, 100).unwrap();
-        r.remove_session(1);
-        r.remove_session(2);
+        r.claim("kept.test", &old, 100, true).unwrap();
+        r.claim("dropped.test", &old, 100, true).unwrap();
+        r.claim("theirs.test", &other, 100, true).unwrap();
+        r.remove_owner(1);
+        r.remove_owner(2);
         let new = Arc::new(S(3, "a"));
-        r.claim("kept.test", &new, 100).unwrap();
+        r.claim("kept.test", &new, 100, true).unwrap();
         r.forget_offline("a", Instant::now());
         assert_eq!(id(r.lookup("kept.test")), Some(3));
         assert!(matches!(r.lookup("dropped.test"), Route::Unknown));
@@ -332,9 +404,9 @@ mod tests {
     fn an_offline_exact_host_falls_back_to_an_online_wildcard() {
         let r = Registry::default();
         let (a, b) = (Arc::new(S(1, "a")), Arc::new(S(2, "a")));
-        r.claim("x.test", &a, 100).unwrap();
-        r.claim("*.test", &b, 100).unwrap();
-        r.remove_session(1);
+        r.claim("x.test", &a, 100, true).unwrap();
+        r.claim("*.test", &b, 100, true).unwrap();
+        r.remove_owner(1);
         assert_eq!(id(r.lookup("x.test")), Some(2));
     }
 
@@ -351,17 +423,17 @@ mod tests {
             Route::Unknown => None,
         };
         let (a, b) = (Arc::new(S(1, "a")), Arc::new(S(2, "a")));
-        r.claim("*.test", &a, 100).unwrap();
+        r.claim("*.test", &a, 100, true).unwrap();
         assert_eq!(meter(r.lookup("x.test")), Some(("*.test".to_owned(), 0)), "the pattern's meter");
         // Offline, then claimed again by a new session: the same meter.
-        r.remove_session(1);
+        r.remove_owner(1);
         assert_eq!(meter(r.lookup("x.test")), Some(("*.test".to_owned(), 0)));
-        r.claim("*.test", &b, 100).unwrap();
+        r.claim("*.test", &b, 100, true).unwrap();
         assert_eq!(meter(r.lookup("y.test")), Some(("*.test".to_owned(), 0)));
         // Released and claimed again: a new one.
         assert!(r.release("*.test", 2));
         assert_eq!(meter(r.lookup("x.test")), None);
-        r.claim("*.test", &b, 100).unwrap();
+        r.claim("*.test", &b, 100, true).unwrap();
         assert_eq!(meter(r.lookup("x.test")), Some(("*.test".to_owned(), 1)));
         assert_eq!(made.load(Ordering::SeqCst), 2);
     }

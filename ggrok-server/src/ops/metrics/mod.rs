@@ -1,4 +1,4 @@
-//! What flows through the server, in Prometheus metrics (served by [`crate::admin`]).
+//! What flows through the server, in Prometheus metrics (served by [`crate::ops::admin`]).
 //!
 //! Per-host series are labelled with the host *as registered* (`api.example.com`,
 //! `*.example.com`), the registry entry a request was routed to, never with the raw `Host`
@@ -47,6 +47,11 @@ struct HostLabels {
 struct RequestLabels {
     host: String,
     status_class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -172,7 +177,9 @@ pub struct Metrics {
     registry: Registry,
     series: Arc<Series>,
     sessions: Gauge,
+    daemons: Gauge,
     hosts_online: Gauge,
+    streams: [Counter; 2],
     limits: [Counter; Limit::ALL.len()],
     rejections: [Counter; Rejection::ALL.len()],
     unrouted: Arc<HostMeter>,
@@ -186,6 +193,20 @@ impl Metrics {
         let (sessions, hosts_online) = (Gauge::default(), Gauge::default());
         registry.register("tunnel_sessions", "Tunnel clients (ggrokd) connected", sessions.clone());
         registry.register("hosts_online", "Hosts served by a connected tunnel client", hosts_online.clone());
+        let daemons = Gauge::default();
+        registry.register(
+            "tunnel_daemons",
+            "ggrokd daemons connected (each over one or more tunnel sessions)",
+            daemons.clone(),
+        );
+        let routes = Family::<RouteLabels, Counter>::default();
+        let streams =
+            ["same_worker", "other_worker"].map(|route| routes.get_or_create_owned(&RouteLabels { route }));
+        registry.register(
+            "tunnel_streams",
+            "Public requests sent through a tunnel session, by whether the session is on the worker thread the request arrived on",
+            routes,
+        );
         registry.register(
             "http_requests",
             "Public requests answered, by registered host (\"\" when no tunnel matched) and status class",
@@ -221,7 +242,17 @@ impl Metrics {
             reasons,
         );
         let unrouted = HostMeter::new(&series, UNROUTED);
-        Arc::new(Self { registry, series, sessions, hosts_online, limits, rejections, unrouted })
+        Arc::new(Self {
+            registry,
+            series,
+            sessions,
+            daemons,
+            hosts_online,
+            streams,
+            limits,
+            rejections,
+            unrouted,
+        })
     }
 
     /// The meter of a registered host (or pattern); made once per host, shared while it lives.
@@ -259,9 +290,17 @@ impl Metrics {
         SessionGuard(self.sessions.clone())
     }
 
-    /// Every metric in the Prometheus text format; `hosts_online` is read at scrape time.
-    pub fn encode(&self, hosts_online: usize) -> String {
+    /// Counts a request sent through a tunnel session on the request's own worker (`local`) or
+    /// another one.
+    pub fn stream_routed(&self, local: bool) {
+        self.streams[usize::from(!local)].inc();
+    }
+
+    /// Every metric in the Prometheus text format; `hosts_online` and `daemons` are read at
+    /// scrape time.
+    pub fn encode(&self, hosts_online: usize, daemons: usize) -> String {
         self.hosts_online.set(i64::try_from(hosts_online).unwrap_or(i64::MAX));
+        self.daemons.set(i64::try_from(daemons).unwrap_or(i64::MAX));
         let mut text = String::new();
         prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry)
             .expect("writing to a String does not fail");

@@ -1,0 +1,205 @@
+//! The public side: accepting connections on the public listeners, the limits on connections
+//! that have not sent a request yet ([`pending`], [`prelude`]), and routing each request by its
+//! `Host` through a tunnel ([`proxy`]). Requests on the tunnel path go to [`crate::tunnel`].
+
+pub mod pending;
+pub mod prelude;
+pub mod proxy;
+
+use crate::State;
+use crate::ops::metrics::{self, Limit, Rejection};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use pending::{Over, Slot};
+use prelude::NoHead;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, warn};
+
+/// hyper's read and write buffer limit. It also bounds the request heads after the first on a
+/// connection (the first is checked exactly against `max_header_bytes`); smaller values cost
+/// throughput.
+const HYPER_BUFFER: usize = 400 * 1024;
+/// How long ggrok's own error answer may take to write before the connection is dropped.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Accepts connections on `listener` (over TLS with `tls`) until shutdown; each is served on the
+/// current worker.
+pub async fn accept(state: Arc<State>, listener: TcpListener, tls: Option<TlsAcceptor>) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: keep serving the connections we have.
+                    warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = state.shutdown.cancelled() => return,
+        };
+        let _ = stream.set_nodelay(true);
+        state.public.clone().spawn(open_connection(state.clone(), stream, peer, tls.clone()));
+    }
+}
+
+/// A new connection: counted as pending until its first request head has arrived (TLS handshake
+/// included), which must happen within `header_read_timeout` (408) and `max_header_bytes` (431).
+async fn open_connection(state: Arc<State>, stream: TcpStream, peer: SocketAddr, tls: Option<TlsAcceptor>) {
+    let slot = match state.pending.enter(peer.ip()) {
+        Ok(slot) => slot,
+        Err(over) => return refuse_pending(&state, stream, peer, over, tls.is_some()).await,
+    };
+    let deadline = Instant::now() + state.config.limits.header_read_timeout;
+    match tls {
+        None => serve_io(state, stream, peer, false, deadline, slot).await,
+        Some(acceptor) => match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+            Ok(Ok(stream)) => serve_io(state, stream, peer, true, deadline, slot).await,
+            Ok(Err(e)) => debug!(%peer, "TLS handshake failed: {e}"),
+            Err(_) => limit_hit(
+                &state,
+                peer,
+                Limit::HeaderReadTimeout,
+                "TLS handshake not completed within header_read_timeout",
+            ),
+        },
+    }
+}
+
+async fn refuse_pending(state: &State, mut stream: TcpStream, peer: SocketAddr, over: Over, secure: bool) {
+    let (status, reason, what, limit) = match over {
+        Over::PerIp => (
+            429,
+            "Too Many Requests",
+            "too many connections from your address are waiting",
+            Limit::MaxPendingPerIp,
+        ),
+        Over::Total => (
+            503,
+            "Service Unavailable",
+            "too many connections are waiting; try again shortly",
+            Limit::MaxPendingConnections,
+        ),
+    };
+    let key = limit.key();
+    limit_hit(state, peer, limit, &format!("connection refused with {status}: {what} ({key})"));
+    if !secure {
+        // Over TLS a plain answer would be garbage to the client, and the handshake is what we
+        // are saving: just close.
+        let _ = tokio::time::timeout(
+            ANSWER_TIMEOUT,
+            stream.write_all(&prelude::canned(status, reason, &format!("ggrok: {what}"))),
+        )
+        .await;
+    }
+}
+
+/// Counts a limit hit and logs it (at most once a second for each limit).
+fn limit_hit(state: &State, peer: SocketAddr, limit: Limit, what: &str) {
+    state.metrics.limit_hit(limit);
+    if let Some(held_back) = state.limit_log.allow(limit.key()) {
+        warn!(%peer, held_back, "limit: {what}");
+    }
+}
+
+async fn serve_io<S>(
+    state: Arc<State>,
+    mut io: S,
+    peer: SocketAddr,
+    secure: bool,
+    deadline: Instant,
+    slot: Slot,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let max = state.config.limits.max_header_bytes;
+    let head = match tokio::time::timeout_at(deadline, prelude::first_head(&mut io, max)).await {
+        Ok(Ok(head)) => head,
+        Ok(Err(NoHead::Closed)) => return,
+        Ok(Err(NoHead::TooLarge)) => {
+            limit_hit(&state, peer, Limit::MaxHeaderBytes, &format!("request head over {max} bytes: 431"));
+            let answer = prelude::canned(
+                431,
+                "Request Header Fields Too Large",
+                "ggrok: the request head is too large",
+            );
+            let _ = tokio::time::timeout(ANSWER_TIMEOUT, io.write_all(&answer)).await;
+            return;
+        }
+        Err(_) => {
+            limit_hit(
+                &state,
+                peer,
+                Limit::HeaderReadTimeout,
+                "no request head within header_read_timeout: 408",
+            );
+            let answer =
+                prelude::canned(408, "Request Timeout", "ggrok: the request head did not arrive in time");
+            let _ = tokio::time::timeout(ANSWER_TIMEOUT, io.write_all(&answer)).await;
+            return;
+        }
+    };
+    drop(slot);
+    let service = {
+        let state = state.clone();
+        service_fn(move |req| handle(state.clone(), Conn { peer, secure }, req))
+    };
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(state.config.limits.header_read_timeout)
+        .max_buf_size(max.max(HYPER_BUFFER))
+        .serve_connection(TokioIo::new(prelude::Prefixed::new(head, io)), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = state.shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        debug!(%peer, "connection ended: {e}");
+    }
+}
+
+/// Where a request came from.
+#[derive(Debug, Clone, Copy)]
+pub struct Conn {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Whether it came over TLS.
+    pub secure: bool,
+}
+
+async fn handle(
+    state: Arc<State>,
+    conn: Conn,
+    req: http::Request<Incoming>,
+) -> Result<http::Response<ggrok_proto::http::Body>, std::convert::Infallible> {
+    let started = std::time::Instant::now();
+    let redirect = !conn.secure && state.config.tls.as_ref().is_some_and(|t| t.redirect_http);
+    if req.uri().path() == state.config.tunnel_path {
+        if redirect {
+            state.metrics.rejected(Rejection::TlsRequired);
+            return Ok(ggrok_proto::http::text(
+                http::StatusCode::FORBIDDEN,
+                "ggrok: this server takes tunnels over TLS only; use wss:// in ggrokd's server setting",
+            ));
+        }
+        return Ok(crate::tunnel::accept(&state, conn.peer, req));
+    }
+    if redirect {
+        let resp = proxy::redirect_to_https(&state, &req);
+        return Ok(metrics::respond(state.metrics.unrouted().clone(), started, resp));
+    }
+    Ok(proxy::forward(state, conn, req, started).await)
+}

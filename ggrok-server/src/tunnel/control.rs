@@ -1,0 +1,209 @@
+//! The server's end of a session's control stream: the greetings, then the daemon's claims and
+//! releases, answered in the forms of the protocol version agreed on (version 1: hosts with
+//! `Register`; version 2: typed claims), and messages other sessions queue for it (`Displaced`).
+
+use super::daemons::Daemon;
+use super::registry::{Claim, Owner, Refused};
+use super::session::Session;
+use crate::State;
+use crate::config::ClientEntry;
+use crate::ops::metrics::Limit;
+use futures_util::{SinkExt, StreamExt};
+use ggrok_proto::control::{ClientMessage, ControlError, ServerCodec, ServerMessage, TunnelKey};
+use ggrok_proto::host::HostPattern;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio_util::codec::{Framed, LengthDelimitedCodecError};
+use tracing::{info, warn};
+
+/// The control stream.
+pub type Control = Framed<TokioIo<Upgraded>, ServerCodec>;
+
+/// What the daemon said of itself.
+pub struct Greeting {
+    /// Its daemon id (version 2).
+    pub daemon: Option<String>,
+    /// Which of its connections this is (version 2).
+    pub connection: Option<u32>,
+}
+
+/// Where a session is, for the greeting.
+pub struct Ids<'a> {
+    /// The session id.
+    pub session: u64,
+    /// The protocol version agreed on.
+    pub protocol: u32,
+    /// The worker serving it.
+    pub worker: u32,
+    /// The client it authenticated as.
+    pub client: &'a ClientEntry,
+}
+
+/// Sends the server's greeting and reads the daemon's, which must come within the handshake
+/// timeout (a silent control stream would otherwise hold a session, and its slot, forever).
+pub async fn greet(state: &State, ids: Ids<'_>, control: &mut Control) -> Result<Greeting, String> {
+    let v2 = ids.protocol >= 2;
+    let hello = ServerMessage::Hello {
+        version: ids.protocol,
+        client: ids.client.name.clone(),
+        session: ids.session,
+        worker: v2.then_some(ids.worker),
+        workers: v2.then_some(state.workers),
+        replica: None,
+    };
+    if let Err(e) = control.send(hello).await {
+        return Err(format!("control stream: {e}"));
+    }
+    match tokio::time::timeout(state.config.limits.handshake_timeout, control.next()).await {
+        Ok(Some(Ok(ClientMessage::Hello { version, agent, daemon, connection }))) => {
+            info!(session = ids.session, agent, version, daemon, connection, "daemon identified");
+            Ok(Greeting { daemon: daemon.filter(|_| v2), connection: connection.filter(|_| v2) })
+        }
+        Ok(Some(Ok(other))) => Err(format!("the daemon sent {other:?} before its greeting")),
+        Ok(Some(Err(e))) => {
+            if is_oversized(&e) {
+                state.metrics.limit_hit(Limit::MaxControlMessage);
+            }
+            Err(format!("control stream: {e}"))
+        }
+        Ok(None) => Err("control stream closed before the greeting".to_owned()),
+        Err(_) => {
+            state.metrics.limit_hit(Limit::HandshakeTimeout);
+            warn!(session = ids.session, "limit: no greeting within handshake_timeout; closing the session");
+            Err("no greeting on the control stream".to_owned())
+        }
+    }
+}
+
+/// Reads the daemon's messages and sends what others queued for it, until the control stream
+/// ends; returns why it ended.
+pub async fn serve(
+    state: &State,
+    client: &ClientEntry,
+    session: &Arc<Session>,
+    daemon: &Arc<Daemon>,
+    control: &mut Control,
+    mut queued: mpsc::UnboundedReceiver<ServerMessage>,
+) -> String {
+    let to = Claimant { state, client, session, daemon };
+    loop {
+        let incoming = tokio::select! {
+            incoming = control.next() => incoming,
+            Some(message) = queued.recv() => {
+                if let Err(e) = control.send(message).await {
+                    return format!("control stream: {e}");
+                }
+                continue;
+            }
+        };
+        let reply = match incoming {
+            None => return "control stream closed".to_owned(),
+            Some(Err(ControlError::Malformed(e))) => {
+                warn!(session = session.id, "malformed control message: {e}");
+                ServerMessage::Error { message: format!("malformed control message: {e}") }
+            }
+            Some(Err(e)) => {
+                if is_oversized(&e) {
+                    state.metrics.limit_hit(Limit::MaxControlMessage);
+                }
+                return e.to_string();
+            }
+            Some(Ok(ClientMessage::Hello { .. })) => {
+                ServerMessage::Error { message: "greeted twice".to_owned() }
+            }
+            Some(Ok(ClientMessage::Register { host })) => match to.claim(&host, true) {
+                Ok(()) => ServerMessage::Registered { host },
+                Err(reason) => ServerMessage::Refused { host, reason },
+            },
+            Some(Ok(ClientMessage::Unregister { host })) => {
+                to.release(&host);
+                ServerMessage::Unregistered { host }
+            }
+            Some(Ok(ClientMessage::Claim { tunnel, takeover })) => match &tunnel {
+                TunnelKey::Http { host } => match to.claim(host, takeover) {
+                    Ok(()) => ServerMessage::Claimed { tunnel },
+                    Err(reason) => ServerMessage::ClaimRefused { tunnel, reason },
+                },
+            },
+            Some(Ok(ClientMessage::Release { tunnel })) => {
+                match &tunnel {
+                    TunnelKey::Http { host } => to.release(host),
+                }
+                ServerMessage::Released { tunnel }
+            }
+            Some(Ok(ClientMessage::Unknown)) => {
+                ServerMessage::Error { message: "unknown control message type; ignored".to_owned() }
+            }
+        };
+        if let Err(e) = control.send(reply).await {
+            return format!("control stream: {e}");
+        }
+    }
+}
+
+/// A session making claims for its daemon.
+struct Claimant<'a> {
+    state: &'a State,
+    client: &'a ClientEntry,
+    session: &'a Arc<Session>,
+    daemon: &'a Arc<Daemon>,
+}
+
+impl Claimant<'_> {
+    /// Claims `host` for the daemon; the reason when refused.
+    fn claim(&self, host: &str, takeover: bool) -> Result<(), String> {
+        let (session, client) = (self.session.id, &self.client.name);
+        let refuse = |reason: String| {
+            warn!(session, client, host, "host refused: {reason}");
+            reason
+        };
+        let pattern = HostPattern::parse(host).map_err(|e| refuse(format!("invalid host {host:?}: {e}")))?;
+        if !self.client.hosts.iter().any(|allowed| allowed.allows(&pattern)) {
+            let allowed: Vec<String> = self.client.hosts.iter().map(|h| h.to_string()).collect();
+            return Err(refuse(format!(
+                "client {client:?} may not claim {pattern}; its allowed hosts are {}",
+                allowed.join(", ")
+            )));
+        }
+        let max = self.state.config.limits.max_hosts_per_client;
+        match self.state.registry.claim(&pattern.to_string(), self.daemon, max, takeover) {
+            Ok(Claim::Registered) => {
+                info!(session, client, host = %pattern, "host registered");
+                Ok(())
+            }
+            Ok(Claim::TookOver(old)) => {
+                info!(session, client, host = %pattern, old_daemon = old.identity(), "host taken over from another ggrokd of the same client");
+                let tunnel = TunnelKey::Http { host: pattern.to_string() };
+                let reason = format!(
+                    "another ggrokd of client {client:?} took {pattern} over (session {session}); \
+                     this one no longer claims it until it is added again or reloaded"
+                );
+                for s in old.sessions().iter().filter(|s| s.protocol >= 2) {
+                    s.tell(ServerMessage::Displaced { tunnel: tunnel.clone(), reason: reason.clone() });
+                }
+                Ok(())
+            }
+            Err(refused) => {
+                if matches!(refused, Refused::TooMany { .. }) {
+                    self.state.metrics.limit_hit(Limit::MaxHostsPerClient);
+                }
+                Err(refuse(refused.to_string()))
+            }
+        }
+    }
+
+    /// Releases `host` if the daemon holds it.
+    fn release(&self, host: &str) {
+        let key = HostPattern::parse(host).map(|p| p.to_string()).unwrap_or(host.to_owned());
+        if self.state.registry.release(&key, self.daemon.id()) {
+            info!(session = self.session.id, host = %key, "host unregistered");
+        }
+    }
+}
+
+/// Whether a control stream failed on a message over `max_control_message`.
+fn is_oversized(e: &ControlError) -> bool {
+    matches!(e, ControlError::Io(io) if io.get_ref().is_some_and(|inner| inner.is::<LengthDelimitedCodecError>()))
+}

@@ -1,0 +1,142 @@
+//! The connected daemons. A ggrokd holds several connections (sessions) to the server, one per
+//! thread on its side, and names itself in its greeting (a daemon id kept in its state directory):
+//! sessions with the same client and daemon id make one [`Daemon`], which holds hosts in the
+//! registry and serves them over any of its sessions. A version-1 ggrokd sends no id: each of its
+//! sessions is a daemon of its own.
+
+use super::registry::Owner;
+use super::session::Session;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// One ggrokd and its live sessions.
+#[derive(Debug)]
+pub struct Daemon {
+    id: u64,
+    client: String,
+    identity: String,
+    sessions: RwLock<Arc<[Arc<Session>]>>,
+}
+
+impl Owner for Daemon {
+    fn id(&self) -> u64 {
+        self.id
+    }
+    fn client(&self) -> &str {
+        &self.client
+    }
+    fn identity(&self) -> &str {
+        &self.identity
+    }
+}
+
+impl Daemon {
+    /// Its live sessions.
+    pub fn sessions(&self) -> Arc<[Arc<Session>]> {
+        self.sessions.read().expect("daemon lock").clone()
+    }
+
+    /// The session a public request on worker `worker` should use: the least busy of this
+    /// daemon's sessions on the same worker, else the less busy of two picked at random (the
+    /// "power of two choices": near the best spread, without looking at them all). `None` once
+    /// every session is gone.
+    pub fn pick(&self, worker: u32) -> Option<Arc<Session>> {
+        let sessions = self.sessions.read().expect("daemon lock");
+        let local = sessions.iter().filter(|s| s.worker == worker).min_by_key(|s| s.load());
+        if let Some(s) = local {
+            return Some(s.clone());
+        }
+        let n = sessions.len();
+        match n {
+            0 => None,
+            1 => Some(sessions[0].clone()),
+            _ => {
+                let a = fastrand::usize(..n);
+                let mut b = fastrand::usize(..n - 1);
+                if b >= a {
+                    b += 1;
+                }
+                let (a, b) = (&sessions[a], &sessions[b]);
+                Some(if b.load() < a.load() { b.clone() } else { a.clone() })
+            }
+        }
+    }
+}
+
+/// What [`Daemons::join`] did.
+pub struct Joined {
+    /// The daemon the session now belongs to.
+    pub daemon: Arc<Daemon>,
+    /// The session it replaced: the same connection of the same daemon, which the daemon dialled
+    /// again (the old one is a ghost whose loss the server has not noticed yet). Close it.
+    pub ghost: Option<Arc<Session>>,
+    /// How many sessions the daemon has now.
+    pub sessions: usize,
+}
+
+/// The daemons connected, by client and identity.
+#[derive(Default)]
+pub struct Daemons {
+    table: Mutex<HashMap<(String, String), Arc<Daemon>>>,
+    next_id: AtomicU64,
+}
+
+impl Daemons {
+    /// Adds `session` to its daemon (made when it is the first). `identity` is the daemon id
+    /// from its greeting; `None` (version 1) makes the session a daemon of its own.
+    pub fn join(&self, session: &Arc<Session>, identity: Option<&str>) -> Joined {
+        let identity = match identity {
+            Some(id) => id.to_owned(),
+            None => format!("session-{}", session.id),
+        };
+        let mut table = self.table.lock().expect("daemons lock");
+        let daemon = table
+            .entry((session.client.clone(), identity.clone()))
+            .or_insert_with(|| {
+                Arc::new(Daemon {
+                    id: self.next_id.fetch_add(1, Ordering::Relaxed) + 1,
+                    client: session.client.clone(),
+                    identity,
+                    sessions: RwLock::new(Arc::from([])),
+                })
+            })
+            .clone();
+        let mut sessions = daemon.sessions.write().expect("daemon lock");
+        let mut list: Vec<Arc<Session>> = sessions.iter().cloned().collect();
+        let ghost = match session.connection {
+            Some(index) => {
+                list.iter().position(|s| s.connection == Some(index)).map(|at| list.swap_remove(at))
+            }
+            None => None,
+        };
+        list.push(session.clone());
+        let count = list.len();
+        *sessions = list.into();
+        drop(sessions);
+        Joined { daemon, ghost, sessions: count }
+    }
+
+    /// Removes the session `id` from `daemon`; returns true when that left the daemon without
+    /// sessions (it is then forgotten: its hosts go offline).
+    pub fn leave(&self, daemon: &Arc<Daemon>, id: u64) -> bool {
+        let mut table = self.table.lock().expect("daemons lock");
+        let mut sessions = daemon.sessions.write().expect("daemon lock");
+        let before = sessions.len();
+        let list: Vec<Arc<Session>> = sessions.iter().filter(|s| s.id != id).cloned().collect();
+        let left = list.len() < before;
+        let empty = list.is_empty();
+        *sessions = list.into();
+        drop(sessions);
+        let key = (daemon.client.clone(), daemon.identity.clone());
+        if empty && table.get(&key).is_some_and(|d| Arc::ptr_eq(d, daemon)) {
+            table.remove(&key);
+        }
+        left && empty
+    }
+
+    /// How many daemons are connected.
+    pub fn count(&self) -> usize {
+        self.table.lock().expect("daemons lock").len()
+    }
+}
