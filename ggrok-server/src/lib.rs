@@ -115,6 +115,10 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
         next_anonymous: AtomicU64::new(0),
     });
     tokio::spawn(purge_offline_hosts(state.clone()));
+    // Every worker listens before the server says it does. Worker threads keep their runtimes
+    // (and the tasks on them) until everything is closed.
+    let finished = CancellationToken::new();
+    let mut others = workers::spawn(&state, &listeners.plain, listeners.https.as_ref(), finished.clone())?;
     let path = &state.config.tunnel_path;
     let plain_addr = listeners.plain.local_addr()?;
     info!("listening on {plain_addr} (http, tunnel endpoint {path})");
@@ -128,9 +132,6 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
         tokio::spawn(ops::admin::serve(state.clone(), admin, admin_done.clone()));
     }
     let _stop_admin = admin_done.drop_guard();
-    // Worker threads keep their runtimes (and the tasks on them) until everything is closed.
-    let finished = CancellationToken::new();
-    let mut others = workers::spawn(&state, &listeners.plain, listeners.https.as_ref(), finished.clone())?;
     if workers > 1 {
         info!(workers, "serving on {workers} worker threads");
     }

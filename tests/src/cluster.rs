@@ -53,10 +53,15 @@ impl Server {
 
     /// Starts a server with this configuration text (whose `listen` should use port 0).
     pub fn start_with(toml: &str) -> Self {
+        Self::start_with_env(toml, &[])
+    }
+
+    /// Like [`Server::start_with`], with these environment variables (e.g. `GGROK_PROTOCOL_MAX`).
+    pub fn start_with_env(toml: &str, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("server.toml");
         std::fs::write(&path, toml).unwrap();
-        let process = Process::spawn(&bin("ggrok-server"), &["--config", path.to_str().unwrap()], &[]);
+        let process = Process::spawn(&bin("ggrok-server"), &["--config", path.to_str().unwrap()], env);
         let line = process.wait_for(&["listening on"]);
         let addr =
             crate::process::listening_address(&line).unwrap_or_else(|| panic!("no address in {line:?}"));
@@ -96,26 +101,57 @@ impl Daemon {
     /// Starts ggrokd toward `server_url` with `token` and `tunnels` (host, local), plus `extra`
     /// TOML appended verbatim. Does not wait.
     pub fn start(server_url: &str, token: &str, tunnels: &[(&str, &str)], extra: &str) -> Self {
+        Self::start_env(server_url, token, tunnels, extra, &[])
+    }
+
+    /// Like [`Daemon::start`], with these environment variables (e.g. `GGROK_PROTOCOL_MAX`).
+    pub fn start_env(
+        server_url: &str,
+        token: &str,
+        tunnels: &[(&str, &str)],
+        extra: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("ggrokd.toml");
         std::fs::write(&config, daemon_toml(server_url, token, tunnels, extra)).unwrap();
         let socket = dir.path().join("run/ggrokd.sock");
-        let process = Self::spawn(&config, &socket);
+        let process = Self::spawn(&config, &socket, env);
         Self { dir, config, socket, process }
     }
 
-    fn spawn(config: &Path, socket: &Path) -> Process {
+    fn spawn(config: &Path, socket: &Path, env: &[(&str, &str)]) -> Process {
         Process::spawn(
             &bin("ggrokd"),
             &["--config", config.to_str().unwrap(), "--socket", socket.to_str().unwrap()],
-            &[],
+            env,
         )
+    }
+
+    /// `ggrokctl status --json`, parsed.
+    pub fn status(&self) -> serde_json::Value {
+        let out = self.ctl(&["status", "--json"]);
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("status --json: {e}: {}", String::from_utf8_lossy(&out.stdout)))
+    }
+
+    /// Waits (up to a minute) until `status --json` satisfies `done`; returns that status.
+    pub fn wait_status(&self, what: &str, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let status = self.status();
+            if done(&status) {
+                return status;
+            }
+            assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}: {status:#}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     /// Kills the daemon and starts it again with the same config and socket.
     pub fn restart(&mut self) {
         self.process.stop();
-        self.process = Self::spawn(&self.config, &self.socket);
+        self.process = Self::spawn(&self.config, &self.socket, &[]);
     }
 
     /// Runs `ggrokctl --socket <this daemon's socket> ARGS` and returns its output.

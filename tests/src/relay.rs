@@ -60,6 +60,12 @@ impl Relay {
         self.limits.send_modify(|l| l.cut = below);
     }
 
+    /// The first `n` connections the relay accepted are closed (those still open); later ones
+    /// pass.
+    pub fn cut_first(&self, n: u64) {
+        self.limits.send_modify(|l| l.cut = l.cut.max(n));
+    }
+
     /// Connections accepted so far.
     pub fn connections(&self) -> u64 {
         self.next_id.load(Ordering::SeqCst)
@@ -94,4 +100,42 @@ async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, id: u64, mut limi
             changed = limits.changed() => if changed.is_err() { return },
         }
     }
+}
+
+/// A proxy on 127.0.0.1 that passes only WebSocket upgrades to `target`, as some reverse proxies
+/// and PaaS routers do: a connection whose first request head does not ask for
+/// `Upgrade: websocket` gets `403 Forbidden` and is closed. Returns its address.
+pub async fn websocket_only(target: SocketAddr) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match inbound.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                    if head.len() > 64 * 1024 {
+                        return;
+                    }
+                }
+                let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                if !text.lines().any(|l| l.starts_with("upgrade:") && l.contains("websocket")) {
+                    let _ = inbound
+                        .write_all(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 25\r\nconnection: close\r\n\r\nonly WebSockets pass here")
+                        .await;
+                    return;
+                }
+                let Ok(mut outbound) = TcpStream::connect(target).await else { return };
+                if outbound.write_all(&head).await.is_err() {
+                    return;
+                }
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            });
+        }
+    });
+    addr
 }

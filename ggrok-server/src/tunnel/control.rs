@@ -174,7 +174,11 @@ impl Claimant<'_> {
                 Ok(())
             }
             Ok(Claim::TookOver(old)) => {
-                info!(session, client, host = %pattern, old_daemon = old.identity(), "host taken over from another ggrokd of the same client");
+                if session_is_daemon(old.identity()) {
+                    info!(session, client, host = %pattern, old = old.identity(), "host taken over from an older session of the same client");
+                } else {
+                    info!(session, client, host = %pattern, old_daemon = old.identity(), "host taken over from another ggrokd of the same client");
+                }
                 let tunnel = TunnelKey::Http { host: pattern.to_string() };
                 let reason = format!(
                     "another ggrokd of client {client:?} took {pattern} over (session {session}); \
@@ -201,6 +205,12 @@ impl Claimant<'_> {
             info!(session = self.session.id, host = %key, "host unregistered");
         }
     }
+}
+
+/// Whether a daemon identity is a version-1 session's own (such a daemon cannot tell its stale
+/// sessions from another ggrokd).
+fn session_is_daemon(identity: &str) -> bool {
+    identity.starts_with(super::daemons::SESSION_IDENTITY)
 }
 
 /// Whether a control stream failed on a message over `max_control_message`.

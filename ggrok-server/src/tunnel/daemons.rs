@@ -10,6 +10,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+/// How the identity of a version-1 session, a daemon of its own, starts.
+pub const SESSION_IDENTITY: &str = "session-";
+
 /// One ggrokd and its live sessions.
 #[derive(Debug)]
 pub struct Daemon {
@@ -37,27 +40,32 @@ impl Daemon {
         self.sessions.read().expect("daemon lock").clone()
     }
 
-    /// The session a public request on worker `worker` should use: the least busy of this
-    /// daemon's sessions on the same worker, else the less busy of two picked at random (the
-    /// "power of two choices": near the best spread, without looking at them all). `None` once
-    /// every session is gone.
+    /// The session a public request on worker `worker` should use: one of this daemon's
+    /// sessions on the same worker when there is one, else any; among several, the less busy of
+    /// two picked at random (the "power of two choices": close to the best spread without looking
+    /// at them all, and idle sessions share the work instead of the first taking it all). `None`
+    /// once every session is gone.
     pub fn pick(&self, worker: u32) -> Option<Arc<Session>> {
         let sessions = self.sessions.read().expect("daemon lock");
-        let local = sessions.iter().filter(|s| s.worker == worker).min_by_key(|s| s.load());
-        if let Some(s) = local {
-            return Some(s.clone());
-        }
-        let n = sessions.len();
+        let local = sessions.iter().filter(|s| s.worker == worker).count();
+        let candidates = |i: usize| -> &Arc<Session> {
+            if local == 0 {
+                &sessions[i]
+            } else {
+                sessions.iter().filter(|s| s.worker == worker).nth(i).expect("counted")
+            }
+        };
+        let n = if local == 0 { sessions.len() } else { local };
         match n {
             0 => None,
-            1 => Some(sessions[0].clone()),
+            1 => Some(candidates(0).clone()),
             _ => {
                 let a = fastrand::usize(..n);
                 let mut b = fastrand::usize(..n - 1);
                 if b >= a {
                     b += 1;
                 }
-                let (a, b) = (&sessions[a], &sessions[b]);
+                let (a, b) = (candidates(a), candidates(b));
                 Some(if b.load() < a.load() { b.clone() } else { a.clone() })
             }
         }
@@ -88,7 +96,7 @@ impl Daemons {
     pub fn join(&self, session: &Arc<Session>, identity: Option<&str>) -> Joined {
         let identity = match identity {
             Some(id) => id.to_owned(),
-            None => format!("session-{}", session.id),
+            None => format!("{SESSION_IDENTITY}{}", session.id),
         };
         let mut table = self.table.lock().expect("daemons lock");
         let daemon = table

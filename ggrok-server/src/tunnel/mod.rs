@@ -10,7 +10,7 @@
 //! - [`daemons`]: the sessions of one ggrokd, together;
 //! - [`registry`]: which daemon serves which host;
 //! - [`control`]: the control stream's conversation;
-//! - [`auth`]: tokens.
+//! - [`auth`]: the tokens daemons present.
 
 pub mod auth;
 pub mod control;
@@ -189,9 +189,8 @@ async fn serve<IO>(
     let greeting = match greeting {
         Ok(g) => g,
         Err(why) => {
-            state.metrics.rejected(Rejection::SetupFailed);
             connection.abort();
-            return warn!(session = id, client = %client.name, %peer, "tunnel setup failed: {why}");
+            return info!(session = id, client = %client.name, %peer, "tunnel client disconnected: {why}");
         }
     };
     let (notify, queued) = tokio::sync::mpsc::unbounded_channel();
