@@ -16,7 +16,14 @@ fn main() -> ExitCode {
         }
     };
     if cli.check {
-        println!("{}: ok ({} tunnels, server {})", path.display(), config.tunnels.len(), config.server.url);
+        println!(
+            "{}: ok ({} tunnels, server {}, connections {}, transport {})",
+            path.display(),
+            config.tunnels.len(),
+            config.server.url,
+            config.connections,
+            config.transport.as_str()
+        );
         return ExitCode::SUCCESS;
     }
     ggrok_proto::logging::init(&config.log_level);

@@ -132,21 +132,22 @@ fn server_name(url: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ggrok_proto::ctl::TimedError;
+    use ggrok_proto::ctl::{LinkState, TimedError};
 
-    fn status(connection: &str, attempt: u32, error: Option<&str>) -> StatusInfo {
+    fn status(connection: LinkState, attempt: u32, error: Option<&str>) -> StatusInfo {
         StatusInfo {
             daemon_version: "0".into(),
             pid: 1,
             uptime_secs: 0,
             config: "ggrokd.toml".into(),
             server: "wss://tunnel.example.com/$$ggrok".into(),
-            connection: connection.into(),
+            connection,
             since: 0,
             attempt,
             last_error: error.map(|m| TimedError { at: 0, message: m.into() }),
             next_retry: None,
-            tunnels_online: if connection == "connected" { 3 } else { 0 },
+            connections: Vec::new(),
+            tunnels_online: if connection == LinkState::Connected { 3 } else { 0 },
             tunnels_total: 3,
             tunnels: Vec::new(),
         }
@@ -155,17 +156,17 @@ mod tests {
     #[test]
     fn status_lines_say_where_and_how_many() {
         assert_eq!(
-            status_line(&status("connected", 0, Some("old"))),
+            status_line(&status(LinkState::Connected, 0, Some("old"))),
             "connected to tunnel.example.com, 3/3 tunnels online"
         );
         assert_eq!(
-            status_line(&status("connecting", 0, None)),
+            status_line(&status(LinkState::Connecting, 0, None)),
             "connecting to tunnel.example.com, 0/3 tunnels online"
         );
         let reconnecting =
             "reconnecting to tunnel.example.com (2 failed attempts, last: refused), 0/3 tunnels online";
-        assert_eq!(status_line(&status("disconnected", 2, Some("refused"))), reconnecting);
-        assert_eq!(status_line(&status("connecting", 2, Some("refused"))), reconnecting);
+        assert_eq!(status_line(&status(LinkState::Disconnected, 2, Some("refused"))), reconnecting);
+        assert_eq!(status_line(&status(LinkState::Connecting, 2, Some("refused"))), reconnecting);
     }
 
     #[test]
