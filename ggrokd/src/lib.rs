@@ -11,6 +11,7 @@ pub mod control;
 pub mod ctl;
 pub mod daemon;
 pub mod exchange;
+pub mod identity;
 pub mod local;
 pub mod notify;
 pub mod persist;
