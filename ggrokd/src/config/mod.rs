@@ -445,6 +445,8 @@ mod tests {
         assert_eq!(ok("ws://t.example.com"), "ws://t.example.com:80/$$ggrok");
         assert_eq!(ok("ws://127.0.0.1:9000/"), "ws://127.0.0.1:9000/$$ggrok");
         assert_eq!(ok("ws://t:1/custom"), "ws://t:1/custom");
+        assert_eq!(ServerUrl::parse("ws://t:1/custom").unwrap().path, "/custom");
+        assert_eq!(ServerUrl::parse("ws://t").unwrap().path, "/$$ggrok");
         assert_eq!(ok("wss://t.example.com"), "wss://t.example.com:443/$$ggrok");
         assert!(ServerUrl::parse("wss://t.example.com").unwrap().tls);
         assert_eq!(ServerUrl::parse("wss://[::1]:9/").unwrap().host, "::1");
