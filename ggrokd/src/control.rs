@@ -193,7 +193,126 @@ mod tests {
     use super::*;
     use crate::config::DaemonConfig;
     use crate::tunnels::TunnelState;
+    use ggrok_proto::control::{ClientMessage, ServerCodec, ServerMessage, TunnelKey};
     use std::path::Path;
+    use std::sync::Arc;
+    use tokio::io::DuplexStream;
+    use tokio::task::JoinHandle;
+    use tokio_util::sync::CancellationToken;
+
+    type Server = Framed<DuplexStream, ServerCodec>;
+
+    /// Link `index` of `d` running its control stream with `protocol`; the test is the server.
+    fn start(d: &Arc<Daemon>, index: u32, protocol: u32) -> (Arc<Link>, Server, JoinHandle<End>) {
+        let link = Arc::new(Link::new(index, CancellationToken::new()));
+        link.connected("websocket", protocol);
+        d.add_link(link.clone());
+        let (ours, theirs) = tokio::io::duplex(64 * 1024);
+        let task = tokio::spawn({
+            let (d, link) = (d.clone(), link.clone());
+            async move { run(&d, &link, protocol, ours).await }
+        });
+        (link, Framed::new(theirs, ServerCodec::default()), task)
+    }
+
+    fn server_hello(version: u32, worker: Option<u32>, workers: Option<u32>) -> ServerMessage {
+        ServerMessage::Hello {
+            version,
+            client: "alice".into(),
+            session: 5,
+            worker,
+            workers,
+            replica: Some("r1".into()),
+        }
+    }
+
+    async fn next(server: &mut Server) -> ClientMessage {
+        server.next().await.unwrap().unwrap()
+    }
+
+    fn key(host: &str) -> TunnelKey {
+        TunnelKey::Http { host: host.into() }
+    }
+
+    #[tokio::test]
+    async fn version_two_greets_with_the_daemon_id_and_claims_typed_tunnels() {
+        let d = Arc::new(daemon());
+        let (link, mut server, task) = start(&d, 1, 2);
+        server.send(server_hello(2, Some(0), Some(3))).await.unwrap();
+        let ClientMessage::Hello { version, daemon, connection, .. } = next(&mut server).await else {
+            panic!()
+        };
+        assert_eq!((version, daemon.as_deref(), connection), (2, Some("d"), Some(1)));
+        assert_eq!(next(&mut server).await, ClientMessage::Claim { tunnel: key("a.test"), takeover: true });
+        let a = d.tunnels.get("a.test").unwrap();
+        let mut state = a.watch_state();
+        server.send(ServerMessage::Claimed { tunnel: key("a.test") }).await.unwrap();
+        state.wait_for(|s| *s == TunnelState::Online).await.unwrap();
+        assert_eq!(a.claim(), Some(TunnelOp::Claim { host: "a.test".into(), takeover: false }));
+        let session = link.session();
+        assert_eq!(
+            (session.session, session.worker, session.replica.as_deref()),
+            (Some(5), Some(0), Some("r1"))
+        );
+        assert_eq!(*d.wanted_links().borrow(), 3, "auto follows the announced workers");
+        // Operations from the daemon go out in version-2 form.
+        assert!(link.send(TunnelOp::Release { host: "a.test".into() }));
+        assert_eq!(next(&mut server).await, ClientMessage::Release { tunnel: key("a.test") });
+        server
+            .send(ServerMessage::Displaced { tunnel: key("a.test"), reason: "by laptop".into() })
+            .await
+            .unwrap();
+        state.wait_for(|s| matches!(s, TunnelState::Displaced(_))).await.unwrap();
+        // Unknown messages are ignored; the stream lives on until the server closes it.
+        server.send(ServerMessage::Unknown).await.ok();
+        drop(server);
+        assert_eq!(task.await.unwrap(), End::Lost("control stream closed".into()));
+        assert!(!link.send(TunnelOp::Release { host: "a.test".into() }), "detached when it ended");
+    }
+
+    #[tokio::test]
+    async fn version_one_registers_hosts_as_before() {
+        let d = Arc::new(daemon());
+        let (_link, mut server, task) = start(&d, 0, 1);
+        server.send(server_hello(1, None, None)).await.unwrap();
+        let ClientMessage::Hello { version, daemon, connection, .. } = next(&mut server).await else {
+            panic!()
+        };
+        assert_eq!((version, daemon, connection), (1, None, None));
+        assert_eq!(next(&mut server).await, ClientMessage::Register { host: "a.test".into() });
+        let a = d.tunnels.get("a.test").unwrap();
+        let mut state = a.watch_state();
+        server.send(ServerMessage::Registered { host: "a.test".into() }).await.unwrap();
+        state.wait_for(|s| *s == TunnelState::Online).await.unwrap();
+        // An acceptance for a tunnel removed meanwhile is released in version-1 form.
+        server.send(ServerMessage::Registered { host: "gone.test".into() }).await.unwrap();
+        assert_eq!(next(&mut server).await, ClientMessage::Unregister { host: "gone.test".into() });
+        assert_eq!(*d.wanted_links().borrow(), 1);
+        drop(server);
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_link_on_a_held_worker_ends_before_greeting() {
+        let d = Arc::new(daemon());
+        let (first, mut server0, _task0) = start(&d, 0, 2);
+        server0.send(server_hello(2, Some(0), Some(2))).await.unwrap();
+        next(&mut server0).await;
+        assert_eq!(first.session().worker, Some(0));
+        let (_link, mut server1, task1) = start(&d, 1, 2);
+        server1.send(server_hello(2, Some(0), Some(2))).await.unwrap();
+        assert_eq!(task1.await.unwrap(), End::Ending(Ending::Redial));
+        assert!(server1.next().await.is_none(), "nothing sent: no hello, no claims");
+    }
+
+    #[tokio::test]
+    async fn a_second_link_to_a_version_one_server_is_surplus() {
+        let d = Arc::new(daemon());
+        let (_link, mut server, task) = start(&d, 1, 1);
+        server.send(server_hello(1, None, None)).await.unwrap();
+        assert_eq!(task.await.unwrap(), End::Ending(Ending::Surplus));
+        assert!(server.next().await.is_none());
+    }
 
     fn daemon() -> Daemon {
         let text = "server = \"ws://t\"\n[[tunnel]]\nhost = \"a.test\"\nlocal = \"1\"\n";
