@@ -333,6 +333,8 @@ mod tests {
                         let (mut r, mut w) = stream.split();
                         let _ = tokio::io::copy(&mut r, &mut w).await;
                     } else {
+                        // The callback's type is tungstenite's.
+                        #[allow(clippy::result_large_err)]
                         let add_version = |_: &http::Request<()>, mut resp: http::Response<()>| {
                             resp.headers_mut().insert(HEADER_PROTOCOL, HeaderValue::from(2));
                             Ok(resp)
