@@ -92,7 +92,7 @@ pub async fn add(daemon: &Daemon, new: NewTunnel) -> Result<Added, OpError> {
         TunnelState::Refused(reason) => {
             // Never accepted: nothing to release, and the file was not touched.
             daemon.tunnels.remove_exactly(&tunnel);
-            warn!(host = %key, "tunnel not added: the server refused it: {reason}");
+            info!(host = %key, "tunnel not added: the server refused it");
             return Err(OpError::Refused(format!("the server refused {key}: {reason}")));
         }
         TunnelState::Online => AddOutcome::Online,

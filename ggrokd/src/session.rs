@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, debug, info, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 /// Why a connection was ended on purpose, not lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -148,6 +148,8 @@ async fn handle(
                     return Ok(body::text(StatusCode::BAD_REQUEST, "ggrokd: control stream refused"));
                 }
                 let on_upgrade = hyper::upgrade::on(&mut req);
+                // hyper runs each stream as a task of its own, outside the link's span.
+                let span = info_span!("link", connection = link.index);
                 let control = async move {
                     match on_upgrade.await {
                         Ok(stream) => {
@@ -175,7 +177,7 @@ async fn handle(
                         }
                     }
                 };
-                tokio::spawn(control.in_current_span());
+                tokio::spawn(control.instrument(span));
                 Response::new(body::empty())
             }
             Some(p) => match find_tunnel(&daemon, &req) {
