@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod backoff;
+pub mod claims;
 pub mod cli;
 pub mod config;
 pub mod control;

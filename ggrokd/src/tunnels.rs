@@ -11,69 +11,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 
-/// Where a tunnel stands with the server, over all of the daemon's connections.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TunnelState {
-    /// Not (yet) accepted on any connection.
-    Connecting,
-    /// The server routes its host here (over at least one connection).
-    Online,
-    /// The server refused the host.
-    Refused(String),
-    /// Another ggrokd of the same client took it over; not claimed again until it is made fresh
-    /// (added again, a reload, a restart).
-    Displaced(String),
-}
-
-/// Where a tunnel stands on one connection.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-enum OnLink {
-    /// No answer yet on this connection (or it is down).
-    #[default]
-    Unclaimed,
-    /// Accepted.
-    Online,
-    /// Refused, with the reason.
-    Refused(String),
-}
-
-/// A tunnel's claims with the server.
-#[derive(Debug, Clone, Default)]
-struct Claims {
-    /// By connection index.
-    links: Vec<OnLink>,
-    /// Taken over by another ggrokd, with the server's words.
-    displaced: Option<String>,
-    /// Some connection got `Claimed` since the tunnel was made fresh: later claims (reconnects)
-    /// must not take it from another ggrokd.
-    accepted: bool,
-}
-
-impl Claims {
-    fn state(&self) -> TunnelState {
-        if let Some(reason) = &self.displaced {
-            return TunnelState::Displaced(reason.clone());
-        }
-        if self.links.contains(&OnLink::Online) {
-            return TunnelState::Online;
-        }
-        match self.links.iter().rev().find_map(|l| match l {
-            OnLink::Refused(reason) => Some(reason),
-            _ => None,
-        }) {
-            Some(reason) => TunnelState::Refused(reason.clone()),
-            None => TunnelState::Connecting,
-        }
-    }
-
-    fn link(&mut self, index: u32) -> &mut OnLink {
-        let index = index as usize;
-        if self.links.len() <= index {
-            self.links.resize(index + 1, OnLink::Unclaimed);
-        }
-        &mut self.links[index]
-    }
-}
+use crate::claims::Claims;
+pub use crate::claims::TunnelState;
 
 /// One tunnel: its spec, state and counters. Requests in flight hold an `Arc` of it, so replacing
 /// it in the table (reload) never disturbs them.
@@ -142,61 +81,41 @@ impl Tunnel {
     }
 
     /// The claim to send for this tunnel on a connection, or `None` when it must not be claimed
-    /// (displaced). It takes the tunnel over from another ggrokd only while fresh: until some
-    /// connection got it accepted. So a reconnect never takes a tunnel back.
+    /// (displaced); see [`Claims::takeover`].
     pub fn claim(&self) -> Option<TunnelOp> {
-        let claims = self.claims.lock().expect("claims lock");
-        if claims.displaced.is_some() {
-            return None;
-        }
-        Some(TunnelOp::Claim { host: self.host(), takeover: !claims.accepted })
+        let takeover = self.claims.lock().expect("claims lock").takeover()?;
+        Some(TunnelOp::Claim { host: self.host(), takeover })
     }
 
     /// Connection `link` got the claim accepted. Returns whether the tunnel just came online.
-    /// An acceptance after a displacement (a claim that crossed it) changes nothing: the tunnel
-    /// stays displaced until made fresh.
     pub fn claimed(&self, link: u32) -> bool {
-        let (before, after) = self.update(|c| {
-            if c.displaced.is_none() {
-                *c.link(link) = OnLink::Online;
-                c.accepted = true;
-            }
-        });
+        let (before, after) = self.update(|c| c.claimed(link));
         before != TunnelState::Online && after == TunnelState::Online
     }
 
     /// Connection `link` got the claim refused. Returns whether the state changed (a new refusal
     /// or a new reason), so that a refusal seen on every connection is reported once.
     pub fn refused(&self, link: u32, reason: String) -> bool {
-        let (before, after) = self.update(|c| *c.link(link) = OnLink::Refused(reason));
+        let (before, after) = self.update(|c| c.refused(link, reason));
         before != after
     }
 
-    /// Another ggrokd took the tunnel: on the server it is no longer this daemon's on any
-    /// connection. Returns whether it was not displaced before.
+    /// Another ggrokd took the tunnel. Returns whether it was not displaced before.
     pub fn displaced(&self, reason: String) -> bool {
-        let (before, _) = self.update(|c| {
-            c.links.fill(OnLink::Unclaimed);
-            c.displaced = Some(reason);
-        });
+        let (before, _) = self.update(|c| c.displaced(reason));
         !matches!(before, TunnelState::Displaced(_))
     }
 
-    /// Connection `link` is down: what it had is gone. Returns whether the tunnel went offline.
+    /// Connection `link` is down. Returns whether the tunnel went offline.
     pub fn link_down(&self, link: u32) -> bool {
-        let (before, after) = self.update(|c| *c.link(link) = OnLink::Unclaimed);
+        let (before, after) = self.update(|c| c.link_down(link));
         before == TunnelState::Online && after != TunnelState::Online
     }
 
-    /// Makes the tunnel fresh again (the user asked anew for it: reload): a displaced one may be
-    /// claimed again, with takeover. Returns whether it needs claiming (it is not online).
+    /// Makes the tunnel fresh again (the user asked anew for it). Returns whether it needs
+    /// claiming (it is not online).
     pub fn refresh(&self) -> bool {
-        let (_, after) = self.update(|c| {
-            c.displaced = None;
-            if !c.links.contains(&OnLink::Online) {
-                c.accepted = false;
-            }
-        });
+        let (_, after) = self.update(Claims::refresh);
         after != TunnelState::Online
     }
 
@@ -444,32 +363,24 @@ mod tests {
         assert_eq!(a.state(), TunnelState::Online);
     }
 
-    /// The rule that keeps two ggrokd of one client from flapping: take over only while fresh.
+    /// The takeover rule through the table: new and changed tunnels are fresh.
     #[test]
-    fn takeover_only_until_accepted_and_never_after_displacement() {
+    fn added_and_changed_tunnels_take_over_reconnects_do_not() {
         let t = Tunnels::new(&[spec("a.test", "1")]);
         let a = t.get("a.test").unwrap();
         assert_eq!(takeover(&a), Some(true), "first claim after start");
-        a.refused(0, "held".into());
-        assert_eq!(takeover(&a), Some(true), "still never accepted");
         a.claimed(0);
-        assert_eq!(takeover(&a), Some(false), "reconnects do not take it back");
         t.link_down(0);
-        assert_eq!(takeover(&a), Some(false));
+        assert_eq!(takeover(&a), Some(false), "reconnects do not take it back");
         assert!(a.displaced("taken over".into()));
         assert!(!a.displaced("taken over".into()), "reported once");
-        assert_eq!(a.claim(), None, "a displaced tunnel is not claimed again on its own");
-        a.claimed(1);
-        assert_eq!(a.claim(), None, "a late acceptance does not undo the displacement");
-        assert!(matches!(a.state(), TunnelState::Displaced(_)));
-        // A reload makes it fresh: claimed again, with takeover.
+        assert_eq!(a.claim(), None);
         assert!(a.refresh());
-        assert_eq!(takeover(&a), Some(true));
-        // So does adding it anew (a new tunnel) and replacing it with a changed spec.
+        assert_eq!(takeover(&a), Some(true), "a reload makes it fresh");
         let b = t.insert(spec("b.test", "1"), false).unwrap();
-        assert_eq!(takeover(&b), Some(true));
+        assert_eq!(takeover(&b), Some(true), "added");
         b.displaced("taken over".into());
         let changed = t.replace(spec("b.test", "2"), true);
-        assert_eq!(takeover(&changed), Some(true));
+        assert_eq!(takeover(&changed), Some(true), "changed by a reload");
     }
 }
