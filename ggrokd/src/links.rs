@@ -84,3 +84,55 @@ fn start(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Connections, DaemonConfig};
+    use std::path::Path;
+    use std::time::Duration;
+
+    /// Names of this process's threads.
+    fn thread_names() -> Vec<String> {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .map(|n| n.trim().to_owned())
+            .collect()
+    }
+
+    async fn until(what: &str, mut done: impl FnMut() -> bool) {
+        let wait = async {
+            while !done() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), wait).await.unwrap_or_else(|_| panic!("{what}"));
+    }
+
+    #[tokio::test]
+    async fn links_run_on_named_threads_follow_the_wanted_count_and_stop_on_shutdown() {
+        // Nothing listens there: the links retry with backoff, which is all this test needs.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let text = format!("server = \"ws://127.0.0.1:{port}\"\nconnections = 3\nreconnect_initial = 5\n");
+        let daemon =
+            Arc::new(Daemon::new(&DaemonConfig::parse(Path::new("g.toml"), &text).unwrap(), "d".into()));
+        let shutdown = CancellationToken::new();
+        let manager = tokio::spawn(run(daemon.clone(), shutdown.clone()));
+        until("three links", || daemon.links().len() == 3).await;
+        until("three named threads", || {
+            let names = thread_names();
+            (0..3).all(|i| names.contains(&format!("ggrokd-link-{i}")))
+        })
+        .await;
+        daemon.set_connections(Connections::Fixed(1));
+        until("one link", || daemon.links().len() == 1).await;
+        until("threads 1 and 2 gone", || !thread_names().iter().any(|n| n == "ggrokd-link-2")).await;
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(5), manager)
+            .await
+            .expect("shutdown waits for no retry")
+            .unwrap();
+        assert!(!thread_names().iter().any(|n| n.starts_with("ggrokd-link-")));
+    }
+}
