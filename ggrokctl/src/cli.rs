@@ -69,9 +69,13 @@ pub enum Sub {
     ///
     /// Example: ggrokctl list
     List,
-    /// Show the daemon (version, uptime, config, server connection) and every tunnel's traffic.
+    /// Show the daemon (version, uptime, config, server), each of its connections, and every tunnel's traffic.
     ///
     /// Example: ggrokctl status
+    ///
+    /// Per connection: the server, the replica and worker it reached, the transport (websocket or
+    /// raw), its state and since when, the requests it carried, and while it is down its failed
+    /// attempts, when it tries next and its last error.
     ///
     /// Per tunnel: requests, 4xx and 5xx answers, requests the local service could not be reached
     /// for, body bytes in and out, requests in flight (open WebSockets included), and the median

@@ -1,6 +1,6 @@
 //! Text output for people: sentences and aligned tables.
 
-use ggrok_proto::ctl::{LinkState, Reply, StatusInfo, TimedError, TunnelInfo};
+use ggrok_proto::ctl::{ConnectionInfo, LinkState, Reply, StatusInfo, TimedError, TunnelInfo};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Prints a reply: errors on stderr, everything else on stdout.
@@ -89,6 +89,49 @@ pub fn traffic_table(tunnels: &[TunnelInfo]) -> String {
     aligned(&rows)
 }
 
+/// The connections table of `status`: where each connection landed, how long it has been in its
+/// state, what it carried, and for one that is down, its retries and last error.
+pub fn connection_table(connections: &[ConnectionInfo], now: f64) -> String {
+    let header = [
+        "CONN",
+        "SERVER",
+        "REPLICA",
+        "WORKER",
+        "TRANSPORT",
+        "STATE",
+        "SINCE",
+        "REQUESTS",
+        "ATTEMPT",
+        "RETRY IN",
+        "LAST ERROR",
+    ];
+    let mut rows = vec![header.map(String::from).to_vec()];
+    let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    for c in connections {
+        let down = c.state != LinkState::Connected;
+        rows.push(vec![
+            c.index.to_string(),
+            server_name(&c.server).to_owned(),
+            or_dash(c.replica.clone()),
+            or_dash(c.worker.map(|w| w.to_string())),
+            or_dash(c.transport.clone()),
+            c.state.as_str().to_owned(),
+            duration(now - c.since as f64),
+            c.requests.to_string(),
+            if down && c.attempt > 0 { c.attempt.to_string() } else { "-".into() },
+            or_dash(c.next_retry.filter(|_| down).map(|t| format!("{:.1}s", (t - now).max(0.0)))),
+            if down { last_error(&c.last_error, now) } else { "-".into() },
+        ]);
+    }
+    aligned(&rows)
+}
+
+/// `wss://tunnel.example.com:443/$$ggrok` → `tunnel.example.com:443`.
+fn server_name(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    rest.split('/').next().unwrap_or(rest)
+}
+
 /// Rows as columns separated by two spaces; the last column is not padded.
 fn aligned(rows: &[Vec<String>]) -> String {
     let columns = rows.first().map_or(0, Vec::len);
@@ -156,7 +199,16 @@ pub fn status_text(s: &StatusInfo, now: f64) -> String {
     if let Some(e) = &s.last_error {
         out.push_str(&format!("last error:  {}: {}\n", ago(e.at, now), e.message));
     }
-    out.push_str(&format!("tunnels:     {} of {} online\n", s.tunnels_online, s.tunnels_total));
+    out.push_str(&format!("tunnels:     {} of {} online", s.tunnels_online, s.tunnels_total));
+    if !s.connections.is_empty() {
+        let up = s.connections.iter().filter(|c| c.state == LinkState::Connected).count();
+        out.push_str(&format!("; connections {up}/{} up", s.connections.len()));
+    }
+    out.push('\n');
+    if !s.connections.is_empty() {
+        out.push('\n');
+        out.push_str(&connection_table(&s.connections, now));
+    }
     if !s.tunnels.is_empty() {
         out.push('\n');
         out.push_str(&traffic_table(&s.tunnels));
@@ -240,6 +292,78 @@ mod tests {
         let row = text.lines().last().unwrap();
         assert!(row.starts_with("api.test") && row.contains("2.0 KiB") && row.contains("4.8 MiB"), "{text}");
         assert!(row.contains("1.23ms") && row.ends_with("250.0ms"), "{text}");
+    }
+
+    fn connection(index: u32, state: LinkState) -> ConnectionInfo {
+        ConnectionInfo {
+            index,
+            server: "wss://t.example.com:443/$$ggrok".into(),
+            replica: Some("eu-1".into()),
+            worker: Some(index),
+            transport: Some("raw".into()),
+            protocol: Some(2),
+            session: Some(10 + u64::from(index)),
+            state,
+            since: 0,
+            requests: 42,
+            attempt: 0,
+            last_error: None,
+            next_retry: None,
+        }
+    }
+
+    #[test]
+    fn status_lists_every_connection() {
+        let mut down = connection(1, LinkState::Disconnected);
+        (down.replica, down.worker, down.transport) = (None, None, None);
+        (down.attempt, down.next_retry) = (3, Some(62.5));
+        down.last_error = Some(TimedError { at: 55, message: "cannot connect: refused".into() });
+        let status = StatusInfo {
+            daemon_version: "0.1.0".into(),
+            pid: 7,
+            uptime_secs: 60,
+            config: "ggrokd.toml".into(),
+            server: "wss://t.example.com:443/$$ggrok".into(),
+            connection: LinkState::Connected,
+            since: 0,
+            attempt: 0,
+            last_error: None,
+            next_retry: None,
+            connections: vec![connection(0, LinkState::Connected), down],
+            tunnels_online: 3,
+            tunnels_total: 3,
+            tunnels: Vec::new(),
+        };
+        let text = status_text(&status, 60.0);
+        assert!(text.contains("tunnels:     3 of 3 online; connections 1/2 up\n"), "{text}");
+        let lines: Vec<&str> = text.lines().skip_while(|l| !l.starts_with("CONN")).collect();
+        assert_eq!(
+            lines[0].split_whitespace().collect::<Vec<_>>(),
+            [
+                "CONN",
+                "SERVER",
+                "REPLICA",
+                "WORKER",
+                "TRANSPORT",
+                "STATE",
+                "SINCE",
+                "REQUESTS",
+                "ATTEMPT",
+                "RETRY",
+                "IN",
+                "LAST",
+                "ERROR"
+            ]
+        );
+        assert_eq!(
+            lines[1].split_whitespace().collect::<Vec<_>>(),
+            ["0", "t.example.com:443", "eu-1", "0", "raw", "connected", "1m", "0s", "42", "-", "-", "-"]
+        );
+        assert_eq!(
+            lines[2].split_whitespace().take(10).collect::<Vec<_>>(),
+            ["1", "t.example.com:443", "-", "-", "-", "disconnected", "1m", "0s", "42", "3"]
+        );
+        assert!(lines[2].contains("2.5s") && lines[2].ends_with("5s ago: cannot connect: refused"), "{text}");
     }
 
     #[test]

@@ -4,9 +4,9 @@
 use clap::Parser;
 use std::path::PathBuf;
 
-/// The ggrok client daemon: keeps the tunnels of its configuration file online over one
-/// connection to a ggrok-server, reconnecting forever, and forwards each request to the local
-/// service the tunnel names.
+/// The ggrok client daemon: keeps the tunnels of its configuration file online over connections
+/// to a ggrok-server (one per server worker by default), reconnecting forever, and forwards each
+/// request to the local service the tunnel names.
 ///
 /// Usually run as a systemd user service: systemctl --user start ggrokd
 #[derive(Parser)]

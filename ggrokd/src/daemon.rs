@@ -1,19 +1,22 @@
-//! What the whole daemon shares: the tunnel table, the server endpoint, the state of the link to
-//! the server, and the way to send control messages on the current connection.
+//! What the whole daemon shares: its id, the tunnel table, the request log, the server endpoint
+//! and timing, and the set of links ([`Link`]) with the number of them wanted. Each link keeps its
+//! own state; this holds what spans them.
 
-use crate::config::{DaemonConfig, ServerUrl, Timing};
-use crate::local::LocalClient;
+use crate::config::{Connections, DaemonConfig, ServerUrl, Timing, Transport};
+use crate::coverage;
+use crate::link::Link;
 use crate::reqlog::RequestLog;
-use crate::tunnels::{TunnelState, Tunnels, unix_now};
-use ggrok_proto::control::ClientMessage;
-use ggrok_proto::ctl::{StatusInfo, TimedError};
+use crate::tunnels::{TunnelState, Tunnels};
+use crate::wire::TunnelOp;
+use ggrok_proto::ctl::{LinkState, StatusInfo};
 use ggrok_proto::secret::Secret;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::{Notify, mpsc};
+use std::time::Instant;
+use tokio::sync::watch;
 
-/// Where to connect and with which token.
+/// Where to connect, with which token, over what.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
     /// The server's tunnel endpoint.
@@ -22,27 +25,39 @@ pub struct Endpoint {
     pub token: Option<Secret>,
     /// CA certificates for `wss://` instead of the system roots.
     pub ca_file: Option<PathBuf>,
+    /// What the tunnel's HTTP/2 runs on.
+    pub transport: Transport,
 }
 
-pub use ggrok_proto::ctl::LinkState;
+impl Endpoint {
+    /// The endpoint `config` names.
+    pub fn of(config: &DaemonConfig) -> Self {
+        Self {
+            server: config.server.clone(),
+            token: config.token.clone(),
+            ca_file: config.ca_file.clone(),
+            transport: config.transport,
+        }
+    }
+}
 
-#[derive(Debug)]
-struct Link {
-    state: LinkState,
-    since: u64,
-    attempt: u32,
-    last_error: Option<TimedError>,
-    next_retry: Option<f64>,
+/// What the server's hellos said about how many links are worth holding.
+#[derive(Debug, Default, Clone, Copy)]
+struct Announced {
+    /// The number of workers of the latest version-2 hello.
+    workers: Option<u32>,
+    /// The latest hello was of version 1: the server serves a daemon over one connection.
+    version_one: bool,
 }
 
 /// The daemon's shared state.
 pub struct Daemon {
+    /// This daemon's identity, sent in version-2 hellos ([`crate::identity`]).
+    pub id: String,
     /// The config file, re-read on reload and edited by add/remove.
     pub config_path: PathBuf,
     /// The tunnels.
     pub tunnels: Tunnels,
-    /// The pooled client toward local services.
-    pub local: LocalClient,
     /// Recent requests across all tunnels, for `ggrokctl logs`.
     pub requests: Arc<RequestLog>,
     /// Serialises config edits and reloads, so concurrent `add`s cannot lose each other's lines.
@@ -50,40 +65,40 @@ pub struct Daemon {
     started: Instant,
     endpoint: RwLock<Endpoint>,
     timing: RwLock<Timing>,
-    link: Mutex<Link>,
-    /// The current control stream's sender, with the generation that attached it.
-    control: Mutex<Option<(u64, mpsc::UnboundedSender<ClientMessage>)>>,
-    control_generation: std::sync::atomic::AtomicU64,
-    reconnect: Notify,
+    connections: RwLock<Connections>,
+    announced: Mutex<Announced>,
+    /// How many links to run; [`crate::links`] follows it.
+    wanted: watch::Sender<u32>,
+    links: RwLock<Vec<Arc<Link>>>,
+    /// The endpoint for which raw upgrades were found not to pass, with `transport = "auto"`.
+    raw_fallback: Mutex<Option<Endpoint>>,
+    /// Makes "which worker do the other links hold" and "hold this one" one step.
+    coverage: Mutex<()>,
+    version_one_warned: AtomicBool,
 }
 
 impl Daemon {
-    /// The state for `config`, every tunnel connecting.
-    pub fn new(config: &DaemonConfig) -> Self {
-        Self {
+    /// The state for `config`, every tunnel connecting, no link yet; `id` is the daemon's id.
+    pub fn new(config: &DaemonConfig, id: String) -> Self {
+        let daemon = Self {
+            id,
             config_path: config.path.clone(),
             tunnels: Tunnels::new(&config.tunnels),
-            local: LocalClient::default(),
             requests: Arc::new(RequestLog::new(config.request_log)),
             edits: tokio::sync::Mutex::new(()),
             started: Instant::now(),
-            endpoint: RwLock::new(Endpoint {
-                server: config.server.clone(),
-                token: config.token.clone(),
-                ca_file: config.ca_file.clone(),
-            }),
+            endpoint: RwLock::new(Endpoint::of(config)),
             timing: RwLock::new(config.timing),
-            link: Mutex::new(Link {
-                state: LinkState::Connecting,
-                since: unix_now(),
-                attempt: 0,
-                last_error: None,
-                next_retry: None,
-            }),
-            control: Mutex::new(None),
-            control_generation: 0.into(),
-            reconnect: Notify::new(),
-        }
+            connections: RwLock::new(config.connections),
+            announced: Mutex::new(Announced::default()),
+            wanted: watch::Sender::new(1),
+            links: RwLock::new(Vec::new()),
+            raw_fallback: Mutex::new(None),
+            coverage: Mutex::new(()),
+            version_one_warned: false.into(),
+        };
+        daemon.update_wanted();
+        daemon
     }
 
     /// Where to connect now.
@@ -91,8 +106,9 @@ impl Daemon {
         self.endpoint.read().expect("endpoint lock").clone()
     }
 
-    /// Changes the endpoint; if it differs, the current connection is dropped and a new one made
-    /// at once. Returns whether it changed.
+    /// Changes the endpoint; if it differs, every link drops its connection and dials again at
+    /// once, and a raw-upgrade fallback learned for the old endpoint is forgotten. Returns whether
+    /// it changed.
     pub fn set_endpoint(&self, endpoint: Endpoint) -> bool {
         let mut current = self.endpoint.write().expect("endpoint lock");
         if *current == endpoint {
@@ -100,7 +116,26 @@ impl Daemon {
         }
         *current = endpoint;
         drop(current);
-        self.reconnect.notify_one();
+        *self.raw_fallback.lock().expect("fallback lock") = None;
+        for link in self.links() {
+            link.request_reconnect();
+        }
+        true
+    }
+
+    /// Whether raw upgrades were found not to pass to `endpoint` (so `auto` dials the WebSocket).
+    pub fn raw_fell_back(&self, endpoint: &Endpoint) -> bool {
+        self.raw_fallback.lock().expect("fallback lock").as_ref() == Some(endpoint)
+    }
+
+    /// Remembers that raw upgrades do not pass to `endpoint`; returns whether this is news (to
+    /// log it once, whichever link found out first).
+    pub fn remember_raw_fallback(&self, endpoint: &Endpoint) -> bool {
+        let mut known = self.raw_fallback.lock().expect("fallback lock");
+        if known.as_ref() == Some(endpoint) {
+            return false;
+        }
+        *known = Some(endpoint.clone());
         true
     }
 
@@ -114,97 +149,200 @@ impl Daemon {
         *self.timing.write().expect("timing lock") = timing;
     }
 
-    /// Resolves when a reconnect was asked for (the endpoint changed).
-    pub async fn reconnect_requested(&self) {
-        self.reconnect.notified().await
+    /// Changes `connections`; links are started or stopped to match.
+    pub fn set_connections(&self, connections: Connections) {
+        *self.connections.write().expect("connections lock") = connections;
+        self.update_wanted();
     }
 
-    fn update_link(&self, f: impl FnOnce(&mut Link)) {
-        let mut link = self.link.lock().expect("link lock");
-        let before = link.state;
-        f(&mut link);
-        if link.state != before {
-            link.since = unix_now();
+    /// A link agreed on `protocol` and the server's hello announced `workers` (version 2).
+    pub fn server_greeted(&self, protocol: u32, workers: Option<u32>) {
+        *self.announced.lock().expect("announced lock") =
+            Announced { workers: workers.filter(|_| protocol >= 2), version_one: protocol < 2 };
+        self.update_wanted();
+    }
+
+    fn update_wanted(&self) {
+        let setting = *self.connections.read().expect("connections lock");
+        let announced = *self.announced.lock().expect("announced lock");
+        let wanted = match setting {
+            Connections::Fixed(n) if n > 1 && announced.version_one => {
+                if !self.version_one_warned.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        "the server speaks protocol version 1, which serves a daemon over one connection; \
+                         holding 1 instead of connections = {n}"
+                    );
+                }
+                1
+            }
+            _ => setting.wanted(announced.workers),
+        };
+        self.wanted.send_if_modified(|w| std::mem::replace(w, wanted) != wanted);
+    }
+
+    /// Follows how many links to run.
+    pub fn wanted_links(&self) -> watch::Receiver<u32> {
+        self.wanted.subscribe()
+    }
+
+    /// Links, by index.
+    pub fn links(&self) -> Vec<Arc<Link>> {
+        self.links.read().expect("links lock").clone()
+    }
+
+    /// A link was started.
+    pub fn add_link(&self, link: Arc<Link>) {
+        let mut links = self.links.write().expect("links lock");
+        links.retain(|l| l.index != link.index);
+        links.push(link);
+        links.sort_by_key(|l| l.index);
+    }
+
+    /// Link `index` was stopped.
+    pub fn remove_link(&self, index: u32) {
+        self.links.write().expect("links lock").retain(|l| l.index != index);
+    }
+
+    /// Whether any link is connected.
+    pub fn any_connected(&self) -> bool {
+        self.links().iter().any(|l| l.state() == LinkState::Connected)
+    }
+
+    /// Sends `op` on every link whose control stream is up; returns on how many.
+    pub fn send_everywhere(&self, op: &TunnelOp) -> usize {
+        self.links().iter().filter(|l| l.send(op.clone())).count()
+    }
+
+    /// Link `link` landed on `worker` of `workers`: whether it keeps it (and now holds it) or
+    /// should dial again to land on a worker no other link holds ([`coverage`]).
+    pub fn keep_worker(&self, link: &Link, worker: u32, workers: u32) -> bool {
+        let _step = self.coverage.lock().expect("coverage lock");
+        let others: Vec<u32> =
+            self.links().iter().filter(|l| l.index != link.index).filter_map(|l| l.worker()).collect();
+        if coverage::should_redial(worker, workers, &others, link.redials()) {
+            return false;
         }
+        link.hold_worker(worker);
+        true
     }
 
-    /// A connection attempt starts; `attempt` counts failures since the last healthy connection.
-    pub fn link_connecting(&self, attempt: u32) {
-        self.update_link(|l| {
-            l.state = LinkState::Connecting;
-            l.attempt = attempt;
-            l.next_retry = None;
-        });
-    }
-
-    /// The connection is up.
-    pub fn link_connected(&self) {
-        self.update_link(|l| {
-            l.state = LinkState::Connected;
-            l.next_retry = None;
-        });
-    }
-
-    /// The connection failed or was lost; the next attempt is due at `next_retry`.
-    pub fn link_down(&self, error: String, attempt: u32, next_retry: SystemTime) {
-        self.update_link(|l| {
-            l.state = LinkState::Disconnected;
-            l.attempt = attempt;
-            l.last_error = Some(TimedError { at: unix_now(), message: error });
-            l.next_retry = next_retry.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs_f64());
-        });
-    }
-
-    /// The state of the link.
-    pub fn link_state(&self) -> LinkState {
-        self.link.lock().expect("link lock").state
-    }
-
-    /// The daemon as `ggrokctl status` shows it, without its tunnels' counters (the caller adds
-    /// them when wanted: computing percentiles is not free).
+    /// The daemon as `ggrokctl status` shows it, with its connections but without its tunnels'
+    /// counters (the caller adds them when wanted: computing percentiles is not free).
     pub fn status(&self) -> StatusInfo {
-        let link = self.link.lock().expect("link lock");
+        let server = self.endpoint().server.url;
+        let connections: Vec<_> = self.links().iter().map(|l| l.info(&server)).collect();
+        // The summary: connected when any link is (since the first connected one), else the
+        // first link's state; the most recent error of any.
+        let summary = connections.iter().find(|c| c.state == LinkState::Connected).or(connections.first());
+        let last_error =
+            connections.iter().filter_map(|c| c.last_error.as_ref()).max_by_key(|e| e.at).cloned();
         let tunnels = self.tunnels.all();
         StatusInfo {
             daemon_version: env!("CARGO_PKG_VERSION").into(),
             pid: std::process::id(),
             uptime_secs: self.started.elapsed().as_secs(),
             config: self.config_path.display().to_string(),
-            server: self.endpoint().server.url,
-            connection: link.state,
-            since: link.since,
-            attempt: link.attempt,
-            last_error: link.last_error.clone(),
-            next_retry: link.next_retry,
+            server,
+            connection: summary.map_or(LinkState::Connecting, |c| c.state),
+            since: summary.map_or_else(crate::tunnels::unix_now, |c| c.since),
+            attempt: summary.map_or(0, |c| c.attempt),
+            last_error,
+            next_retry: summary.and_then(|c| c.next_retry),
             tunnels_online: tunnels.iter().filter(|t| t.state() == TunnelState::Online).count(),
             tunnels_total: tunnels.len(),
             tunnels: Vec::new(),
-            connections: Vec::new(),
+            connections,
         }
     }
+}
 
-    /// The control stream of the current connection is up: messages sent from now on go there.
-    /// Returns the generation to pass to [`Daemon::detach_control`].
-    pub fn attach_control(&self, sender: mpsc::UnboundedSender<ClientMessage>) -> u64 {
-        let generation = self.control_generation.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        *self.control.lock().expect("control lock") = Some((generation, sender));
-        generation
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+    use tokio_util::sync::CancellationToken;
+
+    fn daemon(extra: &str) -> Daemon {
+        let text = format!("server = \"ws://t\"\n{extra}");
+        Daemon::new(&DaemonConfig::parse(Path::new("g.toml"), &text).unwrap(), "d".into())
     }
 
-    /// A control stream ended: forget its sender, unless a newer stream has attached since.
-    /// `None` detaches whatever is attached (shutdown), which ends the current control stream.
-    pub fn detach_control(&self, generation: Option<u64>) {
-        let mut control = self.control.lock().expect("control lock");
-        if generation.is_none() || control.as_ref().map(|(g, _)| *g) == generation {
-            *control = None;
-        }
+    #[test]
+    fn auto_starts_one_then_follows_the_hello() {
+        let d = daemon("");
+        assert_eq!(*d.wanted_links().borrow(), 1, "connection 0 first");
+        d.server_greeted(2, Some(3));
+        assert_eq!(*d.wanted_links().borrow(), 3);
+        d.server_greeted(2, Some(12));
+        assert_eq!(*d.wanted_links().borrow(), 4, "at most 4");
+        d.server_greeted(1, None);
+        assert_eq!(*d.wanted_links().borrow(), 1, "a version-1 server");
     }
 
-    /// Sends a control message on the current connection; false when there is none.
-    pub fn send_control(&self, message: ClientMessage) -> bool {
-        match self.control.lock().expect("control lock").as_ref() {
-            Some((_, sender)) => sender.send(message).is_ok(),
-            None => false,
+    #[test]
+    fn a_fixed_number_starts_at_once_but_not_against_version_one() {
+        let d = daemon("connections = 3\n");
+        assert_eq!(*d.wanted_links().borrow(), 3);
+        d.server_greeted(2, Some(1));
+        assert_eq!(*d.wanted_links().borrow(), 3, "fixed: whatever the workers");
+        d.server_greeted(1, None);
+        assert_eq!(*d.wanted_links().borrow(), 1);
+        d.server_greeted(2, Some(1));
+        assert_eq!(*d.wanted_links().borrow(), 3, "the server was upgraded");
+        d.set_connections(Connections::Fixed(2));
+        assert_eq!(*d.wanted_links().borrow(), 2, "a reload");
+    }
+
+    #[test]
+    fn a_link_on_a_held_worker_redials_while_another_is_free() {
+        let d = daemon("");
+        let links: Vec<_> = (0..3).map(|i| Arc::new(Link::new(i, CancellationToken::new()))).collect();
+        for l in &links {
+            d.add_link(l.clone());
+            l.connected("websocket", 2);
         }
+        assert!(d.keep_worker(&links[0], 1, 3));
+        assert!(!d.keep_worker(&links[1], 1, 3), "worker 1 is link 0's; 0 and 2 are free");
+        assert!(d.keep_worker(&links[1], 0, 3));
+        for _ in 0..coverage::MAX_REDIALS {
+            links[2].count_redial();
+        }
+        assert!(d.keep_worker(&links[2], 1, 3), "out of redials: keep what it got");
+        assert_eq!(links[2].worker(), Some(1));
+    }
+
+    #[test]
+    fn the_summary_is_connected_when_any_link_is() {
+        let d = daemon("");
+        assert_eq!(d.status().connection, LinkState::Connecting, "no link yet");
+        let links: Vec<_> = (0..2).map(|i| Arc::new(Link::new(i, CancellationToken::new()))).collect();
+        for l in &links {
+            d.add_link(l.clone());
+        }
+        links[0].down("refused".into(), 3, std::time::SystemTime::now());
+        let status = d.status();
+        assert_eq!((status.connection, status.attempt), (LinkState::Disconnected, 3));
+        assert_eq!(status.connections.len(), 2);
+        links[1].connected("raw", 2);
+        let status = d.status();
+        assert_eq!(status.connection, LinkState::Connected);
+        assert_eq!(status.last_error.unwrap().message, "refused");
+        d.remove_link(1);
+        assert_eq!(d.status().connections.len(), 1);
+    }
+
+    #[test]
+    fn the_raw_fallback_is_kept_per_endpoint() {
+        let d = daemon("");
+        let endpoint = d.endpoint();
+        assert!(!d.raw_fell_back(&endpoint));
+        assert!(d.remember_raw_fallback(&endpoint));
+        assert!(!d.remember_raw_fallback(&endpoint), "news only once");
+        assert!(d.raw_fell_back(&endpoint));
+        let mut other = endpoint.clone();
+        other.server = ServerUrl::parse("ws://elsewhere").unwrap();
+        assert!(d.set_endpoint(other.clone()));
+        assert!(!d.raw_fell_back(&other), "a new endpoint is tried raw again");
+        assert!(!d.raw_fell_back(&endpoint), "forgotten on change");
     }
 }

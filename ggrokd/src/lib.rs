@@ -1,18 +1,25 @@
-//! ggrokd: the client daemon. Holds the tunnels of its configuration over one connection to
-//! ggrok-server, forwards each request to the local service it names, and serves the control
-//! socket that ggrokctl talks to.
+//! ggrokd: the client daemon. Holds the tunnels of its configuration over one or more connections
+//! (links, each on its own thread) to ggrok-server, forwards each request to the local service it
+//! names, and serves the control socket that ggrokctl talks to.
 
 #![forbid(unsafe_code)]
 
 pub mod backoff;
+pub mod claims;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod coverage;
 pub mod ctl;
 pub mod daemon;
+pub mod dial;
 pub mod exchange;
+pub mod identity;
+pub mod link;
+pub mod links;
 pub mod local;
 pub mod notify;
+pub mod ops;
 pub mod persist;
 pub mod pool;
 pub mod reqlog;
@@ -21,6 +28,7 @@ pub mod stats;
 pub mod supervisor;
 pub mod tls;
 pub mod tunnels;
+pub mod wire;
 
 use config::DaemonConfig;
 use ctl::ControlSocket;
@@ -30,25 +38,30 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-/// Binds the control socket, then runs the daemon until `shutdown` is cancelled. SIGHUP reloads
-/// the config file.
+/// Binds the control socket, then runs the daemon until `shutdown` is cancelled: the control
+/// socket, SIGHUP (reload) and the systemd notifications on the caller's runtime, each link on a
+/// thread of its own ([`links`]).
 pub async fn run(config: DaemonConfig, socket: &Path, shutdown: CancellationToken) -> anyhow::Result<()> {
     let control_socket = ControlSocket::bind(socket)?;
+    let id = identity::daemon_id(&config.path);
     info!(
         config = %config.path.display(),
         server = %config.server.authority,
         tunnels = config.tunnels.len(),
+        connections = %config.connections,
+        transport = config.transport.as_str(),
+        daemon = id,
         socket = %control_socket.path().display(),
         "ggrokd {} starting",
         env!("CARGO_PKG_VERSION")
     );
-    let daemon = Arc::new(Daemon::new(&config));
+    let daemon = Arc::new(Daemon::new(&config, id));
     tokio::spawn(control_socket.serve(daemon.clone(), shutdown.clone()));
     tokio::spawn(reload_on_sighup(daemon.clone(), shutdown.clone()));
     // Ready without waiting for the server: ggrokctl works from now on, and a server that is down
     // must not hold up `systemctl start`.
     notify::ready(daemon.clone(), shutdown.clone());
-    supervisor::supervise(daemon, shutdown).await;
+    links::run(daemon, shutdown).await;
     info!("stopped");
     Ok(())
 }
@@ -63,7 +76,7 @@ async fn reload_on_sighup(daemon: Arc<Daemon>, shutdown: CancellationToken) {
             _ = hangups.recv() => {
                 info!("SIGHUP: reloading the config");
                 // Errors are logged by reload itself.
-                let _ = ctl::commands::reload(&daemon).await;
+                let _ = ops::reload(&daemon).await;
             }
             _ = shutdown.cancelled() => return,
         }

@@ -16,7 +16,14 @@ fn main() -> ExitCode {
         }
     };
     if cli.check {
-        println!("{}: ok ({} tunnels, server {})", path.display(), config.tunnels.len(), config.server.url);
+        println!(
+            "{}: ok ({} tunnels, server {}, connections {}, transport {})",
+            path.display(),
+            config.tunnels.len(),
+            config.server.url,
+            config.connections,
+            config.transport.as_str()
+        );
         return ExitCode::SUCCESS;
     }
     ggrok_proto::logging::init(&config.log_level);
@@ -30,9 +37,10 @@ fn main() -> ExitCode {
     }
 }
 
-/// One thread: every request crosses the one tunnel connection, whose HTTP/2 state is driven by a
-/// single task anyway, so more threads only add cross-thread wake-ups (measured: about a fifth
-/// more CPU per request with two workers; see docs/benchmarks.md) and memory.
+/// One thread for the control socket, signals and notifications. Requests never run here: each
+/// tunnel connection has a thread and a current-thread runtime of its own (`ggrokd::links`), as
+/// one connection's HTTP/2 state is driven by a single task anyway and a multi-thread runtime
+/// would only add cross-thread wake-ups (about a fifth more CPU per request; docs/benchmarks.md).
 #[tokio::main(flavor = "current_thread")]
 async fn serve(config: DaemonConfig, socket: &std::path::Path) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();

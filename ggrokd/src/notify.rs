@@ -7,7 +7,7 @@
 //! Outside systemd (`$NOTIFY_SOCKET` unset) every call does nothing.
 
 use crate::daemon::Daemon;
-use ggrok_proto::ctl::StatusInfo;
+use ggrok_proto::ctl::{LinkState, StatusInfo};
 use sd_notify::NotifyState;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -108,19 +108,28 @@ impl Drop for Reloading {
 }
 
 /// The one-line status `systemctl --user status ggrokd` shows, such as
-/// `connected to tunnel.example.com:443, 3/3 tunnels online`.
+/// `connected to tunnel.example.com:443, 3/3 tunnels online; connections 4/4 up`.
 pub fn status_line(s: &StatusInfo) -> String {
     let server = server_name(&s.server);
-    let tunnels = format!("{}/{} tunnels online", s.tunnels_online, s.tunnels_total);
-    match (s.connection.as_str(), &s.last_error) {
-        ("connected", _) => format!("connected to {server}, {tunnels}"),
+    let mut tunnels = format!("{}/{} tunnels online", s.tunnels_online, s.tunnels_total);
+    if !s.connections.is_empty() {
+        tunnels.push_str(&format!("; {}", connections_up(s)));
+    }
+    match (s.connection, &s.last_error) {
+        (LinkState::Connected, _) => format!("connected to {server}, {tunnels}"),
         // Between attempts the link flips between connecting and disconnected; one line covers both.
         (_, Some(error)) if s.attempt > 0 => format!(
             "reconnecting to {server} ({} failed attempts, last: {}), {tunnels}",
             s.attempt, error.message
         ),
-        (state, _) => format!("{state} to {server}, {tunnels}"),
+        (state, _) => format!("{} to {server}, {tunnels}", state.as_str()),
     }
+}
+
+/// `connections 3/4 up`: connected links of all links.
+pub fn connections_up(s: &StatusInfo) -> String {
+    let up = s.connections.iter().filter(|c| c.state == LinkState::Connected).count();
+    format!("connections {up}/{} up", s.connections.len())
 }
 
 /// `wss://tunnel.example.com/$$ggrok` → `tunnel.example.com`: the part a person recognises.
@@ -132,21 +141,22 @@ fn server_name(url: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ggrok_proto::ctl::TimedError;
+    use ggrok_proto::ctl::{ConnectionInfo, TimedError};
 
-    fn status(connection: &str, attempt: u32, error: Option<&str>) -> StatusInfo {
+    fn status(connection: LinkState, attempt: u32, error: Option<&str>) -> StatusInfo {
         StatusInfo {
             daemon_version: "0".into(),
             pid: 1,
             uptime_secs: 0,
             config: "ggrokd.toml".into(),
             server: "wss://tunnel.example.com/$$ggrok".into(),
-            connection: connection.into(),
+            connection,
             since: 0,
             attempt,
             last_error: error.map(|m| TimedError { at: 0, message: m.into() }),
             next_retry: None,
-            tunnels_online: if connection == "connected" { 3 } else { 0 },
+            connections: Vec::new(),
+            tunnels_online: if connection == LinkState::Connected { 3 } else { 0 },
             tunnels_total: 3,
             tunnels: Vec::new(),
         }
@@ -155,17 +165,44 @@ mod tests {
     #[test]
     fn status_lines_say_where_and_how_many() {
         assert_eq!(
-            status_line(&status("connected", 0, Some("old"))),
+            status_line(&status(LinkState::Connected, 0, Some("old"))),
             "connected to tunnel.example.com, 3/3 tunnels online"
         );
         assert_eq!(
-            status_line(&status("connecting", 0, None)),
+            status_line(&status(LinkState::Connecting, 0, None)),
             "connecting to tunnel.example.com, 0/3 tunnels online"
         );
         let reconnecting =
             "reconnecting to tunnel.example.com (2 failed attempts, last: refused), 0/3 tunnels online";
-        assert_eq!(status_line(&status("disconnected", 2, Some("refused"))), reconnecting);
-        assert_eq!(status_line(&status("connecting", 2, Some("refused"))), reconnecting);
+        assert_eq!(status_line(&status(LinkState::Disconnected, 2, Some("refused"))), reconnecting);
+        assert_eq!(status_line(&status(LinkState::Connecting, 2, Some("refused"))), reconnecting);
+    }
+
+    #[test]
+    fn the_status_line_counts_the_connections_up() {
+        let link = |index, state| ConnectionInfo {
+            index,
+            server: "ws://t".into(),
+            replica: None,
+            worker: None,
+            transport: None,
+            protocol: None,
+            session: None,
+            state,
+            since: 0,
+            requests: 0,
+            attempt: 0,
+            last_error: None,
+            next_retry: None,
+        };
+        let mut s = status(LinkState::Connected, 0, None);
+        s.connections = (0..4).map(|i| link(i, LinkState::Connected)).collect();
+        assert_eq!(
+            status_line(&s),
+            "connected to tunnel.example.com, 3/3 tunnels online; connections 4/4 up"
+        );
+        s.connections[2].state = LinkState::Disconnected;
+        assert!(status_line(&s).ends_with("; connections 3/4 up"), "{}", status_line(&s));
     }
 
     #[test]

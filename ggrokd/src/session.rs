@@ -1,28 +1,39 @@
-//! One connection to the server: WebSocket dial with the token, then HTTP/2 with this daemon as
-//! the server. Every public request arrives as a stream; the control stream arrives first.
-//! [`crate::supervisor`] keeps one up forever.
+//! One connection to the server, once dialled ([`crate::dial`]): HTTP/2 with this daemon as the
+//! server. Every public request arrives as a stream; the control stream arrives first.
+//! [`crate::supervisor`] keeps one up per link, forever.
 
 use crate::daemon::Daemon;
+use crate::dial::{Carrier, Dialled};
 use crate::exchange::Exchange;
+use crate::link::Link;
 use anyhow::{Context, anyhow};
 use ggrok_proto::host::normalize_host;
 use ggrok_proto::http::{self as body, Body, Refusal};
-use ggrok_proto::{CONTROL_AUTHORITY, CONTROL_PROTOCOL, HEADER_PROTOCOL, tuning};
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use ggrok_proto::{CONTROL_AUTHORITY, CONTROL_PROTOCOL, tuning};
+use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::ext::Protocol;
 use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use tokio::net::TcpStream;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_util::either::Either;
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
+
+/// Why a connection was ended on purpose, not lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Ending {
+    /// It landed on a server worker another link holds while one is free: dial again at once.
+    #[error("landed on a server worker another connection holds; dialling again")]
+    Redial,
+    /// A link other than the first reached a version-1 server, which serves a daemon over one
+    /// connection: it is not needed.
+    #[error("the server speaks protocol version 1: one connection serves this daemon")]
+    Surplus,
+}
 
 /// The daemon's HTTP/2 settings: extended CONNECT on, windows per [`tuning`], and a PING every
 /// keepalive interval that must be answered within another, so a silent server is dropped within
@@ -41,84 +52,70 @@ fn h2_server(timing: &crate::config::Timing) -> http2::Builder<TokioExecutor> {
     builder
 }
 
-/// The connection to the server: plain TCP for `ws://`, TLS for `wss://`.
-pub type ServerStream = Either<TcpStream, tokio_rustls::client::TlsStream<TcpStream>>;
-
 /// State of one tunnel connection shared by its streams.
-#[derive(Default)]
 struct PerConnection {
+    /// The protocol version agreed on in the handshake.
+    protocol: u32,
     /// The control stream was opened; a second one is refused.
     control_opened: AtomicBool,
     /// The control stream ended while the connection is up: drop the connection and reconnect.
     control_lost: CancellationToken,
+    /// Why the control stream ended the connection on purpose, if it did.
+    ending: Mutex<Option<Ending>>,
 }
 
-/// Dials the server's tunnel endpoint with the token: the WebSocket the tunnel runs on.
-pub async fn connect(daemon: &Daemon) -> anyhow::Result<WebSocketStream<ServerStream>> {
-    let endpoint = daemon.endpoint();
-    let url = &endpoint.server.url;
-    let mut request = url.as_str().into_client_request().context("server URL")?;
-    if let Some(token) = &endpoint.token {
-        let bearer = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
-            .map_err(|_| anyhow!("the token contains characters not allowed in an HTTP header"))?;
-        request.headers_mut().insert(header::AUTHORIZATION, bearer);
-    }
-    request.headers_mut().insert(HEADER_PROTOCOL, HeaderValue::from(ggrok_proto::PROTOCOL_MIN));
-    let config = ggrok_proto::wsio::config();
-    let dial = async {
-        let tcp = TcpStream::connect(&endpoint.server.authority)
-            .await
-            .map_err(|e| anyhow!("cannot connect to {url}: {e}"))?;
-        let _ = tcp.set_nodelay(true);
-        let stream = if endpoint.server.tls {
-            let tls = crate::tls::client_config(endpoint.ca_file.as_deref()).map_err(|e| anyhow!(e))?;
-            Either::Right(crate::tls::connect(tls, &endpoint.server.host, tcp).await.map_err(|e| anyhow!(e))?)
-        } else {
-            Either::Left(tcp)
-        };
-        match tokio_tungstenite::client_async_with_config(request, stream, Some(config)).await {
-            Ok((ws, _)) => Ok(ws),
-            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
-                let text =
-                    resp.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default().trim().to_owned();
-                if resp.status() == StatusCode::UNAUTHORIZED {
-                    return Err(anyhow!(
-                        "unauthorized: the server rejected the token, or wants one (401); check `token` in the config"
-                    ));
-                }
-                Err(anyhow!("the server refused the tunnel: {} {text}", resp.status()))
-            }
-            Err(e) => Err(anyhow!("WebSocket handshake with {url} failed: {e}")),
-        }
-    };
-    tokio::time::timeout(tuning::HANDSHAKE_TIMEOUT, dial)
-        .await
-        .map_err(|_| anyhow!("timed out connecting to {url}"))?
-}
-
-/// Serves HTTP/2 on the WebSocket until the connection ends. On `shutdown` it closes the control
+/// Serves HTTP/2 on the dialled connection until it ends. On `shutdown` it closes the control
 /// stream (the server marks the hosts offline), sends GOAWAY and lets the requests in flight
-/// finish for up to the grace period.
+/// finish for up to the grace period. A connection ended on purpose returns an [`Ending`].
 pub async fn serve(
     daemon: &Arc<Daemon>,
-    ws: WebSocketStream<ServerStream>,
+    link: &Arc<Link>,
+    dialled: Dialled,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
+    let protocol = dialled.protocol;
+    match dialled.carrier {
+        Carrier::WebSocket(ws) => {
+            serve_on(daemon, link, protocol, ggrok_proto::wsio::ws_io(*ws), shutdown).await
+        }
+        Carrier::Raw(io) => serve_on(daemon, link, protocol, io, shutdown).await,
+    }
+}
+
+async fn serve_on<IO>(
+    daemon: &Arc<Daemon>,
+    link: &Arc<Link>,
+    protocol: u32,
+    io: IO,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()>
+where
+    IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
     let timing = daemon.timing();
-    let io = TokioIo::new(ggrok_proto::wsio::ws_io(ws));
-    let connection = Arc::new(PerConnection::default());
+    let connection = Arc::new(PerConnection {
+        protocol,
+        control_opened: AtomicBool::new(false),
+        control_lost: CancellationToken::new(),
+        ending: Mutex::new(None),
+    });
     let service = {
-        let (daemon, connection) = (daemon.clone(), connection.clone());
-        service_fn(move |req| handle(daemon.clone(), connection.clone(), req))
+        let (daemon, link, connection) = (daemon.clone(), link.clone(), connection.clone());
+        service_fn(move |req| handle(daemon.clone(), link.clone(), connection.clone(), req))
     };
-    let conn = h2_server(&timing).serve_connection(io, service);
+    let conn = h2_server(&timing).serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     tokio::select! {
         result = conn.as_mut() => result.context("tunnel connection"),
-        _ = connection.control_lost.cancelled() => Err(anyhow!("the control stream ended")),
+        _ = connection.control_lost.cancelled() => {
+            match *connection.ending.lock().expect("ending lock") {
+                Some(ending) => Err(ending.into()),
+                None => Err(anyhow!("the control stream ended")),
+            }
+        }
         _ = shutdown.cancelled() => {
             info!("draining requests in flight (up to {:.1}s)", timing.shutdown_grace.as_secs_f64());
-            daemon.detach_control(None);
+            link.detach_control(None);
             conn.as_mut().graceful_shutdown();
             match tokio::time::timeout(timing.shutdown_grace, conn.as_mut()).await {
                 Ok(result) => result.context("tunnel connection"),
@@ -133,6 +130,7 @@ pub async fn serve(
 
 async fn handle(
     daemon: Arc<Daemon>,
+    link: Arc<Link>,
     connection: Arc<PerConnection>,
     mut req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
@@ -150,15 +148,27 @@ async fn handle(
                     return Ok(body::text(StatusCode::BAD_REQUEST, "ggrokd: control stream refused"));
                 }
                 let on_upgrade = hyper::upgrade::on(&mut req);
-                let daemon = daemon.clone();
-                tokio::spawn(async move {
+                // hyper runs each stream as a task of its own, outside the link's span.
+                let span = info_span!("link", connection = link.index);
+                let control = async move {
                     match on_upgrade.await {
                         Ok(stream) => {
-                            let why = crate::control::run(daemon, stream).await;
-                            debug!("control stream ended: {why}");
-                            if why != crate::control::DETACHED {
+                            let end = crate::control::run(
+                                &daemon,
+                                &link,
+                                connection.protocol,
+                                TokioIo::new(stream),
+                            )
+                            .await;
+                            debug!("control stream ended: {end}");
+                            match end {
+                                crate::control::End::Detached => {}
                                 // A connection without its control stream is of no use: reconnect.
-                                connection.control_lost.cancel();
+                                crate::control::End::Lost(_) => connection.control_lost.cancel(),
+                                crate::control::End::Ending(ending) => {
+                                    *connection.ending.lock().expect("ending lock") = Some(ending);
+                                    connection.control_lost.cancel();
+                                }
                             }
                         }
                         Err(e) => {
@@ -166,13 +176,15 @@ async fn handle(
                             connection.control_lost.cancel();
                         }
                     }
-                });
+                };
+                tokio::spawn(control.instrument(span));
                 Response::new(body::empty())
             }
             Some(p) => match find_tunnel(&daemon, &req) {
                 Ok((tunnel, host)) => {
+                    link.requests.fetch_add(1, Ordering::Relaxed);
                     let exchange = Exchange::start(&daemon.requests, &tunnel.stats, host, &req, Some(&p));
-                    daemon.local.upgrade(&tunnel, p, req, exchange).await
+                    link.local.upgrade(&tunnel, p, req, exchange).await
                 }
                 Err(refusal) => refusal.into_response(),
             },
@@ -187,9 +199,10 @@ async fn handle(
     }
     Ok(match find_tunnel(&daemon, &req) {
         Ok((tunnel, host)) => {
+            link.requests.fetch_add(1, Ordering::Relaxed);
             let mut exchange = Exchange::start(&daemon.requests, &tunnel.stats, host, &req, None);
             let req = exchange.meter_request(req);
-            daemon.local.forward(&tunnel, req, exchange).await
+            link.local.forward(&tunnel, req, exchange).await
         }
         Err(refusal) => refusal.into_response(),
     })

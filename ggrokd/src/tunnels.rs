@@ -3,23 +3,16 @@
 
 use crate::config::TunnelSpec;
 use crate::stats::TunnelStats;
+use crate::wire::TunnelOp;
 use ggrok_proto::ctl::{HostHeader, TimedError, TunnelInfo, TunnelStatus};
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 
-/// Where a tunnel stands with the server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TunnelState {
-    /// Not (yet) registered on the current connection.
-    Connecting,
-    /// The server routes its host here.
-    Online,
-    /// The server refused the host.
-    Refused(String),
-}
+use crate::claims::Claims;
+pub use crate::claims::TunnelState;
 
 /// One tunnel: its spec, state and counters. Requests in flight hold an `Arc` of it, so replacing
 /// it in the table (reload) never disturbs them.
@@ -27,14 +20,14 @@ pub enum TunnelState {
 pub struct Tunnel {
     /// What the configuration says.
     pub spec: TunnelSpec,
-    /// Whether it is in the config file.
-    pub saved: bool,
+    saved: AtomicBool,
+    claims: Mutex<Claims>,
     state: watch::Sender<TunnelState>,
     /// Traffic counters, shared with its requests in flight and kept when a reload replaces it.
     pub stats: Arc<TunnelStats>,
     last_error: Mutex<Option<TimedError>>,
     /// Whether the most recent request reached the local service.
-    last_ok: std::sync::atomic::AtomicBool,
+    last_ok: AtomicBool,
 }
 
 /// Seconds since the Unix epoch.
@@ -43,25 +36,87 @@ pub fn unix_now() -> u64 {
 }
 
 impl Tunnel {
-    fn new(spec: TunnelSpec, saved: bool, state: TunnelState, stats: Arc<TunnelStats>) -> Self {
+    fn new(spec: TunnelSpec, saved: bool, claims: Claims, stats: Arc<TunnelStats>) -> Self {
         Self {
             spec,
-            saved,
-            state: watch::Sender::new(state),
+            saved: saved.into(),
+            state: watch::Sender::new(claims.state()),
+            claims: Mutex::new(claims),
             stats,
             last_error: Mutex::new(None),
             last_ok: true.into(),
         }
     }
 
-    /// The current state.
+    /// The host or pattern, as the server knows it.
+    pub fn host(&self) -> String {
+        self.spec.host.to_string()
+    }
+
+    /// Whether it is in the config file.
+    pub fn is_saved(&self) -> bool {
+        self.saved.load(Ordering::Relaxed)
+    }
+
+    /// It was written to the config file.
+    pub fn mark_saved(&self) {
+        self.saved.store(true, Ordering::Relaxed);
+    }
+
+    /// The current state, over all connections.
     pub fn state(&self) -> TunnelState {
         self.state.borrow().clone()
     }
 
-    /// Changes the state; watchers see it.
-    pub fn set_state(&self, state: TunnelState) {
-        self.state.send_replace(state);
+    /// Changes the claims and publishes the new state; returns the state before and after.
+    fn update(&self, change: impl FnOnce(&mut Claims)) -> (TunnelState, TunnelState) {
+        let mut claims = self.claims.lock().expect("claims lock");
+        let before = claims.state();
+        change(&mut claims);
+        let after = claims.state();
+        if after != before {
+            self.state.send_replace(after.clone());
+        }
+        (before, after)
+    }
+
+    /// The claim to send for this tunnel on a connection, or `None` when it must not be claimed
+    /// (displaced); see [`Claims::takeover`].
+    pub fn claim(&self) -> Option<TunnelOp> {
+        let takeover = self.claims.lock().expect("claims lock").takeover()?;
+        Some(TunnelOp::Claim { host: self.host(), takeover })
+    }
+
+    /// Connection `link` got the claim accepted. Returns whether the tunnel just came online.
+    pub fn claimed(&self, link: u32) -> bool {
+        let (before, after) = self.update(|c| c.claimed(link));
+        before != TunnelState::Online && after == TunnelState::Online
+    }
+
+    /// Connection `link` got the claim refused. Returns whether the state changed (a new refusal
+    /// or a new reason), so that a refusal seen on every connection is reported once.
+    pub fn refused(&self, link: u32, reason: String) -> bool {
+        let (before, after) = self.update(|c| c.refused(link, reason));
+        before != after
+    }
+
+    /// Another ggrokd took the tunnel. Returns whether it was not displaced before.
+    pub fn displaced(&self, reason: String) -> bool {
+        let (before, _) = self.update(|c| c.displaced(reason));
+        !matches!(before, TunnelState::Displaced(_))
+    }
+
+    /// Connection `link` is down. Returns whether the tunnel went offline.
+    pub fn link_down(&self, link: u32) -> bool {
+        let (before, after) = self.update(|c| c.link_down(link));
+        before == TunnelState::Online && after != TunnelState::Online
+    }
+
+    /// Makes the tunnel fresh again (the user asked anew for it). Returns whether it needs
+    /// claiming (it is not online).
+    pub fn refresh(&self) -> bool {
+        let (_, after) = self.update(Claims::refresh);
+        after != TunnelState::Online
     }
 
     /// Follows state changes.
@@ -92,6 +147,7 @@ impl Tunnel {
             TunnelState::Online if !self.last_ok.load(Ordering::Relaxed) => (TunnelStatus::Error, None),
             TunnelState::Online => (TunnelStatus::Online, None),
             TunnelState::Refused(reason) => (TunnelStatus::Refused, Some(reason)),
+            TunnelState::Displaced(reason) => (TunnelStatus::Displaced, Some(reason)),
         };
         TunnelInfo {
             host: self.spec.host.to_string(),
@@ -109,7 +165,7 @@ impl Tunnel {
             p50_ms: latency.map(|p| ms(p.p50)),
             p99_ms: latency.map(|p| ms(p.p99)),
             last_error: self.last_error.lock().expect("last_error lock").clone(),
-            saved: self.saved,
+            saved: self.is_saved(),
         }
     }
 }
@@ -137,21 +193,23 @@ impl Tunnels {
         if table.contains_key(&key) {
             return None;
         }
-        let tunnel = Arc::new(Tunnel::new(spec, saved, TunnelState::Connecting, Arc::default()));
+        let tunnel = Arc::new(Tunnel::new(spec, saved, Claims::default(), Arc::default()));
         table.insert(key, tunnel.clone());
         Some(tunnel)
     }
 
-    /// Replaces the tunnel of `spec.host` with one of the new spec. Its state carries over (the
-    /// server needs no new claim), and so do its traffic counters, which requests in flight on
-    /// the old spec keep updating; the health of the old local service (last error) does not.
+    /// Replaces the tunnel of `spec.host` with one of the new spec. Where it is online the claims
+    /// carry over (the server needs no new claim); otherwise it is fresh, as a new tunnel. Its
+    /// traffic counters carry over too, which requests in flight on the old spec keep updating;
+    /// the health of the old local service (last error) does not.
     pub fn replace(&self, spec: TunnelSpec, saved: bool) -> Arc<Tunnel> {
         let mut table = self.by_host.write().expect("tunnels lock");
         let key = spec.host.to_string();
-        let (state, stats) = table
-            .get(&key)
-            .map_or((TunnelState::Connecting, Arc::default()), |old| (old.state(), old.stats.clone()));
-        let tunnel = Arc::new(Tunnel::new(spec, saved, state, stats));
+        let (claims, stats) = table.get(&key).map_or((Claims::default(), Arc::default()), |old| {
+            (old.claims.lock().expect("claims lock").clone(), old.stats.clone())
+        });
+        let tunnel = Arc::new(Tunnel::new(spec, saved, claims, stats));
+        tunnel.refresh();
         table.insert(key, tunnel.clone());
         tunnel
     }
@@ -159,6 +217,23 @@ impl Tunnels {
     /// Removes and returns the tunnel registered under exactly `pattern`.
     pub fn remove(&self, pattern: &str) -> Option<Arc<Tunnel>> {
         self.by_host.write().expect("tunnels lock").remove(pattern)
+    }
+
+    /// Removes `tunnel` if it is still the one in the table under its host (a concurrent remove
+    /// or reload may have replaced it); returns whether it was.
+    pub fn remove_exactly(&self, tunnel: &Arc<Tunnel>) -> bool {
+        let mut table = self.by_host.write().expect("tunnels lock");
+        let key = tunnel.host();
+        if table.get(&key).is_some_and(|t| Arc::ptr_eq(t, tunnel)) {
+            table.remove(&key);
+            return true;
+        }
+        false
+    }
+
+    /// Whether `tunnel` is still the one in the table under its host.
+    pub fn holds(&self, tunnel: &Arc<Tunnel>) -> bool {
+        self.by_host.read().expect("tunnels lock").get(&tunnel.host()).is_some_and(|t| Arc::ptr_eq(t, tunnel))
     }
 
     /// The tunnel serving the normalised `host`.
@@ -182,10 +257,11 @@ impl Tunnels {
         all
     }
 
-    /// Marks every tunnel as connecting (the connection to the server was lost).
-    pub fn reset_states(&self) {
+    /// Connection `link` is down: every tunnel loses what it had there. Tunnels that other
+    /// connections still carry stay online.
+    pub fn link_down(&self, link: u32) {
         for t in self.all() {
-            t.set_state(TunnelState::Connecting);
+            t.link_down(link);
         }
     }
 }
@@ -204,6 +280,13 @@ mod tests {
         }
     }
 
+    fn takeover(t: &Tunnel) -> Option<bool> {
+        match t.claim()? {
+            TunnelOp::Claim { takeover, .. } => Some(takeover),
+            TunnelOp::Release { .. } => unreachable!(),
+        }
+    }
+
     #[test]
     fn exact_before_wildcard() {
         let t = Tunnels::new(&[spec("*.a.test", "1"), spec("x.a.test", "2")]);
@@ -218,17 +301,20 @@ mod tests {
         let t = Tunnels::default();
         let first = t.insert(spec("a.test", "1"), true).unwrap();
         assert!(t.insert(spec("a.test", "2"), true).is_none());
-        first.set_state(TunnelState::Online);
+        first.claimed(0);
         first.stats.started();
         let second = t.replace(spec("a.test", "2"), true);
         assert_eq!(second.state(), TunnelState::Online);
+        assert_eq!(takeover(&second), Some(false), "online: no new claim, no takeover");
         // The counters carry over, shared with requests in flight on the old spec.
         assert!(Arc::ptr_eq(&first.stats, &second.stats));
         assert_eq!(second.info().requests, 1);
         assert_eq!(t.get("a.test").unwrap().spec.local.authority, "localhost:2");
         // The old Arc, as held by a request in flight, still says where it was going.
         assert_eq!(first.spec.local.authority, "localhost:1");
-        assert!(t.remove("a.test").is_some());
+        assert!(!t.remove_exactly(&first), "not the one in the table any more");
+        assert!(t.holds(&second));
+        assert!(t.remove_exactly(&second));
         assert!(t.get("a.test").is_none());
     }
 
@@ -237,7 +323,7 @@ mod tests {
         let t = Tunnels::default();
         let tunnel = t.insert(spec("a.test", "1"), false).unwrap();
         assert_eq!(tunnel.info().state, TunnelStatus::Connecting);
-        tunnel.set_state(TunnelState::Online);
+        tunnel.claimed(0);
         tunnel.stats.started();
         tunnel.record_error("connection refused".into());
         let info = tunnel.info();
@@ -245,7 +331,56 @@ mod tests {
         assert_eq!(info.last_error.unwrap().message, "connection refused");
         tunnel.record_ok();
         assert_eq!(tunnel.info().state, TunnelStatus::Online);
-        tunnel.set_state(TunnelState::Refused("held".into()));
-        assert_eq!(tunnel.info().reason.as_deref(), Some("held"));
+        tunnel.mark_saved();
+        assert!(tunnel.info().saved);
+        tunnel.displaced("taken over by ggrokd on laptop".into());
+        let info = tunnel.info();
+        assert_eq!(
+            (info.state, info.reason.as_deref()),
+            (TunnelStatus::Displaced, Some("taken over by ggrokd on laptop"))
+        );
+    }
+
+    #[test]
+    fn online_while_any_connection_has_it() {
+        let t = Tunnels::new(&[spec("a.test", "1")]);
+        let a = t.get("a.test").unwrap();
+        assert!(a.claimed(0), "came online");
+        assert!(!a.claimed(2), "already online");
+        t.link_down(0);
+        assert_eq!(a.state(), TunnelState::Online, "connection 2 still carries it");
+        assert!(a.link_down(2), "went offline with the last connection");
+        assert_eq!(a.state(), TunnelState::Connecting);
+    }
+
+    #[test]
+    fn a_refusal_is_reported_once_and_a_later_acceptance_wins() {
+        let a = Tunnels::new(&[spec("a.test", "1")]).get("a.test").unwrap();
+        assert!(a.refused(0, "held by bob".into()));
+        assert!(!a.refused(1, "held by bob".into()), "the same refusal on another connection");
+        assert_eq!(a.state(), TunnelState::Refused("held by bob".into()));
+        a.claimed(1);
+        assert_eq!(a.state(), TunnelState::Online);
+    }
+
+    /// The takeover rule through the table: new and changed tunnels are fresh.
+    #[test]
+    fn added_and_changed_tunnels_take_over_reconnects_do_not() {
+        let t = Tunnels::new(&[spec("a.test", "1")]);
+        let a = t.get("a.test").unwrap();
+        assert_eq!(takeover(&a), Some(true), "first claim after start");
+        a.claimed(0);
+        t.link_down(0);
+        assert_eq!(takeover(&a), Some(false), "reconnects do not take it back");
+        assert!(a.displaced("taken over".into()));
+        assert!(!a.displaced("taken over".into()), "reported once");
+        assert_eq!(a.claim(), None);
+        assert!(a.refresh());
+        assert_eq!(takeover(&a), Some(true), "a reload makes it fresh");
+        let b = t.insert(spec("b.test", "1"), false).unwrap();
+        assert_eq!(takeover(&b), Some(true), "added");
+        b.displaced("taken over".into());
+        let changed = t.replace(spec("b.test", "2"), true);
+        assert_eq!(takeover(&changed), Some(true), "changed by a reload");
     }
 }

@@ -12,6 +12,8 @@ pub struct ServerUrl {
     pub authority: String,
     /// The host name, for TLS (SNI and certificate check).
     pub host: String,
+    /// The tunnel path, e.g. `/$$ggrok`.
+    pub path: String,
     /// `wss://`: TLS to the server.
     pub tls: bool,
 }
@@ -100,6 +102,7 @@ impl ServerUrl {
             url: format!("{scheme}://{host}:{port}{path}"),
             authority: format!("{host}:{port}"),
             host: host.trim_start_matches('[').trim_end_matches(']').to_owned(),
+            path: path.to_owned(),
             tls,
         })
     }

@@ -30,6 +30,9 @@ struct RawConfig {
     reconnect_max: Option<Spanned<Seconds>>,
     shutdown_grace: Option<Spanned<Seconds>>,
     request_log: Option<Spanned<i64>>,
+    /// `4` or `"auto"`: any TOML value, so that a wrong one gets our message.
+    connections: Option<Spanned<toml::Value>>,
+    transport: Option<Spanned<String>>,
     #[serde(default, rename = "tunnel")]
     tunnels: Vec<RawTunnel>,
 }
@@ -59,6 +62,10 @@ pub struct DaemonConfig {
     pub timing: Timing,
     /// How many recent requests ggrokd keeps for `ggrokctl logs`.
     pub request_log: usize,
+    /// How many tunnel connections to hold to the server.
+    pub connections: Connections,
+    /// What the tunnel's HTTP/2 runs on.
+    pub transport: Transport,
     /// The tunnels, in file order.
     pub tunnels: Vec<TunnelSpec>,
 }
@@ -83,6 +90,68 @@ impl Default for Timing {
             reconnect_initial: Duration::from_millis(500),
             reconnect_max: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The most tunnel connections one daemon holds to a server (`connections = N`).
+pub const MAX_CONNECTIONS: u32 = 16;
+
+/// The most connections `connections = "auto"` makes, whatever the number of server workers.
+pub const MAX_AUTO_CONNECTIONS: u32 = 4;
+
+/// How many tunnel connections ggrokd holds to the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Connections {
+    /// As many as the server has workers (told in its hello), at most
+    /// [`MAX_AUTO_CONNECTIONS`]; one for a server that does not say (protocol version 1).
+    #[default]
+    Auto,
+    /// Exactly this many (1..=[`MAX_CONNECTIONS`]).
+    Fixed(u32),
+}
+
+impl Connections {
+    /// How many connections to hold, given the number of workers the server announced (`None`
+    /// before any hello, or from a version-1 server).
+    pub fn wanted(self, workers: Option<u32>) -> u32 {
+        match self {
+            Connections::Fixed(n) => n,
+            Connections::Auto => workers.unwrap_or(1).clamp(1, MAX_AUTO_CONNECTIONS),
+        }
+    }
+}
+
+impl std::fmt::Display for Connections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Connections::Auto => f.write_str("auto"),
+            Connections::Fixed(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// What the tunnel's HTTP/2 runs on (`transport = "…"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Transport {
+    /// Raw first; if the path to the server does not pass a raw upgrade, the WebSocket from then
+    /// on (until the server settings change or ggrokd restarts).
+    #[default]
+    Auto,
+    /// HTTP/2 over a WebSocket: passes every proxy that passes WebSockets.
+    WebSocket,
+    /// HTTP/2 straight on the upgraded TCP/TLS connection (`Upgrade: ggrok-h2`): no WebSocket
+    /// framing, but a proxy on the way must pass unknown upgrades.
+    Raw,
+}
+
+impl Transport {
+    /// The word in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Auto => "auto",
+            Transport::WebSocket => "websocket",
+            Transport::Raw => "raw",
         }
     }
 }
@@ -211,6 +280,39 @@ impl DaemonConfig {
             None => crate::reqlog::DEFAULT_CAPACITY,
         };
 
+        let connections = match &raw.connections {
+            None => Connections::Auto,
+            Some(c) => {
+                let why = || {
+                    format!(
+                        "must be \"auto\" or a number from 1 to {MAX_CONNECTIONS} (tunnel connections to the server)"
+                    )
+                };
+                match c.get_ref() {
+                    toml::Value::String(w) if w == "auto" => Connections::Auto,
+                    toml::Value::Integer(n) => u32::try_from(*n)
+                        .ok()
+                        .filter(|n| (1..=MAX_CONNECTIONS).contains(n))
+                        .map(Connections::Fixed)
+                        .ok_or_else(|| at(c.span(), "connections", why()))?,
+                    _ => return Err(at(c.span(), "connections", why())),
+                }
+            }
+        };
+
+        let transport = match raw.transport.as_ref().map(|t| (t, t.get_ref().as_str())) {
+            None | Some((_, "auto")) => Transport::Auto,
+            Some((_, "websocket")) => Transport::WebSocket,
+            Some((_, "raw")) => Transport::Raw,
+            Some((t, other)) => {
+                return Err(at(
+                    t.span(),
+                    "transport",
+                    format!("{other:?}: expected \"auto\", \"websocket\" or \"raw\""),
+                ));
+            }
+        };
+
         let mut tunnels: Vec<TunnelSpec> = Vec::with_capacity(raw.tunnels.len());
         for (i, t) in raw.tunnels.iter().enumerate() {
             let key = |k: &str| format!("tunnel[{i}].{k}");
@@ -242,6 +344,8 @@ impl DaemonConfig {
             log_level,
             timing,
             request_log,
+            connections,
+            transport,
             tunnels,
         })
     }
@@ -286,6 +390,43 @@ mod tests {
     }
 
     #[test]
+    fn connections_are_auto_or_a_bounded_number() {
+        let base = "server = \"ws://t\"\n";
+        let parse = |text: &str| DaemonConfig::parse(Path::new("g.toml"), text);
+        assert_eq!(parse(base).unwrap().connections, Connections::Auto);
+        assert_eq!(parse(&format!("{base}connections = \"auto\"")).unwrap().connections, Connections::Auto);
+        assert_eq!(parse(&format!("{base}connections = 1")).unwrap().connections, Connections::Fixed(1));
+        assert_eq!(parse(&format!("{base}connections = 16")).unwrap().connections, Connections::Fixed(16));
+        for bad in ["0", "17", "-1", "\"many\"", "1.5", "true"] {
+            let err = parse(&format!("{base}connections = {bad}")).unwrap_err().to_string();
+            assert!(err.starts_with("g.toml:2: connections: "), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn auto_follows_the_server_workers_up_to_four() {
+        assert_eq!(Connections::Auto.wanted(None), 1, "a version-1 server, or no hello yet");
+        assert_eq!(Connections::Auto.wanted(Some(0)), 1);
+        assert_eq!(Connections::Auto.wanted(Some(3)), 3);
+        assert_eq!(Connections::Auto.wanted(Some(64)), 4);
+        assert_eq!(Connections::Fixed(8).wanted(Some(2)), 8);
+        assert_eq!(Connections::Fixed(2).wanted(None), 2);
+    }
+
+    #[test]
+    fn transport_is_one_of_three_words() {
+        let base = "server = \"ws://t\"\n";
+        let parse = |text: &str| DaemonConfig::parse(Path::new("g.toml"), text);
+        assert_eq!(parse(base).unwrap().transport, Transport::Auto);
+        for t in [Transport::Auto, Transport::WebSocket, Transport::Raw] {
+            let text = format!("{base}transport = \"{}\"", t.as_str());
+            assert_eq!(parse(&text).unwrap().transport, t);
+        }
+        let err = parse(&format!("{base}transport = \"quic\"")).unwrap_err().to_string();
+        assert!(err.starts_with("g.toml:2: transport: \"quic\": expected"), "{err}");
+    }
+
+    #[test]
     fn local_forms() {
         let ok = |s: &str| LocalAddr::parse(s).unwrap().authority;
         assert_eq!(ok("8080"), "localhost:8080");
@@ -304,6 +445,8 @@ mod tests {
         assert_eq!(ok("ws://t.example.com"), "ws://t.example.com:80/$$ggrok");
         assert_eq!(ok("ws://127.0.0.1:9000/"), "ws://127.0.0.1:9000/$$ggrok");
         assert_eq!(ok("ws://t:1/custom"), "ws://t:1/custom");
+        assert_eq!(ServerUrl::parse("ws://t:1/custom").unwrap().path, "/custom");
+        assert_eq!(ServerUrl::parse("ws://t").unwrap().path, "/$$ggrok");
         assert_eq!(ok("wss://t.example.com"), "wss://t.example.com:443/$$ggrok");
         assert!(ServerUrl::parse("wss://t.example.com").unwrap().tls);
         assert_eq!(ServerUrl::parse("wss://[::1]:9/").unwrap().host, "::1");
