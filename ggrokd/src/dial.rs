@@ -28,8 +28,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_util::either::Either;
 use tracing::{debug, info};
 
-/// The `Upgrade` token of the raw transport.
-pub const RAW_UPGRADE: &str = "ggrok-h2";
+pub use ggrok_proto::RAW_TRANSPORT as RAW_UPGRADE;
 
 /// The connection to the server: plain TCP for `ws://`, TLS for `wss://`.
 pub type ServerStream = Either<TcpStream, tokio_rustls::client::TlsStream<TcpStream>>;

@@ -116,7 +116,10 @@ impl Daemon {
         let config = dir.path().join("ggrokd.toml");
         std::fs::write(&config, daemon_toml(server_url, token, tunnels, extra)).unwrap();
         let socket = dir.path().join("run/ggrokd.sock");
-        let process = Self::spawn(&config, &socket, env);
+        let state = dir.path().join("state");
+        let mut env = env.to_vec();
+        env.push(("XDG_STATE_HOME", state.to_str().unwrap()));
+        let process = Self::spawn(&config, &socket, &env);
         Self { dir, config, socket, process }
     }
 
@@ -135,12 +138,14 @@ impl Daemon {
             .unwrap_or_else(|e| panic!("status --json: {e}: {}", String::from_utf8_lossy(&out.stdout)))
     }
 
-    /// Waits (up to a minute) until `status --json` satisfies `done`; returns that status.
+    /// Waits (up to a minute) until `status --json` answers and satisfies `done`; returns that
+    /// status.
     pub fn wait_status(&self, what: &str, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         loop {
-            let status = self.status();
-            if done(&status) {
+            let out = self.ctl(&["status", "--json"]);
+            let status = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+            if out.status.success() && done(&status) {
                 return status;
             }
             assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}: {status:#}");
@@ -151,7 +156,9 @@ impl Daemon {
     /// Kills the daemon and starts it again with the same config and socket.
     pub fn restart(&mut self) {
         self.process.stop();
-        self.process = Self::spawn(&self.config, &self.socket, &[]);
+        let state = self.dir.path().join("state");
+        self.process =
+            Self::spawn(&self.config, &self.socket, &[("XDG_STATE_HOME", state.to_str().unwrap())]);
     }
 
     /// Runs `ggrokctl --socket <this daemon's socket> ARGS` and returns its output.
