@@ -138,7 +138,7 @@ async fn every_waiting_connection_and_session_limit_is_counted() {
     server.process.wait_for(&["no greeting within handshake_timeout"]);
     let mut huge = hyper_util::rt::TokioIo::new(rogue::control_stream(server.addr, TEST_TOKEN).await);
     huge.write_all(&(1u32 << 30).to_be_bytes()).await.unwrap();
-    server.process.wait_for(&["tunnel client going away", "frame size too big"]);
+    server.process.wait_for(&["tunnel client disconnected", "frame size too big"]);
     let mut garbage = rogue::websocket(server.addr, TEST_TOKEN).await;
     garbage.send(Message::binary(vec![0u8; 100])).await.unwrap();
     server.process.wait_for(&["tunnel setup failed"]);
