@@ -75,10 +75,12 @@ async fn tick_or_never(interval: &mut Option<tokio::time::Interval>) {
 }
 
 /// The line `systemctl status ggrok-server` shows, such as
-/// `listening on 0.0.0.0:80, 2 tunnel clients, 5 hosts online`.
+/// `listening on 0.0.0.0:80, 2 tunnel clients over 5 connections, 5 hosts online`: clients are
+/// ggrokd daemons, connections their tunnel sessions.
 fn status_line(state: &State, addr: SocketAddr) -> String {
     format!(
-        "listening on {addr}, {} tunnel clients, {} hosts online",
+        "listening on {addr}, {} tunnel clients over {} connections, {} hosts online",
+        state.daemons.count(),
         state.sessions.len(),
         state.registry.online()
     )

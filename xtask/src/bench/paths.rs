@@ -22,23 +22,32 @@ pub struct Ggrok {
 }
 
 /// Starts ggrok-server and a ggrokd holding `tunnels` tunnels to `upstream`: `t0.bench.test`,
-/// `t1.bench.test`, …; the target is the first. Returns when every tunnel is online. The server's
-/// `threads` is `$GGROK_BENCH_SERVER_THREADS`, else 1 (its default).
+/// `t1.bench.test`, …; the target is the first. Returns when every tunnel is online. Both run
+/// with their defaults, except for what these variables set (for measuring one setting against
+/// another): `$GGROK_BENCH_SERVER_THREADS` (the server's `threads`), `$GGROK_BENCH_CONNECTIONS`
+/// and `$GGROK_BENCH_TRANSPORT` (ggrokd's `connections` and `transport`).
 pub fn start_ggrok(bin: &Path, upstream: SocketAddr, tunnels: usize) -> anyhow::Result<Ggrok> {
     let dir = tempfile::tempdir()?;
     let token = "bench-token-0123456789abcdef";
     let server_toml = dir.path().join("server.toml");
-    let threads = std::env::var("GGROK_BENCH_SERVER_THREADS").unwrap_or_else(|_| "1".into());
+    let setting = |variable: &str, key: &str, quoted: bool| match std::env::var(variable) {
+        Ok(v) if quoted => format!("{key} = {v:?}\n"),
+        Ok(v) => format!("{key} = {v}\n"),
+        Err(_) => String::new(),
+    };
+    let threads = setting("GGROK_BENCH_SERVER_THREADS", "threads", false);
     std::fs::write(
         &server_toml,
         format!(
-            "listen = \"127.0.0.1:0\"\nlog_level = \"warn,ggrok_server=info\"\nthreads = {threads}\n\n\
+            "listen = \"127.0.0.1:0\"\nlog_level = \"warn,ggrok_server=info\"\n{threads}\n\
              [[client]]\nname = \"bench\"\ntoken = \"{token}\"\nhosts = [\"*.bench.test\"]\n"
         ),
     )?;
     let server = spawn(bin, "ggrok-server", &["--config", path(&server_toml)]);
     let addr = listening_address(&server.wait_for(&["listening on"])).context("server address")?;
     let mut daemon_toml = format!("server = \"ws://{addr}\"\ntoken = \"{token}\"\nlog_level = \"info\"\n");
+    daemon_toml += &setting("GGROK_BENCH_CONNECTIONS", "connections", false);
+    daemon_toml += &setting("GGROK_BENCH_TRANSPORT", "transport", true);
     for i in 0..tunnels {
         daemon_toml += &format!("\n[[tunnel]]\nhost = \"t{i}.bench.test\"\nlocal = \"{upstream}\"\n");
     }
