@@ -129,6 +129,55 @@ async fn too_many_waiting_connections_get_429_per_address_and_503_in_all() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_cut_and_a_slow_one_is_not() {
+    let up = Upstream::start().await;
+    let cluster = cluster(&up, "stalled_read_timeout = 2");
+    let public = Public::new(cluster.addr());
+
+    // Asks for 64 MiB and reads nothing: once buffers are full, nothing moves for two seconds.
+    let mut stalled = connect_from(ATTACKER, cluster.addr()).await;
+    stalled.write_all(b"GET /bytes/67108864 HTTP/1.1\r\nHost: api.test\r\n\r\n").await.unwrap();
+    let started = std::time::Instant::now();
+    let line = cluster.server.process.wait_for(&["limit:", "stalled_read_timeout"]);
+    assert!(line.contains("127.0.0.2"), "{line}");
+    println!("stalled reader cut after {:.1}s", started.elapsed().as_secs_f64());
+    legit_works(&public).await;
+    // The connection was closed: what was buffered, then the end, well short of 64 MiB.
+    let mut got = Vec::new();
+    tokio::time::timeout(HANG, stalled.read_to_end(&mut got)).await.expect("not closed").ok();
+    assert!(got.len() < 64 << 20, "{} bytes", got.len());
+
+    // A slow reader: 2 MiB at a time, then a pause of 0.8 s (under the 2 s timeout, long enough
+    // for the server's buffers to fill and its writes to block): it gets all of 16 MiB.
+    let mut slow = connect_from("127.0.0.3", cluster.addr()).await;
+    slow.write_all(b"GET /bytes/16777216 HTTP/1.1\r\nHost: api.test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut total = 0usize;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut burst = 0usize;
+    loop {
+        let n = tokio::time::timeout(HANG, slow.read(&mut buf)).await.expect("the slow reader hung").unwrap();
+        if n == 0 {
+            break;
+        }
+        total += n;
+        burst += n;
+        if burst >= 2 << 20 {
+            burst = 0;
+            tokio::time::sleep(Duration::from_millis(800)).await;
+        }
+    }
+    assert!(total > 16 << 20, "the slow reader got {total} bytes");
+    println!("slow reader done after {:.1}s", started.elapsed().as_secs_f64());
+    assert_eq!(
+        cluster.server.process.count(&["limit:", "stalled_read_timeout"]),
+        1,
+        "only the stalled one was cut"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_in_flight_per_session_are_capped_with_503() {
     let (busy, other) = (Upstream::start().await, Upstream::start().await);
     let server = Server::start_extra(

@@ -19,6 +19,7 @@ pub(super) struct RawLimits {
     max_streams_per_session: Option<Spanned<u64>>,
     max_hosts_per_client: Option<Spanned<u64>>,
     max_control_message: Option<Spanned<u64>>,
+    stalled_read_timeout: Option<Spanned<Seconds>>,
 }
 
 /// The validated limits.
@@ -40,6 +41,9 @@ pub struct Limits {
     pub max_hosts_per_client: usize,
     /// Largest control message, in bytes.
     pub max_control_message: usize,
+    /// How long a public client may leave an answer unread (the server's writes to it making no
+    /// progress at all) before its connection is closed.
+    pub stalled_read_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -53,6 +57,7 @@ impl Default for Limits {
             max_streams_per_session: 1000,
             max_hosts_per_client: 100,
             max_control_message: ggrok_proto::control::MAX_CONTROL_MESSAGE,
+            stalled_read_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -130,6 +135,11 @@ impl RawLimits {
                 1024,
                 16 << 20,
                 d.max_control_message,
+            )?,
+            stalled_read_timeout: secs(
+                &self.stalled_read_timeout,
+                "stalled_read_timeout",
+                d.stalled_read_timeout,
             )?,
         })
     }

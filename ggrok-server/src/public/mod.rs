@@ -5,6 +5,7 @@
 pub mod pending;
 pub mod prelude;
 pub mod proxy;
+pub mod stall;
 
 use crate::State;
 use crate::ops::metrics::{self, Limit, Rejection};
@@ -152,6 +153,7 @@ async fn serve_io<S>(
         let state = state.clone();
         service_fn(move |req| handle(state.clone(), Conn { peer, secure }, req))
     };
+    let (io, progress) = stall::WriteWatch::new(io);
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(state.config.limits.header_read_timeout)
@@ -159,11 +161,22 @@ async fn serve_io<S>(
         .serve_connection(TokioIo::new(prelude::Prefixed::new(head, io)), service)
         .with_upgrades();
     tokio::pin!(conn);
+    let stalled_after = state.config.limits.stalled_read_timeout;
+    let stalled = stall::stalled(&progress, stalled_after);
+    tokio::pin!(stalled);
     let result = tokio::select! {
         r = conn.as_mut() => r,
+        _ = &mut stalled => {
+            let secs = stalled_after.as_secs_f64();
+            limit_hit(&state, peer, Limit::StalledReadTimeout, &format!("the client read nothing for {secs}s: connection closed (stalled_read_timeout)"));
+            return;
+        }
         _ = state.shutdown.cancelled() => {
             conn.as_mut().graceful_shutdown();
-            conn.await
+            tokio::select! {
+                r = conn => r,
+                _ = stalled => return,
+            }
         }
     };
     if let Err(e) = result {

@@ -83,11 +83,13 @@ pub enum Limit {
     HandshakeTimeout,
     /// A control message too large: the session is closed.
     MaxControlMessage,
+    /// A public client that read nothing of an answer for too long: its connection is closed.
+    StalledReadTimeout,
 }
 
 impl Limit {
     /// Every limit, in the order of [`Metrics`]' counters.
-    pub const ALL: [Limit; 8] = [
+    pub const ALL: [Limit; 9] = [
         Limit::HeaderReadTimeout,
         Limit::MaxHeaderBytes,
         Limit::MaxPendingPerIp,
@@ -96,6 +98,7 @@ impl Limit {
         Limit::MaxHostsPerClient,
         Limit::HandshakeTimeout,
         Limit::MaxControlMessage,
+        Limit::StalledReadTimeout,
     ];
 
     /// The `limit` label: the key in `[limits]`.
@@ -109,6 +112,7 @@ impl Limit {
             Limit::MaxHostsPerClient => "max_hosts_per_client",
             Limit::HandshakeTimeout => "handshake_timeout",
             Limit::MaxControlMessage => "max_control_message",
+            Limit::StalledReadTimeout => "stalled_read_timeout",
         }
     }
 }
