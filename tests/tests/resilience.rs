@@ -83,23 +83,29 @@ async fn daemon_started_before_the_server() {
     assert_eq!(Public::new(server.addr).get("a.test", "/").await.status, StatusCode::OK);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reconnecting_connection_replaces_its_stale_session() {
+/// A daemon (with `env`) whose connection froze and which reconnected while the server, with a
+/// long keepalive, still holds the old session; with the upstream to keep alive.
+async fn reconnected_behind_a_frozen_connection(env: &[(&str, &str)]) -> (Server, Daemon, Upstream) {
     let up = Upstream::start().await;
-    // The server's keepalive is long: it still holds the old session when the daemon is back.
     let server = server_allowing(&["a.test"], "keepalive_interval = 600");
     let relay = Relay::start(server.addr).await;
-    let daemon = Daemon::start(
+    let daemon = Daemon::start_env(
         &format!("ws://{}", relay.addr),
         TEST_TOKEN,
         &[("a.test", &up.port())],
         "keepalive_interval = 1\nreconnect_initial = 0.1\nreconnect_max = 0.5",
+        env,
     );
     daemon.wait_online("a.test");
-
     relay.freeze_existing();
     daemon.process.wait_for(&["lost the connection to the server"]);
     daemon.wait_for_second_online("a.test");
+    (server, daemon, up)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnecting_connection_replaces_its_stale_session() {
+    let (server, _daemon, _up) = reconnected_behind_a_frozen_connection(&[]).await;
     // The same connection of the same daemon: the old session is closed, the host never offline.
     server.process.wait_for(&["the daemon dialled this connection again: closing the old one"]);
     server.process.wait_for(&[
@@ -113,23 +119,8 @@ async fn a_reconnecting_connection_replaces_its_stale_session() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reconnecting_version_one_client_takes_over_its_hosts_from_its_stale_session() {
-    let up = Upstream::start().await;
-    // The server's keepalive is long: it still holds the old session when the daemon is back.
-    let server = server_allowing(&["a.test"], "keepalive_interval = 600");
-    let relay = Relay::start(server.addr).await;
     // A daemon of protocol version 1 sends no daemon id: its new session takes the hosts over.
-    let daemon = Daemon::start_env(
-        &format!("ws://{}", relay.addr),
-        TEST_TOKEN,
-        &[("a.test", &up.port())],
-        "keepalive_interval = 1\nreconnect_initial = 0.1\nreconnect_max = 0.5",
-        &[("GGROK_PROTOCOL_MAX", "1")],
-    );
-    daemon.wait_online("a.test");
-
-    relay.freeze_existing();
-    daemon.process.wait_for(&["lost the connection to the server"]);
-    daemon.wait_for_second_online("a.test");
+    let (server, _daemon, _up) = reconnected_behind_a_frozen_connection(&[("GGROK_PROTOCOL_MAX", "1")]).await;
     let line = server.process.wait_for(&["taken over from an older session"]);
     assert!(line.contains("a.test"), "{line}");
     assert_eq!(server.process.count(&["tunnel client disconnected"]), 0, "the old session was not stale");
