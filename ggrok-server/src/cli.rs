@@ -6,8 +6,8 @@ use clap::Parser;
 use std::path::PathBuf;
 
 /// The public side of ggrok: serves HTTP on one port and routes each request by its Host header to
-/// the ggrokd client that holds that host. Clients connect by WebSocket to the tunnel path of the
-/// same port.
+/// the ggrokd client that holds that host. Clients connect to the tunnel path of the same port,
+/// by an upgrade to raw HTTP/2 or by WebSocket; `threads` in the configuration sets the workers.
 ///
 /// Example: ggrok-server --config /etc/ggrok/server.toml
 #[derive(Parser)]
