@@ -84,8 +84,9 @@ async fn daemon_started_before_the_server() {
 }
 
 /// A daemon (with `env`) whose connection froze and which reconnected while the server, with a
-/// long keepalive, still holds the old session; with the upstream to keep alive.
-async fn reconnected_behind_a_frozen_connection(env: &[(&str, &str)]) -> (Server, Daemon, Upstream) {
+/// long keepalive, still holds the old session; with the relay and the upstream, which must live
+/// as long as the test.
+async fn reconnected_behind_a_frozen_connection(env: &[(&str, &str)]) -> (Server, Daemon, Relay, Upstream) {
     let up = Upstream::start().await;
     let server = server_allowing(&["a.test"], "keepalive_interval = 600");
     let relay = Relay::start(server.addr).await;
@@ -100,12 +101,12 @@ async fn reconnected_behind_a_frozen_connection(env: &[(&str, &str)]) -> (Server
     relay.freeze_existing();
     daemon.process.wait_for(&["lost the connection to the server"]);
     daemon.wait_for_second_online("a.test");
-    (server, daemon, up)
+    (server, daemon, relay, up)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reconnecting_connection_replaces_its_stale_session() {
-    let (server, _daemon, _up) = reconnected_behind_a_frozen_connection(&[]).await;
+    let (server, _daemon, _relay, _up) = reconnected_behind_a_frozen_connection(&[]).await;
     // The same connection of the same daemon: the old session is closed, the host never offline.
     server.process.wait_for(&["the daemon dialled this connection again: closing the old one"]);
     server.process.wait_for(&[
@@ -120,7 +121,8 @@ async fn a_reconnecting_connection_replaces_its_stale_session() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reconnecting_version_one_client_takes_over_its_hosts_from_its_stale_session() {
     // A daemon of protocol version 1 sends no daemon id: its new session takes the hosts over.
-    let (server, _daemon, _up) = reconnected_behind_a_frozen_connection(&[("GGROK_PROTOCOL_MAX", "1")]).await;
+    let (server, _daemon, _relay, _up) =
+        reconnected_behind_a_frozen_connection(&[("GGROK_PROTOCOL_MAX", "1")]).await;
     let line = server.process.wait_for(&["taken over from an older session"]);
     assert!(line.contains("a.test"), "{line}");
     assert_eq!(server.process.count(&["tunnel client disconnected"]), 0, "the old session was not stale");
