@@ -196,9 +196,9 @@ impl Report {
             );
         }
         target("download ggrok/direct", self.download.ratio("ggrok", "direct", |v| v), ">=", 0.6);
-        target("download ggrok/rathole", self.download.ratio("ggrok", "rathole", |v| v), ">=", 1.5);
+        target("download ggrok/rathole", self.download.ratio("ggrok", "rathole", |v| v), ">=", 2.0);
         target("upload ggrok/direct", self.upload.ratio("ggrok", "direct", |v| v), ">=", 0.6);
-        target("upload ggrok/rathole", self.upload.ratio("ggrok", "rathole", |v| v), ">=", 1.5);
+        target("upload ggrok/rathole", self.upload.ratio("ggrok", "rathole", |v| v), ">=", 2.0);
         cpu("tunnel CPU s per GB downloaded", &self.cpu_download, 2);
         cpu("tunnel CPU s per GB uploaded", &self.cpu_upload, 2);
         if paths.contains(&"baseline") {
