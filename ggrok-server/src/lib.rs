@@ -66,6 +66,9 @@ pub struct State {
     pub pending: Arc<Pending>,
     /// Keeps limit-hit log lines to one a second.
     pub limit_log: LogLimiter,
+    /// Every version this build speaks, read once at start; `GGROK_PROTOCOL_MAX` lowers the
+    /// newest, so tests can play an older server.
+    protocols: std::ops::RangeInclusive<u32>,
     next_session: AtomicU64,
     next_anonymous: AtomicU64,
 }
@@ -79,11 +82,9 @@ impl State {
         self.next_anonymous.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    /// The tunnel protocol versions this server accepts: normally every version this build
-    /// speaks; `GGROK_PROTOCOL_MAX` lowers the newest, so tests can play an older server.
+    /// The tunnel protocol versions this server accepts.
     pub fn protocol_versions(&self) -> std::ops::RangeInclusive<u32> {
-        let newest = ggrok_proto::version::newest_from_env();
-        *ggrok_proto::version::SUPPORTED.start()..=newest
+        self.protocols.clone()
     }
 }
 
@@ -111,6 +112,7 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
         workers,
         pending,
         limit_log: LogLimiter::default(),
+        protocols: *ggrok_proto::version::SUPPORTED.start()..=ggrok_proto::version::newest_from_env(),
         next_session: AtomicU64::new(0),
         next_anonymous: AtomicU64::new(0),
     });

@@ -28,7 +28,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_util::either::Either;
 use tracing::{debug, info};
 
-pub use ggrok_proto::RAW_TRANSPORT as RAW_UPGRADE;
+use ggrok_proto::RAW_TRANSPORT;
 
 /// The connection to the server: plain TCP for `ws://`, TLS for `wss://`.
 pub type ServerStream = Either<TcpStream, tokio_rustls::client::TlsStream<TcpStream>>;
@@ -223,7 +223,7 @@ async fn raw(endpoint: &Endpoint, headers: HeaderMap, stream: ServerStream) -> R
     let mut request = Request::get(&endpoint.server.path)
         .header(header::HOST, &endpoint.server.authority)
         .header(header::CONNECTION, "Upgrade")
-        .header(header::UPGRADE, RAW_UPGRADE)
+        .header(header::UPGRADE, RAW_TRANSPORT)
         .body(Empty::new())
         .map_err(|e| RawFailure::Io(format!("invalid request: {e}")))?;
     request.headers_mut().extend(headers);
@@ -236,7 +236,7 @@ async fn raw(endpoint: &Endpoint, headers: HeaderMap, stream: ServerStream) -> R
         .headers()
         .get(header::UPGRADE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case(RAW_UPGRADE));
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case(RAW_TRANSPORT));
     if status != StatusCode::SWITCHING_PROTOCOLS || !upgraded_to_raw {
         return Err(RawFailure::Declined { status, text: body_text(response).await });
     }

@@ -54,8 +54,8 @@ pub async fn forward(
     };
     let (session, meter) = match state.registry.lookup(&host) {
         Route::Online(daemon, meter) => match daemon.pick(crate::workers::current()) {
-            Some(session) => {
-                state.metrics.stream_routed(session.worker == crate::workers::current());
+            Some((session, local)) => {
+                state.metrics.stream_routed(local);
                 (session, meter)
             }
             // Its last session just ended; the registry marks the hosts offline right after.

@@ -43,9 +43,9 @@ impl Daemon {
     /// The session a public request on worker `worker` should use: one of this daemon's
     /// sessions on the same worker when there is one, else any; among several, the less busy of
     /// two picked at random (the "power of two choices": close to the best spread without looking
-    /// at them all, and idle sessions share the work instead of the first taking it all). `None`
-    /// once every session is gone.
-    pub fn pick(&self, worker: u32) -> Option<Arc<Session>> {
+    /// at them all, and idle sessions share the work instead of the first taking it all), and
+    /// whether it is on `worker`. `None` once every session is gone.
+    pub fn pick(&self, worker: u32) -> Option<(Arc<Session>, bool)> {
         let sessions = self.sessions.read().expect("daemon lock");
         let local = sessions.iter().filter(|s| s.worker == worker).count();
         let candidates = |i: usize| -> &Arc<Session> {
@@ -56,9 +56,9 @@ impl Daemon {
             }
         };
         let n = if local == 0 { sessions.len() } else { local };
-        match n {
-            0 => None,
-            1 => Some(candidates(0).clone()),
+        let chosen = match n {
+            0 => return None,
+            1 => candidates(0).clone(),
             _ => {
                 let a = fastrand::usize(..n);
                 let mut b = fastrand::usize(..n - 1);
@@ -66,9 +66,10 @@ impl Daemon {
                     b += 1;
                 }
                 let (a, b) = (candidates(a), candidates(b));
-                Some(if b.load() < a.load() { b.clone() } else { a.clone() })
+                if b.load() < a.load() { b.clone() } else { a.clone() }
             }
-        }
+        };
+        Some((chosen, local > 0))
     }
 }
 
