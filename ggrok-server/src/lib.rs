@@ -48,6 +48,8 @@ pub struct State {
     pub registry: Registry<tunnel::daemons::Daemon, Arc<HostMeter>>,
     /// The connected daemons and their sessions.
     pub daemons: Daemons,
+    /// The memory answers on their way may hold; sets every tunnel connection's stream window.
+    pub budget: Arc<tunnel::budget::Budget>,
     /// What flows through the server.
     pub metrics: Arc<Metrics>,
     /// Cancelled on shutdown: stop accepting, finish public requests in flight.
@@ -99,10 +101,12 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
     let metrics = Metrics::new();
     let meters = metrics.clone();
     let workers = workers::count(config.threads);
+    let budget = tunnel::budget::Budget::new(config.limits.buffer_memory);
     let state = Arc::new(State {
         config,
         registry: Registry::with_meters(tunnel::registry::OFFLINE_GRACE, move |host| meters.meter(host)),
         daemons: Daemons::default(),
+        budget,
         metrics,
         shutdown: shutdown.clone(),
         close_sessions: CancellationToken::new(),

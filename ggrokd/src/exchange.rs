@@ -89,12 +89,13 @@ impl Exchange {
     /// Sends `resp` on with this exchange riding along its body: recorded when the body ends.
     pub fn respond<B>(mut self, resp: Response<B>) -> Response<Body>
     where
-        B: HttpBody<Data = Bytes, Error = hyper::Error> + Unpin + Send + Sync + 'static,
+        B: HttpBody<Data = Bytes> + Unpin + Send + Sync + 'static,
+        B::Error: Into<ggrok_proto::http::BodyError>,
     {
         if self.status == 0 {
             self.status = resp.status().as_u16();
         }
-        resp.map(|inner| CountedBody { inner, count: self }.boxed())
+        resp.map(|inner| CountedBody { inner, count: self }.map_err(Into::into).boxed())
     }
 
     /// Copies bytes both ways between the two sides of an upgraded connection (status 101) until

@@ -5,8 +5,12 @@ use http::{Response, StatusCode, header};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 
+/// Why a body stopped short: hyper's error on a public or local connection, the HTTP/2 stream's
+/// on the tunnel.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
 /// A streaming body: a request's, a response's, or a short text made here.
-pub type Body = BoxBody<Bytes, hyper::Error>;
+pub type Body = BoxBody<Bytes, BodyError>;
 
 /// A body with nothing in it.
 pub fn empty() -> Body {

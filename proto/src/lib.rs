@@ -28,6 +28,7 @@ pub mod malloc;
 pub mod seconds;
 pub mod secret;
 pub mod signals;
+pub mod size;
 pub mod tally;
 pub mod version;
 pub mod wsio;

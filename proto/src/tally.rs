@@ -96,6 +96,17 @@ impl<T: AsyncWrite + Unpin, C: Tally + Unpin> AsyncWrite for Counted<T, C> {
     }
 }
 
+/// Waits for the public side of an upgrade, then copies bytes both ways between it and `b` until
+/// both directions end, telling `tally` of the public side's traffic as it passes.
+pub async fn splice_with<B>(a: OnUpgrade, mut b: B, tally: impl Tally + Unpin) -> io::Result<()>
+where
+    B: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let a = a.await.map_err(io::Error::other)?;
+    let mut a = Counted::new(TokioIo::new(a), tally);
+    tokio::io::copy_bidirectional(&mut a, &mut b).await.map(drop)
+}
+
 /// Waits for both sides of an upgrade, then copies bytes both ways until both directions end,
 /// telling `tally_a` and `tally_b` of each side's traffic as it passes (so the counts hold also
 /// when the copy ends in an error).

@@ -3,6 +3,7 @@
 
 use ggrok_proto::diag::ConfigError;
 use ggrok_proto::seconds::Seconds;
+use ggrok_proto::size::Size;
 use serde::Deserialize;
 use std::path::Path;
 use std::time::Duration;
@@ -20,6 +21,7 @@ pub(super) struct RawLimits {
     max_hosts_per_client: Option<Spanned<u64>>,
     max_control_message: Option<Spanned<u64>>,
     stalled_read_timeout: Option<Spanned<Seconds>>,
+    buffer_memory: Option<Spanned<Size>>,
 }
 
 /// The validated limits.
@@ -44,6 +46,9 @@ pub struct Limits {
     /// How long a public client may leave an answer unread (the server's writes to it making no
     /// progress at all) before its connection is closed.
     pub stalled_read_timeout: Duration,
+    /// Bytes the answers on their way to public clients may hold in all, over every tunnel
+    /// connection: sets the stream windows (see `tunnel::budget`).
+    pub buffer_memory: u64,
 }
 
 impl Default for Limits {
@@ -58,6 +63,7 @@ impl Default for Limits {
             max_hosts_per_client: 100,
             max_control_message: ggrok_proto::control::MAX_CONTROL_MESSAGE,
             stalled_read_timeout: Duration::from_secs(60),
+            buffer_memory: 256 << 20,
         }
     }
 }
@@ -141,6 +147,19 @@ impl RawLimits {
                 "stalled_read_timeout",
                 d.stalled_read_timeout,
             )?,
+            buffer_memory: match &self.buffer_memory {
+                None => d.buffer_memory,
+                Some(v) if (1 << 20..=1 << 40).contains(&v.get_ref().0) => v.get_ref().0,
+                Some(v) => {
+                    return Err(ConfigError::at(
+                        path,
+                        text,
+                        v.span(),
+                        "limits.buffer_memory",
+                        "must be between 1 MiB and 1 TiB",
+                    ));
+                }
+            },
         })
     }
 }

@@ -67,6 +67,7 @@ pub fn answer<B>(state: &State, req: &Request<B>) -> Response<Full<Bytes>> {
     }
     match req.uri().path() {
         "/metrics" => {
+            state.metrics.set_budget(state.budget.window(), state.budget.open());
             let body = state.metrics.encode(state.registry.online(), state.daemons.count());
             let mut resp = Response::new(Full::new(Bytes::from(body)));
             resp.headers_mut()

@@ -10,12 +10,12 @@ use crate::tunnel::registry::Route;
 use ggrok_proto::HEADER_DECLINED_STATUS;
 use ggrok_proto::headers::{detach_values, error_chain, strip_hop_by_hop, upgrade_protocol};
 use ggrok_proto::host::normalize_host;
-use ggrok_proto::http::{self as body, Body, Refusal};
+use ggrok_proto::http::{self as body, Body, BodyError, Refusal};
+use h2::ext::Protocol;
 use http::request::Parts;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::ext::Protocol;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::OwnedSemaphorePermit;
@@ -110,7 +110,8 @@ impl Routed<'_> {
     /// The answer, counted.
     fn respond<B>(self, resp: Response<B>) -> Response<Body>
     where
-        B: hyper::body::Body<Data = bytes::Bytes, Error = hyper::Error> + Unpin + Send + Sync + 'static,
+        B: hyper::body::Body<Data = bytes::Bytes> + Unpin + Send + Sync + 'static,
+        B::Error: Into<BodyError>,
     {
         metrics::respond(self.meter, self.started, resp)
     }
@@ -146,15 +147,17 @@ async fn forward_plain(to: Routed<'_>, req: Request<Incoming>) -> Response<Body>
         }
         frame
     });
-    let request = Request::from_parts(parts, body.boxed());
+    let request = Request::from_parts(parts, body.map_err(BodyError::from).boxed());
     match to.session.send(request).await {
         Ok(resp) => {
             let (mut parts, body) = resp.into_parts();
             strip_hop_by_hop(&mut parts.headers);
             parts.version = Version::HTTP_11;
-            // The stream counts against the session until its response body is done.
+            // The stream counts against the session, and its window against the buffer budget,
+            // until its response body is done.
+            let answer = (!hyper::body::Body::is_end_stream(&body)).then(|| to.state.budget.answer());
             let body = body.map_frame(move |frame| {
-                let _held = &permit;
+                let _held = (&permit, &answer);
                 frame
             });
             to.respond(Response::from_parts(parts, body))
@@ -179,36 +182,34 @@ async fn forward_upgrade(to: Routed<'_>, mut req: Request<Incoming>, protocol: S
     parts.method = Method::CONNECT;
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.extensions.insert(Protocol::from(protocol.as_str()));
-    let request = Request::from_parts(parts, body::empty());
-    let mut resp = match to.session.send(request).await {
-        Ok(resp) => resp,
+    let request = Request::from_parts(parts, ());
+    let (mut parts, tunnel) = match to.session.upgrade(request).await {
+        Ok(Ok(upgraded)) => upgraded,
+        Ok(Err(resp)) => {
+            // The local service declined the upgrade: pass its answer on as it is.
+            let (mut parts, body) = resp.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            parts.version = Version::HTTP_11;
+            if let Some(declined) = parts.headers.remove(HEADER_DECLINED_STATUS) {
+                let status = declined.to_str().ok().and_then(|s| s.parse::<u16>().ok());
+                if let Some(status) = status.and_then(|s| StatusCode::from_u16(s).ok()) {
+                    parts.status = status;
+                }
+            }
+            return to.respond(Response::from_parts(parts, body));
+        }
         Err(e) => {
             let failed = tunnel_failed(to.host, &e);
             return to.respond(failed);
         }
     };
-    if resp.status() != StatusCode::OK {
-        // The local service declined the upgrade: pass its answer on as it is.
-        let (mut parts, body) = resp.into_parts();
-        strip_hop_by_hop(&mut parts.headers);
-        parts.version = Version::HTTP_11;
-        if let Some(declined) = parts.headers.remove(HEADER_DECLINED_STATUS) {
-            let status = declined.to_str().ok().and_then(|s| s.parse::<u16>().ok());
-            if let Some(status) = status.and_then(|s| StatusCode::from_u16(s).ok()) {
-                parts.status = status;
-            }
-        }
-        return to.respond(Response::from_parts(parts, body));
-    }
-    let tunnel = hyper::upgrade::on(&mut resp);
     let (host, meter) = (to.host.to_owned(), to.meter.clone());
     to.state.public.spawn(async move {
         let _held = permit;
-        if let Err(e) = ggrok_proto::tally::splice(public, tunnel, PublicTraffic(meter), ()).await {
+        if let Err(e) = ggrok_proto::tally::splice_with(public, tunnel, PublicTraffic(meter)).await {
             debug!(%host, "upgraded connection ended: {e}");
         }
     });
-    let (mut parts, _) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.status = StatusCode::SWITCHING_PROTOCOLS;
@@ -289,11 +290,7 @@ fn prepare(parts: &mut Parts, conn: Conn, raw_host: &str) -> Result<(), Refusal>
     Ok(())
 }
 
-fn tunnel_failed(host: &str, err: &hyper::Error) -> Response<Body> {
-    let why = if err.is_closed() || err.is_canceled() {
-        "the tunnel went offline".to_owned()
-    } else {
-        error_chain(err)
-    };
+fn tunnel_failed(host: &str, err: &crate::tunnel::SendError) -> Response<Body> {
+    let why = if err.is_offline() { "the tunnel went offline".to_owned() } else { error_chain(err) };
     body::text(StatusCode::BAD_GATEWAY, format!("ggrok: the tunnel for {host} failed: {why}"))
 }

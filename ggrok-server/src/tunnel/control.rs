@@ -11,15 +11,13 @@ use crate::ops::metrics::Limit;
 use futures_util::{SinkExt, StreamExt};
 use ggrok_proto::control::{ClientMessage, ControlError, ServerCodec, ServerMessage, TunnelKey};
 use ggrok_proto::host::HostPattern;
-use hyper::upgrade::Upgraded;
-use hyper_util::rt::TokioIo;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::codec::{Framed, LengthDelimitedCodecError};
 use tracing::{info, warn};
 
 /// The control stream.
-pub type Control = Framed<TokioIo<Upgraded>, ServerCodec>;
+pub type Control = Framed<super::h2c::StreamIo, ServerCodec>;
 
 /// What the daemon said of itself.
 pub struct Greeting {

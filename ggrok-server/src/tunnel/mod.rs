@@ -10,14 +10,19 @@
 //! - [`daemons`]: the sessions of one ggrokd, together;
 //! - [`registry`]: which daemon serves which host;
 //! - [`control`]: the control stream's conversation;
-//! - [`auth`]: the tokens daemons present.
+//! - [`auth`]: the tokens daemons present;
+//! - [`budget`]: the memory answers on their way may hold, which sets the stream windows;
+//! - `h2c`: the HTTP/2 client side of a connection.
 
 pub mod auth;
+pub mod budget;
 pub mod control;
 pub mod daemons;
+mod h2c;
 pub mod registry;
 pub mod session;
 
+pub use h2c::SendError;
 pub use session::Session;
 
 use crate::State;
@@ -30,12 +35,10 @@ use ggrok_proto::http::{self as body, Body};
 use ggrok_proto::{
     CONTROL_AUTHORITY, CONTROL_PROTOCOL, HEADER_PROTOCOL, HEADER_PROTOCOL_MAX, RAW_TRANSPORT, tuning, version,
 };
+use h2::ext::Protocol;
 use http::{Method, Request, Response, StatusCode, Version, header};
 use hyper::body::Incoming;
-use hyper::client::conn::http2::{self, SendRequest};
-use hyper::ext::Protocol;
-use hyper::upgrade::Upgraded;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use registry::Owner;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -159,7 +162,7 @@ async fn serve<IO>(
     let worker = crate::workers::current();
     let setup = tokio::time::timeout(
         state.config.limits.handshake_timeout,
-        open(io, state.config.keepalive_interval),
+        open(io, state.config.keepalive_interval, state.budget.windows()),
     );
     let (sender, control, mut connection) = match setup.await {
         Ok(Ok(parts)) => parts,
@@ -174,8 +177,8 @@ async fn serve<IO>(
         }
     };
     let codec = ServerCodec::with_max_message(state.config.limits.max_control_message);
-    let mut control = Framed::new(TokioIo::new(control), codec);
-    let ended = |done: Result<Result<(), hyper::Error>, tokio::task::JoinError>| match done {
+    let mut control = Framed::new(control, codec);
+    let ended = |done: Result<Result<(), h2c::Ended>, tokio::task::JoinError>| match done {
         Ok(Ok(())) => "connection closed".to_owned(),
         Ok(Err(e)) => format!("connection failed: {}", ggrok_proto::headers::error_chain(&e)),
         Err(e) => format!("connection task failed: {e}"),
@@ -280,28 +283,27 @@ fn forget_unclaimed_later(state: &Arc<State>, client: &str, session: u64) {
     });
 }
 
-type Connection = tokio::task::JoinHandle<Result<(), hyper::Error>>;
+type Connection = tokio::task::JoinHandle<Result<(), h2c::Ended>>;
 
 /// How long a connection whose control stream ended may go on carrying requests in flight.
 const DRAIN_LIMIT: Duration = Duration::from_secs(60);
 
 /// HTTP/2 handshake over the tunnel's bytes, then the control stream.
-async fn open<IO>(io: IO, keepalive: Duration) -> anyhow::Result<(SendRequest<Body>, Upgraded, Connection)>
+async fn open<IO>(
+    io: IO,
+    keepalive: Duration,
+    windows: tokio::sync::watch::Receiver<u32>,
+) -> anyhow::Result<(h2c::Sender, h2c::StreamIo, Connection)>
 where
     IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    let (mut sender, conn) = http2::Builder::new(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .initial_stream_window_size(tuning::STREAM_WINDOW)
-        .initial_connection_window_size(tuning::CONNECTION_WINDOW)
-        .max_frame_size(tuning::MAX_FRAME_SIZE)
-        .keep_alive_interval(keepalive)
-        .keep_alive_timeout(keepalive)
-        .keep_alive_while_idle(true)
-        .handshake::<_, Body>(TokioIo::new(io))
-        .await
-        .context("HTTP/2 handshake")?;
-    let connection = tokio::spawn(conn);
+    let settings = h2c::Settings {
+        stream_window: *windows.borrow(),
+        connection_window: tuning::CONNECTION_WINDOW,
+        max_frame_size: tuning::MAX_FRAME_SIZE,
+    };
+    let (sender, connection) = h2c::handshake(io, &settings).await.context("HTTP/2 handshake")?;
+    let connection = tokio::spawn(h2c::drive(connection, keepalive, windows));
 
     // A plain request first: its answer arrives after the daemon's SETTINGS, which must enable
     // extended CONNECT before the control stream can be opened.
@@ -309,18 +311,16 @@ where
         .uri(format!("http://{CONTROL_AUTHORITY}/"))
         .version(Version::HTTP_2)
         .body(body::empty())?;
-    sender.send_request(hello).await.context("first request")?;
+    sender.send(hello).await.context("first request")?;
 
     let mut req = Request::builder()
         .method(Method::CONNECT)
         .uri(format!("http://{CONTROL_AUTHORITY}/"))
         .version(Version::HTTP_2)
-        .body(body::empty())?;
+        .body(())?;
     req.extensions_mut().insert(Protocol::from_static(CONTROL_PROTOCOL));
-    let mut resp = sender.send_request(req).await.context("opening the control stream")?;
-    if resp.status() != StatusCode::OK {
-        bail!("the daemon answered {} to the control stream", resp.status());
+    match sender.upgrade(req).await.context("opening the control stream")? {
+        Ok((_, control)) => Ok((sender, control, connection)),
+        Err(resp) => bail!("the daemon answered {} to the control stream", resp.status()),
     }
-    let control = hyper::upgrade::on(&mut resp).await.context("control stream upgrade")?;
-    Ok((sender, control, connection))
 }

@@ -1,11 +1,10 @@
 //! One tunnel connection of a daemon, as the proxy uses it: take a place among its streams in
 //! flight, send a request (one HTTP/2 stream), and tell its control stream something.
 
+use super::h2c::{SendError, Sender, TunnelBody, Upgrade};
 use ggrok_proto::control::ServerMessage;
 use ggrok_proto::http::Body;
 use http::{Request, Response};
-use hyper::body::Incoming;
-use hyper::client::conn::http2::SendRequest;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
@@ -24,7 +23,7 @@ pub struct Session {
     pub worker: u32,
     /// Which of its daemon's connections it is (version 2).
     pub connection: Option<u32>,
-    sender: SendRequest<Body>,
+    sender: Sender,
     streams: Arc<Semaphore>,
     max_streams: usize,
     requests: AtomicU64,
@@ -45,7 +44,7 @@ pub struct Parts {
     /// See [`Session::connection`].
     pub connection: Option<u32>,
     /// Opens streams to the daemon.
-    pub sender: SendRequest<Body>,
+    pub sender: Sender,
     /// Most requests in flight at once (`max_streams_per_session`).
     pub max_streams: usize,
     /// Messages for the daemon, sent on the control stream by the session's task.
@@ -91,9 +90,16 @@ impl Session {
     }
 
     /// Sends `request` as a new stream and waits for the response head.
-    pub async fn send(&self, request: Request<Body>) -> Result<Response<Incoming>, hyper::Error> {
+    pub async fn send(&self, request: Request<Body>) -> Result<Response<TunnelBody>, SendError> {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        self.sender.clone().send_request(request).await
+        self.sender.send(request).await
+    }
+
+    /// Opens an extended CONNECT stream for an upgrade: its bytes when the daemon answers 200,
+    /// else the answer.
+    pub async fn upgrade(&self, request: Request<()>) -> Result<Upgrade, SendError> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.sender.upgrade(request).await
     }
 
     /// Queues a message for the daemon's control stream; false when the session is ending.

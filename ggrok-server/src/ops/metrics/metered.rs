@@ -22,10 +22,13 @@ pub fn respond<B>(
     resp: Response<B>,
 ) -> Response<ggrok_proto::http::Body>
 where
-    B: Body<Data = Bytes, Error = hyper::Error> + Unpin + Send + Sync + 'static,
+    B: Body<Data = Bytes> + Unpin + Send + Sync + 'static,
+    B::Error: Into<ggrok_proto::http::BodyError>,
 {
     meter.answered(resp.status());
-    resp.map(|body| Metered { inner: body, meter, started, done: AtomicBool::new(false) }.boxed())
+    resp.map(|body| {
+        Metered { inner: body, meter, started, done: AtomicBool::new(false) }.map_err(Into::into).boxed()
+    })
 }
 
 /// A response body being counted; see [`respond`].

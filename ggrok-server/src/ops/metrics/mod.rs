@@ -183,6 +183,8 @@ pub struct Metrics {
     sessions: Gauge,
     daemons: Gauge,
     hosts_online: Gauge,
+    stream_window: Gauge,
+    answers: Gauge,
     streams: [Counter; 2],
     limits: [Counter; Limit::ALL.len()],
     rejections: [Counter; Rejection::ALL.len()],
@@ -202,6 +204,18 @@ impl Metrics {
             "tunnel_daemons",
             "ggrokd daemons connected (each over one or more tunnel sessions)",
             daemons.clone(),
+        );
+        let (stream_window, answers) = (Gauge::default(), Gauge::default());
+        registry.register_with_unit(
+            "tunnel_stream_window",
+            "The receive window each tunnel stream gets now: set by [limits] buffer_memory and the answers in flight",
+            Unit::Bytes,
+            stream_window.clone(),
+        );
+        registry.register(
+            "answers_in_flight",
+            "Answers from tunnels whose bodies are on their way to public clients",
+            answers.clone(),
         );
         let routes = Family::<RouteLabels, Counter>::default();
         let streams =
@@ -252,6 +266,8 @@ impl Metrics {
             sessions,
             daemons,
             hosts_online,
+            stream_window,
+            answers,
             streams,
             limits,
             rejections,
@@ -298,6 +314,12 @@ impl Metrics {
     /// another one.
     pub fn stream_routed(&self, local: bool) {
         self.streams[usize::from(!local)].inc();
+    }
+
+    /// Sets the buffer budget's gauges: the stream window granted and the answers in flight.
+    pub fn set_budget(&self, stream_window: u32, answers: usize) {
+        self.stream_window.set(i64::from(stream_window));
+        self.answers.set(i64::try_from(answers).unwrap_or(i64::MAX));
     }
 
     /// Every metric in the Prometheus text format; `hosts_online` and `daemons` are read at

@@ -1,0 +1,150 @@
+//! The buffer budget (`[limits] buffer_memory`): how much of the answers on their way to public
+//! clients the server may hold, over all tunnel connections and workers.
+//!
+//! What the server holds for a public client that stops reading is what the daemon may send
+//! without being asked: one stream window per answer. So the budget sets the stream window every
+//! tunnel connection grants, from the number of answers in flight `n`:
+//! `budget / (n · (2 + log2 n))`, rounded down to a power of two, between [`MIN_WINDOW`] and
+//! [`tuning::STREAM_WINDOW`]. The windows shrink as answers pile up — a SETTINGS change, which
+//! applies to the streams already open too — and grow back as they finish. Since a window shrinks
+//! as soon as an answer opens, even answers that stall one after another, each before the next
+//! opens, hold in all less than the budget: the sum of the windows over `n` is about 0.7 of it.
+//! A reader that moves gets its window back as it reads; none is cut for being slow.
+
+use ggrok_proto::tuning;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::sync::watch;
+
+/// The smallest stream window the budget grants: below it, frames get too small to move data.
+pub const MIN_WINDOW: u32 = 16 << 10;
+
+/// The process-wide budget; see the module comment.
+#[derive(Debug)]
+pub struct Budget {
+    limit: u64,
+    open: AtomicUsize,
+    window: watch::Sender<u32>,
+}
+
+impl Budget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: u64) -> Arc<Self> {
+        let (window, _) = watch::channel(window_for(limit, 0));
+        Arc::new(Self { limit, open: AtomicUsize::new(0), window })
+    }
+
+    /// The stream window every connection should grant now, and its changes.
+    pub fn windows(&self) -> watch::Receiver<u32> {
+        self.window.subscribe()
+    }
+
+    /// The stream window granted now.
+    pub fn window(&self) -> u32 {
+        *self.window.borrow()
+    }
+
+    /// Answers whose bodies are on their way now.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Counts an answer whose body is on its way until the returned guard is dropped.
+    pub fn answer(self: &Arc<Self>) -> Answer {
+        let n = self.open.fetch_add(1, Ordering::Relaxed) + 1;
+        self.adjust(n);
+        Answer(self.clone())
+    }
+
+    /// Shrinks the window at once when `n` asks for a smaller one; grows it only once `n` has
+    /// halved, so a count going up and down by one does not send SETTINGS each time.
+    fn adjust(&self, n: usize) {
+        let smaller = window_for(self.limit, n);
+        let larger = window_for(self.limit, n.saturating_mul(2));
+        self.window.send_if_modified(|w| {
+            let next = if smaller < *w {
+                smaller
+            } else if larger > *w {
+                larger
+            } else {
+                return false;
+            };
+            *w = next;
+            true
+        });
+    }
+}
+
+/// An answer counted by [`Budget::answer`].
+#[derive(Debug)]
+pub struct Answer(Arc<Budget>);
+
+impl Drop for Answer {
+    fn drop(&mut self) {
+        let n = self.0.open.fetch_sub(1, Ordering::Relaxed) - 1;
+        self.0.adjust(n);
+    }
+}
+
+/// The stream window for `n` answers in flight under `limit`; see the module comment.
+pub fn window_for(limit: u64, n: usize) -> u32 {
+    let n = n.max(1) as f64;
+    let share = limit as f64 / (n * (2.0 + n.log2()));
+    let clamped = share.clamp(MIN_WINDOW as f64, tuning::STREAM_WINDOW as f64) as u32;
+    // A power of two at or below: fewer distinct values, fewer SETTINGS.
+    1 << (31 - clamped.leading_zeros())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn few_answers_get_the_full_window() {
+        assert_eq!(window_for(256 * MIB, 0), tuning::STREAM_WINDOW);
+        assert_eq!(window_for(256 * MIB, 8), tuning::STREAM_WINDOW);
+    }
+
+    #[test]
+    fn windows_shrink_with_answers_in_flight_down_to_the_floor() {
+        let mut last = u32::MAX;
+        for n in [32, 64, 128, 256, 512, 1000] {
+            let w = window_for(256 * MIB, n);
+            assert!(w <= last, "{n}: {w} > {last}");
+            assert!(w.is_power_of_two());
+            last = w;
+        }
+        assert_eq!(window_for(256 * MIB, 64), 512 << 10);
+        assert_eq!(window_for(256 * MIB, 100_000), MIN_WINDOW);
+    }
+
+    #[test]
+    fn answers_that_stall_one_after_another_hold_less_than_the_budget() {
+        for limit in [16 * MIB, 64 * MIB, 256 * MIB, 1024 * MIB] {
+            // Each answer fills the window it was opened with, then stalls for good.
+            let held: u64 = (1..=1000).map(|n| window_for(limit, n) as u64).sum();
+            let floor = 1000 * MIN_WINDOW as u64;
+            assert!(held <= limit.max(floor) + floor, "{limit}: {held}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_window_shrinks_at_once_and_grows_back_once_answers_halve() {
+        let budget = Budget::new(256 * MIB);
+        let mut windows = budget.windows();
+        assert_eq!(*windows.borrow_and_update(), tuning::STREAM_WINDOW);
+        let mut answers: Vec<Answer> = (0..300).map(|_| budget.answer()).collect();
+        assert!(windows.has_changed().unwrap());
+        let shrunk = *windows.borrow_and_update();
+        assert_eq!(shrunk, window_for(256 * MIB, 300));
+        answers.truncate(299);
+        assert!(!windows.has_changed().unwrap(), "one fewer answer does not grow the window");
+        answers.truncate(100);
+        assert!(*windows.borrow_and_update() > shrunk);
+        answers.clear();
+        assert_eq!(budget.window(), tuning::STREAM_WINDOW);
+        assert_eq!(budget.open(), 0);
+    }
+}

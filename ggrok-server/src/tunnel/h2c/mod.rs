@@ -1,0 +1,153 @@
+//! The server's end of a tunnel connection's HTTP/2, driven with the `h2` crate directly rather
+//! than through hyper's client: hyper fixes a connection's windows at the handshake, and the
+//! buffer budget (see [`super::budget`]) must shrink and grow the stream window of every
+//! connection while it runs. Sending a request, its body, and reading the answer's body as a
+//! [`TunnelBody`] are here; an upgraded stream's bytes are [`StreamIo`].
+
+mod body;
+mod io;
+
+pub use body::TunnelBody;
+pub use io::StreamIo;
+
+use bytes::Bytes;
+use ggrok_proto::http::Body;
+use h2::client::{Connection, SendRequest};
+use h2::{Ping, Reason};
+use http::{Request, Response};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
+
+/// The HTTP/2 settings of a tunnel connection.
+pub struct Settings {
+    /// Each stream's receive window at the start (the budget changes it later).
+    pub stream_window: u32,
+    /// The connection's receive window.
+    pub connection_window: u32,
+    /// Largest frame accepted.
+    pub max_frame_size: u32,
+}
+
+/// Why a request could not be sent, or its answer not read.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SendError(#[from] h2::Error);
+
+impl SendError {
+    /// The connection is gone (closed, reset or going away): the tunnel is offline.
+    pub fn is_offline(&self) -> bool {
+        self.0.is_io() || self.0.is_go_away() || self.0.reason() == Some(Reason::REFUSED_STREAM)
+    }
+}
+
+/// The answer to an upgrade: its head and the stream's bytes, or an answer that declined.
+pub type Upgrade = Result<(http::response::Parts, StreamIo), Response<TunnelBody>>;
+
+/// Sends requests on one tunnel connection; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Sender(SendRequest<Bytes>);
+
+impl Sender {
+    /// Sends `request` as a new stream (its body, if any, from a task of its own) and waits for
+    /// the answer's head.
+    pub async fn send(&self, request: Request<Body>) -> Result<Response<TunnelBody>, SendError> {
+        let mut sender = self.0.clone().ready().await?;
+        let (parts, body) = request.into_parts();
+        let end = hyper::body::Body::is_end_stream(&body);
+        let (answer, stream) = sender.send_request(Request::from_parts(parts, ()), end)?;
+        if !end {
+            tokio::spawn(body::pump(body, stream));
+        }
+        let resp = answer.await?;
+        Ok(resp.map(TunnelBody::new))
+    }
+
+    /// Opens an extended CONNECT stream (the request carries its `:protocol`) and, if the
+    /// daemon answers 200, the answer's head and the stream's bytes; any other answer comes
+    /// back as it is.
+    pub async fn upgrade(&self, request: Request<()>) -> Result<Upgrade, SendError> {
+        let mut sender = self.0.clone().ready().await?;
+        let (answer, stream) = sender.send_request(request, false)?;
+        let resp = answer.await?;
+        if resp.status() != http::StatusCode::OK {
+            return Ok(Err(resp.map(TunnelBody::new)));
+        }
+        let (parts, recv) = resp.into_parts();
+        Ok(Ok((parts, StreamIo::new(stream, recv))))
+    }
+}
+
+/// The HTTP/2 handshake as the client: the daemon serves.
+pub async fn handshake<IO>(io: IO, settings: &Settings) -> Result<(Sender, Connection<IO, Bytes>), h2::Error>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let (sender, connection) = h2::client::Builder::new()
+        .enable_push(false)
+        .initial_window_size(settings.stream_window)
+        .initial_connection_window_size(settings.connection_window)
+        .max_frame_size(settings.max_frame_size)
+        .max_header_list_size(64 << 10)
+        .handshake(io)
+        .await?;
+    Ok((Sender(sender), connection))
+}
+
+/// Why a connection ended.
+#[derive(Debug, thiserror::Error)]
+pub enum Ended {
+    /// The connection failed.
+    #[error("{0}")]
+    H2(#[from] h2::Error),
+    /// A PING went unanswered for the keepalive interval.
+    #[error("the daemon did not answer a PING within {0:?}")]
+    Silent(Duration),
+}
+
+/// Runs the connection until it ends: sends a PING every `keepalive` that must be answered within
+/// another, and applies every stream window `windows` asks for (as a SETTINGS change, which
+/// RFC 9113 §6.9.2 applies to the streams already open too).
+pub async fn drive<IO>(
+    mut connection: Connection<IO, Bytes>,
+    keepalive: Duration,
+    mut windows: watch::Receiver<u32>,
+) -> Result<(), Ended>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut pings = connection.ping_pong().expect("the ping handle is taken once");
+    let keepalive_loop = async move {
+        loop {
+            tokio::time::sleep(keepalive).await;
+            match tokio::time::timeout(keepalive, pings.ping(Ping::opaque())).await {
+                Ok(Ok(_)) => {}
+                // The connection ended; its own result says how.
+                Ok(Err(_)) => std::future::pending::<()>().await,
+                Err(_) => return Ended::Silent(keepalive),
+            }
+        }
+    };
+    tokio::pin!(keepalive_loop);
+    let mut applied = *windows.borrow_and_update();
+    let mut wanted = applied;
+    let mut retry = tokio::time::interval(Duration::from_millis(20));
+    let mut budget_open = true;
+    loop {
+        tokio::select! {
+            done = &mut connection => return done.map_err(Ended::H2),
+            silent = &mut keepalive_loop => return Err(silent),
+            changed = windows.changed(), if budget_open => match changed {
+                Ok(()) => wanted = *windows.borrow_and_update(),
+                // The budget is gone: the server is stopping; keep serving what is in flight.
+                Err(_) => budget_open = false,
+            },
+            _ = retry.tick(), if wanted != applied => {}
+        }
+        // A change waits while the previous one is not yet acknowledged; the retry tick tries
+        // again.
+        if wanted != applied && connection.set_initial_window_size(wanted).is_ok() {
+            applied = wanted;
+        }
+    }
+}
