@@ -175,8 +175,16 @@ pub async fn dial(address: &str) -> Result<TcpStream, Error> {
     Ok(stream)
 }
 
+/// hyper's read buffer limit on a local connection. An answer whose public client stopped reading
+/// holds about two of these in ggrokd (the piece waiting for window, the next read), so it bounds
+/// what a thousand stalled downloads cost here; hyper's default is 400 KiB.
+const LOCAL_READ_BUFFER: usize = 64 << 10;
+
 async fn connect<B: RequestBody>(address: &str) -> Result<Conn<B>, Error> {
-    let (sender, io) = http1::handshake(TokioIo::new(dial(address).await?)).await?;
+    let (sender, io) = http1::Builder::new()
+        .max_buf_size(LOCAL_READ_BUFFER)
+        .handshake(TokioIo::new(dial(address).await?))
+        .await?;
     Ok(Conn { sender, io: Some(io) })
 }
 

@@ -1,0 +1,169 @@
+//! Memory stays bounded when public clients stop reading: a thousand downloads that stall, over
+//! ten tunnels and four daemon connections, hold no more than `[limits] buffer_memory` (plus what
+//! each connection costs anyway) in ggrok-server, and a bounded amount per download in ggrokd; the stream windows shrink
+//! while they are stalled and grow back when they are gone; small requests, a slow reader and a
+//! fast download go on meanwhile; the stalled ones are closed after `stalled_read_timeout`.
+
+use ggrok_tests::admin::{ADMIN_CONFIG, Admin};
+use ggrok_tests::client::Public;
+use ggrok_tests::cluster::Cluster;
+use ggrok_tests::upstream::Upstream;
+use http::StatusCode;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+const STALLED: usize = 1000;
+const TUNNELS: usize = 10;
+const BUDGET: u64 = 64 << 20;
+/// What a public connection costs the server whatever it carries (hyper's buffers, the task, the
+/// stream's state), allowed on top of the budget; the windows are what the budget bounds.
+const PER_CONNECTION: u64 = 96 << 10;
+/// What ggrokd may hold per stalled download; see the assertion.
+const DAEMON_PER_DOWNLOAD: u64 = 192 << 10;
+/// Only catches hangs; nothing here asserts how long anything took.
+const HANG: Duration = Duration::from_secs(60);
+
+fn sample(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("{name} in\n{metrics}"))
+}
+
+const WINDOW: &str = "ggrok_tunnel_stream_window_bytes";
+const ANSWERS: &str = "ggrok_answers_in_flight";
+const STALLED_CUT: &str = "ggrok_limit_hits_total{limit=\"stalled_read_timeout\"}";
+
+/// A connection that asks for 64 MiB and never reads; a small receive buffer, so the kernel does
+/// not take the place of the server's buffers.
+async fn stalled_download(server: SocketAddr, host: &str) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(16 << 10).unwrap();
+    let mut conn = socket.connect(server).await.unwrap();
+    conn.write_all(format!("GET /bytes/67108864 HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes()).await.unwrap();
+    conn
+}
+
+/// Downloads `len` bytes reading `chunk` bytes every `pause` (none: as fast as it can); the bytes
+/// of the body received.
+async fn download(server: SocketAddr, host: &str, len: u64, chunk: usize, pause: Option<Duration>) -> u64 {
+    let mut conn = TcpStream::connect(server).await.unwrap();
+    let head = format!("GET /bytes/{len} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; chunk];
+    let mut total = 0u64;
+    loop {
+        let n = tokio::time::timeout(HANG, conn.read(&mut buf)).await.expect("the download hung").unwrap();
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        if let Some(pause) = pause {
+            tokio::time::sleep(pause).await;
+        }
+    }
+    total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_stalled_downloads_stay_within_the_buffer_budget() {
+    let up = Upstream::start().await;
+    let port = up.port();
+    let hosts: Vec<String> = (0..TUNNELS).map(|i| format!("t{i}.test")).collect();
+    let tunnels: Vec<(&str, &str)> = hosts.iter().map(|h| (h.as_str(), port.as_str())).collect();
+    let server_extra = format!(
+        "threads = 2\n[limits]\nbuffer_memory = \"{} MiB\"\nstalled_read_timeout = 15\n\
+         max_pending_per_ip = 4096\nmax_streams_per_session = 4096\n{ADMIN_CONFIG}",
+        BUDGET >> 20
+    );
+    let cluster = Cluster::start_full(&tunnels, &server_extra, "connections = 4");
+    let admin = Admin::of(&cluster.server);
+    let (server, daemon) = (&cluster.server.process, &cluster.daemon.process);
+    let addr = cluster.addr();
+    let full_window = sample(&admin.metrics().await, WINDOW);
+    assert_eq!(full_window, (4 << 20) as f64);
+    let (server_idle, daemon_idle) = (server.rss_kib() << 10, daemon.rss_kib() << 10);
+
+    let mut stalled = Vec::with_capacity(STALLED);
+    for i in 0..STALLED {
+        stalled.push(stalled_download(addr, &hosts[i % TUNNELS]).await);
+    }
+    let metrics = admin.metrics_when(|m| sample(m, ANSWERS) >= STALLED as f64).await;
+    assert!(sample(&metrics, ANSWERS) >= STALLED as f64, "every stalled answer is in flight");
+    let shrunk = sample(&metrics, WINDOW);
+    println!(
+        "window with {STALLED} answers in flight: {} KiB (full: {} KiB)",
+        shrunk / 1024.0,
+        full_window / 1024.0
+    );
+    assert!(shrunk < full_window / 16.0, "the window shrank under pressure: {shrunk}");
+
+    // Meanwhile: small requests on every tunnel, a slow reader, a fast download.
+    let public = Public::new(addr);
+    for host in &hosts {
+        let reply = public.get(host, "/small").await;
+        assert_eq!(reply.status, StatusCode::OK, "{host}: {}", reply.text());
+    }
+    let slow_started = Instant::now();
+    let slow = tokio::spawn(download(addr, "t1.test", 512 << 10, 10 << 10, Some(Duration::from_millis(100))));
+    let fast_len = 256u64 << 20;
+    let fast_started = Instant::now();
+    let fast = download(addr, "t2.test", fast_len, 256 << 10, None).await;
+    let fast_secs = fast_started.elapsed().as_secs_f64();
+    assert!(fast >= fast_len, "the fast download got {fast} bytes");
+    println!("fast download beside the stalled ones: {:.0} MB/s", fast as f64 / fast_secs / 1e6);
+    let slow = slow.await.unwrap();
+    assert!(slow >= 512 << 10, "the slow reader got {slow} bytes");
+    println!("slow reader (100 KB/s) done in {:.1}s", slow_started.elapsed().as_secs_f64());
+
+    let server_peak = server.peak_rss_kib() << 10;
+    let daemon_peak = daemon.peak_rss_kib() << 10;
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    println!(
+        "with {STALLED} stalled downloads: ggrok-server peak {:.0} MiB (idle {:.0}), ggrokd peak {:.0} MiB (idle {:.0})",
+        mib(server_peak),
+        mib(server_idle),
+        mib(daemon_peak),
+        mib(daemon_idle)
+    );
+    let allowed = server_idle + BUDGET + STALLED as u64 * PER_CONNECTION;
+    assert!(server_peak <= allowed, "server peak {:.0} MiB > {:.0} MiB", mib(server_peak), mib(allowed));
+    // ggrokd holds, per stalled download, the piece waiting for window and its local connection's
+    // read buffer (64 KiB each at most), and what a local connection and a stream cost anyway.
+    let daemon_allowed = daemon_idle + STALLED as u64 * DAEMON_PER_DOWNLOAD;
+    assert!(
+        daemon_peak <= daemon_allowed,
+        "ggrokd peak {:.0} MiB > {:.0} MiB",
+        mib(daemon_peak),
+        mib(daemon_allowed)
+    );
+
+    // The stalled ones are closed after the timeout, and the windows grow back.
+    let deadline = Instant::now() + HANG;
+    let mut metrics = admin.metrics().await;
+    while sample(&metrics, STALLED_CUT) < STALLED as f64 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        metrics = admin.metrics().await;
+    }
+    assert!(sample(&metrics, STALLED_CUT) >= STALLED as f64, "every stalled reader was cut");
+    for mut conn in stalled {
+        let mut rest = Vec::new();
+        tokio::time::timeout(HANG, conn.read_to_end(&mut rest))
+            .await
+            .expect("a stalled reader not closed")
+            .ok();
+        assert!(rest.len() < 64 << 20);
+    }
+    let metrics = admin.metrics_when(|m| sample(m, ANSWERS) == 0.0 && sample(m, WINDOW) == full_window).await;
+    assert_eq!(sample(&metrics, ANSWERS), 0.0);
+    assert_eq!(sample(&metrics, WINDOW), full_window, "the window grew back");
+    let again_started = Instant::now();
+    let again = download(addr, "t3.test", fast_len, 256 << 10, None).await;
+    assert!(again >= fast_len);
+    println!(
+        "fast download once they are gone: {:.0} MB/s",
+        again as f64 / again_started.elapsed().as_secs_f64() / 1e6
+    );
+}
