@@ -49,7 +49,7 @@ pub struct State {
     /// The connected daemons and their sessions.
     pub daemons: Daemons,
     /// The memory answers on their way may hold; sets every tunnel connection's stream window.
-    pub budget: Arc<tunnel::budget::Budget>,
+    pub budget: Arc<ggrok_proto::budget::Budget>,
     /// What flows through the server.
     pub metrics: Arc<Metrics>,
     /// Cancelled on shutdown: stop accepting, finish public requests in flight.
@@ -101,7 +101,7 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
     let metrics = Metrics::new();
     let meters = metrics.clone();
     let workers = workers::count(config.threads);
-    let budget = tunnel::budget::Budget::new(config.limits.buffer_memory);
+    let budget = ggrok_proto::budget::Budget::new(config.limits.buffer_memory);
     let state = Arc::new(State {
         config,
         registry: Registry::with_meters(tunnel::registry::OFFLINE_GRACE, move |host| meters.meter(host)),

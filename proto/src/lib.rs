@@ -17,6 +17,7 @@
 // One audited exception: the allocator settings in `malloc`.
 #![deny(unsafe_code)]
 
+pub mod budget;
 pub mod control;
 pub mod ctl;
 pub mod diag;

@@ -47,7 +47,7 @@ pub struct Limits {
     /// progress at all) before its connection is closed.
     pub stalled_read_timeout: Duration,
     /// Bytes the answers on their way to public clients may hold in all, over every tunnel
-    /// connection: sets the stream windows (see `tunnel::budget`).
+    /// connection: sets the stream windows (see `ggrok_proto::budget`).
     pub buffer_memory: u64,
 }
 

@@ -27,7 +27,7 @@ use tracing::{debug, warn};
 /// hyper's read and write buffer limit. It also bounds the request heads after the first on a
 /// connection (the first is checked exactly against `max_header_bytes`). hyper queues answer
 /// pieces for a client up to this much before it waits for the socket, so it is also what a
-/// client that stops reading holds beyond its stream window (see `tunnel::budget`): hyper's
+/// client that stops reading holds beyond its stream window (see `ggrok_proto::budget`): hyper's
 /// default, 400 KiB, would be more than the window under pressure.
 const HYPER_BUFFER: usize = 64 * 1024;
 /// How long ggrok's own error answer may take to write before the connection is dropped.

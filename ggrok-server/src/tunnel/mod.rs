@@ -11,11 +11,9 @@
 //! - [`registry`]: which daemon serves which host;
 //! - [`control`]: the control stream's conversation;
 //! - [`auth`]: the tokens daemons present;
-//! - [`budget`]: the memory answers on their way may hold, which sets the stream windows;
 //! - `h2c`: the HTTP/2 client side of a connection.
 
 pub mod auth;
-pub mod budget;
 pub mod control;
 pub mod daemons;
 mod h2c;

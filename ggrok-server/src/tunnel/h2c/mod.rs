@@ -1,6 +1,6 @@
 //! The server's end of a tunnel connection's HTTP/2, driven with the `h2` crate directly rather
 //! than through hyper's client: hyper fixes a connection's windows at the handshake, and the
-//! buffer budget (see [`super::budget`]) must shrink and grow the stream window of every
+//! buffer budget (see [`ggrok_proto::budget`]) must shrink and grow the stream window of every
 //! connection while it runs. Sending a request, its body, and reading the answer's body as a
 //! [`TunnelBody`] are here; an upgraded stream's bytes are [`StreamIo`].
 

@@ -1,9 +1,10 @@
-//! The buffer budget (`[limits] buffer_memory`): how much of the answers on their way to public
-//! clients the server may hold, over all tunnel connections and workers.
+//! The buffer budget (`buffer_memory`): how much of the bodies on their way through a process it
+//! may hold, over all its tunnel connections and threads. In ggrok-server these are answers on
+//! their way to public clients; in ggrokd, request bodies on their way to local services.
 //!
-//! What the server holds for a public client that stops reading is what the daemon may send
-//! without being asked: one stream window per answer. So the budget sets the stream window every
-//! tunnel connection grants, from the number of answers in flight `n`:
+//! What a process holds for a reader that stops reading is what the other end may send without
+//! being asked: one stream window per body. So the budget sets the stream window every tunnel
+//! connection grants, from the number of bodies in flight `n`:
 //! `budget / (n · (2 + log2 n))`, rounded down to a power of two, between [`MIN_WINDOW`] and
 //! [`tuning::STREAM_WINDOW`]. The windows shrink as answers pile up — a SETTINGS change, which
 //! applies to the streams already open too — and grow back as they finish. Since a window shrinks
@@ -11,7 +12,7 @@
 //! opens, hold in all less than the budget: the sum of the windows over `n` is about 0.7 of it.
 //! A reader that moves gets its window back as it reads; none is cut for being slow.
 
-use ggrok_proto::tuning;
+use crate::tuning;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::watch;
