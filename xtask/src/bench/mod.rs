@@ -6,13 +6,16 @@
 //!
 //! Measured: small requests (req/s, p50, p99), one 1 GiB stream each way (MB/s), WebSocket round
 //! trips, the memory of ggrok-server and ggrokd (idle with 10 tunnels, peak under each load, after
-//! each round), and a server holding 1,000 hosts over 100 ggrokd sessions.
+//! each round), and a server holding 1,000 hosts over 100 ggrokd sessions. The part `wrk` ([`wrk`])
+//! measures small requests again with the tools users measure with: wrk, against nginx as the
+//! local service.
 
 mod load;
 mod memory;
 mod paths;
 mod report;
 mod upstream;
+mod wrk;
 
 use anyhow::{Context, bail};
 use ggrok_tests::process::Process;
@@ -23,7 +26,7 @@ use std::process::Command;
 use std::time::Duration;
 
 const USAGE: &str = "usage: cargo xtask bench [--smoke] [--rounds R] [--seconds S] [--connections N] \
-     [--bulk-mib M] [--only small|bulk|websocket|memory] [--compare DIR] [--two-tunnels]";
+     [--bulk-mib M] [--only small|bulk|websocket|memory|wrk] [--compare DIR] [--two-tunnels]";
 
 /// Settings of one run.
 pub struct Plan {
@@ -99,8 +102,10 @@ impl Plan {
                 "--connections" => plan.connections = value()?.max(1) as usize,
                 "--bulk-mib" => plan.bulk_bytes = value()?.max(1) << 20,
                 "--only" => match it.next().map(String::as_str) {
-                    Some(part @ ("small" | "bulk" | "websocket" | "memory")) => plan.only = Some(part.into()),
-                    _ => bail!("--only takes small, bulk, websocket or memory; {USAGE}"),
+                    Some(part @ ("small" | "bulk" | "websocket" | "memory" | "wrk")) => {
+                        plan.only = Some(part.into())
+                    }
+                    _ => bail!("--only takes small, bulk, websocket, memory or wrk; {USAGE}"),
                 },
                 "--compare" => {
                     let dir = it.next().with_context(|| format!("--compare needs a directory; {USAGE}"))?;
@@ -141,6 +146,20 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn measure(bin: &FsPath, rathole: &FsPath, plan: &Plan) -> anyhow::Result<()> {
+    let mut report = Report::new(plan);
+    if plan.only.as_deref() != Some("wrk") {
+        measure_own(bin, rathole, plan, &mut report).await?;
+    }
+    if plan.runs("wrk") {
+        eprintln!("wrk against nginx, directly and through ggrok and rathole ...");
+        report.wrk = Some(wrk::measure(bin, rathole, plan).await?);
+    }
+    report.print(&machine());
+    Ok(())
+}
+
+/// The benchmark's own parts: its own load and local service ([`load`], [`upstream`]).
+async fn measure_own(bin: &FsPath, rathole: &FsPath, plan: &Plan, report: &mut Report) -> anyhow::Result<()> {
     let upstream = upstream::start().await?;
     let ggrok = paths::start_ggrok(bin, upstream, plan.tunnels)?;
     let rathole = paths::start_rathole(rathole, upstream).await?;
@@ -169,7 +188,6 @@ async fn measure(bin: &FsPath, rathole: &FsPath, plan: &Plan) -> anyhow::Result<
         let processes = vec![&ggrok.server, &ggrok.daemon, &second.server, &second.daemon];
         paths.push(path("ggrok×2", both, processes));
     }
-    let mut report = Report::new(plan);
     report.idle = (ggrok.server.rss_kib(), ggrok.daemon.rss_kib());
     let rathole_idle = (rathole.server.rss_kib(), rathole.client.rss_kib());
     let watched = [&ggrok.server, &ggrok.daemon];
@@ -216,7 +234,6 @@ async fn measure(bin: &FsPath, rathole: &FsPath, plan: &Plan) -> anyhow::Result<
         eprintln!("{} ggrokd sessions with {} hosts each ...", plan.sessions, plan.hosts_each);
         report.many = Some(memory::many_hosts(bin, upstream, plan.sessions, plan.hosts_each).await?);
     }
-    report.print(&machine());
     Ok(())
 }
 

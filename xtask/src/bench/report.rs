@@ -31,24 +31,24 @@ impl<T: Copy> ByPath<T> {
         &mut self.paths[at].1
     }
 
-    fn get(&self, path: &str) -> Vec<T> {
+    pub fn get(&self, path: &str) -> Vec<T> {
         self.paths.iter().find(|(p, _)| *p == path).map(|(_, v)| v.clone()).unwrap_or_default()
     }
 
     /// One figure per round.
-    fn series(&self, path: &str, f: impl Fn(T) -> f64) -> Series {
+    pub fn series(&self, path: &str, f: impl Fn(T) -> f64) -> Series {
         Series(self.get(path).into_iter().map(f).collect())
     }
 
     /// `a / b` within each round.
-    fn ratio(&self, a: &str, b: &str, f: impl Fn(T) -> f64) -> Series {
+    pub fn ratio(&self, a: &str, b: &str, f: impl Fn(T) -> f64) -> Series {
         let (a, b) = (self.series(a, &f), self.series(b, &f));
         Series(a.0.iter().zip(&b.0).map(|(x, y)| x / y).collect())
     }
 }
 
 /// A figure over the rounds.
-pub struct Series(Vec<f64>);
+pub struct Series(pub Vec<f64>);
 
 impl Series {
     fn sorted(&self) -> Vec<f64> {
@@ -65,7 +65,7 @@ impl Series {
         }
     }
     /// "median (min–max)" with `digits` decimals.
-    fn show(&self, digits: usize) -> String {
+    pub fn show(&self, digits: usize) -> String {
         let v = self.sorted();
         match v.as_slice() {
             [] => "-".into(),
@@ -96,6 +96,10 @@ pub struct Report {
     pub many: Option<ManyHosts>,
     /// RSS of rathole's server and client, idle and at their peak over the run, in KiB.
     pub rathole: [(u64, u64); 2],
+    /// The `wrk` part (wrk against nginx), when it was asked for.
+    pub wrk: Option<super::wrk::Outcome>,
+    /// Whether the benchmark's own parts (small, bulk, WebSocket, memory) ran: not with `--only wrk`.
+    own: bool,
     header: String,
     tunnels: usize,
 }
@@ -126,6 +130,8 @@ impl Report {
             after: Vec::new(),
             many: None,
             rathole: [(0, 0); 2],
+            wrk: None,
+            own: plan.only.as_deref() != Some("wrk"),
             header,
             tunnels: plan.tunnels,
         }
@@ -146,6 +152,15 @@ impl Report {
 
     pub fn print(&self, machine: &str) {
         println!("\nggrok benchmark on {machine}, loopback");
+        if self.own {
+            self.print_own();
+        }
+        if let Some(wrk) = &self.wrk {
+            super::wrk::print(wrk);
+        }
+    }
+
+    fn print_own(&self) {
         println!("{}\n", self.header);
         let optional = ["baseline", "ggrok×2"];
         let paths: Vec<&str> = ["direct", "ggrok", "rathole", "baseline", "ggrok×2"]
@@ -279,7 +294,7 @@ impl Report {
 }
 
 /// The CPU the tunnel processes used (both ends; the load and the local service are not counted).
-fn cpu(what: &str, figures: &ByPath<f64>, digits: usize) {
+pub fn cpu(what: &str, figures: &ByPath<f64>, digits: usize) {
     println!(
         "  {what}: ggrok {}, rathole {}; ggrok/rathole {}",
         figures.series("ggrok", |v| v).show(digits),
@@ -288,7 +303,7 @@ fn cpu(what: &str, figures: &ByPath<f64>, digits: usize) {
     );
 }
 
-fn target(what: &str, ratio: Series, op: &str, limit: f64) -> bool {
+pub fn target(what: &str, ratio: Series, op: &str, limit: f64) -> bool {
     let median = ratio.median();
     let met = if op == ">=" { median >= limit } else { median <= limit };
     println!("  {what}: {}   {}", ratio.show(2), verdict(&format!("target {op} {limit}"), met));
