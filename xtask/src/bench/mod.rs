@@ -15,6 +15,7 @@ mod memory;
 mod paths;
 mod report;
 mod upstream;
+mod stalled;
 mod wrk;
 
 use anyhow::{Context, bail};
@@ -26,7 +27,7 @@ use std::process::Command;
 use std::time::Duration;
 
 const USAGE: &str = "usage: cargo xtask bench [--smoke] [--rounds R] [--seconds S] [--connections N] \
-     [--bulk-mib M] [--only small|bulk|websocket|memory|wrk] [--compare DIR] [--two-tunnels]";
+     [--bulk-mib M] [--only small|bulk|websocket|memory|stalled|wrk] [--compare DIR] [--two-tunnels]";
 
 /// Settings of one run.
 pub struct Plan {
@@ -39,6 +40,8 @@ pub struct Plan {
     pub tunnels: usize,
     pub sessions: usize,
     pub hosts_each: usize,
+    /// Downloads that read nothing, held open beside one bulk download (the part `stalled`).
+    pub stalled: usize,
     /// Run only this part (for profiling one of them).
     pub only: Option<String>,
     /// A directory with another build of ggrok-server and ggrokd, measured as the path
@@ -62,6 +65,7 @@ impl Plan {
             tunnels: 10,
             sessions: 100,
             hosts_each: 10,
+            stalled: 500,
             only: None,
             compare: None,
             two_tunnels: false,
@@ -80,6 +84,7 @@ impl Plan {
             tunnels: 10,
             sessions: 4,
             hosts_each: 3,
+            stalled: 20,
             only: None,
             compare: None,
             two_tunnels: true,
@@ -102,10 +107,10 @@ impl Plan {
                 "--connections" => plan.connections = value()?.max(1) as usize,
                 "--bulk-mib" => plan.bulk_bytes = value()?.max(1) << 20,
                 "--only" => match it.next().map(String::as_str) {
-                    Some(part @ ("small" | "bulk" | "websocket" | "memory" | "wrk")) => {
+                    Some(part @ ("small" | "bulk" | "websocket" | "memory" | "stalled" | "wrk")) => {
                         plan.only = Some(part.into())
                     }
-                    _ => bail!("--only takes small, bulk, websocket, memory or wrk; {USAGE}"),
+                    _ => bail!("--only takes small, bulk, websocket, memory, stalled or wrk; {USAGE}"),
                 },
                 "--compare" => {
                     let dir = it.next().with_context(|| format!("--compare needs a directory; {USAGE}"))?;
@@ -222,6 +227,15 @@ async fn measure_own(bin: &FsPath, rathole: &FsPath, plan: &Plan, report: &mut R
             report.websocket.entry(path.name).push((p50, p99));
         }
         report.after.push((ggrok.server.rss_kib(), ggrok.daemon.rss_kib()));
+    }
+    if plan.runs("stalled") {
+        eprintln!("{} stalled downloads beside one bulk download ...", plan.stalled);
+        for path in paths.iter().filter(|p| p.targets.len() == 1 && p.processes.len() == 2) {
+            let processes = [path.processes[0], path.processes[1]];
+            let target = &path.targets[0];
+            let figures = stalled::measure(path.name, target, processes, plan.stalled, plan.bulk_bytes).await?;
+            report.stalled.push(figures);
+        }
     }
     drop(paths);
     report.rathole = [rathole_idle, (rathole.server.peak_rss_kib(), rathole.client.peak_rss_kib())];

@@ -56,7 +56,7 @@ impl Series {
         v.sort_by(f64::total_cmp);
         v
     }
-    fn median(&self) -> f64 {
+    pub fn median(&self) -> f64 {
         let v = self.sorted();
         match v.len() {
             0 => f64::NAN,
@@ -98,6 +98,10 @@ pub struct Report {
     pub rathole: [(u64, u64); 2],
     /// The `wrk` part (wrk against nginx), when it was asked for.
     pub wrk: Option<super::wrk::Outcome>,
+    /// The `stalled` part, per path.
+    pub stalled: Vec<super::stalled::Stalled>,
+    stalled_count: usize,
+    bulk_mib: u64,
     /// Whether the benchmark's own parts (small, bulk, WebSocket, memory) ran: not with `--only wrk`.
     own: bool,
     header: String,
@@ -131,7 +135,10 @@ impl Report {
             many: None,
             rathole: [(0, 0); 2],
             wrk: None,
-            own: plan.only.as_deref() != Some("wrk"),
+            stalled: Vec::new(),
+            stalled_count: plan.stalled,
+            bulk_mib: plan.bulk_bytes >> 20,
+            own: !matches!(plan.only.as_deref(), Some("wrk" | "stalled")),
             header,
             tunnels: plan.tunnels,
         }
@@ -154,6 +161,10 @@ impl Report {
         println!("\nggrok benchmark on {machine}, loopback");
         if self.own {
             self.print_own();
+        }
+        if !self.stalled.is_empty() {
+            let alone = |path: &str| Some(self.download.series(path, |v| v).median()).filter(|m| m.is_finite());
+            super::stalled::print(&self.stalled, self.stalled_count, self.bulk_mib, alone);
         }
         if let Some(wrk) = &self.wrk {
             super::wrk::print(wrk);
