@@ -14,8 +14,8 @@ mod load;
 mod memory;
 mod paths;
 mod report;
-mod upstream;
 mod stalled;
+mod upstream;
 mod wrk;
 
 use anyhow::{Context, bail};
@@ -65,7 +65,7 @@ impl Plan {
             tunnels: 10,
             sessions: 100,
             hosts_each: 10,
-            stalled: 500,
+            stalled: 200,
             only: None,
             compare: None,
             two_tunnels: false,
@@ -233,7 +233,8 @@ async fn measure_own(bin: &FsPath, rathole: &FsPath, plan: &Plan, report: &mut R
         for path in paths.iter().filter(|p| p.targets.len() == 1 && p.processes.len() == 2) {
             let processes = [path.processes[0], path.processes[1]];
             let target = &path.targets[0];
-            let figures = stalled::measure(path.name, target, processes, plan.stalled, plan.bulk_bytes).await?;
+            let figures =
+                stalled::measure(path.name, target, processes, plan.stalled, plan.bulk_bytes).await?;
             report.stalled.push(figures);
         }
     }

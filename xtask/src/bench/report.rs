@@ -163,7 +163,8 @@ impl Report {
             self.print_own();
         }
         if !self.stalled.is_empty() {
-            let alone = |path: &str| Some(self.download.series(path, |v| v).median()).filter(|m| m.is_finite());
+            let alone =
+                |path: &str| Some(self.download.series(path, |v| v).median()).filter(|m| m.is_finite());
             super::stalled::print(&self.stalled, self.stalled_count, self.bulk_mib, alone);
         }
         if let Some(wrk) = &self.wrk {

@@ -1,4 +1,4 @@
-//! What public clients that stop reading cost, side by side (issue 20): a number of downloads of
+//! What public clients that stop reading cost, side by side (issue 20): 200 (by default) downloads of
 //! 64 MiB that read nothing, held open on a path while one bulk download runs beside them. For
 //! each path: the bulk download's speed, and the peak memory of the path's two processes. ggrok's
 //! server shrinks its stream windows under its `buffer_memory` budget, so its memory stays bounded
@@ -71,10 +71,11 @@ pub async fn measure(
 /// The section of the report.
 pub fn print(results: &[Stalled], count: usize, bulk_mib: u64, alone: impl Fn(&str) -> Option<f64>) {
     println!();
+    println!("{count} stalled downloads (64 MiB asked, nothing read) beside one download of {bulk_mib} MiB");
     println!(
-        "{count} stalled downloads (64 MiB asked, nothing read) beside one download of {bulk_mib} MiB"
+        "{:<10} {:>14} {:>16} {:>20} {:>14}",
+        "path", "download MB/s", "vs alone", "peak RSS server MiB", "client MiB"
     );
-    println!("{:<10} {:>14} {:>16} {:>20} {:>14}", "path", "download MB/s", "vs alone", "peak RSS server MiB", "client MiB");
     for r in results {
         let ratio = alone(r.name).map_or("".to_owned(), |a| format!("{:.2}", r.download / a));
         println!(
