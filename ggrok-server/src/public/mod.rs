@@ -2,6 +2,7 @@
 //! that have not sent a request yet ([`pending`], [`prelude`]), and routing each request by its
 //! `Host` through a tunnel ([`proxy`]). Requests on the tunnel path go to [`crate::tunnel`].
 
+mod paced;
 pub mod pending;
 pub mod prelude;
 pub mod proxy;
@@ -25,11 +26,10 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
 /// hyper's read and write buffer limit. It also bounds the request heads after the first on a
-/// connection (the first is checked exactly against `max_header_bytes`). hyper queues answer
-/// pieces for a client up to this much before it waits for the socket, so it is also what a
-/// client that stops reading holds beyond its stream window (see `ggrok_proto::budget`): hyper's
-/// default, 400 KiB, would be more than the window under pressure.
-const HYPER_BUFFER: usize = 64 * 1024;
+/// connection (the first is checked exactly against `max_header_bytes`); smaller values cost
+/// upload speed. How much of an answer hyper may queue for a client is bounded apart from it, by
+/// [`paced`].
+const HYPER_BUFFER: usize = 400 * 1024;
 /// How long ggrok's own error answer may take to write before the connection is dropped.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -151,11 +151,11 @@ async fn serve_io<S>(
         }
     };
     drop(slot);
-    let service = {
-        let state = state.clone();
-        service_fn(move |req| handle(state.clone(), Conn { peer, secure }, req))
-    };
     let (io, progress) = stall::WriteWatch::new(io);
+    let service = {
+        let (state, writes) = (state.clone(), progress.clone());
+        service_fn(move |req| handle(state.clone(), Conn { peer, secure }, writes.clone(), req))
+    };
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(state.config.limits.header_read_timeout)
@@ -198,6 +198,7 @@ pub struct Conn {
 async fn handle(
     state: Arc<State>,
     conn: Conn,
+    writes: Arc<stall::Progress>,
     req: http::Request<Incoming>,
 ) -> Result<http::Response<ggrok_proto::http::Body>, std::convert::Infallible> {
     let started = std::time::Instant::now();
@@ -216,5 +217,5 @@ async fn handle(
         let resp = proxy::redirect_to_https(&state, &req);
         return Ok(metrics::respond(state.metrics.unrouted().clone(), started, resp));
     }
-    Ok(proxy::forward(state, conn, req, started).await)
+    Ok(proxy::forward(state, conn, writes, req, started).await)
 }

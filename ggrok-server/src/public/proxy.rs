@@ -5,6 +5,8 @@
 use crate::State;
 use crate::ops::metrics::{self, HostMeter, Limit, PublicTraffic};
 use crate::public::Conn;
+use crate::public::paced::Paced;
+use crate::public::stall::Progress;
 use crate::tunnel::Session;
 use crate::tunnel::registry::Route;
 use ggrok_proto::HEADER_DECLINED_STATUS;
@@ -30,6 +32,7 @@ const X_FORWARDED_HOST: &str = "x-forwarded-host";
 pub async fn forward(
     state: Arc<State>,
     conn: Conn,
+    writes: Arc<Progress>,
     req: Request<Incoming>,
     started: Instant,
 ) -> Response<Body> {
@@ -75,7 +78,8 @@ pub async fn forward(
             return unrouted(body::text(StatusCode::NOT_FOUND, message));
         }
     };
-    let to = Routed { state: &state, session, meter, conn, raw_host: &raw_host, host: &host, started };
+    let to =
+        Routed { state: &state, session, meter, conn, writes, raw_host: &raw_host, host: &host, started };
     if req.method() == Method::CONNECT {
         return to.respond(body::text(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -101,6 +105,8 @@ struct Routed<'a> {
     session: Arc<Session>,
     meter: Arc<HostMeter>,
     conn: Conn,
+    /// The public connection's writes, which pace the answer.
+    writes: Arc<Progress>,
     raw_host: &'a str,
     host: &'a str,
     started: Instant,
@@ -160,6 +166,7 @@ async fn forward_plain(to: Routed<'_>, req: Request<Incoming>) -> Response<Body>
                 let _held = (&permit, &answer);
                 frame
             });
+            let body = Paced::new(body, to.writes.clone());
             to.respond(Response::from_parts(parts, body))
         }
         Err(e) => {

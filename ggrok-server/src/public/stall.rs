@@ -7,6 +7,7 @@
 //! the clock again. While nothing waits to be written (an idle keep-alive connection, a slow local
 //! service), no clock runs at all.
 
+use futures_util::task::AtomicWaker;
 use pin_project_lite::pin_project;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -27,11 +28,31 @@ pub struct Progress {
     base: Instant,
     /// Signalled when writes go from flowing to blocked.
     blocked: Notify,
+    /// Bytes written to the connection so far.
+    written: AtomicU64,
+    /// Woken when a write goes through: a [`Paced`] body waiting for the queue to drain.
+    drained: AtomicWaker,
 }
 
 impl Progress {
+    /// Bytes written to the connection so far.
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+
+    /// Wakes `waker` at the next write that goes through.
+    pub fn wake_on_write(&self, waker: &std::task::Waker) {
+        self.drained.register(waker);
+    }
+
     fn new() -> Arc<Self> {
-        Arc::new(Self { blocked_since: AtomicU64::new(0), base: Instant::now(), blocked: Notify::new() })
+        Arc::new(Self {
+            blocked_since: AtomicU64::new(0),
+            base: Instant::now(),
+            blocked: Notify::new(),
+            written: AtomicU64::new(0),
+            drained: AtomicWaker::new(),
+        })
     }
 
     fn went_pending(&self) {
@@ -43,6 +64,11 @@ impl Progress {
 
     fn moved(&self) {
         self.blocked_since.store(0, Ordering::Relaxed);
+    }
+
+    fn wrote(&self, n: usize) {
+        self.written.fetch_add(n as u64, Ordering::Relaxed);
+        self.drained.wake();
     }
 
     fn blocked_since(&self) -> Option<u64> {
@@ -92,7 +118,11 @@ impl<IO: AsyncRead> AsyncRead for WriteWatch<IO> {
 impl<IO: AsyncWrite> AsyncWrite for WriteWatch<IO> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.project();
-        Self::note(this.progress, this.io.poll_write(cx, buf), |n| *n > 0)
+        let progress = this.progress;
+        Self::note(progress, this.io.poll_write(cx, buf), |n| {
+            progress.wrote(*n);
+            *n > 0
+        })
     }
 
     fn poll_write_vectored(
@@ -101,7 +131,11 @@ impl<IO: AsyncWrite> AsyncWrite for WriteWatch<IO> {
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.project();
-        Self::note(this.progress, this.io.poll_write_vectored(cx, bufs), |n| *n > 0)
+        let progress = this.progress;
+        Self::note(progress, this.io.poll_write_vectored(cx, bufs), |n| {
+            progress.wrote(*n);
+            *n > 0
+        })
     }
 
     fn is_write_vectored(&self) -> bool {
