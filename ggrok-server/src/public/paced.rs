@@ -1,35 +1,37 @@
 //! Answers handed to hyper no faster than the client takes them. hyper queues an answer's pieces
 //! for the socket up to its buffer size (400 KiB) before it waits, and a piece it has taken is a
 //! piece the tunnel stream has given its window back for: a client that stops reading would hold
-//! that queue on top of the stream window the buffer budget sets. [`Paced`] keeps at most
-//! [`QUEUED`] bytes handed over and not yet written to the socket ([`stall::Progress`] counts
-//! what was written), so hyper's large buffer still serves fast readers and uploads, and a
-//! stalled reader holds one window and one piece.
+//! that queue on top of the stream window the buffer budget sets. [`Paced`] keeps at most a
+//! stream window (the budget's, at least [`MIN_QUEUED`]) handed over and not yet written to the
+//! socket ([`stall::Progress`] counts what was written): without pressure it leaves hyper alone,
+//! and under pressure a stalled reader holds about two windows, one in the stream and one here.
 
 use super::stall::Progress;
 use bytes::Bytes;
+use ggrok_proto::budget::Budget;
 use hyper::body::{Body, Frame, SizeHint};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-/// Most bytes of an answer handed to hyper and not yet written.
-pub const QUEUED: u64 = 64 << 10;
+/// Bytes of an answer hyper may always have queued, however small the windows.
+pub const MIN_QUEUED: u64 = 64 << 10;
 
 /// An answer's body, paced by its connection's writes.
 pub struct Paced<B> {
     inner: B,
     writes: Arc<Progress>,
+    budget: Arc<Budget>,
     /// What the connection had written when the body started.
     written_before: u64,
     handed: u64,
 }
 
 impl<B> Paced<B> {
-    /// Paces `inner` by the writes `writes` counts.
-    pub fn new(inner: B, writes: Arc<Progress>) -> Self {
+    /// Paces `inner` by the writes `writes` counts, under `budget`'s window.
+    pub fn new(inner: B, writes: Arc<Progress>, budget: Arc<Budget>) -> Self {
         let written_before = writes.written();
-        Self { inner, writes, written_before, handed: 0 }
+        Self { inner, writes, budget, written_before, handed: 0 }
     }
 
     fn queued(&self) -> u64 {
@@ -46,10 +48,11 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Paced<B> {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        if self.queued() >= QUEUED {
+        let queued = self.queued();
+        if queued >= MIN_QUEUED && queued >= u64::from(self.budget.window()) {
             self.writes.wake_on_write(cx.waker());
             // A write may have gone through between the check and the registration.
-            if self.queued() >= QUEUED {
+            if self.queued() >= MIN_QUEUED.max(u64::from(self.budget.window())) {
                 return Poll::Pending;
             }
         }

@@ -166,7 +166,7 @@ async fn forward_plain(to: Routed<'_>, req: Request<Incoming>) -> Response<Body>
                 let _held = (&permit, &answer);
                 frame
             });
-            let body = Paced::new(body, to.writes.clone());
+            let body = Paced::new(body, to.writes.clone(), to.state.budget.clone());
             to.respond(Response::from_parts(parts, body))
         }
         Err(e) => {
