@@ -108,8 +108,12 @@ where
     });
     let mut windows = Windows::new(daemon.budget.windows());
     let handshake = h2_server(windows.initial()).handshake::<_, Bytes>(io);
+    let handshake = tokio::time::timeout(tuning::HANDSHAKE_TIMEOUT, handshake);
     let mut conn = tokio::select! {
-        conn = handshake => conn.context("tunnel connection: HTTP/2 handshake")?,
+        conn = handshake => match conn {
+            Ok(conn) => conn.context("tunnel connection: HTTP/2 handshake")?,
+            Err(_) => return Err(anyhow!("tunnel connection: no HTTP/2 handshake from the server")),
+        },
         _ = shutdown.cancelled() => return Ok(()),
     };
     let pings = conn.ping_pong().expect("the ping handle is taken once");
