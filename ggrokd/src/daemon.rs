@@ -60,6 +60,9 @@ pub struct Daemon {
     pub tunnels: Tunnels,
     /// Recent requests across all tunnels, for `ggrokctl logs`.
     pub requests: Arc<RequestLog>,
+    /// The buffer budget (`buffer_memory`): sets the stream window every connection grants, from
+    /// the request bodies on their way to local services.
+    pub budget: Arc<ggrok_proto::budget::Budget>,
     /// Serialises config edits and reloads, so concurrent `add`s cannot lose each other's lines.
     pub edits: tokio::sync::Mutex<()>,
     started: Instant,
@@ -85,6 +88,7 @@ impl Daemon {
             config_path: config.path.clone(),
             tunnels: Tunnels::new(&config.tunnels),
             requests: Arc::new(RequestLog::new(config.request_log)),
+            budget: ggrok_proto::budget::Budget::new(config.buffer_memory),
             edits: tokio::sync::Mutex::new(()),
             started: Instant::now(),
             endpoint: RwLock::new(Endpoint::of(config)),

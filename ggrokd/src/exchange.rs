@@ -9,12 +9,14 @@ use crate::reqlog::{Record, RequestLog};
 use crate::stats::{Outcome, TunnelStats};
 use bytes::Bytes;
 use ggrok_proto::ctl::MAX_LOGGED_PATH;
+use ggrok_proto::h2io::{RecvBody, StreamIo};
 use ggrok_proto::http::Body;
 use ggrok_proto::tally::BytesRead;
 use http::{HeaderMap, Method, Request, Response, Uri};
 use http_body_util::BodyExt;
-use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
+use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
 use std::io;
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -25,6 +27,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// The header in which the server appends the public client's address.
 const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
+
+/// The tunnel side of an upgrade: its stream's bytes, once the 200 answering it is sent.
+pub type TunnelSide = tokio::sync::oneshot::Receiver<StreamIo>;
 
 /// A request in flight, recorded when dropped.
 pub struct Exchange {
@@ -75,7 +80,7 @@ impl Exchange {
     }
 
     /// Wraps the request body so that its bytes are counted as the local client reads them.
-    pub fn meter_request(&mut self, req: Request<Incoming>) -> Request<RequestBody> {
+    pub fn meter_request(&mut self, req: Request<RecvBody>) -> Request<RequestBody> {
         let counter = (!req.body().is_end_stream()).then(|| Arc::new(AtomicU64::new(0)));
         self.body_in = counter.clone();
         req.map(|inner| CountedBody { inner, count: counter })
@@ -99,11 +104,16 @@ impl Exchange {
     }
 
     /// Copies bytes both ways between the two sides of an upgraded connection (status 101) until
-    /// both directions end, counting them; the exchange is recorded when it returns.
-    pub async fn splice(mut self, public: OnUpgrade, local: OnUpgrade) -> io::Result<()> {
+    /// both directions end, counting them; the exchange is recorded when it returns. The tunnel
+    /// side comes once the 200 answering the stream is sent.
+    pub async fn splice(mut self, public: TunnelSide, local: OnUpgrade) -> io::Result<()> {
         self.status = 101;
+        let public = async { public.await.map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe)) };
+        let local = async { local.await.map_err(io::Error::other) };
+        let (public, local) = tokio::try_join!(public, local)?;
         let (mut from_public, mut from_local) = (BytesRead::default(), BytesRead::default());
-        let result = ggrok_proto::tally::splice(public, local, &mut from_public, &mut from_local).await;
+        let result =
+            ggrok_proto::tally::splice(public, TokioIo::new(local), &mut from_public, &mut from_local).await;
         (self.bytes_in, self.bytes_out) = (from_public.0, from_local.0);
         result
     }
@@ -181,7 +191,7 @@ pub struct CountedBody<B, C> {
 }
 
 /// A request body on its way to the local service, its bytes counted for its exchange.
-pub type RequestBody = CountedBody<Incoming, Option<Arc<AtomicU64>>>;
+pub type RequestBody = CountedBody<RecvBody, Option<Arc<AtomicU64>>>;
 
 impl<B: HttpBody<Data = Bytes> + Unpin, C: Count + Unpin> HttpBody for CountedBody<B, C> {
     type Data = Bytes;

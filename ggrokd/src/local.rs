@@ -1,7 +1,7 @@
 //! Requests from the tunnel to local services: plain requests over a pool of keep-alive
 //! connections, upgrades (WebSocket) over a fresh connection each, spliced to the tunnel stream.
 
-use crate::exchange::{Exchange, RequestBody};
+use crate::exchange::{Exchange, RequestBody, TunnelSide};
 use crate::pool::{self, Pool};
 use crate::tunnels::Tunnel;
 use bytes::Bytes;
@@ -10,7 +10,6 @@ use ggrok_proto::headers::{detach_values, error_chain, strip_hop_by_hop};
 use ggrok_proto::http::{self as body, Body};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
 use http_body_util::Empty;
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tracing::debug;
 
@@ -56,16 +55,17 @@ impl LocalClient {
     }
 
     /// Forwards an extended CONNECT stream as an HTTP/1.1 `Upgrade: <protocol>` request; when the
-    /// local service answers 101, answers 200 and splices the two connections. The `exchange`
-    /// rides along the upgraded connection, or the answer's body when there is no upgrade.
+    /// local service answers 101, answers 200 and splices the local connection with
+    /// `tunnel_side`, the stream's bytes once that 200 is sent. The `exchange` rides along the
+    /// upgraded connection, or the answer's body when there is no upgrade.
     pub async fn upgrade(
         &self,
         tunnel: &Tunnel,
         protocol: String,
-        mut req: Request<Incoming>,
+        req: Request<()>,
+        tunnel_side: TunnelSide,
         mut exchange: Exchange,
     ) -> Response<Body> {
-        let tunnel_side = hyper::upgrade::on(&mut req);
         let local = &tunnel.spec.local.authority;
         let stream = match pool::dial(local).await {
             Ok(s) => s,

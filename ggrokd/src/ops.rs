@@ -249,6 +249,7 @@ pub async fn reload(daemon: &Daemon) -> Result<Reloaded, String> {
     }
     daemon.set_timing(config.timing);
     daemon.requests.set_capacity(config.request_log);
+    daemon.budget.set_limit(config.buffer_memory);
     daemon.set_connections(config.connections);
     done.reconnect = daemon.set_endpoint(Endpoint::of(&config));
     if done.reconnect {

@@ -14,16 +14,22 @@
 
 use crate::tuning;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use tokio::sync::watch;
 
 /// The smallest stream window the budget grants: below it, frames get too small to move data.
 pub const MIN_WINDOW: u32 = 16 << 10;
 
+/// The budgets `buffer_memory` may set, in bytes.
+pub const LIMITS: std::ops::RangeInclusive<u64> = 1 << 20..=1 << 40;
+
+/// What a `buffer_memory` outside [`LIMITS`] is told.
+pub const LIMITS_MESSAGE: &str = "must be between 1 MiB and 1 TiB";
+
 /// The process-wide budget; see the module comment.
 #[derive(Debug)]
 pub struct Budget {
-    limit: u64,
+    limit: AtomicU64,
     open: AtomicUsize,
     window: watch::Sender<u32>,
 }
@@ -32,7 +38,19 @@ impl Budget {
     /// A budget of `limit` bytes.
     pub fn new(limit: u64) -> Arc<Self> {
         let (window, _) = watch::channel(window_for(limit, 0));
-        Arc::new(Self { limit, open: AtomicUsize::new(0), window })
+        Arc::new(Self { limit: AtomicU64::new(limit), open: AtomicUsize::new(0), window })
+    }
+
+    /// Changes the budget to `limit` bytes (a reloaded configuration): the window follows at once.
+    pub fn set_limit(&self, limit: u64) {
+        self.limit.store(limit, Ordering::Relaxed);
+        let window = window_for(limit, self.open());
+        self.window.send_if_modified(|w| std::mem::replace(w, window) != window);
+    }
+
+    /// The budget, in bytes.
+    pub fn limit(&self) -> u64 {
+        self.limit.load(Ordering::Relaxed)
     }
 
     /// The stream window every connection should grant now, and its changes.
@@ -60,8 +78,9 @@ impl Budget {
     /// Shrinks the window at once when `n` asks for a smaller one; grows it only once `n` has
     /// halved, so a count going up and down by one does not send SETTINGS each time.
     fn adjust(&self, n: usize) {
-        let smaller = window_for(self.limit, n);
-        let larger = window_for(self.limit, n.saturating_mul(2));
+        let limit = self.limit();
+        let smaller = window_for(limit, n);
+        let larger = window_for(limit, n.saturating_mul(2));
         self.window.send_if_modified(|w| {
             let next = if smaller < *w {
                 smaller
@@ -147,5 +166,18 @@ mod tests {
         answers.clear();
         assert_eq!(budget.window(), tuning::STREAM_WINDOW);
         assert_eq!(budget.open(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_new_limit_moves_the_window_at_once() {
+        let budget = Budget::new(256 * MIB);
+        let _answers: Vec<Answer> = (0..300).map(|_| budget.answer()).collect();
+        let mut windows = budget.windows();
+        budget.set_limit(16 * MIB);
+        assert!(windows.has_changed().unwrap());
+        assert_eq!(*windows.borrow_and_update(), window_for(16 * MIB, 300));
+        budget.set_limit(16 * MIB);
+        assert!(!windows.has_changed().unwrap(), "the same limit sends nothing");
+        assert_eq!(budget.limit(), 16 * MIB);
     }
 }

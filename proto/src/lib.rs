@@ -7,6 +7,8 @@
 //! - [`diag`]: configuration errors that name the file, line and key;
 //! - [`headers`]: hop-by-hop headers and error chains for HTTP messages crossing the tunnel;
 //! - [`http`]: the body type, ggrok's own error responses, splicing upgraded connections;
+//! - [`h2io`]: bodies and upgraded streams on a tunnel connection's HTTP/2, its windows and PINGs;
+//! - [`budget`]: the buffer budget, which sets the tunnel connections' stream windows;
 //! - [`seconds`]: durations in configuration files;
 //! - [`version`]: agreeing on a protocol version from the ranges both sides speak;
 //! - [`signals`]: shutdown on SIGTERM/SIGINT;
@@ -21,6 +23,7 @@ pub mod budget;
 pub mod control;
 pub mod ctl;
 pub mod diag;
+pub mod h2io;
 pub mod headers;
 pub mod host;
 pub mod http;

@@ -107,18 +107,21 @@ where
     tokio::io::copy_bidirectional(&mut a, &mut b).await.map(drop)
 }
 
-/// Waits for both sides of an upgrade, then copies bytes both ways until both directions end,
-/// telling `tally_a` and `tally_b` of each side's traffic as it passes (so the counts hold also
-/// when the copy ends in an error).
-pub async fn splice(
-    a: OnUpgrade,
-    b: OnUpgrade,
+/// Copies bytes both ways between `a` and `b` until both directions end, telling `tally_a` and
+/// `tally_b` of each side's traffic as it passes (so the counts hold also when the copy ends in an
+/// error).
+pub async fn splice<A, B>(
+    a: A,
+    b: B,
     tally_a: impl Tally + Unpin,
     tally_b: impl Tally + Unpin,
-) -> io::Result<()> {
-    let (a, b) = tokio::try_join!(a, b).map_err(io::Error::other)?;
-    let mut a = Counted::new(TokioIo::new(a), tally_a);
-    let mut b = Counted::new(TokioIo::new(b), tally_b);
+) -> io::Result<()>
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut a = Counted::new(a, tally_a);
+    let mut b = Counted::new(b, tally_b);
     tokio::io::copy_bidirectional(&mut a, &mut b).await.map(drop)
 }
 

@@ -11,6 +11,27 @@ pub fn listening_address(line: &str) -> Option<std::net::SocketAddr> {
     line.split("listening on ").nth(1)?.split_whitespace().next()?.parse().ok()
 }
 
+/// Asserts that the memory `peak` (bytes) of `what` is within `allowed`, both told in MiB.
+pub fn assert_within(what: &str, peak: u64, allowed: u64) {
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    assert!(peak <= allowed, "{what} peak {:.0} MiB > {:.0} MiB", mib(peak), mib(allowed));
+}
+
+/// The peak resident memory (bytes) of a server and a daemon, each given with its idle RSS
+/// (bytes), printed with `what` they were doing; (server, daemon).
+pub fn peaks(what: &str, server: (&Process, u64), daemon: (&Process, u64)) -> (u64, u64) {
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    let (server_peak, daemon_peak) = (server.0.peak_rss_kib() << 10, daemon.0.peak_rss_kib() << 10);
+    println!(
+        "{what}: ggrok-server peak {:.0} MiB (idle {:.0}), ggrokd peak {:.0} MiB (idle {:.0})",
+        mib(server_peak),
+        mib(server.1),
+        mib(daemon_peak),
+        mib(daemon.1)
+    );
+    (server_peak, daemon_peak)
+}
+
 /// How long a test waits for a log line before failing.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
 

@@ -7,6 +7,7 @@
 use ggrok_tests::admin::{ADMIN_CONFIG, Admin};
 use ggrok_tests::client::Public;
 use ggrok_tests::cluster::Cluster;
+use ggrok_tests::process::{assert_within, peaks};
 use ggrok_tests::upstream::Upstream;
 use http::StatusCode;
 use std::net::SocketAddr;
@@ -118,27 +119,14 @@ async fn a_thousand_stalled_downloads_stay_within_the_buffer_budget() {
     assert!(slow >= 512 << 10, "the slow reader got {slow} bytes");
     println!("slow reader (100 KB/s) done in {:.1}s", slow_started.elapsed().as_secs_f64());
 
-    let server_peak = server.peak_rss_kib() << 10;
-    let daemon_peak = daemon.peak_rss_kib() << 10;
-    let mib = |b: u64| b as f64 / (1 << 20) as f64;
-    println!(
-        "with {STALLED} stalled downloads: ggrok-server peak {:.0} MiB (idle {:.0}), ggrokd peak {:.0} MiB (idle {:.0})",
-        mib(server_peak),
-        mib(server_idle),
-        mib(daemon_peak),
-        mib(daemon_idle)
-    );
+    let (server_peak, daemon_peak) =
+        peaks(&format!("with {STALLED} stalled downloads"), (server, server_idle), (daemon, daemon_idle));
     let allowed = server_idle + BUDGET + STALLED as u64 * PER_CONNECTION;
-    assert!(server_peak <= allowed, "server peak {:.0} MiB > {:.0} MiB", mib(server_peak), mib(allowed));
+    assert_within("server", server_peak, allowed);
     // ggrokd holds, per stalled download, the piece waiting for window and its local connection's
     // read buffer (64 KiB each at most), and what a local connection and a stream cost anyway.
     let daemon_allowed = daemon_idle + STALLED as u64 * DAEMON_PER_DOWNLOAD;
-    assert!(
-        daemon_peak <= daemon_allowed,
-        "ggrokd peak {:.0} MiB > {:.0} MiB",
-        mib(daemon_peak),
-        mib(daemon_allowed)
-    );
+    assert_within("ggrokd", daemon_peak, daemon_allowed);
 
     // The stalled ones are closed after the timeout, and the windows grow back.
     let deadline = Instant::now() + HANG;

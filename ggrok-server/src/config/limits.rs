@@ -149,14 +149,14 @@ impl RawLimits {
             )?,
             buffer_memory: match &self.buffer_memory {
                 None => d.buffer_memory,
-                Some(v) if (1 << 20..=1 << 40).contains(&v.get_ref().0) => v.get_ref().0,
+                Some(v) if ggrok_proto::budget::LIMITS.contains(&v.get_ref().0) => v.get_ref().0,
                 Some(v) => {
                     return Err(ConfigError::at(
                         path,
                         text,
                         v.span(),
                         "limits.buffer_memory",
-                        "must be between 1 MiB and 1 TiB",
+                        ggrok_proto::budget::LIMITS_MESSAGE,
                     ));
                 }
             },

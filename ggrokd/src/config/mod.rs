@@ -5,6 +5,7 @@ use ggrok_proto::diag::ConfigError;
 use ggrok_proto::host::HostPattern;
 use ggrok_proto::seconds::Seconds;
 use ggrok_proto::secret::Secret;
+use ggrok_proto::size::Size;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -33,6 +34,7 @@ struct RawConfig {
     /// `4` or `"auto"`: any TOML value, so that a wrong one gets our message.
     connections: Option<Spanned<toml::Value>>,
     transport: Option<Spanned<String>>,
+    buffer_memory: Option<Spanned<Size>>,
     #[serde(default, rename = "tunnel")]
     tunnels: Vec<RawTunnel>,
 }
@@ -66,6 +68,9 @@ pub struct DaemonConfig {
     pub connections: Connections,
     /// What the tunnel's HTTP/2 runs on.
     pub transport: Transport,
+    /// Bytes the request bodies on their way to local services may hold in all, over every
+    /// tunnel connection: sets the stream windows (see `ggrok_proto::budget`).
+    pub buffer_memory: u64,
     /// The tunnels, in file order.
     pub tunnels: Vec<TunnelSpec>,
 }
@@ -93,6 +98,9 @@ impl Default for Timing {
         }
     }
 }
+
+/// `buffer_memory` when the file does not set it.
+pub const DEFAULT_BUFFER_MEMORY: u64 = 128 << 20;
 
 /// The most tunnel connections one daemon holds to a server (`connections = N`).
 pub const MAX_CONNECTIONS: u32 = 16;
@@ -313,6 +321,14 @@ impl DaemonConfig {
             }
         };
 
+        let buffer_memory = match &raw.buffer_memory {
+            None => DEFAULT_BUFFER_MEMORY,
+            Some(v) if ggrok_proto::budget::LIMITS.contains(&v.get_ref().0) => v.get_ref().0,
+            Some(v) => {
+                return Err(at(v.span(), "buffer_memory", ggrok_proto::budget::LIMITS_MESSAGE.into()));
+            }
+        };
+
         let mut tunnels: Vec<TunnelSpec> = Vec::with_capacity(raw.tunnels.len());
         for (i, t) in raw.tunnels.iter().enumerate() {
             let key = |k: &str| format!("tunnel[{i}].{k}");
@@ -346,6 +362,7 @@ impl DaemonConfig {
             request_log,
             connections,
             transport,
+            buffer_memory,
             tunnels,
         })
     }
@@ -424,6 +441,24 @@ mod tests {
         }
         let err = parse(&format!("{base}transport = \"quic\"")).unwrap_err().to_string();
         assert!(err.starts_with("g.toml:2: transport: \"quic\": expected"), "{err}");
+    }
+
+    #[test]
+    fn buffer_memory_is_a_bounded_size() {
+        let base = "server = \"ws://t\"\n";
+        let parse = |text: &str| DaemonConfig::parse(Path::new("g.toml"), text);
+        assert_eq!(parse(base).unwrap().buffer_memory, 128 << 20);
+        assert_eq!(parse(&format!("{base}buffer_memory = \"64 MiB\"")).unwrap().buffer_memory, 64 << 20);
+        assert_eq!(parse(&format!("{base}buffer_memory = 1048576")).unwrap().buffer_memory, 1 << 20);
+        assert_eq!(parse(&format!("{base}buffer_memory = \"1 GiB\"")).unwrap().buffer_memory, 1 << 30);
+        for bad in ["\"64 KiB\"", "1048575", "\"2000 GiB\""] {
+            let err = parse(&format!("{base}buffer_memory = {bad}")).unwrap_err().to_string();
+            assert!(err.contains("g.toml:2: buffer_memory: must be between 1 MiB and 1 TiB"), "{bad}: {err}");
+        }
+        for bad in ["\"lots\"", "-1", "true"] {
+            let err = parse(&format!("{base}buffer_memory = {bad}")).unwrap_err().to_string();
+            assert!(err.contains("g.toml:2") && err.contains("buffer_memory"), "{bad}: {err}");
+        }
     }
 
     #[test]

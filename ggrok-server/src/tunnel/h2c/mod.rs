@@ -1,19 +1,17 @@
 //! The server's end of a tunnel connection's HTTP/2, driven with the `h2` crate directly rather
-//! than through hyper's client: hyper fixes a connection's windows at the handshake, and the
-//! buffer budget (see [`ggrok_proto::budget`]) must shrink and grow the stream window of every
-//! connection while it runs. Sending a request, its body, and reading the answer's body as a
-//! [`TunnelBody`] are here; an upgraded stream's bytes are [`StreamIo`].
+//! than through hyper: hyper fixes a connection's windows at the handshake, and the buffer budget
+//! (see [`ggrok_proto::budget`]) must shrink and grow the stream window of every connection while
+//! it runs. Sending a request, its body, and reading the answer's body as a [`TunnelBody`] are
+//! here; an upgraded stream's bytes are [`StreamIo`]; both, and the body pump, are shared with
+//! ggrokd in [`ggrok_proto::h2io`].
 
-mod body;
-mod io;
-
-pub use body::TunnelBody;
-pub use io::StreamIo;
+pub use ggrok_proto::h2io::{RecvBody as TunnelBody, StreamIo};
 
 use bytes::Bytes;
+use ggrok_proto::h2io::{self, Windows};
 use ggrok_proto::http::Body;
+use h2::Reason;
 use h2::client::{Connection, SendRequest};
-use h2::{Ping, Reason};
 use http::{Request, Response};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -57,7 +55,7 @@ impl Sender {
         let end = hyper::body::Body::is_end_stream(&body);
         let (answer, stream) = sender.send_request(Request::from_parts(parts, ()), end)?;
         if !end {
-            tokio::spawn(body::pump(body, stream));
+            tokio::spawn(h2io::pump(body, stream));
         }
         let resp = answer.await?;
         Ok(resp.map(TunnelBody::new))
@@ -106,48 +104,25 @@ pub enum Ended {
 }
 
 /// Runs the connection until it ends: sends a PING every `keepalive` that must be answered within
-/// another, and applies every stream window `windows` asks for (as a SETTINGS change, which
-/// RFC 9113 §6.9.2 applies to the streams already open too).
+/// another, and applies every stream window `windows` asks for.
 pub async fn drive<IO>(
     mut connection: Connection<IO, Bytes>,
     keepalive: Duration,
-    mut windows: watch::Receiver<u32>,
+    windows: watch::Receiver<u32>,
 ) -> Result<(), Ended>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut pings = connection.ping_pong().expect("the ping handle is taken once");
-    let keepalive_loop = async move {
-        loop {
-            tokio::time::sleep(keepalive).await;
-            match tokio::time::timeout(keepalive, pings.ping(Ping::opaque())).await {
-                Ok(Ok(_)) => {}
-                // The connection ended; its own result says how.
-                Ok(Err(_)) => std::future::pending::<()>().await,
-                Err(_) => return Ended::Silent(keepalive),
-            }
-        }
-    };
-    tokio::pin!(keepalive_loop);
-    let mut applied = *windows.borrow_and_update();
-    let mut wanted = applied;
-    let mut retry = tokio::time::interval(Duration::from_millis(20));
-    let mut budget_open = true;
+    let pings = connection.ping_pong().expect("the ping handle is taken once");
+    let silent = h2io::keepalive(pings, keepalive);
+    tokio::pin!(silent);
+    let mut windows = Windows::new(windows);
     loop {
         tokio::select! {
             done = &mut connection => return done.map_err(Ended::H2),
-            silent = &mut keepalive_loop => return Err(silent),
-            changed = windows.changed(), if budget_open => match changed {
-                Ok(()) => wanted = *windows.borrow_and_update(),
-                // The budget is gone: the server is stopping; keep serving what is in flight.
-                Err(_) => budget_open = false,
-            },
-            _ = retry.tick(), if wanted != applied => {}
+            () = &mut silent => return Err(Ended::Silent(keepalive)),
+            () = windows.changed() => {}
         }
-        // A change waits while the previous one is not yet acknowledged; the retry tick tries
-        // again.
-        if wanted != applied && connection.set_initial_window_size(wanted).is_ok() {
-            applied = wanted;
-        }
+        windows.apply(|size| connection.set_initial_window_size(size));
     }
 }
