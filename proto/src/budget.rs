@@ -3,13 +3,15 @@
 //! their way to public clients; in ggrokd, request bodies on their way to local services.
 //!
 //! What a process holds for a reader that stops reading is what the other end may send without
-//! being asked: one stream window per body. So the budget sets the stream window every tunnel
-//! connection grants, from the number of bodies in flight `n`:
-//! `budget / (n · (2 + log2 n))`, rounded down to a power of two, between [`MIN_WINDOW`] and
+//! being asked: one stream window per body, plus the piece it took last and could not pass on,
+//! which the server keeps under a window too (`public::paced`): two windows. So the budget sets the
+//! stream window every tunnel connection grants, from the number of bodies in flight `n`:
+//! `budget / (2n · (2 + log2 n))`, rounded down to a power of two, between [`MIN_WINDOW`] and
 //! [`tuning::STREAM_WINDOW`]. The windows shrink as answers pile up — a SETTINGS change, which
 //! applies to the streams already open too — and grow back as they finish. Since a window shrinks
 //! as soon as an answer opens, even answers that stall one after another, each before the next
-//! opens, hold in all less than the budget: the sum of the windows over `n` is about 0.7 of it.
+//! opens, hold in all less than the budget: the sum of two windows each over `n` is about 0.7 of
+//! it (below the floor of [`MIN_WINDOW`], each adds its two floors).
 //! A reader that moves gets its window back as it reads; none is cut for being slow.
 
 use crate::tuning;
@@ -109,7 +111,7 @@ impl Drop for Answer {
 /// The stream window for `n` answers in flight under `limit`; see the module comment.
 pub fn window_for(limit: u64, n: usize) -> u32 {
     let n = n.max(1) as f64;
-    let share = limit as f64 / (n * (2.0 + n.log2()));
+    let share = limit as f64 / (2.0 * n * (2.0 + n.log2()));
     let clamped = share.clamp(MIN_WINDOW as f64, tuning::STREAM_WINDOW as f64) as u32;
     // A power of two at or below: fewer distinct values, fewer SETTINGS.
     1 << (31 - clamped.leading_zeros())
@@ -124,7 +126,7 @@ mod tests {
     #[test]
     fn few_answers_get_the_full_window() {
         assert_eq!(window_for(256 * MIB, 0), tuning::STREAM_WINDOW);
-        assert_eq!(window_for(256 * MIB, 8), tuning::STREAM_WINDOW);
+        assert_eq!(window_for(256 * MIB, 4), tuning::STREAM_WINDOW);
     }
 
     #[test]
@@ -136,16 +138,17 @@ mod tests {
             assert!(w.is_power_of_two());
             last = w;
         }
-        assert_eq!(window_for(256 * MIB, 64), 512 << 10);
+        assert_eq!(window_for(256 * MIB, 64), 256 << 10);
         assert_eq!(window_for(256 * MIB, 100_000), MIN_WINDOW);
     }
 
     #[test]
     fn answers_that_stall_one_after_another_hold_less_than_the_budget() {
         for limit in [16 * MIB, 64 * MIB, 256 * MIB, 1024 * MIB] {
-            // Each answer fills the window it was opened with, then stalls for good.
-            let held: u64 = (1..=1000).map(|n| window_for(limit, n) as u64).sum();
-            let floor = 1000 * MIN_WINDOW as u64;
+            // Each answer fills the window it was opened with and a window's piece, then stalls
+            // for good.
+            let held: u64 = (1..=1000).map(|n| 2 * window_for(limit, n) as u64).sum();
+            let floor = 2 * 1000 * MIN_WINDOW as u64;
             assert!(held <= limit.max(floor) + floor, "{limit}: {held}");
         }
     }
