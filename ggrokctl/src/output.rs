@@ -282,6 +282,7 @@ mod tests {
             tunnels_online: 1,
             tunnels_total: 1,
             tunnels: vec![tunnel("api.test", "online")],
+            buffers: None,
         };
         let text = status_text(&status, 60.0);
         let header = text.lines().find(|l| l.starts_with("HOST")).expect(&text);
@@ -333,6 +334,7 @@ mod tests {
             tunnels_online: 3,
             tunnels_total: 3,
             tunnels: Vec::new(),
+            buffers: None,
         };
         let text = status_text(&status, 60.0);
         assert!(text.contains("tunnels:     3 of 3 online; connections 1/2 up\n"), "{text}");

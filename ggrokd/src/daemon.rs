@@ -256,6 +256,11 @@ impl Daemon {
             tunnels_total: tunnels.len(),
             tunnels: Vec::new(),
             connections,
+            buffers: Some(ggrok_proto::ctl::BufferInfo {
+                limit: self.budget.limit(),
+                stream_window: self.budget.window(),
+                bodies_in_flight: self.budget.open(),
+            }),
         }
     }
 }

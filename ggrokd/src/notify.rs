@@ -159,6 +159,7 @@ mod tests {
             tunnels_online: if connection == LinkState::Connected { 3 } else { 0 },
             tunnels_total: 3,
             tunnels: Vec::new(),
+            buffers: None,
         }
     }
 

@@ -253,6 +253,21 @@ pub struct StatusInfo {
     /// Every tunnel with its counters, as `list` shows them.
     #[serde(default)]
     pub tunnels: Vec<TunnelInfo>,
+    /// The buffer budget; absent from daemons that have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buffers: Option<BufferInfo>,
+}
+
+/// ggrokd's buffer budget (`buffer_memory`), which bounds the request bodies on their way to local
+/// services by the stream window its tunnel connections grant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BufferInfo {
+    /// `buffer_memory`, in bytes.
+    pub limit: u64,
+    /// The stream window granted now, in bytes.
+    pub stream_window: u32,
+    /// Request bodies on their way to local services.
+    pub bodies_in_flight: usize,
 }
 
 /// Where a tunnel stands, as `list` shows it.

@@ -31,11 +31,12 @@ const SERVER_PER_UPLOAD: u64 = 192 << 10;
 const HANG: Duration = Duration::from_secs(60);
 
 /// A local service that reads each request's head, then nothing more, holding the connection
-/// open; its sockets have a small receive buffer, so the kernel does not take the place of
-/// ggrokd's buffers. Counts the heads it has read.
+/// open until [`Deaf::close_all`]; its sockets have a small receive buffer, so the kernel does not
+/// take the place of ggrokd's buffers. Counts the heads it has read.
 struct Deaf {
     addr: SocketAddr,
     heads: Arc<AtomicUsize>,
+    close: tokio::sync::watch::Sender<bool>,
 }
 
 impl Deaf {
@@ -48,9 +49,10 @@ impl Deaf {
         let addr = listener.local_addr().unwrap();
         let heads = Arc::new(AtomicUsize::new(0));
         let counter = heads.clone();
+        let (close, closed) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             while let Ok((mut conn, _)) = listener.accept().await {
-                let counter = counter.clone();
+                let (counter, mut closed) = (counter.clone(), closed.clone());
                 tokio::spawn(async move {
                     let mut head = Vec::new();
                     let mut byte = [0u8; 1];
@@ -61,13 +63,18 @@ impl Deaf {
                         }
                     }
                     counter.fetch_add(1, Ordering::Relaxed);
-                    // Never read again; hold the connection until the test ends.
-                    std::future::pending::<()>().await;
+                    // Never read again; hold the connection until told to close it.
+                    let _ = closed.wait_for(|c| *c).await;
                     drop(conn);
                 });
             }
         });
-        Self { addr, heads }
+        Self { addr, heads, close }
+    }
+
+    /// Closes every connection, as a service that restarts.
+    fn close_all(&self) {
+        let _ = self.close.send(true);
     }
 }
 
@@ -163,6 +170,13 @@ async fn uploads_a_local_service_does_not_read_stay_within_the_buffer_budget() {
         stuck as f64 / UPLOADS as f64 / 1024.0
     );
 
+    // ggrokd counts every one against its budget, and its connections grant the smallest window.
+    let status = cluster.daemon.status();
+    let buffers = &status["buffers"];
+    assert_eq!(buffers["bodies_in_flight"], UPLOADS, "{status:#}");
+    assert_eq!(buffers["stream_window"], 16 << 10, "{status:#}");
+    assert_eq!(buffers["limit"], BUDGET, "{status:#}");
+
     // Meanwhile, small requests on another tunnel are answered.
     for i in 0..20 {
         let reply = public.get("small.test", &format!("/small/{i}")).await;
@@ -186,8 +200,10 @@ async fn uploads_a_local_service_does_not_read_stay_within_the_buffer_budget() {
     let server_allowed = server_idle + UPLOADS as u64 * SERVER_PER_UPLOAD;
     assert_within("server", server_peak, server_allowed);
 
-    // The public clients give up; the windows grow back: a 64 MiB upload to a service that reads
-    // arrives whole.
+    // The public clients give up and the local service closes its connections (the server cannot
+    // tell that a client went away while its upload waits for window: hyper reads its socket only
+    // when the body is read; the local service's answer or error ends each stream). The windows
+    // grow back to the full 4 MiB, and a 64 MiB upload to a service that reads arrives whole.
     for w in &writers {
         w.abort();
     }
@@ -195,6 +211,10 @@ async fn uploads_a_local_service_does_not_read_stay_within_the_buffer_budget() {
         let _ = w.await;
     }
     drop(readers);
+    deaf.close_all();
+    cluster.daemon.wait_status("the uploads to leave the budget", |s| {
+        s["buffers"]["bodies_in_flight"] == 0 && s["buffers"]["stream_window"] == 4 << 20
+    });
     let chunks = futures_util::stream::unfold(0u64, move |offset| async move {
         (offset < UPLOAD_LEN).then(|| {
             let n = (UPLOAD_LEN - offset).min(256 << 10);
