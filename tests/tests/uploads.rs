@@ -26,7 +26,7 @@ const BUDGET: u64 = 64 << 20;
 /// What ggrokd may hold per stuck upload besides its window; see the assertion.
 const DAEMON_PER_UPLOAD: u64 = 64 << 10;
 /// What the server may hold per stuck upload; see the assertion.
-const SERVER_PER_UPLOAD: u64 = 192 << 10;
+const SERVER_PER_UPLOAD: u64 = 256 << 10;
 /// Only catches hangs; nothing here asserts how long anything took.
 const HANG: Duration = Duration::from_secs(60);
 
@@ -195,7 +195,8 @@ async fn uploads_a_local_service_does_not_read_stay_within_the_buffer_budget() {
     // The server takes a piece of an upload only when its stream has window for it, so uploads
     // hold nothing of its own budget (which bounds answers): it holds, per upload, the piece
     // waiting for window (up to hyper's 64 KiB read buffer), the buffer hyper reads the next one
-    // into, and what a public connection costs anyway: measured at 156 KiB per upload. The rest
+    // into, and what a public connection costs anyway: measured at 156–200 KiB per upload (with
+    // hyper's default 400 KiB buffer it was 900 KiB). The rest
     // of what the public clients wrote waits in the kernel's socket buffers.
     let server_allowed = server_idle + UPLOADS as u64 * SERVER_PER_UPLOAD;
     assert_within("server", server_peak, server_allowed);

@@ -26,10 +26,13 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
 /// hyper's read and write buffer limit. It also bounds the request heads after the first on a
-/// connection (the first is checked exactly against `max_header_bytes`); smaller values cost
-/// upload speed. How much of an answer hyper may queue for a client is bounded apart from it, by
-/// [`paced`].
-const HYPER_BUFFER: usize = 400 * 1024;
+/// connection (the first is checked exactly against `max_header_bytes`). An upload waiting for
+/// window holds about two of these (the piece read, the next read), so it is what a thousand
+/// uploads to a local service that stopped reading cost the server (`tests/tests/uploads.rs`):
+/// hyper's default, 400 KiB, made that 900 KiB each. Larger reads would make uploads somewhat
+/// faster (docs/benchmarks.md). How much of an answer hyper may queue for a client is bounded
+/// apart from it, by [`paced`].
+const HYPER_BUFFER: usize = 64 * 1024;
 /// How long ggrok's own error answer may take to write before the connection is dropped.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
 

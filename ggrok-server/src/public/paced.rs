@@ -1,5 +1,5 @@
 //! Answers handed to hyper no faster than the client takes them. hyper queues an answer's pieces
-//! for the socket up to its buffer size (400 KiB) before it waits, and a piece it has taken is a
+//! for the socket up to its buffer size, or 16 pieces, before it waits, and a piece it has taken is a
 //! piece the tunnel stream has given its window back for: a client that stops reading would hold
 //! that queue on top of the stream window the buffer budget sets. [`Paced`] keeps at most a
 //! stream window (the budget's, at least [`MIN_QUEUED`]) handed over and not yet written to the
