@@ -48,12 +48,15 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Paced<B> {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        let queued = self.queued();
-        if queued >= MIN_QUEUED && queued >= u64::from(self.budget.window()) {
-            self.writes.wake_on_write(cx.waker());
-            // A write may have gone through between the check and the registration.
-            if self.queued() >= MIN_QUEUED.max(u64::from(self.budget.window())) {
-                return Poll::Pending;
+        // The window is read only once the floor is reached: most answers never get there.
+        if self.queued() >= MIN_QUEUED {
+            let cap = MIN_QUEUED.max(u64::from(self.budget.window()));
+            if self.queued() >= cap {
+                self.writes.wake_on_write(cx.waker());
+                // A write may have gone through between the check and the registration.
+                if self.queued() >= cap {
+                    return Poll::Pending;
+                }
             }
         }
         let frame = std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx));
@@ -69,5 +72,74 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Paced<B> {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::public::stall::WriteWatch;
+    use http_body_util::StreamBody;
+    use std::convert::Infallible;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::task::{Wake, Waker};
+    use tokio::io::AsyncWriteExt;
+
+    type Chunks =
+        StreamBody<futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>>;
+
+    fn chunks(n: usize, size: usize) -> Chunks {
+        let frames: Vec<_> = (0..n).map(|_| Ok(Frame::data(Bytes::from(vec![0u8; size])))).collect();
+        StreamBody::new(futures_util::stream::iter(frames))
+    }
+
+    #[derive(Default)]
+    struct Flag(AtomicBool);
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn poll(body: &mut Paced<Chunks>, waker: &Waker) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Pin::new(body).poll_frame(&mut Context::from_waker(waker))
+    }
+
+    #[tokio::test]
+    async fn under_pressure_at_most_the_floor_waits_for_the_socket() {
+        let budget = Budget::new(1 << 20);
+        // Enough answers in flight that the window is below the floor: the cap is MIN_QUEUED.
+        let _answers: Vec<_> = (0..8).map(|_| budget.answer()).collect();
+        assert!(u64::from(budget.window()) < MIN_QUEUED);
+        let (socket, _peer) = tokio::io::duplex(1 << 20);
+        let (mut socket, writes) = WriteWatch::new(socket);
+        let mut body = Paced::new(chunks(4, 32 << 10), writes, budget);
+        let flag = Arc::new(Flag::default());
+        let waker = Waker::from(flag.clone());
+        assert!(matches!(poll(&mut body, &waker), Poll::Ready(Some(Ok(_)))));
+        assert!(matches!(poll(&mut body, &waker), Poll::Ready(Some(Ok(_)))));
+        // 64 KiB handed and nothing written: the next piece waits.
+        assert!(poll(&mut body, &waker).is_pending());
+        assert!(!flag.0.load(Ordering::SeqCst));
+        // The socket takes some: the body is woken and hands the next piece.
+        socket.write_all(&[0u8; 40 << 10]).await.unwrap();
+        assert!(flag.0.load(Ordering::SeqCst), "woken by the write");
+        assert!(matches!(poll(&mut body, &waker), Poll::Ready(Some(Ok(_)))));
+    }
+
+    #[tokio::test]
+    async fn without_pressure_hyper_is_left_alone() {
+        let budget = Budget::new(256 << 20);
+        let (socket, _peer) = tokio::io::duplex(1 << 20);
+        let (_socket, writes) = WriteWatch::new(socket);
+        let mut body = Paced::new(chunks(16, 64 << 10), writes, budget);
+        let waker = Waker::noop();
+        for _ in 0..16 {
+            assert!(
+                matches!(poll(&mut body, waker), Poll::Ready(Some(Ok(_)))),
+                "1 MiB handed, nothing written"
+            );
+        }
+        assert!(matches!(poll(&mut body, waker), Poll::Ready(None)));
     }
 }

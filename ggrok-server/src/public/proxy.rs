@@ -161,9 +161,8 @@ async fn forward_plain(to: Routed<'_>, req: Request<Incoming>) -> Response<Body>
             parts.version = Version::HTTP_11;
             // The stream counts against the session, and its window against the buffer budget,
             // until its response body is done.
-            let answer = (!hyper::body::Body::is_end_stream(&body)).then(|| to.state.budget.answer());
-            let body = body.map_frame(move |frame| {
-                let _held = (&permit, &answer);
+            let body = body.counted(&to.state.budget).map_frame(move |frame| {
+                let _held = &permit;
                 frame
             });
             let body = Paced::new(body, to.writes.clone(), to.state.budget.clone());
