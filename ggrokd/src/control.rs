@@ -9,6 +9,7 @@ use crate::session::Ending;
 use crate::wire::{self, Event, TunnelOp};
 use futures_util::{SinkExt, StreamExt};
 use ggrok_proto::control::ClientCodec;
+use ggrok_proto::credit::Credits;
 use std::fmt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
@@ -36,17 +37,19 @@ impl fmt::Display for End {
     }
 }
 
-/// Runs the control stream of `link`'s connection, which agreed on `protocol`, until it ends.
+/// Runs the control stream of `link`'s connection, which agreed on `protocol`, until it ends;
+/// the server's grants go to the connection's `credits`.
 pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     daemon: &Daemon,
     link: &Link,
     protocol: u32,
+    credits: &Credits,
     stream: S,
 ) -> End {
-    let (sender, outgoing) = mpsc::unbounded_channel();
+    let ops = mpsc::unbounded_channel();
     let mut generation = None;
     let control = Framed::new(stream, ClientCodec::default());
-    let end = converse(daemon, link, protocol, control, sender, outgoing, &mut generation).await;
+    let end = converse(daemon, link, (protocol, credits), control, ops, &mut generation).await;
     if generation.is_some() {
         link.detach_control(generation);
     }
@@ -56,10 +59,9 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
 async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
     daemon: &Daemon,
     link: &Link,
-    protocol: u32,
+    (protocol, credits): (u32, &Credits),
     mut control: Framed<S, ClientCodec>,
-    sender: mpsc::UnboundedSender<TunnelOp>,
-    mut outgoing: mpsc::UnboundedReceiver<TunnelOp>,
+    (sender, mut outgoing): (mpsc::UnboundedSender<TunnelOp>, mpsc::UnboundedReceiver<TunnelOp>),
     generation: &mut Option<u64>,
 ) -> End {
     let lost = |e: &dyn fmt::Display| End::Lost(e.to_string());
@@ -117,7 +119,14 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
             incoming = control.next() => match incoming {
                 None => return End::Lost("control stream closed".into()),
                 Some(Err(e)) => return lost(&e),
-                Some(Ok(message)) => on_event(daemon, link.index, wire::decode(message)),
+                Some(Ok(message)) => match wire::decode(message) {
+                    // The most frequent message, and no business of the tunnel table.
+                    Event::Credit { stream, upto } => {
+                        credits.raise(stream, upto);
+                        None
+                    }
+                    event => on_event(daemon, link.index, event),
+                },
             },
             // None: the daemon detached the stream (shutdown); closing it tells the server.
             out = outgoing.recv() => match out {
@@ -185,6 +194,10 @@ pub fn on_event(daemon: &Daemon, link: u32, event: Event) -> Option<TunnelOp> {
             debug!("control message of an unknown type ignored");
             None
         }
+        Event::Credit { stream, .. } => {
+            debug!(stream, "credit for a stream of another connection ignored");
+            None
+        }
     }
 }
 
@@ -210,7 +223,7 @@ mod tests {
         let (ours, theirs) = tokio::io::duplex(64 * 1024);
         let task = tokio::spawn({
             let (d, link) = (d.clone(), link.clone());
-            async move { run(&d, &link, protocol, ours).await }
+            async move { run(&d, &link, protocol, &Credits::default(), ours).await }
         });
         (link, Framed::new(theirs, ServerCodec::default()), task)
     }
