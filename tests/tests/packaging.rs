@@ -254,7 +254,7 @@ fn units_have_notify_reload_restart_and_hardening() {
     for line in [
         "Type=notify",
         "ExecStart=/usr/bin/ggrokd",
-        "ExecReload=/bin/kill -HUP $MAINPID",
+        "ExecReload=/bin/sh -c 'kill -HUP \"$MAINPID\"'",
         "Restart=on-failure",
         "WatchdogSec=30s",
         "NoNewPrivileges=yes",
