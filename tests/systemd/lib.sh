@@ -1,0 +1,110 @@
+# Shared by user.sh and container.sh (sourced, not run): logging, bounded waits, the processes and
+# cgroups the tests start, and the checks that the host can run a real systemd at all.
+#
+# The machines this runs on are root sandboxes whose PID 1 is not systemd. systemd still runs there:
+# a user manager in a private mount namespace (user.sh), and a Debian container booted with
+# systemd-nspawn (container.sh). Everything they start is tracked here and removed on exit, also
+# on failure: processes by the pid recorded with its start time, cgroups bottom-up, mounts.
+set -euo pipefail
+
+TMO=${TMO:-30}   # seconds, for every wait
+
+log() { printf '%s %s\n' "$(date +%T.%3N)" "$*" >&2; }
+die() {
+    log "FAIL: $*"
+    exit 1
+}
+# check WHAT CMD...: runs CMD, dies with WHAT when it fails.
+check() {
+    local what=$1
+    shift
+    "$@" || die "$what"
+}
+# step NAME CMD...: runs CMD, logs its duration; dies when it fails.
+step() {
+    local name=$1 t0 rc=0
+    shift
+    t0=$(date +%s%N)
+    "$@" || rc=$?
+    log "$name: $((($(date +%s%N) - t0) / 1000000)) ms"
+    [ "$rc" = 0 ] || die "$name failed (exit status $rc)"
+}
+# wait_until SECONDS CMD...: polls CMD every 0.1 s until it succeeds; fails after SECONDS.
+wait_until() {
+    local end=$(($(date +%s) + $1))
+    shift
+    until "$@" >/dev/null 2>&1; do
+        [ "$(date +%s)" -lt "$end" ] || return 1
+        sleep 0.1
+    done
+}
+# eq WHAT ACTUAL EXPECTED: dies unless ACTUAL = EXPECTED.
+eq() { [ "$2" = "$3" ] || die "$1: got '$2', expected '$3'"; }
+# has WHAT TEXT PART: dies unless TEXT contains PART.
+has() {
+    case "$2" in
+        *"$3"*) ;;
+        *) die "$1: '$3' not in: $2" ;;
+    esac
+}
+
+# Pid files hold "PID STARTTIME", so that a recycled pid is never taken for ours.
+starttime() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f20; }
+record_pid() { echo "$2 $(starttime "$2")" >"$1"; }
+pid_of() { cut -d' ' -f1 "$1"; }
+alive() {
+    local pid st
+    [ -s "$1" ] && read -r pid st <"$1" && [ -n "$st" ] && [ "$(starttime "$pid")" = "$st" ]
+}
+# stop_pid PIDFILE SECONDS: SIGTERM, then SIGKILL after SECONDS; only the process recorded.
+stop_pid() {
+    local pid
+    alive "$1" || {
+        rm -f "$1"
+        return 0
+    }
+    pid=$(pid_of "$1")
+    kill -TERM "$pid" 2>/dev/null || true
+    wait_until "$2" sh -c "! kill -0 $pid" || {
+        log "pid $pid ignored SIGTERM; killing it"
+        kill -KILL "$pid" 2>/dev/null || true
+    }
+    rm -f "$1"
+}
+
+# The cgroup hierarchies systemd tracks processes in: cgroup2 and, on hybrid hosts, name=systemd.
+cg_roots() {
+    if [ "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs ]; then
+        echo /sys/fs/cgroup
+        return
+    fi
+    if [ "$(stat -fc %T /sys/fs/cgroup/unified 2>/dev/null)" = cgroup2fs ]; then echo /sys/fs/cgroup/unified; fi
+    if [ -d /sys/fs/cgroup/systemd ]; then echo /sys/fs/cgroup/systemd; fi
+}
+# cg_remove REL: kills what is left in the subtree REL (only ours: the tests made it), removes it
+# bottom-up.
+cg_remove() {
+    local h d p
+    for h in $(cg_roots); do
+        [ -d "$h/$1" ] || continue
+        for p in $(find "$h/$1" -name cgroup.procs -exec cat {} + 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
+        for d in $(find "$h/$1" -depth -type d); do
+            wait_until 5 rmdir "$d" || log "cannot remove cgroup $d"
+        done
+    done
+}
+
+# Fails, saying why, when this host cannot run the test. The Rust test decides whether that is a
+# failure (CI) or a skip.
+require_host() {
+    [ "$(id -u)" = 0 ] || die "not root: a user manager and a container need root here"
+    if [ -d /run/systemd/system ]; then
+        die "systemd is PID 1 here; these tests start their own managers on hosts where it is not"
+    fi
+    [ -n "$(cg_roots)" ] || die "no cgroup hierarchy systemd can use under /sys/fs/cgroup"
+    local tool
+    for tool in "$@" unshare nsenter setpriv; do
+        command -v "$tool" >/dev/null || [ -x "$tool" ] || die "$tool is missing: run .ci/setup as root"
+    done
+    unshare --mount true 2>/dev/null || die "cannot create a mount namespace (unshare --mount)"
+}
