@@ -94,17 +94,21 @@ cg_remove() {
     done
 }
 
-# Fails, saying why, when this host cannot run the test. The Rust test decides whether that is a
-# failure (CI) or a skip.
+# Exits with 77, saying why, when this host cannot run the test; tests/tests/systemd.rs then fails
+# under CI and skips elsewhere.
+cannot_run_here() {
+    log "cannot run here: $*"
+    exit 77
+}
 require_host() {
-    [ "$(id -u)" = 0 ] || die "not root: a user manager and a container need root here"
+    [ "$(id -u)" = 0 ] || cannot_run_here "not root: a user manager and a container need root here"
     if [ -d /run/systemd/system ]; then
-        die "systemd is PID 1 here; these tests start their own managers on hosts where it is not"
+        cannot_run_here "systemd is PID 1 here; these tests start their own managers, for hosts where it is not"
     fi
-    [ -n "$(cg_roots)" ] || die "no cgroup hierarchy systemd can use under /sys/fs/cgroup"
+    [ -n "$(cg_roots)" ] || cannot_run_here "no cgroup hierarchy systemd can use under /sys/fs/cgroup"
     local tool
     for tool in "$@" unshare nsenter setpriv; do
-        command -v "$tool" >/dev/null || [ -x "$tool" ] || die "$tool is missing: run .ci/setup as root"
+        command -v "$tool" >/dev/null || [ -x "$tool" ] || cannot_run_here "$tool is missing: run .ci/setup as root"
     done
-    unshare --mount true 2>/dev/null || die "cannot create a mount namespace (unshare --mount)"
+    unshare --mount true 2>/dev/null || cannot_run_here "cannot create a mount namespace (unshare --mount)"
 }

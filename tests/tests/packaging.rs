@@ -8,21 +8,12 @@
 //! user the install test says why it did not run, and fails when `CI` is set, so CI always runs it.
 
 use ggrok_tests::bins::bin;
+use ggrok_tests::packages::{VERSION, packages, require};
 use std::collections::BTreeSet;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
-const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-/// The four packages.
-struct Packages {
-    ggrok_deb: PathBuf,
-    ggrok_rpm: PathBuf,
-    server_deb: PathBuf,
-    server_rpm: PathBuf,
-}
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
@@ -48,53 +39,7 @@ fn output(program: &str, args: &[&str]) -> Output {
     })
 }
 
-/// Fails, naming the fix, unless `program` can run.
-fn require(program: &str, args: &[&str]) {
-    let ok = Command::new(program).args(args).output().is_ok_and(|o| o.status.success());
-    assert!(
-        ok,
-        "`{program} {}` is not available: run .ci/setup to install the packaging tools",
-        args.join(" ")
-    );
-}
 
-/// Builds the packages once for all tests in this file.
-fn packages() -> &'static Packages {
-    static BUILT: OnceLock<Packages> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        require(&cargo, &["deb", "--version"]);
-        require(&cargo, &["generate-rpm", "--version"]);
-        require("rpm", &["--version"]);
-        require("dpkg-deb", &["--version"]);
-        let xtask = bin("xtask");
-        let profile = match xtask.parent().and_then(|d| d.file_name()).and_then(|n| n.to_str()) {
-            Some("release") => "release",
-            _ => "dev",
-        };
-        let out = Command::new(&xtask).args(["package", "--profile", profile]).output().expect("run xtask");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "cargo xtask package failed:\n{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let paths: Vec<PathBuf> = stdout.lines().map(PathBuf::from).collect();
-        let find = |name: &str| {
-            paths
-                .iter()
-                .find(|p| p.file_name().is_some_and(|n| n == name))
-                .unwrap_or_else(|| panic!("cargo xtask package did not print {name}; it printed:\n{stdout}"))
-                .clone()
-        };
-        Packages {
-            ggrok_deb: find(&format!("ggrok_{VERSION}-1_amd64.deb")),
-            ggrok_rpm: find(&format!("ggrok-{VERSION}-1.x86_64.rpm")),
-            server_deb: find(&format!("ggrok-server_{VERSION}-1_amd64.deb")),
-            server_rpm: find(&format!("ggrok-server-{VERSION}-1.x86_64.rpm")),
-        }
-    })
-}
 
 fn path(p: &Path) -> &str {
     p.to_str().unwrap()
