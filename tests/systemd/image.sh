@@ -43,7 +43,7 @@ if [ ! -e "$IMAGE/.ggrok-image" ]; then
     # debootstrap writes no /etc/hosts: without one, "localhost" does not resolve in the container.
     printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\tggrok-test\n' >"$IMAGE.new/etc/hosts"
     rm -f "$IMAGE.new/etc/resolv.conf"   # the container has no network but its own loopback
-    apt-get -o Dir="$IMAGE.new" clean 2>/dev/null || rm -f "$IMAGE.new"/var/cache/apt/archives/*.deb
+    rm -f "$IMAGE.new"/var/cache/apt/archives/*.deb
     echo "$RECIPE" >"$IMAGE.new/.ggrok-image"
     mv "$IMAGE.new" "$IMAGE"
     # Older images of other recipes go.
