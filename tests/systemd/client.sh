@@ -38,6 +38,7 @@ test_client_deb_end_to_end() {
     eq "curl http://$HOST/ through the tunnel" "$(http -H "Host: $HOST" http://127.0.0.1/)" "200 $BODY"
     eq "curl https://$HOST/ through the tunnel" \
         "$(http --cacert /tmp/ca.pem --resolve "$HOST:443:127.0.0.1" "https://$HOST/")" "200 $BODY"
+    log "curl → ggrok-server (HTTP and HTTPS) → $ALICE's ggrokd → the local service: 200 \"$BODY\""
 
     # Reload on a system without procps (no /bin/kill): ExecReload= must not need it.
     check "procps is in the image: the reload check below would prove nothing" ct test ! -e /bin/kill

@@ -5,7 +5,9 @@
 # a user manager in a private mount namespace (user.sh), and a Debian container booted with
 # systemd-nspawn (container.sh). Everything they start is tracked here and removed on exit, also
 # on failure: processes by the pid recorded with its start time, cgroups bottom-up, mounts.
-set -euo pipefail
+set -Eeuo pipefail
+# A command that fails outside a check (errexit) says where, instead of ending the test silently.
+trap 'log "FAIL: ${BASH_SOURCE[0]##*/} line $LINENO: \"$BASH_COMMAND\" exited with status $?"' ERR
 
 TMO=${TMO:-30}   # seconds, for every wait
 

@@ -38,6 +38,7 @@ down() {
         for h in $(cg_roots); do rmdir "$h/user.slice" 2>/dev/null || true; done
         rm -rf "/run/user/$uid"
     fi
+    if [ -e "$WORK/made-run-user" ]; then rmdir /run/user 2>/dev/null || true; fi
     if findmnt -n "$NS" >/dev/null 2>&1; then umount "$NS"; fi
     userdel "$NAME" 2>/dev/null || true
     rm -rf "$WORK"
@@ -63,6 +64,10 @@ up() {
     # Not a system user: journald gives only uids from 1000 a journal file of their own (journalctl --user).
     useradd --no-create-home --home-dir "$HOME_DIR" --shell /bin/sh --user-group "$NAME"
     UID_=$(id -u "$NAME") GID_=$(id -g "$NAME") RT=/run/user/$(id -u "$NAME")
+    [ -d /run/user ] || {
+        mkdir -m 755 /run/user
+        touch "$WORK/made-run-user"
+    }
     install -d -o "$NAME" -g "$NAME" -m 700 "$HOME_DIR" "$RT"
     # Copies, so that a build running meanwhile cannot change the binaries under the test.
     install -d "$WORK/bin"
