@@ -160,11 +160,13 @@ test_watchdog() {
     pinged_late() { [ "$(show WatchdogTimestampMonotonic)" -gt $((started + 4000000)) ]; }
     wait_until "$TMO" pinged_late || die "no watchdog ping 4 s after the start"
     eq "MainPID and NRestarts after two watchdog periods" "$(show MainPID)/$(show NRestarts)" "$pid/0"
+    log "watchdog: pings kept ggrokd $pid alive past two periods of $(show WatchdogUSec) (NRestarts 0)"
     kill -STOP "$pid"
     restarted() { [ "$(show NRestarts)" = 1 ] && [ "$(show SubState)" = running ] && [ "$(show MainPID)" != "$pid" ]; }
     step "the watchdog restarts a frozen ggrokd" wait_until "$TMO" restarted
     check "the frozen ggrokd ($pid) is still there" sh -c "! kill -0 $pid 2>/dev/null"
     has "the journal after the watchdog" "$(journal -o cat)" "Watchdog timeout"
+    log "watchdog: the frozen ggrokd $pid was aborted (\"Watchdog timeout\" in the journal) and restarted as $(show MainPID)"
     as_user rm "$dropin"
     as_user systemctl --user daemon-reload
 }
@@ -192,6 +194,7 @@ test_invalid_config() {
     eq "state with an invalid config" "$(show ActiveState)/$(show SubState)/$(show Result)" failed/failed/exit-code
     eq "exit status with an invalid config" "$(show ExecMainStatus)" 2
     eq "NRestarts with an invalid config" "$(show NRestarts)" 0
+    log "invalid config: start fails, exit status 2, unit failed with no restart scheduled"
     as_user systemctl --user reset-failed ggrokd.service
 }
 
