@@ -14,7 +14,6 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
 }
@@ -38,8 +37,6 @@ fn output(program: &str, args: &[&str]) -> Output {
         panic!("cannot run {program} ({e}); run .ci/setup to install the packaging tools")
     })
 }
-
-
 
 fn path(p: &Path) -> &str {
     p.to_str().unwrap()

@@ -45,7 +45,10 @@ fn run(name: &str, env: &[(&str, &Path)]) {
     eprintln!("{name}: {status} after {:.1} s", started.elapsed().as_secs_f64());
     if status.code() == Some(CANNOT_RUN_HERE) {
         let why = format!("{name} cannot run on this host (its last lines above say why)");
-        assert!(std::env::var_os("CI").is_none(), "{why}, and CI must run it: run the tests as root on a host like CI's");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{why}, and CI must run it: run the tests as root on a host like CI's"
+        );
         eprintln!("{name}: not run: {why}");
         return;
     }
