@@ -187,6 +187,53 @@ fn shipped_server_config_is_valid_and_admits_nobody() {
     assert!(text.contains(&format!("token_sha256 = \"{}\"", "0".repeat(64))));
 }
 
+/// Every program the units run is one the packages install, or /bin/sh: nothing a minimal system
+/// may lack (`/bin/kill` comes from procps, which minimal installs and containers often do not
+/// have: reload then failed with status=203/EXEC). The maintainer scripts use sh's builtins, and
+/// systemctl only where systemd runs. tests/systemd/container.sh runs them all on a minimal system.
+#[test]
+fn units_and_maintainer_scripts_need_nothing_the_packages_do_not_bring() {
+    let ours = ["/usr/bin/ggrokd", "/usr/bin/ggrok-server", "/bin/sh"];
+    for unit in ["ggrokd.service", "ggrok-server.service"] {
+        let text = std::fs::read_to_string(repo().join("packaging/systemd").join(unit)).unwrap();
+        for line in text.lines().filter(|l| l.starts_with("Exec")) {
+            let command = line.split_once('=').unwrap().1.trim_start_matches(['-', '@', ':', '+', '!']);
+            let program = command.split_whitespace().next().unwrap_or_default();
+            assert!(ours.contains(&program), "{unit}: {line}: {program} is not among {ours:?}");
+        }
+    }
+    let builtins = ["set", "exit", "[", ":", "true", "fi"];
+    for script in ["deb/ggrok-server/postinst", "deb/ggrok-server/prerm", "deb/ggrok-server/postrm"]
+        .into_iter()
+        .chain(["rpm/ggrok-server/post.sh", "rpm/ggrok-server/preun.sh", "rpm/ggrok-server/postun.sh"])
+    {
+        let text = std::fs::read_to_string(repo().join("packaging").join(script)).unwrap();
+        let code = text.lines().filter(|l| !l.trim_start().starts_with('#'));
+        let commands = code.flat_map(|l| {
+            l.replace("||", ";").replace("&&", ";").split(';').map(str::to_owned).collect::<Vec<_>>()
+        });
+        for command in commands {
+            let words: Vec<&str> = command.split_whitespace().collect();
+            let first = match words.as_slice() {
+                ["if" | "then" | "else" | "!", rest @ ..] => rest.first().copied(),
+                words => words.first().copied(),
+            };
+            let Some(program) = first else { continue };
+            assert!(
+                builtins.contains(&program) || program == "systemctl",
+                "{script}: `{}` runs {program}, which is neither an sh builtin nor systemctl",
+                command.trim()
+            );
+        }
+        if text.contains("systemctl") {
+            assert!(
+                text.contains("[ -d /run/systemd/system ]"),
+                "{script} calls systemctl without checking for systemd"
+            );
+        }
+    }
+}
+
 /// The units say what the issue asks for; `systemd-analyze verify` checks the rest.
 #[test]
 fn units_have_notify_reload_restart_and_hardening() {
