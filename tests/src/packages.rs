@@ -1,6 +1,6 @@
 //! The four packages (`cargo xtask package`), built once per test binary from the same profile as
-//! the tests, for the tests that read them (`packaging.rs`) and those that install them
-//! (`systemd.rs`). The packaging tools come from `.ci/setup`; without them this fails and says so.
+//! the tests, for the tests that read them and those that install them (`tests/tests/packaging/`).
+//! The packaging tools come from `.ci/setup`; without them this fails and says so.
 
 use crate::bins::bin;
 use std::path::PathBuf;

@@ -8,7 +8,7 @@
 #     a local service, over HTTP and HTTPS; reload without procps; then purge removes both;
 #   rpm.sh: the .rpm files' scripts and dependencies, with rpm, in the same container.
 #
-# Run as root by tests/tests/systemd.rs:
+# Run as root by tests/tests/packaging/systemd.rs:
 #   SERVER_DEB=… GGROK_DEB=… SERVER_RPM=… GGROK_RPM=… TLS_CERT=… TLS_KEY=… TLS_CA=… container.sh
 #
 # The container runs in a cgroup of its own (ggrok-test-ct), from a private mount namespace with a

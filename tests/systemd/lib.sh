@@ -96,7 +96,7 @@ cg_remove() {
     done
 }
 
-# Exits with 77, saying why, when this host cannot run the test; tests/tests/systemd.rs then fails
+# Exits with 77, saying why, when this host cannot run the test; tests/tests/packaging/systemd.rs then fails
 # under CI and skips elsewhere.
 cannot_run_here() {
     log "cannot run here: $*"

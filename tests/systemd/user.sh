@@ -4,7 +4,7 @@
 # directory, reload (SIGHUP) applies an edit, the watchdog restarts a frozen daemon, stop, the
 # structured log in `journalctl --user -u ggrokd`, and an invalid config is not restarted.
 #
-# Run as root by tests/tests/systemd.rs, which starts the ggrok-server it connects to:
+# Run as root by tests/tests/packaging/systemd.rs, which starts the ggrok-server it connects to:
 #   GGROKD_BIN=… GGROKCTL_BIN=… SERVER_URL=ws://127.0.0.1:PORT TOKEN=… HOST_A=… HOST_B=… user.sh
 #
 # How: a user `ggrok-systemd-test` (created and deleted by this script), journald and

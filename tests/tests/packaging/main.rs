@@ -1,11 +1,14 @@
 //! `cargo xtask package`: the four packages build with the right metadata, hold the binaries,
 //! units, man pages and completions at the right paths, the .debs install, run and go away
-//! cleanly, and the unit files pass `systemd-analyze verify`.
+//! cleanly, and the unit files pass `systemd-analyze verify`; [`systemd`] runs the units and
+//! packages under a real systemd (in this test binary, so the packages are built once).
 //!
 //! The packages are built once, from the same profile as these tests (the debug build they already
 //! have, so the run stays short; `cargo xtask package` itself uses release). The tools come from
 //! `.ci/setup`; when one is missing these tests fail and say so. Installing needs root: as another
 //! user the install test says why it did not run, and fails when `CI` is set, so CI always runs it.
+
+mod systemd;
 
 use ggrok_tests::bins::bin;
 use ggrok_tests::packages::{VERSION, packages, require};
