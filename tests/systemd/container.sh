@@ -24,6 +24,10 @@ IMAGE=$("$HERE/image.sh") || die "no image"
 
 WORK=$(mktemp -d /tmp/ggrok-systemd-ct.XXXXXX)
 down() {
+    if [ $? != 0 ] && [ -n "${LEADER:-}" ]; then
+        log "the container's journal, last lines:"
+        ct journalctl --no-pager -n 40 >&2 || true
+    fi
     stop_pid "$WORK/nspawn.pid" 20   # SIGTERM to nspawn: a clean poweroff of the container
     cg_remove "$CG"
     rm -rf "$WORK"

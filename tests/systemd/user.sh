@@ -25,6 +25,10 @@ NS=$WORK/mnt   # the mount namespace, kept in a file
 HOME_DIR=$WORK/home
 
 down() {
+    if [ $? != 0 ] && [ -n "${UID_:-}" ]; then
+        log "the journal, last lines:"
+        nsenter --mount="$NS" journalctl -D "$WORK/journal" --no-pager -n 40 >&2 || true
+    fi
     local uid
     uid=$(id -u "$NAME" 2>/dev/null) || uid=
     if [ -n "$uid" ] && alive "$WORK/manager.pid"; then
