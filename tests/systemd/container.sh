@@ -20,7 +20,10 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 : "${SERVER_DEB:?}" "${GGROK_DEB:?}" "${SERVER_RPM:?}" "${GGROK_RPM:?}" "${TLS_CERT:?}" "${TLS_KEY:?}" "${TLS_CA:?}"
 CG=ggrok-test-ct
 require_host systemd-nspawn debootstrap
-IMAGE=$("$HERE/image.sh") || die "no image"
+one_at_a_time container
+clean_leftovers /tmp/ggrok-systemd-ct.*
+cg_remove "$CG"
+IMAGE=$("$HERE/image.sh" 8>&-) || die "no image"
 
 WORK=$(mktemp -d /tmp/ggrok-systemd-ct.XXXXXX)
 down() {
@@ -33,7 +36,7 @@ down() {
     rm -rf "$WORK"
     log "container powered off; its cgroup and $WORK removed"
 }
-[ -n "${KEEP:-}" ] || trap down EXIT   # KEEP=1: leave it running, to look around
+[ -n "${KEEP:-}" ] || trap down EXIT   # KEEP=1: leave it running, to look around; the next run removes it
 
 leader() { ps -o pid= --ppid "$(pid_of "$WORK/nspawn.pid")" | head -1 | tr -d ' '; }
 # ct CMD...: CMD as root in the container, with a clean environment.
@@ -61,7 +64,7 @@ boot() {
             mount -t tmpfs -o mode=755 ggrok-test /run/systemd
             for f in $cgs; do echo \$\$ >\$f; done
             exec systemd-nspawn --quiet -D '$IMAGE' -M ggrok-test --boot --register=no --keep-unit \
-                --private-network --volatile=overlay --console=passive" </dev/null >"$WORK/nspawn.log" 2>&1 &
+                --private-network --volatile=overlay --console=passive" </dev/null >"$WORK/nspawn.log" 2>&1 8>&- &
         record_pid "$WORK/nspawn.pid" $!
     )
     wait_until "$TMO" sh -c "[ -n \"\$(ps -o pid= --ppid $(pid_of "$WORK/nspawn.pid"))\" ]" ||

@@ -74,6 +74,29 @@ stop_pid() {
     rm -f "$1"
 }
 
+# one_at_a_time NAME: holds /run/lock/ggrok-systemd-NAME.lock until the script exits, so that two
+# runs (two clones, two CI jobs on one machine) never share the fixed names (the test user, the
+# cgroups): the second waits. The processes the scripts leave running get fd 8 closed (8>&-).
+one_at_a_time() {
+    mkdir -p /run/lock
+    exec 8>"/run/lock/ggrok-systemd-$1.lock"
+    flock -w 600 8 || die "another run has held /run/lock/ggrok-systemd-$1.lock for 10 minutes"
+}
+# clean_leftovers DIR...: what a run killed before its cleanup (SIGKILL) left in its work
+# directory: stops the processes its pid files name, unmounts, removes. Call with the lock held.
+clean_leftovers() {
+    local d f
+    for d in "$@"; do
+        [ -d "$d" ] || continue
+        log "removing what a killed run left in $d"
+        for f in "$d"/*.pid; do
+            if [ -e "$f" ]; then stop_pid "$f" 5; fi
+        done
+        if findmnt -n "$d/mnt" >/dev/null 2>&1; then umount "$d/mnt" || true; fi
+        rm -rf "$d"
+    done
+}
+
 # The cgroup hierarchies systemd tracks processes in: cgroup2 and, on hybrid hosts, name=systemd.
 cg_roots() {
     if [ "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs ]; then

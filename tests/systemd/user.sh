@@ -18,6 +18,8 @@
 UNIT=$(readlink -f "${UNIT:-$(dirname "$0")/../../packaging/systemd/ggrokd.service}")
 NAME=ggrok-systemd-test
 require_host /usr/lib/systemd/systemd /usr/lib/systemd/systemd-journald systemctl journalctl
+one_at_a_time user
+clean_leftovers /tmp/ggrok-systemd-user.*
 
 WORK=$(mktemp -d /tmp/ggrok-systemd-user.XXXXXX)
 chmod 755 "$WORK"
@@ -48,7 +50,7 @@ down() {
     rm -rf "$WORK"
     log "user manager, journald, cgroups, mount namespace, user and $WORK removed"
 }
-[ -n "${KEEP:-}" ] || trap down EXIT   # KEEP=1: leave everything up, to look around (then: KEEP= down by hand)
+[ -n "${KEEP:-}" ] || trap down EXIT   # KEEP=1: leave it all up, to look around; the next run removes it
 
 # as_user CMD...: CMD as the test user, inside the namespace (where the journal is).
 as_user() {
@@ -56,15 +58,18 @@ as_user() {
         env -i HOME="$HOME_DIR" USER="$NAME" LOGNAME="$NAME" PATH=/usr/bin:/bin XDG_RUNTIME_DIR="$RT" LANG=C.UTF-8 "$@"
 }
 show() { as_user systemctl --user show -P "$1" ggrokd.service; }
-is() { [ "$(show "$1")" = "$2" ]; }
 status_has() { case "$(show StatusText)" in *"$1"*) ;; *) return 1 ;; esac; }
 journal() { as_user journalctl --user -u ggrokd.service --no-pager "$@"; }
 write_config() { as_user sh -c 'umask 077; cat >"$HOME/.config/ggrok/ggrokd.toml"'; }
 tunnel() { printf '[[tunnel]]\nhost = "%s"\nlocal = "8080"\n' "$1"; }
 
 up() {
-    local h cgs=""
-    userdel "$NAME" 2>/dev/null || true
+    local h cgs="" uid
+    if uid=$(id -u "$NAME" 2>/dev/null); then   # left by a killed run
+        cg_remove "user.slice/user-$uid.slice"
+        rm -rf "/run/user/$uid"
+        userdel "$NAME"
+    fi
     # Not a system user: journald gives only uids from 1000 a journal file of their own (journalctl --user).
     useradd --no-create-home --home-dir "$HOME_DIR" --shell /bin/sh --user-group "$NAME"
     UID_=$(id -u "$NAME") GID_=$(id -g "$NAME") RT=/run/user/$(id -u "$NAME")
@@ -97,7 +102,7 @@ up() {
         mkdir /var/log/journal
         mount --bind '$WORK/journal' /var/log/journal"
     (
-        setsid nsenter --mount="$NS" /usr/lib/systemd/systemd-journald </dev/null >>"$WORK/journald.log" 2>&1 &
+        setsid nsenter --mount="$NS" /usr/lib/systemd/systemd-journald </dev/null >>"$WORK/journald.log" 2>&1 8>&- &
         record_pid "$WORK/journald.pid" $!
     )
     wait_until "$TMO" nsenter --mount="$NS" test -S /run/systemd/journal/stdout || die "journald did not start: $(cat "$WORK/journald.log")"
@@ -107,7 +112,7 @@ up() {
         setsid nsenter --mount="$NS" sh -c "for f in $cgs; do echo \$\$ >\$f; done
             exec setpriv --reuid=$UID_ --regid=$GID_ --init-groups env -i HOME='$HOME_DIR' USER='$NAME' LOGNAME='$NAME' \
                 SHELL=/bin/sh PATH=/usr/bin:/bin XDG_RUNTIME_DIR='$RT' LANG=C.UTF-8 \
-                /usr/lib/systemd/systemd --user --log-target=journal" </dev/null >>"$WORK/manager.log" 2>&1 &
+                /usr/lib/systemd/systemd --user --log-target=journal" </dev/null >>"$WORK/manager.log" 2>&1 8>&- &
         record_pid "$WORK/manager.pid" $!
     )
     wait_until "$TMO" test -S "$RT/systemd/private" || die "systemd --user did not start: $(cat "$WORK/manager.log")"
