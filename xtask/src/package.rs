@@ -223,3 +223,21 @@ fn stage_binary(from: &Path, to: &Path) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_packaging_tools_are_pinned_in_ci_setup() {
+        let setup = std::fs::read_to_string(workspace_root().join(".ci/setup")).unwrap();
+        for name in ["CARGO_DEB_VERSION", "CARGO_GENERATE_RPM_VERSION"] {
+            let version = pinned(&setup, name).unwrap();
+            assert!(
+                version.split('.').count() == 3 && version.split('.').all(|n| n.parse::<u32>().is_ok()),
+                "{name}={version}"
+            );
+        }
+        assert!(pinned("X=1\n", "CARGO_DEB_VERSION").is_err());
+    }
+}
