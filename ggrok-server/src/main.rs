@@ -54,7 +54,7 @@ fn serve(config: ServerConfig) -> anyhow::Result<()> {
             let shutdown = CancellationToken::new();
             tokio::spawn(ggrok_proto::signals::cancel_on_stop_signal(
                 shutdown.clone(),
-                ggrok_server::ops::notify::stopping,
+                ggrok_proto::notify::stopping,
             ));
             ggrok_server::run(config, shutdown).await
         })

@@ -44,6 +44,9 @@ fn main() -> ExitCode {
 #[tokio::main(flavor = "current_thread")]
 async fn serve(config: DaemonConfig, socket: &std::path::Path) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
-    tokio::spawn(ggrok_proto::signals::cancel_on_stop_signal(shutdown.clone(), ggrokd::notify::stopping));
+    tokio::spawn(ggrok_proto::signals::cancel_on_stop_signal(
+        shutdown.clone(),
+        ggrok_proto::notify::stopping,
+    ));
     ggrokd::run(config, socket, shutdown).await
 }

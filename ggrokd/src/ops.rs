@@ -197,7 +197,7 @@ impl fmt::Display for Reloaded {
 /// reconnect; a new `connections` starts or stops links. An invalid file changes nothing.
 pub async fn reload(daemon: &Daemon) -> Result<Reloaded, String> {
     let _edit = daemon.edits.lock().await;
-    let _reloading = crate::notify::Reloading::start();
+    let _reloading = ggrok_proto::notify::Reloading::start();
     let config = DaemonConfig::load(&daemon.config_path).map_err(|e| {
         warn!("reload refused: {e}");
         format!("reload refused, nothing changed: {e}")

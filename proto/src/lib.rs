@@ -12,6 +12,7 @@
 //! - [`seconds`]: durations in configuration files;
 //! - [`version`]: agreeing on a protocol version from the ranges both sides speak;
 //! - [`signals`]: shutdown on SIGTERM/SIGINT;
+//! - [`notify`]: the systemd notifications (`READY=1`, `STATUS=`, watchdog, reload, stop);
 //! - [`malloc`]: allocator limits that keep large buffers resident between chunks;
 //! - [`secret`]: a string that never reaches a log;
 //! - constants below: protocol version, paths, header names, HTTP/2 tuning.
@@ -30,6 +31,7 @@ pub mod host;
 pub mod http;
 pub mod logging;
 pub mod malloc;
+pub mod notify;
 pub mod seconds;
 pub mod secret;
 pub mod signals;

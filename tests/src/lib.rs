@@ -6,6 +6,7 @@
 //! - [`process`]: a child process whose stderr is watched line by line;
 //! - [`relay`]: a TCP relay that can freeze or cut the path between daemon and server;
 //! - [`notify`]: a stand-in for systemd's notification socket;
+//! - [`packages`]: the .deb and .rpm files, built once;
 //! - [`rogue`]: a tunnel client that misbehaves on purpose;
 //! - [`tls`]: a test CA and an HTTPS client;
 //! - [`upstream`]: local services to put behind tunnels (HTTP echo, byte streams, WebSocket echo);
@@ -21,6 +22,7 @@ pub mod client;
 pub mod cluster;
 pub mod logs;
 pub mod notify;
+pub mod packages;
 pub mod process;
 pub mod relay;
 pub mod rogue;

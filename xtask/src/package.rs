@@ -98,21 +98,70 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Fails early, with the fix, when a packaging tool is missing.
+/// Installs the two cargo subcommands that build the packages when they are missing or at another
+/// version than `.ci/setup` pins (as the benchmark installs rathole), and, as root, the apt packages it
+/// needs, so that this task works on a fresh machine; as another user it names the apt command.
 fn check_tools() -> anyhow::Result<()> {
-    for (subcommand, krate) in [("deb", "cargo-deb"), ("generate-rpm", "cargo-generate-rpm")] {
-        let found = Command::new(cargo_program())
+    let setup = std::fs::read_to_string(workspace_root().join(".ci/setup")).context("reading .ci/setup")?;
+    for (subcommand, krate, pin) in [
+        ("deb", "cargo-deb", "CARGO_DEB_VERSION"),
+        ("generate-rpm", "cargo-generate-rpm", "CARGO_GENERATE_RPM_VERSION"),
+    ] {
+        let version = pinned(&setup, pin)?;
+        let installed = Command::new(cargo_program())
             .args([subcommand, "--version"])
             .output()
-            .is_ok_and(|o| o.status.success());
-        if !found {
-            bail!("`cargo {subcommand}` is not installed: run .ci/setup (it installs the pinned {krate})");
+            .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains(version));
+        if !installed {
+            eprintln!("== installing {krate} {version} (pinned in .ci/setup)");
+            let status = Command::new(cargo_program())
+                .args(["install", "--locked", krate, "--version", version])
+                .stdout(std::io::stderr())
+                .status()
+                .with_context(|| format!("cannot run cargo install {krate}"))?;
+            if !status.success() {
+                bail!("cargo install --locked {krate} --version {version} failed ({status})");
+            }
         }
     }
-    if Command::new("strip").arg("--version").output().is_err() {
-        bail!("`strip` is not installed: run .ci/setup (it installs binutils)");
+    // strip, and dpkg-shlibdeps for the .debs' automatic dependencies (libc6): apt packages.
+    let missing: Vec<&str> = [("strip", "binutils"), ("dpkg-shlibdeps", "dpkg-dev")]
+        .into_iter()
+        .filter(|(program, _)| {
+            Command::new("sh")
+                .args(["-c", &format!("command -v {program}")])
+                .output()
+                .is_ok_and(|o| !o.status.success())
+        })
+        .map(|(_, package)| package)
+        .collect();
+    if !missing.is_empty() {
+        let root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+        if !root {
+            bail!("missing {}: install as root: apt-get install {}", missing.join(", "), missing.join(" "));
+        }
+        eprintln!("== installing {} (apt)", missing.join(" "));
+        let status = Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdout(std::io::stderr())
+            .status()
+            .context("cannot run apt-get")?;
+        if !status.success() {
+            bail!("apt-get install {} failed ({status})", missing.join(" "));
+        }
     }
     Ok(())
+}
+
+/// `NAME=VERSION` from `.ci/setup`, the one place the packaging tools' versions are pinned.
+fn pinned<'a>(setup: &'a str, name: &str) -> anyhow::Result<&'a str> {
+    setup
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix('='))
+        .map(str::trim)
+        .with_context(|| format!(".ci/setup pins no {name}"))
 }
 
 fn cargo_program() -> String {
@@ -173,4 +222,22 @@ fn stage_binary(from: &Path, to: &Path) -> anyhow::Result<()> {
         bail!("strip {} failed ({status})", to.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_packaging_tools_are_pinned_in_ci_setup() {
+        let setup = std::fs::read_to_string(workspace_root().join(".ci/setup")).unwrap();
+        for name in ["CARGO_DEB_VERSION", "CARGO_GENERATE_RPM_VERSION"] {
+            let version = pinned(&setup, name).unwrap();
+            assert!(
+                version.split('.').count() == 3 && version.split('.').all(|n| n.parse::<u32>().is_ok()),
+                "{name}={version}"
+            );
+        }
+        assert!(pinned("X=1\n", "CARGO_DEB_VERSION").is_err());
+    }
 }

@@ -1,77 +1,16 @@
-//! The systemd notification protocol (`sd_notify`), for `Type=notify` units: `READY=1` once the
-//! config is valid and the listener is bound, a `STATUS=` line kept current (address, tunnel
-//! clients, hosts online), `WATCHDOG=1` when the unit sets `WatchdogSec=`, and `STOPPING=1` on
-//! shutdown.
-//!
-//! Outside systemd (`$NOTIFY_SOCKET` unset) every call does nothing.
+//! The server's systemd notifications: `READY=1` once the config is valid and the listener is
+//! bound, then a `STATUS=` line kept current (address, tunnel clients, hosts online). The protocol
+//! itself (watchdog, `STOPPING=1`) is [`ggrok_proto::notify`], shared with ggrokd.
 
 use crate::State;
-use sd_notify::NotifyState;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
-/// How often the status line is recomputed; it is sent only when its text changes.
-const STATUS_POLL: Duration = Duration::from_secs(1);
-
-/// Sends `states` to the service manager. A failure is logged once: the server works without it,
-/// but systemd will then consider a `Type=notify` unit not started, or its watchdog expired.
-fn send(states: &[NotifyState]) {
-    static WARNED: AtomicBool = AtomicBool::new(false);
-    if let Err(e) = sd_notify::notify(states)
-        && !WARNED.swap(true, Ordering::Relaxed)
-    {
-        tracing::warn!("cannot notify the service manager through $NOTIFY_SOCKET: {e}");
-    }
-}
-
-/// The server is ready (its listener is bound): sends `READY=1` with the status, then spawns the
-/// task that keeps the status current and feeds the watchdog until shutdown.
+/// The server is ready (its listener is bound): `READY=1` with the status, kept current until
+/// shutdown.
 pub fn ready(state: Arc<State>, addr: SocketAddr) {
-    if std::env::var_os("NOTIFY_SOCKET").is_none() {
-        return;
-    }
-    let status = status_line(&state, addr);
-    send(&[NotifyState::Ready, NotifyState::Status(&status)]);
-    tokio::spawn(report(state, addr, status));
-}
-
-async fn report(state: Arc<State>, addr: SocketAddr, mut sent: String) {
-    let mut poll = tokio::time::interval(STATUS_POLL);
-    // The watchdog is fed at half its period, as sd_watchdog_enabled(3) advises.
-    let mut watchdog = sd_notify::watchdog_enabled().map(|period| tokio::time::interval(period / 2));
-    loop {
-        tokio::select! {
-            _ = poll.tick() => {
-                let status = status_line(&state, addr);
-                if status != sent {
-                    send(&[NotifyState::Status(&status)]);
-                    sent = status;
-                }
-            }
-            _ = tick_or_never(&mut watchdog) => send(&[NotifyState::Watchdog]),
-            _ = state.shutdown.cancelled() => return,
-        }
-    }
-}
-
-/// Shutdown has begun: `STOPPING=1`. Called by the signal handler before it cancels, so the
-/// message is out before the process can exit.
-pub fn stopping() {
-    if std::env::var_os("NOTIFY_SOCKET").is_some() {
-        send(&[NotifyState::Stopping, NotifyState::Status("stopping: finishing requests in flight")]);
-    }
-}
-
-/// Ticks `interval`; without one (no watchdog), never resolves.
-async fn tick_or_never(interval: &mut Option<tokio::time::Interval>) {
-    match interval {
-        Some(interval) => {
-            interval.tick().await;
-        }
-        None => std::future::pending().await,
-    }
+    let shutdown = state.shutdown.clone();
+    ggrok_proto::notify::ready(move || status_line(&state, addr), shutdown);
 }
 
 /// The line `systemctl status ggrok-server` shows, such as

@@ -1,28 +1,21 @@
 //! `cargo xtask package`: the four packages build with the right metadata, hold the binaries,
 //! units, man pages and completions at the right paths, the .debs install, run and go away
-//! cleanly, and the unit files pass `systemd-analyze verify`.
+//! cleanly, and the unit files pass `systemd-analyze verify`; [`systemd`] runs the units and
+//! packages under a real systemd (in this test binary, so the packages are built once).
 //!
 //! The packages are built once, from the same profile as these tests (the debug build they already
 //! have, so the run stays short; `cargo xtask package` itself uses release). The tools come from
 //! `.ci/setup`; when one is missing these tests fail and say so. Installing needs root: as another
 //! user the install test says why it did not run, and fails when `CI` is set, so CI always runs it.
 
+mod systemd;
+
 use ggrok_tests::bins::bin;
+use ggrok_tests::packages::{VERSION, packages, require};
 use std::collections::BTreeSet;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
-
-const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-/// The four packages.
-struct Packages {
-    ggrok_deb: PathBuf,
-    ggrok_rpm: PathBuf,
-    server_deb: PathBuf,
-    server_rpm: PathBuf,
-}
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
@@ -45,54 +38,6 @@ fn run(program: &str, args: &[&str]) -> String {
 fn output(program: &str, args: &[&str]) -> Output {
     Command::new(program).args(args).output().unwrap_or_else(|e| {
         panic!("cannot run {program} ({e}); run .ci/setup to install the packaging tools")
-    })
-}
-
-/// Fails, naming the fix, unless `program` can run.
-fn require(program: &str, args: &[&str]) {
-    let ok = Command::new(program).args(args).output().is_ok_and(|o| o.status.success());
-    assert!(
-        ok,
-        "`{program} {}` is not available: run .ci/setup to install the packaging tools",
-        args.join(" ")
-    );
-}
-
-/// Builds the packages once for all tests in this file.
-fn packages() -> &'static Packages {
-    static BUILT: OnceLock<Packages> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        require(&cargo, &["deb", "--version"]);
-        require(&cargo, &["generate-rpm", "--version"]);
-        require("rpm", &["--version"]);
-        require("dpkg-deb", &["--version"]);
-        let xtask = bin("xtask");
-        let profile = match xtask.parent().and_then(|d| d.file_name()).and_then(|n| n.to_str()) {
-            Some("release") => "release",
-            _ => "dev",
-        };
-        let out = Command::new(&xtask).args(["package", "--profile", profile]).output().expect("run xtask");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "cargo xtask package failed:\n{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let paths: Vec<PathBuf> = stdout.lines().map(PathBuf::from).collect();
-        let find = |name: &str| {
-            paths
-                .iter()
-                .find(|p| p.file_name().is_some_and(|n| n == name))
-                .unwrap_or_else(|| panic!("cargo xtask package did not print {name}; it printed:\n{stdout}"))
-                .clone()
-        };
-        Packages {
-            ggrok_deb: find(&format!("ggrok_{VERSION}-1_amd64.deb")),
-            ggrok_rpm: find(&format!("ggrok-{VERSION}-1.x86_64.rpm")),
-            server_deb: find(&format!("ggrok-server_{VERSION}-1_amd64.deb")),
-            server_rpm: find(&format!("ggrok-server-{VERSION}-1.x86_64.rpm")),
-        }
     })
 }
 
@@ -245,6 +190,53 @@ fn shipped_server_config_is_valid_and_admits_nobody() {
     assert!(text.contains(&format!("token_sha256 = \"{}\"", "0".repeat(64))));
 }
 
+/// Every program the units run is one the packages install, or /bin/sh: nothing a minimal system
+/// may lack (`/bin/kill` comes from procps, which minimal installs and containers often do not
+/// have: reload then failed with status=203/EXEC). The maintainer scripts use sh's builtins, and
+/// systemctl only where systemd runs. tests/systemd/container.sh runs them all on a minimal system.
+#[test]
+fn units_and_maintainer_scripts_need_nothing_the_packages_do_not_bring() {
+    let ours = ["/usr/bin/ggrokd", "/usr/bin/ggrok-server", "/bin/sh"];
+    for unit in ["ggrokd.service", "ggrok-server.service"] {
+        let text = std::fs::read_to_string(repo().join("packaging/systemd").join(unit)).unwrap();
+        for line in text.lines().filter(|l| l.starts_with("Exec")) {
+            let command = line.split_once('=').unwrap().1.trim_start_matches(['-', '@', ':', '+', '!']);
+            let program = command.split_whitespace().next().unwrap_or_default();
+            assert!(ours.contains(&program), "{unit}: {line}: {program} is not among {ours:?}");
+        }
+    }
+    let builtins = ["set", "exit", "[", ":", "true", "fi"];
+    for script in ["deb/ggrok-server/postinst", "deb/ggrok-server/prerm", "deb/ggrok-server/postrm"]
+        .into_iter()
+        .chain(["rpm/ggrok-server/post.sh", "rpm/ggrok-server/preun.sh", "rpm/ggrok-server/postun.sh"])
+    {
+        let text = std::fs::read_to_string(repo().join("packaging").join(script)).unwrap();
+        let code = text.lines().filter(|l| !l.trim_start().starts_with('#'));
+        let commands = code.flat_map(|l| {
+            l.replace("||", ";").replace("&&", ";").split(';').map(str::to_owned).collect::<Vec<_>>()
+        });
+        for command in commands {
+            let words: Vec<&str> = command.split_whitespace().collect();
+            let first = match words.as_slice() {
+                ["if" | "then" | "else" | "!", rest @ ..] => rest.first().copied(),
+                words => words.first().copied(),
+            };
+            let Some(program) = first else { continue };
+            assert!(
+                builtins.contains(&program) || program == "systemctl",
+                "{script}: `{}` runs {program}, which is neither an sh builtin nor systemctl",
+                command.trim()
+            );
+        }
+        if text.contains("systemctl") {
+            assert!(
+                text.contains("[ -d /run/systemd/system ]"),
+                "{script} calls systemctl without checking for systemd"
+            );
+        }
+    }
+}
+
 /// The units say what the issue asks for; `systemd-analyze verify` checks the rest.
 #[test]
 fn units_have_notify_reload_restart_and_hardening() {
@@ -254,7 +246,7 @@ fn units_have_notify_reload_restart_and_hardening() {
     for line in [
         "Type=notify",
         "ExecStart=/usr/bin/ggrokd",
-        "ExecReload=/bin/kill -HUP $MAINPID",
+        "ExecReload=/bin/sh -c 'kill -HUP \"$MAINPID\"'",
         "Restart=on-failure",
         "WatchdogSec=30s",
         "NoNewPrivileges=yes",
