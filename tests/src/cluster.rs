@@ -210,24 +210,13 @@ impl Cluster {
     /// Like [`Cluster::start`], with extra TOML for the server (top level, or whole tables such
     /// as `[limits]`) and for the daemon.
     pub fn start_full(tunnels: &[(&str, &str)], server_extra: &str, extra: &str) -> Self {
-        Self::start_env(tunnels, server_extra, extra, &[])
-    }
-
-    /// Like [`Cluster::start_full`], with these environment variables for the daemon (e.g.
-    /// `GGROK_PROTOCOL_MAX`).
-    pub fn start_env(
-        tunnels: &[(&str, &str)],
-        server_extra: &str,
-        extra: &str,
-        env: &[(&str, &str)],
-    ) -> Self {
         let mut hosts: Vec<&str> = tunnels.iter().map(|(h, _)| *h).collect();
         hosts.push("*.test");
         let server = Server::start_extra(
             &[ClientDef { name: "test", token: TEST_TOKEN, hosts: &hosts }],
             server_extra,
         );
-        let daemon = Daemon::start_env(&server.ws_url(), TEST_TOKEN, tunnels, extra, env);
+        let daemon = Daemon::start(&server.ws_url(), TEST_TOKEN, tunnels, extra);
         for (host, _) in tunnels {
             daemon.wait_online(host);
         }

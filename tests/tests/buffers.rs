@@ -1,10 +1,8 @@
 //! Memory stays bounded when public clients stop reading: a thousand downloads that stall, over
 //! ten tunnels and four daemon connections, hold no more than `[limits] buffer_memory` (plus what
-//! each connection costs anyway) in ggrok-server, and a bounded amount per download in ggrokd; the
-//! budget's window shrinks while they are stalled and grows back when they are gone; small
-//! requests, a slow reader and a fast download go on meanwhile; the stalled ones are closed after
-//! `stalled_read_timeout`. Daemons of protocol 3 are held by per-stream credit; older ones by the
-//! HTTP/2 window, which the second test checks with fewer downloads.
+//! each connection costs anyway) in ggrok-server, and a bounded amount per download in ggrokd; the stream windows shrink
+//! while they are stalled and grow back when they are gone; small requests, a slow reader and a
+//! fast download go on meanwhile; the stalled ones are closed after `stalled_read_timeout`.
 
 use ggrok_tests::admin::{ADMIN_CONFIG, Admin};
 use ggrok_tests::client::Public;
@@ -17,7 +15,9 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
+const STALLED: usize = 1000;
 const TUNNELS: usize = 10;
+const BUDGET: u64 = 64 << 20;
 /// What a public connection costs the server whatever it carries (hyper's buffers, the task, the
 /// stream's state), allowed on top of the budget; the windows are what the budget bounds.
 const PER_CONNECTION: u64 = 96 << 10;
@@ -68,24 +68,8 @@ async fn download(server: SocketAddr, host: &str, len: u64, chunk: usize, pause:
     total
 }
 
-/// One test at a time: the socket buffers of 1,300 stalled connections at once run the kernel's
-/// TCP memory (`tcp_mem`) out on these machines, and it resets connections.
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_stalled_downloads_stay_within_the_buffer_budget() {
-    let _alone = ONE_AT_A_TIME.lock().await;
-    stalled_downloads(1000, 64 << 20, 3).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_protocol_2_daemon_is_held_by_the_stream_window() {
-    let _alone = ONE_AT_A_TIME.lock().await;
-    stalled_downloads(300, 32 << 20, 2).await;
-}
-
-/// `count` downloads that stall under a `budget`, with a daemon that speaks `protocol`.
-async fn stalled_downloads(count: usize, budget: u64, protocol: u32) {
     let up = Upstream::start().await;
     let port = up.port();
     let hosts: Vec<String> = (0..TUNNELS).map(|i| format!("t{i}.test")).collect();
@@ -93,13 +77,9 @@ async fn stalled_downloads(count: usize, budget: u64, protocol: u32) {
     let server_extra = format!(
         "threads = 2\n[limits]\nbuffer_memory = \"{} MiB\"\nstalled_read_timeout = 15\n\
          max_pending_per_ip = 4096\nmax_streams_per_session = 4096\n{ADMIN_CONFIG}",
-        budget >> 20
+        BUDGET >> 20
     );
-    let max = protocol.to_string();
-    let cluster =
-        Cluster::start_env(&tunnels, &server_extra, "connections = 4", &[("GGROK_PROTOCOL_MAX", &max)]);
-    let status = cluster.daemon.status();
-    assert_eq!(status["connections"][0]["protocol"], protocol, "{status:#}");
+    let cluster = Cluster::start_full(&tunnels, &server_extra, "connections = 4");
     let admin = Admin::of(&cluster.server);
     let (server, daemon) = (&cluster.server.process, &cluster.daemon.process);
     let addr = cluster.addr();
@@ -107,15 +87,15 @@ async fn stalled_downloads(count: usize, budget: u64, protocol: u32) {
     assert_eq!(full_window, (4 << 20) as f64);
     let (server_idle, daemon_idle) = (server.rss_kib() << 10, daemon.rss_kib() << 10);
 
-    let mut stalled = Vec::with_capacity(count);
-    for i in 0..count {
+    let mut stalled = Vec::with_capacity(STALLED);
+    for i in 0..STALLED {
         stalled.push(stalled_download(addr, &hosts[i % TUNNELS]).await);
     }
-    let metrics = admin.metrics_when(|m| sample(m, ANSWERS) >= count as f64).await;
-    assert!(sample(&metrics, ANSWERS) >= count as f64, "every stalled answer is in flight");
+    let metrics = admin.metrics_when(|m| sample(m, ANSWERS) >= STALLED as f64).await;
+    assert!(sample(&metrics, ANSWERS) >= STALLED as f64, "every stalled answer is in flight");
     let shrunk = sample(&metrics, WINDOW);
     println!(
-        "window with {count} answers in flight: {} KiB (full: {} KiB)",
+        "window with {STALLED} answers in flight: {} KiB (full: {} KiB)",
         shrunk / 1024.0,
         full_window / 1024.0
     );
@@ -140,22 +120,22 @@ async fn stalled_downloads(count: usize, budget: u64, protocol: u32) {
     println!("slow reader (100 KB/s) done in {:.1}s", slow_started.elapsed().as_secs_f64());
 
     let (server_peak, daemon_peak) =
-        peaks(&format!("with {count} stalled downloads"), (server, server_idle), (daemon, daemon_idle));
-    let allowed = server_idle + budget + count as u64 * PER_CONNECTION;
+        peaks(&format!("with {STALLED} stalled downloads"), (server, server_idle), (daemon, daemon_idle));
+    let allowed = server_idle + BUDGET + STALLED as u64 * PER_CONNECTION;
     assert_within("server", server_peak, allowed);
     // ggrokd holds, per stalled download, the piece waiting for window and its local connection's
     // read buffer (64 KiB each at most), and what a local connection and a stream cost anyway.
-    let daemon_allowed = daemon_idle + count as u64 * DAEMON_PER_DOWNLOAD;
+    let daemon_allowed = daemon_idle + STALLED as u64 * DAEMON_PER_DOWNLOAD;
     assert_within("ggrokd", daemon_peak, daemon_allowed);
 
     // The stalled ones are closed after the timeout, and the windows grow back.
     let deadline = Instant::now() + HANG;
     let mut metrics = admin.metrics().await;
-    while sample(&metrics, STALLED_CUT) < count as f64 && Instant::now() < deadline {
+    while sample(&metrics, STALLED_CUT) < STALLED as f64 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
         metrics = admin.metrics().await;
     }
-    assert!(sample(&metrics, STALLED_CUT) >= count as f64, "every stalled reader was cut");
+    assert!(sample(&metrics, STALLED_CUT) >= STALLED as f64, "every stalled reader was cut");
     for mut conn in stalled {
         let mut rest = Vec::new();
         tokio::time::timeout(HANG, conn.read_to_end(&mut rest))
