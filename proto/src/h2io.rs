@@ -47,11 +47,6 @@ impl RecvBody {
         self
     }
 
-    /// The size of the body's grants as it changes ([`Grant::size`]), if it has any.
-    pub fn grant_size(&self) -> Option<Arc<std::sync::atomic::AtomicU64>> {
-        self.grant.as_ref().map(Grant::size)
-    }
-
     /// Counts the body against `budget` (see [`budget::Budget::answer`]) until it ends or is
     /// dropped; an empty body is not counted.
     pub fn counted(mut self, budget: &Arc<budget::Budget>) -> Self {

@@ -5,8 +5,6 @@
 //! stream window (the budget's, at least [`MIN_QUEUED`]) handed over and not yet written to the
 //! socket ([`stall::Progress`] counts what was written): without pressure it leaves hyper alone,
 //! and under pressure a stalled reader holds about two windows, one in the stream and one here.
-//! A stream granted more than the window because it keeps up ([`ggrok_proto::credit`]) may have
-//! as much queued here: the budget's pool pays for both.
 
 use super::stall::Progress;
 use bytes::Bytes;
@@ -14,7 +12,6 @@ use ggrok_proto::budget::Budget;
 use hyper::body::{Body, Frame, SizeHint};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 /// Bytes of an answer hyper may always have queued, however small the windows.
@@ -28,21 +25,13 @@ pub struct Paced<B> {
     /// What the connection had written when the body started.
     written_before: u64,
     handed: u64,
-    /// The stream's grant size, when it has one.
-    grant: Option<Arc<AtomicU64>>,
 }
 
 impl<B> Paced<B> {
     /// Paces `inner` by the writes `writes` counts, under `budget`'s window.
     pub fn new(inner: B, writes: Arc<Progress>, budget: Arc<Budget>) -> Self {
         let written_before = writes.written();
-        Self { inner, writes, budget, written_before, handed: 0, grant: None }
-    }
-
-    /// Lets as much be queued as the stream's grant size says, when it says more than the window.
-    pub fn with_grant(mut self, size: Option<Arc<AtomicU64>>) -> Self {
-        self.grant = size;
-        self
+        Self { inner, writes, budget, written_before, handed: 0 }
     }
 
     fn queued(&self) -> u64 {
@@ -61,8 +50,7 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Paced<B> {
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         // The window is read only once the floor is reached: most answers never get there.
         if self.queued() >= MIN_QUEUED {
-            let granted = self.grant.as_ref().map_or(0, |size| size.load(Ordering::Relaxed));
-            let cap = MIN_QUEUED.max(u64::from(self.budget.window())).max(granted);
+            let cap = MIN_QUEUED.max(u64::from(self.budget.window()));
             if self.queued() >= cap {
                 self.writes.wake_on_write(cx.waker());
                 // A write may have gone through between the check and the registration.

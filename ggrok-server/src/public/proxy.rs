@@ -161,12 +161,11 @@ async fn forward_plain(to: Routed<'_>, req: Request<Incoming>) -> Response<Body>
             parts.version = Version::HTTP_11;
             // The stream counts against the session, and its window against the buffer budget,
             // until its response body is done.
-            let grant = body.grant_size();
             let body = body.counted(&to.state.budget).map_frame(move |frame| {
                 let _held = &permit;
                 frame
             });
-            let body = Paced::new(body, to.writes.clone(), to.state.budget.clone()).with_grant(grant);
+            let body = Paced::new(body, to.writes.clone(), to.state.budget.clone());
             to.respond(Response::from_parts(parts, body))
         }
         Err(e) => {
