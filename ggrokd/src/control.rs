@@ -9,7 +9,6 @@ use crate::session::Ending;
 use crate::wire::{self, Event, TunnelOp};
 use futures_util::{SinkExt, StreamExt};
 use ggrok_proto::control::ClientCodec;
-use ggrok_proto::credit::Credits;
 use std::fmt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
@@ -37,19 +36,17 @@ impl fmt::Display for End {
     }
 }
 
-/// Runs the control stream of `link`'s connection, which agreed on `protocol`, until it ends;
-/// the server's grants go to the connection's `credits`.
+/// Runs the control stream of `link`'s connection, which agreed on `protocol`, until it ends.
 pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     daemon: &Daemon,
     link: &Link,
     protocol: u32,
-    credits: &Credits,
     stream: S,
 ) -> End {
-    let ops = mpsc::unbounded_channel();
+    let (sender, outgoing) = mpsc::unbounded_channel();
     let mut generation = None;
     let control = Framed::new(stream, ClientCodec::default());
-    let end = converse(daemon, link, (protocol, credits), control, ops, &mut generation).await;
+    let end = converse(daemon, link, protocol, control, sender, outgoing, &mut generation).await;
     if generation.is_some() {
         link.detach_control(generation);
     }
@@ -59,9 +56,10 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
 async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
     daemon: &Daemon,
     link: &Link,
-    (protocol, credits): (u32, &Credits),
+    protocol: u32,
     mut control: Framed<S, ClientCodec>,
-    (sender, mut outgoing): (mpsc::UnboundedSender<TunnelOp>, mpsc::UnboundedReceiver<TunnelOp>),
+    sender: mpsc::UnboundedSender<TunnelOp>,
+    mut outgoing: mpsc::UnboundedReceiver<TunnelOp>,
     generation: &mut Option<u64>,
 ) -> End {
     let lost = |e: &dyn fmt::Display| End::Lost(e.to_string());
@@ -119,14 +117,7 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
             incoming = control.next() => match incoming {
                 None => return End::Lost("control stream closed".into()),
                 Some(Err(e)) => return lost(&e),
-                Some(Ok(message)) => match wire::decode(message) {
-                    // The most frequent message, and no business of the tunnel table.
-                    Event::Credit { stream, upto } => {
-                        credits.raise(stream, upto);
-                        None
-                    }
-                    event => on_event(daemon, link.index, event),
-                },
+                Some(Ok(message)) => on_event(daemon, link.index, wire::decode(message)),
             },
             // None: the daemon detached the stream (shutdown); closing it tells the server.
             out = outgoing.recv() => match out {
@@ -194,10 +185,6 @@ pub fn on_event(daemon: &Daemon, link: u32, event: Event) -> Option<TunnelOp> {
             debug!("control message of an unknown type ignored");
             None
         }
-        Event::Credit { stream, .. } => {
-            debug!(stream, "credit for a stream of another connection ignored");
-            None
-        }
     }
 }
 
@@ -223,7 +210,7 @@ mod tests {
         let (ours, theirs) = tokio::io::duplex(64 * 1024);
         let task = tokio::spawn({
             let (d, link) = (d.clone(), link.clone());
-            async move { run(&d, &link, protocol, &Credits::default(), ours).await }
+            async move { run(&d, &link, protocol, ours).await }
         });
         (link, Framed::new(theirs, ServerCodec::default()), task)
     }

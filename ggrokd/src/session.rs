@@ -15,7 +15,6 @@ use crate::exchange::Exchange;
 use crate::link::Link;
 use anyhow::{Context, anyhow};
 use bytes::Bytes;
-use ggrok_proto::credit::{Credit, Credits};
 use ggrok_proto::h2io::{self, RecvBody, StreamIo, Windows};
 use ggrok_proto::host::normalize_host;
 use ggrok_proto::http::{self as body, Body, Refusal};
@@ -67,8 +66,6 @@ struct PerConnection {
     control_lost: CancellationToken,
     /// Why the control stream ended the connection on purpose, if it did.
     ending: Mutex<Option<Ending>>,
-    /// The credit of each stream the server gave one (protocol 3).
-    credits: Arc<Credits>,
 }
 
 /// Serves HTTP/2 on the dialled connection until it ends. On `shutdown` it closes the control
@@ -108,7 +105,6 @@ where
         control_opened: AtomicBool::new(false),
         control_lost: CancellationToken::new(),
         ending: Mutex::new(None),
-        credits: Arc::new(Credits::default()),
     });
     let mut windows = Windows::new(daemon.budget.windows());
     let handshake = h2_server(windows.initial()).handshake::<_, Bytes>(io);
@@ -172,12 +168,7 @@ async fn serve_stream(
     req: Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
 ) {
-    let (mut parts, recv) = req.into_parts();
-    // Protocol 3: how far the stream's bytes towards the server may go, raised by the server's
-    // grants while the stream lives.
-    let credit = Credit::from_header(&mut parts.headers);
-    let registered =
-        credit.as_ref().map(|c| connection.credits.register(respond.stream_id().as_u32(), c.clone()));
+    let (parts, recv) = req.into_parts();
     if parts.method == Method::CONNECT {
         let protocol =
             parts.extensions.get::<Protocol>().map(|p| String::from_utf8_lossy(p.as_ref()).into_owned());
@@ -209,14 +200,7 @@ async fn serve_stream(
                         // The stream's bytes go to the splice `upgrade` started.
                         let (parts, _) = resp.into_parts();
                         match respond.send_response(Response::from_parts(parts, ()), false) {
-                            Ok(send) => {
-                                let io = StreamIo::new(send, recv);
-                                let io = match (credit, registered) {
-                                    (Some(credit), Some(registered)) => io.credited(credit, registered),
-                                    _ => io,
-                                };
-                                drop(tunnel_side.send(io));
-                            }
+                            Ok(send) => drop(tunnel_side.send(StreamIo::new(send, recv))),
                             Err(e) => debug!("answering an upgrade: {e}"),
                         }
                         return;
@@ -230,11 +214,11 @@ async fn serve_stream(
                 "ggrokd: CONNECT without :protocol is not supported",
             ),
         };
-        return answer(respond, resp, credit).await;
+        return answer(respond, resp).await;
     }
     if parts.uri.authority().is_some_and(|a| a.as_str() == CONTROL_AUTHORITY) {
         let resp = Response::builder().status(StatusCode::NO_CONTENT).body(body::empty()).expect("valid");
-        return answer(respond, resp, None).await;
+        return answer(respond, resp).await;
     }
     let resp = match find_tunnel(&daemon, &parts) {
         Ok((tunnel, host)) => {
@@ -249,8 +233,7 @@ async fn serve_stream(
         }
         Err(refusal) => refusal.into_response(),
     };
-    answer(respond, resp, credit).await;
-    drop(registered);
+    answer(respond, resp).await
 }
 
 /// Resolves when the server resets the stream.
@@ -258,16 +241,16 @@ async fn reset(respond: &mut SendResponse<Bytes>) {
     let _ = poll_fn(|cx| respond.poll_reset(cx)).await;
 }
 
-/// Sends `resp`: its head, then its body as the stream's window (and `credit`) allows. A body of
-/// known length gets its `Content-Length` if it has none, as hyper's server gave it.
-async fn answer(mut respond: SendResponse<Bytes>, resp: Response<Body>, credit: Option<Arc<Credit>>) {
+/// Sends `resp`: its head, then its body as the stream's window allows. A body of known length
+/// gets its `Content-Length` if it has none, as hyper's server gave it.
+async fn answer(mut respond: SendResponse<Bytes>, resp: Response<Body>) {
     let (mut parts, body) = resp.into_parts();
     if let Some(len) = hyper::body::Body::size_hint(&body).exact() {
         parts.headers.entry(http::header::CONTENT_LENGTH).or_insert_with(|| len.into());
     }
     let end = hyper::body::Body::is_end_stream(&body);
     match respond.send_response(Response::from_parts(parts, ()), end) {
-        Ok(stream) if !end => h2io::pump(body, stream, credit).await,
+        Ok(stream) if !end => h2io::pump(body, stream).await,
         Ok(_) => {}
         Err(e) => debug!("answering a stream: {e}"),
     }
@@ -288,8 +271,7 @@ async fn control(
             return connection.control_lost.cancel();
         }
     };
-    let io = StreamIo::new(send, recv);
-    let end = crate::control::run(daemon, link, connection.protocol, &connection.credits, io).await;
+    let end = crate::control::run(daemon, link, connection.protocol, StreamIo::new(send, recv)).await;
     debug!("control stream ended: {end}");
     match end {
         crate::control::End::Detached => {}

@@ -77,13 +77,6 @@ pub enum Event {
     },
     /// The server could not act on a message of ours.
     Error(String),
-    /// Stream `stream` of the connection may send up to `upto` (version 3).
-    Credit {
-        /// The HTTP/2 stream id.
-        stream: u32,
-        /// The offset granted.
-        upto: u64,
-    },
     /// A message this build does not act on (a newer server's).
     Ignored,
 }
@@ -131,7 +124,6 @@ pub fn decode(message: ServerMessage) -> Event {
             Event::Displaced { host, reason }
         }
         ServerMessage::Error { message } => Event::Error(message),
-        ServerMessage::Credit { stream, upto } => Event::Credit { stream, upto },
         ServerMessage::Unknown => Event::Ignored,
     }
 }
@@ -198,10 +190,6 @@ mod tests {
             Event::Displaced { host: "a.test".into(), reason: "by laptop".into() }
         );
         assert_eq!(decode(ServerMessage::Unknown), Event::Ignored);
-        assert_eq!(
-            decode(ServerMessage::Credit { stream: 5, upto: 1 << 20 }),
-            Event::Credit { stream: 5, upto: 1 << 20 }
-        );
         assert_eq!(decode(ServerMessage::Error { message: "x".into() }), Event::Error("x".into()));
     }
 

@@ -33,9 +33,6 @@ pub const LIMITS_MESSAGE: &str = "must be between 1 MiB and 1 TiB";
 pub struct Budget {
     limit: AtomicU64,
     open: AtomicUsize,
-    /// Held by streams granted more than the window (see [`crate::credit`]), at most a quarter of
-    /// the limit: the windows themselves stay within about 0.7 of it.
-    extra: AtomicU64,
     window: watch::Sender<u32>,
 }
 
@@ -43,12 +40,7 @@ impl Budget {
     /// A budget of `limit` bytes.
     pub fn new(limit: u64) -> Arc<Self> {
         let (window, _) = watch::channel(window_for(limit, 0));
-        Arc::new(Self {
-            limit: AtomicU64::new(limit),
-            open: AtomicUsize::new(0),
-            extra: AtomicU64::new(0),
-            window,
-        })
+        Arc::new(Self { limit: AtomicU64::new(limit), open: AtomicUsize::new(0), window })
     }
 
     /// Changes the budget to `limit` bytes (a reloaded configuration): the window follows at once.
@@ -76,26 +68,6 @@ impl Budget {
     /// Answers whose bodies are on their way now.
     pub fn open(&self) -> usize {
         self.open.load(Ordering::Relaxed)
-    }
-
-    /// Takes `n` bytes from the pool for streams that keep up; false when it has not that much left.
-    pub fn take_extra(&self, n: u64) -> bool {
-        let cap = self.limit() / 4;
-        self.extra
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
-                held.checked_add(n).filter(|total| *total <= cap)
-            })
-            .is_ok()
-    }
-
-    /// Gives `n` bytes taken with [`Budget::take_extra`] back.
-    pub fn give_back_extra(&self, n: u64) {
-        self.extra.fetch_sub(n, Ordering::AcqRel);
-    }
-
-    /// Bytes held from the pool now.
-    pub fn extra(&self) -> u64 {
-        self.extra.load(Ordering::Acquire)
     }
 
     /// Counts an answer whose body is on its way until the returned guard is dropped.

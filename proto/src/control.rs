@@ -106,15 +106,6 @@ pub enum ServerMessage {
         /// Who took it, in words meant for the person running ggrokd.
         reason: String,
     },
-    /// Version 3: stream `stream` of this connection may send its bytes up to offset `upto` (see
-    /// [`crate::credit`]).
-    Credit {
-        /// The HTTP/2 stream id.
-        stream: u32,
-        /// The offset granted, in bytes from the start of the answer's body (or the upgraded
-        /// stream's bytes).
-        upto: u64,
-    },
     /// A message the server could not act on (malformed, unknown). The stream stays open.
     Error {
         /// What went wrong.

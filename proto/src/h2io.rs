@@ -11,14 +11,12 @@
 //! - [`keepalive`]: PINGs that must be answered.
 
 use crate::budget;
-use crate::credit::{Credit, Grant, Registered};
 use bytes::{Buf, Bytes};
 use h2::{Ping, PingPong, Reason, RecvStream, SendStream};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, SizeHint};
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -31,25 +29,17 @@ pub struct RecvBody {
     data_done: bool,
     /// Counts the body against the buffer budget until it ends.
     in_flight: Option<budget::Answer>,
-    /// Grants the sender more as the body is taken (protocol 3, in ggrok-server).
-    grant: Option<Grant>,
 }
 
 impl RecvBody {
     /// The body of `stream`.
     pub fn new(stream: RecvStream) -> Self {
-        Self { stream, data_done: false, in_flight: None, grant: None }
-    }
-
-    /// Grants the sender more credit with `grant` as the body is taken.
-    pub fn granted(mut self, grant: Grant) -> Self {
-        self.grant = Some(grant);
-        self
+        Self { stream, data_done: false, in_flight: None }
     }
 
     /// Counts the body against `budget` (see [`budget::Budget::answer`]) until it ends or is
     /// dropped; an empty body is not counted.
-    pub fn counted(mut self, budget: &Arc<budget::Budget>) -> Self {
+    pub fn counted(mut self, budget: &std::sync::Arc<budget::Budget>) -> Self {
         if !self.stream.is_end_stream() {
             self.in_flight = Some(budget.answer());
         }
@@ -71,9 +61,6 @@ impl Body for RecvBody {
                     // Taken: the sender may send as much again. What is not taken stays in the
                     // stream's window, which is how a reader that stops holds at most a window.
                     let _ = self.stream.flow_control().release_capacity(data.len());
-                    if let Some(grant) = &mut self.grant {
-                        grant.taken(data.len());
-                    }
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
                 Some(Err(e)) => {
@@ -101,14 +88,13 @@ impl Body for RecvBody {
     }
 }
 
-/// Writes a body to its stream, taking each piece only when the stream has window for it (and,
-/// with a `credit`, room in it), so a peer that stops reading makes the body's source wait rather
-/// than this side buffer. A body that fails, or a stream the peer resets, ends the other side too.
-pub async fn pump<B>(mut body: B, mut stream: SendStream<Bytes>, credit: Option<Arc<Credit>>)
+/// Writes a body to its stream, taking each piece only when the stream has window for it, so a
+/// peer that stops reading makes the body's source wait rather than this side buffer. A body that
+/// fails, or a stream the peer resets, ends the other side too.
+pub async fn pump<B>(mut body: B, mut stream: SendStream<Bytes>)
 where
     B: Body<Data = Bytes> + Unpin,
 {
-    let mut sent = 0u64;
     loop {
         // Wait for some window before taking the next piece.
         if window(&mut stream, 1).await.is_none() {
@@ -130,16 +116,8 @@ where
         match frame.into_data() {
             Ok(mut data) => {
                 while !data.is_empty() {
-                    let wanted = match &credit {
-                        None => data.len(),
-                        Some(credit) => match room(credit, sent, &mut stream).await {
-                            Some(room) => data.len().min(usize::try_from(room).unwrap_or(usize::MAX)),
-                            None => return,
-                        },
-                    };
-                    let Some(granted) = window(&mut stream, wanted).await else { return };
+                    let Some(granted) = window(&mut stream, data.len()).await else { return };
                     let piece = data.split_to(granted);
-                    sent += piece.len() as u64;
                     let end = data.is_empty() && body.is_end_stream();
                     if stream.send_data(piece, end).is_err() || end {
                         return;
@@ -154,18 +132,6 @@ where
             }
         }
     }
-}
-
-/// Waits until `credit` has room after `sent` bytes, and says how much; none when the stream was
-/// reset meanwhile.
-async fn room(credit: &Credit, sent: u64, stream: &mut SendStream<Bytes>) -> Option<u64> {
-    std::future::poll_fn(|cx| {
-        if let Poll::Ready(room) = credit.poll_room(sent, cx) {
-            return Poll::Ready(Some(room));
-        }
-        stream.poll_reset(cx).map(|_| None)
-    })
-    .await
 }
 
 /// Waits until `stream` has window for some of `wanted` bytes, and says for how many (at most
@@ -193,32 +159,12 @@ pub struct StreamIo {
     recv: RecvStream,
     /// What the last DATA frame held beyond the last read's buffer.
     unread: Bytes,
-    /// Grants the other side more as bytes are read (protocol 3, in ggrok-server).
-    grant: Option<Grant>,
-    /// How far writes may go (protocol 3, in ggrokd), and the stream's place among the
-    /// connection's credits.
-    credit: Option<(Arc<Credit>, Registered)>,
-    /// Bytes written so far.
-    sent: u64,
 }
 
 impl StreamIo {
     /// The bytes of the stream whose halves these are.
     pub fn new(send: SendStream<Bytes>, recv: RecvStream) -> Self {
-        Self { send, recv, unread: Bytes::new(), grant: None, credit: None, sent: 0 }
-    }
-
-    /// Grants the other side more credit with `grant` as bytes are read.
-    pub fn granted(mut self, grant: Grant) -> Self {
-        self.grant = Some(grant);
-        self
-    }
-
-    /// Writes only as far as `credit` allows; `registered` keeps it among the connection's
-    /// credits while the stream lives.
-    pub fn credited(mut self, credit: Arc<Credit>, registered: Registered) -> Self {
-        self.credit = Some((credit, registered));
-        self
+        Self { send, recv, unread: Bytes::new() }
     }
 }
 
@@ -242,9 +188,6 @@ impl AsyncRead for StreamIo {
             match ready!(self.recv.poll_data(cx)) {
                 Some(Ok(data)) => {
                     let _ = self.recv.flow_control().release_capacity(data.len());
-                    if let Some(grant) = &mut self.grant {
-                        grant.taken(data.len());
-                    }
                     self.unread = data;
                 }
                 // A reset without error is how the other side may end the stream: end of input.
@@ -265,19 +208,6 @@ impl AsyncWrite for StreamIo {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        let mut buf = buf;
-        if let Some((credit, _)) = &self.credit {
-            match credit.poll_room(self.sent, cx) {
-                Poll::Ready(room) => buf = &buf[..buf.len().min(usize::try_from(room).unwrap_or(usize::MAX))],
-                Poll::Pending => {
-                    // The other side may reset the stream meanwhile: not a write that waits forever.
-                    return match self.send.poll_reset(cx) {
-                        Poll::Ready(_) => Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
-                        Poll::Pending => Poll::Pending,
-                    };
-                }
-            }
-        }
         self.send.reserve_capacity(buf.len());
         let granted = match ready!(self.send.poll_capacity(cx)) {
             Some(Ok(n)) => n.min(buf.len()),
@@ -285,10 +215,7 @@ impl AsyncWrite for StreamIo {
             None => return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
         };
         match self.send.send_data(Bytes::copy_from_slice(&buf[..granted]), false) {
-            Ok(()) => {
-                self.sent += granted as u64;
-                Poll::Ready(Ok(granted))
-            }
+            Ok(()) => Poll::Ready(Ok(granted)),
             Err(e) => Poll::Ready(Err(to_io(e))),
         }
     }

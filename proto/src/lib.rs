@@ -22,7 +22,6 @@
 
 pub mod budget;
 pub mod control;
-pub mod credit;
 pub mod ctl;
 pub mod diag;
 pub mod h2io;
@@ -49,9 +48,7 @@ use std::time::Duration;
 /// - 1: `Register`/`Unregister` of hosts, one session per daemon.
 /// - 2: a daemon id and connection index in ggrokd's `Hello`, worker and replica in the server's,
 ///   typed claims (`Claim`/`Release` of a [`control::TunnelKey`]), `Displaced`.
-/// - 3: per-stream credit for the bytes ggrokd sends ([`credit`]): [`credit::HEADER_CREDIT`] on
-///   requests, `Credit` messages; the server's stream windows no longer follow the budget.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Oldest version of the tunnel protocol this build still speaks.
 pub const PROTOCOL_MIN: u32 = 1;

@@ -38,7 +38,7 @@ async fn a_shrunk_window_does_not_strand_a_body_already_read() {
                 tx.send(Bytes::from(vec![2u8; 1 << 20])).await.ok();
             }
         });
-        tokio::spawn(pump(body, stream, None));
+        tokio::spawn(pump(body, stream));
         while let Some(Ok(_)) = connection.accept().await {}
     });
 

@@ -160,7 +160,7 @@ async fn serve<IO>(
     let worker = crate::workers::current();
     let setup = tokio::time::timeout(
         state.config.limits.handshake_timeout,
-        open(io, state.config.keepalive_interval, windows_for(protocol, &state.budget)),
+        open(io, state.config.keepalive_interval, state.budget.windows()),
     );
     let (sender, control, mut connection) = match setup.await {
         Ok(Ok(parts)) => parts,
@@ -204,7 +204,6 @@ async fn serve<IO>(
         sender,
         max_streams: state.config.limits.max_streams_per_session,
         notify,
-        budget: state.budget.clone(),
     }));
     let joined = state.daemons.join(&session, greeting.daemon.as_deref());
     let daemon = joined.daemon;
@@ -287,13 +286,6 @@ type Connection = tokio::task::JoinHandle<Result<(), h2c::Ended>>;
 /// How long a connection whose control stream ended may go on carrying requests in flight.
 const DRAIN_LIMIT: Duration = Duration::from_secs(60);
 
-/// The stream windows a connection of `protocol` grants: from protocol 3 on, the full window
-/// always, since each stream's credit keeps to the budget ([`ggrok_proto::credit`]); before, the
-/// budget's window, which changes for every stream of the connection at once.
-fn windows_for(protocol: u32, budget: &ggrok_proto::budget::Budget) -> tokio::sync::watch::Receiver<u32> {
-    if protocol >= 3 { tokio::sync::watch::channel(tuning::STREAM_WINDOW).1 } else { budget.windows() }
-}
-
 /// HTTP/2 handshake over the tunnel's bytes, then the control stream.
 async fn open<IO>(
     io: IO,
@@ -317,7 +309,7 @@ where
         .uri(format!("http://{CONTROL_AUTHORITY}/"))
         .version(Version::HTTP_2)
         .body(body::empty())?;
-    sender.send(hello, None).await.context("first request")?;
+    sender.send(hello).await.context("first request")?;
 
     let mut req = Request::builder()
         .method(Method::CONNECT)
@@ -325,7 +317,7 @@ where
         .version(Version::HTTP_2)
         .body(())?;
     req.extensions_mut().insert(Protocol::from_static(CONTROL_PROTOCOL));
-    match sender.upgrade(req, None).await.context("opening the control stream")? {
+    match sender.upgrade(req).await.context("opening the control stream")? {
         Ok((_, control)) => Ok((sender, control, connection)),
         Err(resp) => bail!("the daemon answered {} to the control stream", resp.status()),
     }

@@ -2,9 +2,7 @@
 //! flight, send a request (one HTTP/2 stream), and tell its control stream something.
 
 use super::h2c::{SendError, Sender, TunnelBody, Upgrade};
-use ggrok_proto::budget::Budget;
 use ggrok_proto::control::ServerMessage;
-use ggrok_proto::credit::{Plan, Teller};
 use ggrok_proto::http::Body;
 use http::{Request, Response};
 use std::sync::Arc;
@@ -30,8 +28,6 @@ pub struct Session {
     max_streams: usize,
     requests: AtomicU64,
     notify: mpsc::UnboundedSender<ServerMessage>,
-    /// Protocol 3: how the answers' bodies are granted credit.
-    credit: Option<Plan>,
     close: CancellationToken,
 }
 
@@ -53,8 +49,6 @@ pub struct Parts {
     pub max_streams: usize,
     /// Messages for the daemon, sent on the control stream by the session's task.
     pub notify: mpsc::UnboundedSender<ServerMessage>,
-    /// The buffer budget, which sets the credit of each stream from protocol 3 on.
-    pub budget: Arc<Budget>,
 }
 
 /// The session has `max_streams_per_session` requests in flight.
@@ -64,15 +58,7 @@ pub struct Full;
 impl Session {
     /// A session from its parts.
     pub fn new(p: Parts) -> Self {
-        let credit = (p.protocol >= 3).then(|| {
-            let notify = p.notify.clone();
-            let tell: Teller = Arc::new(move |stream, upto| {
-                let _ = notify.send(ServerMessage::Credit { stream, upto });
-            });
-            Plan { budget: p.budget.clone(), tell }
-        });
         Self {
-            credit,
             id: p.id,
             client: p.client,
             protocol: p.protocol,
@@ -106,14 +92,14 @@ impl Session {
     /// Sends `request` as a new stream and waits for the response head.
     pub async fn send(&self, request: Request<Body>) -> Result<Response<TunnelBody>, SendError> {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        self.sender.send(request, self.credit.as_ref()).await
+        self.sender.send(request).await
     }
 
     /// Opens an extended CONNECT stream for an upgrade: its bytes when the daemon answers 200,
     /// else the answer.
     pub async fn upgrade(&self, request: Request<()>) -> Result<Upgrade, SendError> {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        self.sender.upgrade(request, self.credit.as_ref()).await
+        self.sender.upgrade(request).await
     }
 
     /// Queues a message for the daemon's control stream; false when the session is ending.

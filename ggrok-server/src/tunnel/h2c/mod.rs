@@ -8,7 +8,6 @@
 pub use ggrok_proto::h2io::{RecvBody as TunnelBody, StreamIo};
 
 use bytes::Bytes;
-use ggrok_proto::credit::{HEADER_CREDIT, Plan};
 use ggrok_proto::h2io::{self, Windows};
 use ggrok_proto::http::Body;
 use h2::Reason;
@@ -49,61 +48,32 @@ pub struct Sender(SendRequest<Bytes>);
 
 impl Sender {
     /// Sends `request` as a new stream (its body, if any, from a task of its own) and waits for
-    /// the answer's head. With a `credit` plan (protocol 3), the answer's body is granted credit
-    /// as it is taken.
-    pub async fn send(
-        &self,
-        request: Request<Body>,
-        credit: Option<&Plan>,
-    ) -> Result<Response<TunnelBody>, SendError> {
+    /// the answer's head.
+    pub async fn send(&self, request: Request<Body>) -> Result<Response<TunnelBody>, SendError> {
         let mut sender = self.0.clone().ready().await?;
-        let (mut parts, body) = request.into_parts();
-        let first = offer_credit(&mut parts.headers, credit);
+        let (parts, body) = request.into_parts();
         let end = hyper::body::Body::is_end_stream(&body);
         let (answer, stream) = sender.send_request(Request::from_parts(parts, ()), end)?;
-        let id = answer.stream_id().as_u32();
         if !end {
-            tokio::spawn(h2io::pump(body, stream, None));
+            tokio::spawn(h2io::pump(body, stream));
         }
         let resp = answer.await?;
-        Ok(resp.map(|recv| match (credit, first) {
-            (Some(plan), Some(first)) => TunnelBody::new(recv).granted(plan.grant(id, first)),
-            _ => TunnelBody::new(recv),
-        }))
+        Ok(resp.map(TunnelBody::new))
     }
 
     /// Opens an extended CONNECT stream (the request carries its `:protocol`) and, if the
     /// daemon answers 200, the answer's head and the stream's bytes; any other answer comes
-    /// back as it is. With a `credit` plan, the bytes from the daemon are granted as read.
-    pub async fn upgrade(
-        &self,
-        mut request: Request<()>,
-        credit: Option<&Plan>,
-    ) -> Result<Upgrade, SendError> {
+    /// back as it is.
+    pub async fn upgrade(&self, request: Request<()>) -> Result<Upgrade, SendError> {
         let mut sender = self.0.clone().ready().await?;
-        let first = offer_credit(request.headers_mut(), credit);
         let (answer, stream) = sender.send_request(request, false)?;
-        let id = answer.stream_id().as_u32();
         let resp = answer.await?;
         if resp.status() != http::StatusCode::OK {
             return Ok(Err(resp.map(TunnelBody::new)));
         }
         let (parts, recv) = resp.into_parts();
-        let io = StreamIo::new(stream, recv);
-        Ok(Ok(match (credit, first) {
-            (Some(plan), Some(first)) => (parts, io.granted(plan.grant(id, first))),
-            _ => (parts, io),
-        }))
+        Ok(Ok((parts, StreamIo::new(stream, recv))))
     }
-}
-
-/// Puts the first grant of `credit` on a request's headers, and says what it is; a header of that
-/// name from anywhere else (a public client) never reaches the daemon.
-fn offer_credit(headers: &mut http::HeaderMap, credit: Option<&Plan>) -> Option<u64> {
-    headers.remove(HEADER_CREDIT);
-    let first = credit?.first();
-    headers.insert(HEADER_CREDIT, first.into());
-    Some(first)
 }
 
 /// The HTTP/2 handshake as the client: the daemon serves.
