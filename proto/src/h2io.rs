@@ -209,10 +209,18 @@ impl AsyncWrite for StreamIo {
             return Poll::Ready(Ok(0));
         }
         self.send.reserve_capacity(buf.len());
-        let granted = match ready!(self.send.poll_capacity(cx)) {
-            Some(Ok(n)) => n.min(buf.len()),
-            Some(Err(e)) => return Poll::Ready(Err(to_io(e))),
-            None => return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
+        let granted = loop {
+            // What is assigned already counts: `poll_capacity` only tells of increases, and
+            // waiting for one with window in hand waits for a WINDOW_UPDATE that may never come.
+            let assigned = self.send.capacity();
+            if assigned > 0 {
+                break assigned.min(buf.len());
+            }
+            match ready!(self.send.poll_capacity(cx)) {
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Poll::Ready(Err(to_io(e))),
+                None => return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
+            }
         };
         match self.send.send_data(Bytes::copy_from_slice(&buf[..granted]), false) {
             Ok(()) => Poll::Ready(Ok(granted)),

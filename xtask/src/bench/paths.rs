@@ -65,19 +65,22 @@ impl Ggrok {
 
 /// Starts `name` from `bin`, under the command in `$GGROK_BENCH_WRAP_<NAME>` if set (the name in
 /// capitals, `-` as `_`), e.g. `GGROK_BENCH_WRAP_GGROKD="valgrind --tool=callgrind"` to profile.
+/// Their logs go to our stderr with `GGROK_TEST_ECHO` set.
 pub fn spawn(bin: &Path, name: &str, args: &[&str]) -> Process {
     let program = bin.join(name);
     let variable = format!("GGROK_BENCH_WRAP_{}", name.to_uppercase().replace('-', "_"));
     let wrapper = std::env::var(variable).unwrap_or_default();
     let mut words = wrapper.split_whitespace();
+    // `GGROK_TEST_ECHO=1` shows their logs, as in the tests (`GGROK_TEST_LOG` sets the filter).
+    let echo = std::env::var_os("GGROK_TEST_ECHO").is_some();
     match words.next() {
         Some(wrapper) => {
             let mut all: Vec<&str> = words.collect();
             all.push(path(&program));
             all.extend(args);
-            Process::spawn_echo(Path::new(wrapper), &all, &[], false)
+            Process::spawn_echo(Path::new(wrapper), &all, &[], echo)
         }
-        None => Process::spawn_echo(&program, args, &[], false),
+        None => Process::spawn_echo(&program, args, &[], echo),
     }
 }
 
