@@ -47,12 +47,13 @@ impl Listeners {
     /// allow the other workers to bind the same addresses.
     pub async fn bind(config: &ServerConfig) -> anyhow::Result<Self> {
         let shared = count(config.threads) > 1;
-        let plain =
-            listen(config.listen, shared).with_context(|| format!("cannot listen on {}", config.listen))?;
+        let send_buffer = config.limits.send_buffer;
+        let plain = listen(config.listen, shared, send_buffer)
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
         let https = match &config.tls {
             Some(t) => {
                 let acceptor = crate::tls::acceptor(&t.certificates)?;
-                let listener = listen(t.listen, shared)
+                let listener = listen(t.listen, shared, send_buffer)
                     .with_context(|| format!("cannot listen on {} (tls.listen)", t.listen))?;
                 Some((listener, acceptor))
             }
@@ -71,11 +72,15 @@ impl Listeners {
 }
 
 /// A listening socket on `addr`; `shared` sets `SO_REUSEPORT` so other workers can listen too.
-fn listen(addr: SocketAddr, shared: bool) -> std::io::Result<TcpListener> {
+/// The connections it accepts inherit its `send_buffer` (`[limits] send_buffer`).
+fn listen(addr: SocketAddr, shared: bool, send_buffer: Option<u32>) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
     socket.set_reuseaddr(true)?;
     if shared {
         socket.set_reuseport(true)?;
+    }
+    if let Some(size) = send_buffer {
+        socket.set_send_buffer_size(size)?;
     }
     socket.bind(addr)?;
     socket.listen(1024)
@@ -142,11 +147,12 @@ pub fn spawn(
                 };
                 runtime.block_on(async move {
                     let bind = || -> anyhow::Result<_> {
-                        let plain = listen(plain_addr, true)
+                        let send_buffer = state.config.limits.send_buffer;
+                        let plain = listen(plain_addr, true, send_buffer)
                             .with_context(|| format!("worker {worker}: cannot listen on {plain_addr}"))?;
                         let https = match https {
                             Some((addr, tls)) => Some((
-                                listen(addr, true)
+                                listen(addr, true, send_buffer)
                                     .with_context(|| format!("worker {worker}: cannot listen on {addr}"))?,
                                 Some(tls),
                             )),
@@ -185,11 +191,21 @@ mod tests {
 
     #[tokio::test]
     async fn shared_listeners_take_the_same_port() {
-        let first = listen("127.0.0.1:0".parse().unwrap(), true).unwrap();
+        let first = listen("127.0.0.1:0".parse().unwrap(), true, None).unwrap();
         let addr = first.local_addr().unwrap();
-        let second = listen(addr, true).unwrap();
+        let second = listen(addr, true, None).unwrap();
         assert_eq!(second.local_addr().unwrap(), addr);
         // Without sharing, the port is taken.
-        assert!(listen(addr, false).is_err());
+        assert!(listen(addr, false, None).is_err());
+    }
+
+    #[tokio::test]
+    async fn accepted_connections_get_the_send_buffer() {
+        let listener = listen("127.0.0.1:0".parse().unwrap(), false, Some(64 << 10)).unwrap();
+        let _client = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        let socket = TcpSocket::from_std_stream(accepted.into_std().unwrap());
+        // Linux doubles what is set, for its own bookkeeping, and autotuning no longer moves it.
+        assert_eq!(socket.send_buffer_size().unwrap(), 2 * (64 << 10));
     }
 }

@@ -42,7 +42,12 @@ impl Admin {
     /// returns that text; after the time is up, returns the last text so the caller's assertions
     /// show what was there.
     pub async fn metrics_when(&self, done: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + READY_TIMEOUT;
+        self.metrics_within(READY_TIMEOUT, done).await
+    }
+
+    /// Like [`Admin::metrics_when`], waiting up to `timeout`.
+    pub async fn metrics_within(&self, timeout: Duration, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
         loop {
             let text = self.metrics().await;
             if done(&text) || Instant::now() >= deadline {

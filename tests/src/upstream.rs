@@ -90,7 +90,20 @@ impl Upstream {
 
     /// Binds `addr` (to restart a service on the port it had) and serves until [`Upstream::stop`].
     pub async fn start_on(addr: SocketAddr) -> Self {
-        let listener = TcpListener::bind(addr).await.expect("bind upstream");
+        Self::serve(TcpListener::bind(addr).await.expect("bind upstream"))
+    }
+
+    /// Like [`Upstream::start`], with the kernel's send buffer of each connection fixed at
+    /// `send_buffer` (doubled by the kernel): for tests that leave a thousand answers unread, whose
+    /// autotuned buffers would otherwise run the machine's TCP memory out.
+    pub async fn start_with_send_buffer(send_buffer: u32) -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_send_buffer_size(send_buffer).unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        Self::serve(socket.listen(1024).unwrap())
+    }
+
+    fn serve(listener: TcpListener) -> Self {
         let addr = listener.local_addr().unwrap();
         let (release, released) = watch::channel(false);
         let (stop, stopped) = watch::channel(false);

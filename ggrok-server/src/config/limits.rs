@@ -22,6 +22,7 @@ pub(super) struct RawLimits {
     max_control_message: Option<Spanned<u64>>,
     stalled_read_timeout: Option<Spanned<Seconds>>,
     buffer_memory: Option<Spanned<Size>>,
+    send_buffer: Option<Spanned<Size>>,
 }
 
 /// The validated limits.
@@ -49,7 +50,13 @@ pub struct Limits {
     /// Bytes the answers on their way to public clients may hold in all, over every tunnel
     /// connection: sets the stream windows (see `ggrok_proto::budget`).
     pub buffer_memory: u64,
+    /// The kernel's send buffer for each public connection (`SO_SNDBUF`, which the kernel
+    /// doubles); none: the kernel's autotuning, up to `net.ipv4.tcp_wmem`'s maximum.
+    pub send_buffer: Option<u32>,
 }
+
+/// The values `send_buffer` may take, in bytes.
+pub const SEND_BUFFERS: std::ops::RangeInclusive<u64> = 4 << 10..=64 << 20;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -64,6 +71,7 @@ impl Default for Limits {
             max_control_message: ggrok_proto::control::MAX_CONTROL_MESSAGE,
             stalled_read_timeout: Duration::from_secs(60),
             buffer_memory: 256 << 20,
+            send_buffer: None,
         }
     }
 }
@@ -157,6 +165,19 @@ impl RawLimits {
                         v.span(),
                         "limits.buffer_memory",
                         ggrok_proto::budget::LIMITS_MESSAGE,
+                    ));
+                }
+            },
+            send_buffer: match &self.send_buffer {
+                None => None,
+                Some(v) if SEND_BUFFERS.contains(&v.get_ref().0) => Some(v.get_ref().0 as u32),
+                Some(v) => {
+                    return Err(ConfigError::at(
+                        path,
+                        text,
+                        v.span(),
+                        "limits.send_buffer",
+                        "must be between 4 KiB and 64 MiB",
                     ));
                 }
             },
