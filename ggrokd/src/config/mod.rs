@@ -12,7 +12,9 @@ use std::time::Duration;
 use toml::Spanned;
 
 mod address;
+mod servers;
 pub use address::{LocalAddr, ServerUrl};
+pub use servers::MAX_SERVERS;
 
 /// The largest `request_log`: entries are small (a few hundred bytes), so this bounds the log's
 /// memory to some tens of MiB.
@@ -21,7 +23,7 @@ pub const MAX_REQUEST_LOG: usize = 100_000;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
-    server: Option<Spanned<String>>,
+    server: Option<Spanned<servers::RawServers>>,
     token: Option<Spanned<Secret>>,
     token_file: Option<Spanned<String>>,
     ca_file: Option<Spanned<String>>,
@@ -52,8 +54,9 @@ struct RawTunnel {
 pub struct DaemonConfig {
     /// Where the file was read from.
     pub path: PathBuf,
-    /// The server's tunnel endpoint.
-    pub server: ServerUrl,
+    /// The servers' tunnel endpoints (`server = "…"` or a list), in file order; ggrokd holds its
+    /// connections to each.
+    pub servers: Vec<ServerUrl>,
     /// The token presented to the server; none for servers that allow anonymous clients.
     pub token: Option<Secret>,
     /// CA certificates (PEM) to trust for `wss://` instead of the system roots.
@@ -206,7 +209,7 @@ impl DaemonConfig {
                 "missing key `server`: the tunnel server, e.g. server = \"ws://tunnel.example.com\"",
             )
         })?;
-        let server_url = ServerUrl::parse(server.get_ref()).map_err(|e| at(server.span(), "server", e))?;
+        let servers = servers::parse(path, text, server)?;
 
         let token = match (&raw.token, &raw.token_file) {
             (Some(t), None) => {
@@ -354,7 +357,7 @@ impl DaemonConfig {
         }
         Ok(Self {
             path: path.to_owned(),
-            server: server_url,
+            servers,
             token,
             ca_file,
             log_level,
