@@ -257,7 +257,7 @@ mod tests {
             (session.session, session.worker, session.replica.as_deref()),
             (Some(5), Some(0), Some("r1"))
         );
-        assert_eq!(d.wanted_links().borrow()[0].1, 4, "auto follows the announced workers");
+        assert_eq!(d.wanted_links().borrow()[0].1, 3, "auto follows the announced workers");
         // Operations from the daemon go out in version-2 form.
         assert!(link.send(TunnelOp::Release { host: "a.test".into() }));
         assert_eq!(next(&mut server).await, ClientMessage::Release { tunnel: key("a.test") });

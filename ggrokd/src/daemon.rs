@@ -2,7 +2,7 @@
 //! connects to (each with what its hellos said), timing, and the set of links ([`Link`]) with the
 //! number of them wanted per server. Each link keeps its own state; this holds what spans them.
 
-use crate::config::{Connections, DaemonConfig, MAX_CONNECTIONS, ServerUrl, Timing, Transport};
+use crate::config::{Connections, DaemonConfig, MAX_CONNECTIONS, Replicas, ServerUrl, Timing, Transport};
 use crate::coverage::{self, Landing, Seen};
 use crate::link::Link;
 use crate::reqlog::RequestLog;
@@ -73,8 +73,9 @@ struct Group {
 }
 
 impl Group {
-    fn new(endpoint: Endpoint) -> Self {
-        Self { endpoint, announced: Announced::default(), known: Vec::new(), exploring: true, misses: 0 }
+    fn new(endpoint: Endpoint, replicas: Replicas) -> Self {
+        let exploring = replicas == Replicas::All;
+        Self { endpoint, announced: Announced::default(), known: Vec::new(), exploring, misses: 0 }
     }
 }
 
@@ -97,6 +98,7 @@ pub struct Daemon {
     groups: RwLock<Vec<Group>>,
     timing: RwLock<Timing>,
     connections: RwLock<Connections>,
+    replicas: RwLock<Replicas>,
     /// How many links to run to each server; [`crate::links`] follows it.
     wanted: watch::Sender<Plan>,
     links: RwLock<Vec<Arc<Link>>>,
@@ -118,9 +120,12 @@ impl Daemon {
             budget: ggrok_proto::budget::Budget::new(config.buffer_memory),
             edits: tokio::sync::Mutex::new(()),
             started: Instant::now(),
-            groups: RwLock::new(Endpoint::all_of(config).into_iter().map(Group::new).collect()),
+            groups: RwLock::new(
+                Endpoint::all_of(config).into_iter().map(|e| Group::new(e, config.replicas)).collect(),
+            ),
             timing: RwLock::new(config.timing),
             connections: RwLock::new(config.connections),
+            replicas: RwLock::new(config.replicas),
             wanted: watch::Sender::new(Vec::new()),
             links: RwLock::new(Vec::new()),
             raw_fallback: Mutex::new(Vec::new()),
@@ -162,7 +167,7 @@ impl Daemon {
                     }
                     groups.push(group);
                 }
-                None => groups.push(Group::new(endpoint)),
+                None => groups.push(Group::new(endpoint, *self.replicas.read().expect("replicas lock"))),
             }
         }
         drop(groups);
@@ -206,6 +211,15 @@ impl Daemon {
     /// Changes `connections`; links are started or stopped to match.
     pub fn set_connections(&self, connections: Connections) {
         *self.connections.write().expect("connections lock") = connections;
+        self.update_wanted();
+    }
+
+    /// Changes `replicas`: `"all"` starts looking for replicas of every server, `"one"` stops.
+    pub fn set_replicas(&self, replicas: Replicas) {
+        *self.replicas.write().expect("replicas lock") = replicas;
+        for group in self.groups.write().expect("groups lock").iter_mut() {
+            (group.exploring, group.misses) = (replicas == Replicas::All, 0);
+        }
         self.update_wanted();
     }
 
@@ -376,6 +390,9 @@ impl Daemon {
     /// Looks again for replicas where one seen is held by no link (it went away, and may be
     /// back): called now and then ([`crate::links`]).
     pub fn explore_again(&self) {
+        if *self.replicas.read().expect("replicas lock") != Replicas::All {
+            return;
+        }
         let holders: Vec<(ServerUrl, String)> =
             self.links().iter().filter_map(|l| Some((l.server.clone(), l.replica()?))).collect();
         let mut replan = false;

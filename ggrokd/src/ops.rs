@@ -251,6 +251,7 @@ pub async fn reload(daemon: &Daemon) -> Result<Reloaded, String> {
     daemon.requests.set_capacity(config.request_log);
     daemon.budget.set_limit(config.buffer_memory);
     daemon.set_connections(config.connections);
+    daemon.set_replicas(config.replicas);
     done.reconnect = daemon.set_endpoints(Endpoint::all_of(&config));
     if done.reconnect {
         info!("server settings changed: reconnecting");

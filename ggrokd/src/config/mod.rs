@@ -37,6 +37,7 @@ struct RawConfig {
     connections: Option<Spanned<toml::Value>>,
     transport: Option<Spanned<String>>,
     buffer_memory: Option<Spanned<Size>>,
+    replicas: Option<Spanned<String>>,
     #[serde(default, rename = "tunnel")]
     tunnels: Vec<RawTunnel>,
 }
@@ -74,8 +75,21 @@ pub struct DaemonConfig {
     /// Bytes the request bodies on their way to local services may hold in all, over every
     /// tunnel connection: sets the stream windows (see `ggrok_proto::budget`).
     pub buffer_memory: u64,
+    /// Whether to look for every replica of each server (`replicas = "all"`).
+    pub replicas: Replicas,
     /// The tunnels, in file order.
     pub tunnels: Vec<TunnelSpec>,
+}
+
+/// How many replicas of a server to hold (`replicas = "…"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Replicas {
+    /// Whichever the connections reach; replicas seen are still covered.
+    #[default]
+    One,
+    /// Every replica: behind one load-balanced address, one connection more keeps dialling until
+    /// it finds no replica it has not seen (bounded, again when one seen is held by none).
+    All,
 }
 
 /// Timing of the connection to the server.
@@ -332,6 +346,14 @@ impl DaemonConfig {
             }
         };
 
+        let replicas = match raw.replicas.as_ref().map(|r| (r, r.get_ref().as_str())) {
+            None | Some((_, "one")) => Replicas::One,
+            Some((_, "all")) => Replicas::All,
+            Some((r, other)) => {
+                return Err(at(r.span(), "replicas", format!("{other:?}: expected \"one\" or \"all\"")));
+            }
+        };
+
         let mut tunnels: Vec<TunnelSpec> = Vec::with_capacity(raw.tunnels.len());
         for (i, t) in raw.tunnels.iter().enumerate() {
             let key = |k: &str| format!("tunnel[{i}].{k}");
@@ -366,6 +388,7 @@ impl DaemonConfig {
             connections,
             transport,
             buffer_memory,
+            replicas,
             tunnels,
         })
     }

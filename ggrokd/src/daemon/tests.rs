@@ -78,7 +78,7 @@ fn a_link_on_a_held_worker_redials_while_another_is_free() {
 
 #[test]
 fn replicas_are_learned_held_and_explored() {
-    let d = daemon("");
+    let d = daemon("replicas = \"all\"\n");
     let a = link(&d, 0);
     a.greeted(1, Some("a".into()));
     assert!(d.keep_landing(&a, Some("a"), Some(0), Some(1)));
@@ -104,6 +104,21 @@ fn replicas_are_learned_held_and_explored() {
     b.down("lost".into(), 1, std::time::SystemTime::now());
     d.explore_again();
     assert_eq!(wanted(&d), 3, "b is held by none: explore again");
+    d.set_replicas(Replicas::One);
+    assert_eq!(wanted(&d), 2, "replicas = \"one\": seen ones only");
+}
+
+#[test]
+fn replicas_seen_are_covered_without_exploring_by_default() {
+    let d = daemon("");
+    let a = link(&d, 0);
+    a.greeted(1, Some("a".into()));
+    assert!(d.keep_landing(&a, Some("a"), Some(0), Some(1)));
+    assert_eq!(wanted(&d), 1, "no link more to explore");
+    let b = link(&d, 1);
+    b.greeted(2, Some("b".into()));
+    assert!(d.keep_landing(&b, Some("b"), Some(0), Some(1)), "seen on a reconnect, say");
+    assert_eq!(wanted(&d), 2, "one link per replica seen");
 }
 
 #[test]
