@@ -1,0 +1,114 @@
+//! Several servers per daemon (`server = [...]`) and server replicas that name themselves: each
+//! server is held on its own, one down never stops the others, and `ggrokctl status` says which
+//! server and replica every connection is on.
+
+use ggrok_tests::TEST_TOKEN;
+use ggrok_tests::client::Public;
+use ggrok_tests::cluster::{ClientDef, Daemon, Server};
+use ggrok_tests::upstream::{Upstream, closed_port};
+use http::StatusCode;
+use serde_json::Value;
+
+const HOSTS: &[&str] = &["a.test"];
+
+fn server(extra: &str) -> Server {
+    Server::start_extra(&[ClientDef { name: "test", token: TEST_TOKEN, hosts: HOSTS }], extra)
+}
+
+/// The entry of `status["servers"]` for the server at `addr`.
+fn server_entry<'a>(status: &'a Value, addr: &str) -> &'a Value {
+    let servers = status["servers"].as_array().map_or(&[][..], Vec::as_slice);
+    servers.iter().find(|s| s["server"].as_str().is_some_and(|u| u.contains(addr))).unwrap_or(&Value::Null)
+}
+
+fn online(status: &Value) -> bool {
+    status["tunnels_online"] == 1
+}
+
+/// GETs `/` through `public` until it answers 200 (a claim may still be on its way), for at most
+/// 10 s; returns the last status.
+async fn get_ok(public: &Public) -> StatusCode {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let reply = public.get("a.test", "/").await;
+        if reply.status == StatusCode::OK || std::time::Instant::now() > deadline {
+            return reply.status;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_down_at_start_is_retried_while_the_other_serves_then_takes_over() {
+    let up = Upstream::start().await;
+    let (held, port_a) = closed_port();
+    let addr_a = format!("127.0.0.1:{port_a}");
+    let b = server("[cluster]\nreplica = \"b\"");
+    let addr_b = b.addr.to_string();
+    let daemon = Daemon::start(
+        &format!("[\"ws://{addr_a}\", \"ws://{addr_b}\"]"),
+        TEST_TOKEN,
+        &[("a.test", &up.port())],
+        "reconnect_initial = 0.1\nreconnect_max = 0.5",
+    );
+    let status = daemon.wait_status("B serving, A retrying", |s| {
+        let (a, b) = (server_entry(s, &addr_a), server_entry(s, &addr_b));
+        let a_retrying = s["connections"].as_array().is_some_and(|c| {
+            c.iter().any(|c| {
+                c["server"].as_str().unwrap_or("").contains(&addr_a) && c["attempt"].as_u64() > Some(0)
+            })
+        });
+        online(s) && b["state"] == "connected" && a["state"] != "connected" && a_retrying
+    });
+    assert_eq!(server_entry(&status, &addr_b)["replicas"], serde_json::json!(["b"]), "{status:#}");
+    assert_eq!(get_ok(&Public::new(b.addr)).await, StatusCode::OK);
+    let text = String::from_utf8(daemon.ctl(&["status"]).stdout).unwrap();
+    assert!(text.contains(&format!("{addr_a}  ")) && text.contains("disconnected"), "{text}");
+    assert!(text.contains(&format!("{addr_b}  connected, 1/1 up, replicas b (of b)")), "{text}");
+
+    // B goes, A comes: the tunnel comes back through A on its own.
+    drop(b);
+    drop(held);
+    let a = Server::start_with(&format!(
+        "listen = \"{addr_a}\"\n[cluster]\nreplica = \"a\"\n\n[[client]]\nname = \"test\"\ntoken = {TEST_TOKEN:?}\nhosts = [\"a.test\"]\n"
+    ));
+    let status = daemon.wait_status("A serving", |s| {
+        online(s)
+            && server_entry(s, &addr_a)["state"] == "connected"
+            && server_entry(s, &addr_b)["state"] != "connected"
+    });
+    assert_eq!(server_entry(&status, &addr_a)["replicas"], serde_json::json!(["a"]), "{status:#}");
+    let public = Public::new(a.addr);
+    assert_eq!(get_ok(&public).await, StatusCode::OK);
+    for i in 0..20 {
+        let reply = public.get("a.test", &format!("/n/{i}")).await;
+        assert_eq!(reply.status, StatusCode::OK, "request {i}: {}", reply.text());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_the_replica_of_each_server() {
+    let up = Upstream::start().await;
+    let (a, b) = (server("[cluster]\nreplica = \"eu-1\""), server("[cluster]\nreplica = \"eu-2\""));
+    let (addr_a, addr_b) = (a.addr.to_string(), b.addr.to_string());
+    let daemon = Daemon::start(
+        &format!("[\"{}\", \"{}\"]", a.ws_url(), b.ws_url()),
+        TEST_TOKEN,
+        &[("a.test", &up.port())],
+        "",
+    );
+    let status = daemon.wait_status("both replicas held", |s| {
+        online(s)
+            && server_entry(s, &addr_a)["replicas"] == serde_json::json!(["eu-1"])
+            && server_entry(s, &addr_b)["replicas"] == serde_json::json!(["eu-2"])
+    });
+    let replicas: Vec<&str> =
+        status["connections"].as_array().unwrap().iter().filter_map(|c| c["replica"].as_str()).collect();
+    assert_eq!(replicas, ["eu-1", "eu-2"], "{status:#}");
+    for server in [&a, &b] {
+        assert_eq!(get_ok(&Public::new(server.addr)).await, StatusCode::OK);
+    }
+    let text = String::from_utf8(daemon.ctl(&["status"]).stdout).unwrap();
+    assert!(text.contains("replicas eu-1 (of eu-1)") && text.contains("replicas eu-2 (of eu-2)"), "{text}");
+    assert!(text.contains(" eu-1 ") && text.contains(" eu-2 "), "the connections table: {text}");
+}
