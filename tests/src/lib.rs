@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod balancer;
 pub mod bins;
 pub mod client;
 pub mod cluster;

@@ -3,6 +3,7 @@
 //! server and replica every connection is on.
 
 use ggrok_tests::TEST_TOKEN;
+use ggrok_tests::balancer::Balancer;
 use ggrok_tests::client::Public;
 use ggrok_tests::cluster::{ClientDef, Daemon, Server};
 use ggrok_tests::upstream::{Upstream, closed_port};
@@ -111,4 +112,38 @@ async fn status_shows_the_replica_of_each_server() {
     let text = String::from_utf8(daemon.ctl(&["status"]).stdout).unwrap();
     assert!(text.contains("replicas eu-1 (of eu-1)") && text.contains("replicas eu-2 (of eu-2)"), "{text}");
     assert!(text.contains(" eu-1 ") && text.contains(" eu-2 "), "the connections table: {text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_one_balanced_address_every_replica_is_found_and_held() {
+    let up = Upstream::start().await;
+    let replicas: Vec<Server> =
+        ["r1", "r2", "r3"].iter().map(|r| server(&format!("[cluster]\nreplica = \"{r}\""))).collect();
+    let balancer = Balancer::start(replicas.iter().map(|r| r.addr).collect()).await;
+    let daemon = Daemon::start(
+        &format!("ws://{}", balancer.addr),
+        TEST_TOKEN,
+        &[("a.test", &up.port())],
+        "replicas = \"all\"",
+    );
+    let addr = balancer.addr.to_string();
+    let status = daemon.wait_status("every replica held, exploring over", |s| {
+        let entry = server_entry(s, &addr);
+        online(s)
+            && entry["replicas"] == serde_json::json!(["r1", "r2", "r3"])
+            && entry["connections"] == 3
+            && entry["up"] == 3
+    });
+    assert_eq!(server_entry(&status, &addr)["known_replicas"], serde_json::json!(["r1", "r2", "r3"]));
+    // Each replica serves from its own connection, whichever way a request reaches it.
+    for replica in &replicas {
+        assert_eq!(get_ok(&Public::new(replica.addr)).await, StatusCode::OK);
+    }
+    let public = Public::new(balancer.addr);
+    for i in 0..9 {
+        let reply = public.get("a.test", &format!("/n/{i}")).await;
+        assert_eq!(reply.status, StatusCode::OK, "request {i} through the balancer: {}", reply.text());
+    }
+    let text = String::from_utf8(daemon.ctl(&["status"]).stdout).unwrap();
+    assert!(text.contains("replicas r1, r2, r3 (of r1, r2, r3)"), "{text}");
 }
