@@ -147,3 +147,39 @@ async fn behind_one_balanced_address_every_replica_is_found_and_held() {
     let text = String::from_utf8(daemon.ctl(&["status"]).stdout).unwrap();
     assert!(text.contains("replicas r1, r2, r3 (of r1, r2, r3)"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_adds_and_removes_servers_leaving_the_others_alone() {
+    let up = Upstream::start().await;
+    let (a, b) = (server("[cluster]\nreplica = \"a\""), server("[cluster]\nreplica = \"b\""));
+    let (addr_a, addr_b) = (a.addr.to_string(), b.addr.to_string());
+    let daemon = Daemon::start(&a.ws_url(), TEST_TOKEN, &[("a.test", &up.port())], "");
+    let first = daemon.wait_status("A held", |s| online(s) && server_entry(s, &addr_a)["up"] == 1);
+    let session_a = first["connections"][0]["session"].clone();
+
+    let text = std::fs::read_to_string(&daemon.config).unwrap();
+    let listed = format!("server = [\"{}\", \"{}\"]", a.ws_url(), b.ws_url());
+    std::fs::write(&daemon.config, text.replacen(&format!("server = \"{}\"", a.ws_url()), &listed, 1))
+        .unwrap();
+    assert!(daemon.ctl(&["reload"]).status.success());
+    let both = daemon.wait_status("A and B held", |s| {
+        server_entry(s, &addr_a)["up"] == 1 && server_entry(s, &addr_b)["up"] == 1
+    });
+    let on_a = both["connections"].as_array().unwrap().iter().find(|c| c["replica"] == "a").unwrap();
+    assert_eq!(on_a["session"], session_a, "A's connection was left alone: {both:#}");
+    assert_eq!(get_ok(&Public::new(b.addr)).await, StatusCode::OK);
+
+    let text = std::fs::read_to_string(&daemon.config).unwrap();
+    std::fs::write(&daemon.config, text.replacen(&listed, &format!("server = [\"{}\"]", b.ws_url()), 1))
+        .unwrap();
+    daemon.process.signal("HUP");
+    let status = daemon.wait_status("B alone", |s| {
+        s["servers"].as_array().is_some_and(|v| v.len() == 1)
+            && s["connections"].as_array().is_some_and(|c| c.len() == 1)
+    });
+    assert_eq!(status["connections"][0]["replica"], "b", "{status:#}");
+    assert_eq!(get_ok(&Public::new(b.addr)).await, StatusCode::OK);
+    // A no longer has the daemon: its host is offline there (502 while it waits for the daemon).
+    let reply = Public::new(a.addr).get("a.test", "/").await;
+    assert_ne!(reply.status, StatusCode::OK, "{}", reply.text());
+}
