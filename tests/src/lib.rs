@@ -21,6 +21,7 @@ pub mod balancer;
 pub mod bins;
 pub mod client;
 pub mod cluster;
+pub mod haproxy;
 pub mod logs;
 pub mod notify;
 pub mod packages;

@@ -6,6 +6,7 @@ use ggrok_tests::TEST_TOKEN;
 use ggrok_tests::balancer::Balancer;
 use ggrok_tests::client::Public;
 use ggrok_tests::cluster::{ClientDef, Daemon, Server};
+use ggrok_tests::haproxy::HaProxy;
 use ggrok_tests::upstream::{Upstream, closed_port};
 use http::StatusCode;
 use serde_json::Value;
@@ -114,38 +115,73 @@ async fn status_shows_the_replica_of_each_server() {
     assert!(text.contains(" eu-1 ") && text.contains(" eu-2 "), "the connections table: {text}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn behind_one_balanced_address_every_replica_is_found_and_held() {
+/// Three replicas named r1-r3 behind a balancer made by `balance` from their addresses: ggrokd,
+/// with `replicas = "all"`, finds and holds each, and requests through the balancer, each on a
+/// connection of its own, reach every replica, which serves them from its own connection.
+async fn every_replica_is_found_and_held<B>(
+    balance: impl FnOnce(Vec<std::net::SocketAddr>) -> B,
+    addr: impl Fn(&B) -> std::net::SocketAddr,
+) {
     let up = Upstream::start().await;
     let replicas: Vec<Server> =
         ["r1", "r2", "r3"].iter().map(|r| server(&format!("[cluster]\nreplica = \"{r}\""))).collect();
-    let balancer = Balancer::start(replicas.iter().map(|r| r.addr).collect()).await;
+    let balancer = balance(replicas.iter().map(|r| r.addr).collect());
+    let balanced = addr(&balancer);
     let daemon = Daemon::start(
-        &format!("ws://{}", balancer.addr),
+        &format!("ws://{balanced}"),
         TEST_TOKEN,
         &[("a.test", &up.port())],
         "replicas = \"all\"",
     );
-    let addr = balancer.addr.to_string();
+    let started = std::time::Instant::now();
+    let key = balanced.to_string();
     let status = daemon.wait_status("every replica held, exploring over", |s| {
-        let entry = server_entry(s, &addr);
+        let entry = server_entry(s, &key);
         online(s)
             && entry["replicas"] == serde_json::json!(["r1", "r2", "r3"])
             && entry["connections"] == 3
             && entry["up"] == 3
     });
-    assert_eq!(server_entry(&status, &addr)["known_replicas"], serde_json::json!(["r1", "r2", "r3"]));
-    // Each replica serves from its own connection, whichever way a request reaches it.
+    println!("held every replica after {:.2}s", started.elapsed().as_secs_f64());
+    assert_eq!(server_entry(&status, &key)["known_replicas"], serde_json::json!(["r1", "r2", "r3"]));
     for replica in &replicas {
         assert_eq!(get_ok(&Public::new(replica.addr)).await, StatusCode::OK);
     }
-    let public = Public::new(balancer.addr);
+    let before: Vec<u64> = daemon.status()["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["requests"].as_u64().unwrap())
+        .collect();
     for i in 0..9 {
-        let reply = public.get("a.test", &format!("/n/{i}")).await;
+        // A client of its own: a new connection, which the balancer sends to the next replica.
+        let reply = Public::new(balanced).get("a.test", &format!("/n/{i}")).await;
         assert_eq!(reply.status, StatusCode::OK, "request {i} through the balancer: {}", reply.text());
     }
+    let after = daemon.status();
+    let carried: Vec<u64> = after["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(&before)
+        .map(|(c, b)| c["requests"].as_u64().unwrap() - b)
+        .collect();
+    assert!(carried.iter().all(|n| *n > 0), "every replica's connection carried some: {carried:?} {after:#}");
+    assert_eq!(carried.iter().sum::<u64>(), 9);
     let text = String::from_utf8(daemon.ctl(&["status"]).stdout).unwrap();
     assert!(text.contains("replicas r1, r2, r3 (of r1, r2, r3)"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_one_balanced_address_every_replica_is_found_and_held() {
+    let handle = tokio::runtime::Handle::current();
+    let start = |targets| tokio::task::block_in_place(|| handle.block_on(Balancer::start(targets)));
+    every_replica_is_found_and_held(start, |b| b.addr).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_haproxy_every_replica_is_found_and_held() {
+    every_replica_is_found_and_held(|targets: Vec<_>| HaProxy::start(&targets), |h| h.addr).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
