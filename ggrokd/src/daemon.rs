@@ -3,7 +3,6 @@
 //! number of them wanted per server. Each link keeps its own state; this holds what spans them.
 
 use crate::config::{Connections, DaemonConfig, MAX_CONNECTIONS, Replicas, ServerUrl, Timing, Transport};
-use crate::coverage::{self, Landing, Seen};
 use crate::link::Link;
 use crate::reqlog::RequestLog;
 use crate::tunnels::Tunnels;
@@ -16,6 +15,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 use tokio::sync::watch;
 
+mod landing;
 mod status;
 
 /// Where to connect, with which token, over what.
@@ -311,101 +311,6 @@ impl Daemon {
     /// Sends `op` on every link whose control stream is up; returns on how many.
     pub fn send_everywhere(&self, op: &TunnelOp) -> usize {
         self.links().iter().filter(|l| l.send(op.clone())).count()
-    }
-
-    /// Link `link` landed on `replica` (if the server names itself) and `worker` of `workers`:
-    /// whether it keeps the connection (and now holds them), or should dial again to land on a
-    /// replica or worker that no other link to the same server holds ([`coverage`]).
-    pub fn keep_landing(
-        &self,
-        link: &Link,
-        replica: Option<&str>,
-        worker: Option<u32>,
-        workers: Option<u32>,
-    ) -> bool {
-        let _step = self.coverage.lock().expect("coverage lock");
-        let mates: Vec<_> =
-            self.links().into_iter().filter(|l| l.index != link.index && l.server == link.server).collect();
-        if let Some(replica) = replica
-            && !self.keep_replica(link, replica, &mates)
-        {
-            return false;
-        }
-        if let (Some(worker), Some(workers)) = (worker, workers) {
-            let others: Vec<u32> = mates
-                .iter()
-                .filter(|l| l.replica().as_deref() == replica)
-                .filter_map(|l| l.worker())
-                .collect();
-            if coverage::should_redial(worker, workers, &others, link.redials()) {
-                return false;
-            }
-            link.hold_worker(worker);
-        }
-        true
-    }
-
-    /// The replica half of [`Daemon::keep_landing`]: learns a new replica, counts exploring misses.
-    fn keep_replica(&self, link: &Link, replica: &str, mates: &[Arc<Link>]) -> bool {
-        let others: Vec<String> = mates.iter().filter_map(|l| l.replica()).collect();
-        let mut groups = self.groups.write().expect("groups lock");
-        let Some(group) = groups.iter_mut().find(|g| g.endpoint.server == link.server) else {
-            return true;
-        };
-        let per_replica = {
-            let setting = *self.connections.read().expect("connections lock");
-            if group.announced.version_one { 1 } else { setting.wanted(group.announced.workers) }
-        };
-        let landing = coverage::landing(&Seen {
-            replica,
-            others: &others,
-            known: &group.known,
-            per_replica,
-            redials: link.redials(),
-            misses: group.misses + 1,
-            exploring: group.exploring,
-        });
-        let mut replan = false;
-        if !group.known.iter().any(|k| k == replica) {
-            tracing::info!(server = %link.server.authority, replica, "a new replica of the server");
-            group.known.push(replica.to_owned());
-            group.misses = 0;
-            replan = true;
-        }
-        match landing {
-            Landing::Explore => group.misses += 1,
-            Landing::Settle => {
-                tracing::debug!(server = %link.server.authority, "explored: every landing found a replica held");
-                (group.exploring, group.misses, replan) = (false, 0, true);
-            }
-            Landing::Keep | Landing::Redial => {}
-        }
-        drop(groups);
-        if replan {
-            self.update_wanted();
-        }
-        !matches!(landing, Landing::Redial | Landing::Explore)
-    }
-
-    /// Looks again for replicas where one seen is held by no link (it went away, and may be
-    /// back): called now and then ([`crate::links`]).
-    pub fn explore_again(&self) {
-        if *self.replicas.read().expect("replicas lock") != Replicas::All {
-            return;
-        }
-        let holders: Vec<(ServerUrl, String)> =
-            self.links().iter().filter_map(|l| Some((l.server.clone(), l.replica()?))).collect();
-        let mut replan = false;
-        for group in self.groups.write().expect("groups lock").iter_mut() {
-            let server = &group.endpoint.server;
-            let unheld = group.known.iter().any(|k| !holders.iter().any(|(s, r)| s == server && r == k));
-            if unheld && !group.exploring {
-                (group.exploring, group.misses, replan) = (true, 0, true);
-            }
-        }
-        if replan {
-            self.update_wanted();
-        }
     }
 }
 

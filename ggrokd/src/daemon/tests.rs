@@ -1,4 +1,5 @@
 use super::*;
+use crate::coverage;
 use std::path::Path;
 use tokio_util::sync::CancellationToken;
 
