@@ -127,11 +127,16 @@ pub fn connection_table(connections: &[ConnectionInfo], now: f64) -> String {
 }
 
 /// One line per server: its state, its connections up, and the replicas it holds of those seen
-/// there, such as `  a.example.com:443  connected, 2/2 up, replicas r1, r2 (of r1, r2)`.
-pub fn server_lines(servers: &[ServerInfo]) -> String {
+/// there, such as `  a.example.com:443  connected, 2/2 up, replicas r1, r2 (of r1, r2)`; one
+/// whose connections are all down says it is retrying, with their most failed attempts.
+pub fn server_lines(servers: &[ServerInfo], connections: &[ConnectionInfo]) -> String {
     let mut rows = Vec::new();
     for v in servers {
         let mut what = format!("{}, {}/{} up", v.state.as_str(), v.up, v.connections);
+        let attempts = connections.iter().filter(|c| c.server == v.server).map(|c| c.attempt).max();
+        if let Some(n) = attempts.filter(|n| *n > 0 && v.up == 0) {
+            what.push_str(&format!(", retrying (attempt {n})"));
+        }
         if !v.known_replicas.is_empty() {
             let held = if v.replicas.is_empty() { "none".to_owned() } else { v.replicas.join(", ") };
             what.push_str(&format!(", replicas {held} (of {})", v.known_replicas.join(", ")));
@@ -212,7 +217,7 @@ pub fn status_text(s: &StatusInfo, now: f64) -> String {
         s.server,
     );
     if s.servers.len() > 1 || s.servers.iter().any(|v| !v.known_replicas.is_empty()) {
-        out.push_str(&server_lines(&s.servers));
+        out.push_str(&server_lines(&s.servers, &s.connections));
     }
     if let Some(e) = &s.last_error {
         out.push_str(&format!("last error:  {}: {}\n", ago(e.at, now), e.message));
