@@ -83,20 +83,25 @@ impl Daemon {
         !matches!(landing, Landing::Redial | Landing::Explore)
     }
 
-    /// Looks again for replicas where one seen is held by no link (it went away, and may be
-    /// back): called now and then ([`crate::links`]).
+    /// Forgets the replicas seen that no connected link holds (gone, or renamed as pods are on
+    /// every restart, so the list cannot grow without bound) and, with `replicas = "all"`, looks
+    /// again for replicas, which finds them if they are back: called now and then
+    /// ([`crate::links`]).
     pub fn explore_again(&self) {
-        if *self.replicas.read().expect("replicas lock") != Replicas::All {
-            return;
-        }
+        let all = *self.replicas.read().expect("replicas lock") == Replicas::All;
         let holders: Vec<(ServerUrl, String)> =
             self.links().iter().filter_map(|l| Some((l.server.clone(), l.replica()?))).collect();
         let mut replan = false;
         for group in self.groups.write().expect("groups lock").iter_mut() {
-            let server = &group.endpoint.server;
-            let unheld = group.known.iter().any(|k| !holders.iter().any(|(s, r)| s == server && r == k));
-            if unheld && !group.exploring {
-                (group.exploring, group.misses, replan) = (true, 0, true);
+            let server = group.endpoint.server.clone();
+            let before = group.known.len();
+            group.known.retain(|k| holders.iter().any(|(s, r)| *s == server && r == k));
+            if group.known.len() < before {
+                tracing::info!(server = %server.authority, "forgot {} replicas no connection holds", before - group.known.len());
+                replan = true;
+                if all {
+                    (group.exploring, group.misses) = (true, 0);
+                }
             }
         }
         if replan {

@@ -104,9 +104,10 @@ fn replicas_are_learned_held_and_explored() {
     assert_eq!(wanted(&d), 2, "every replica held: nothing to look for");
     b.down("lost".into(), 1, std::time::SystemTime::now());
     d.explore_again();
-    assert_eq!(wanted(&d), 3, "b is held by none: explore again");
+    assert_eq!(d.status().servers[0].known_replicas, ["a"], "b is held by none: forgotten");
+    assert_eq!(wanted(&d), 2, "a, and one link exploring again");
     d.set_replicas(Replicas::One);
-    assert_eq!(wanted(&d), 2, "replicas = \"one\": seen ones only");
+    assert_eq!(wanted(&d), 1, "replicas = \"one\": seen ones only");
 }
 
 #[test]
@@ -120,6 +121,9 @@ fn replicas_seen_are_covered_without_exploring_by_default() {
     b.greeted(2, Some("b".into()));
     assert!(d.keep_landing(&b, Some("b"), Some(0), Some(1)), "seen on a reconnect, say");
     assert_eq!(wanted(&d), 2, "one link per replica seen");
+    b.down("lost".into(), 1, std::time::SystemTime::now());
+    d.explore_again();
+    assert_eq!(wanted(&d), 1, "b forgotten, and not looked for");
 }
 
 #[test]
