@@ -1,6 +1,6 @@
 //! Text output for people: sentences and aligned tables.
 
-use ggrok_proto::ctl::{ConnectionInfo, LinkState, Reply, StatusInfo, TimedError, TunnelInfo};
+use ggrok_proto::ctl::{ConnectionInfo, LinkState, Reply, ServerInfo, StatusInfo, TimedError, TunnelInfo};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Prints a reply: errors on stderr, everything else on stdout.
@@ -126,6 +126,26 @@ pub fn connection_table(connections: &[ConnectionInfo], now: f64) -> String {
     aligned(&rows)
 }
 
+/// One line per server: its state, its connections up, and the replicas it holds of those seen
+/// there, such as `  a.example.com:443  connected, 2/2 up, replicas r1, r2 (of r1, r2)`; one
+/// whose connections are all down says it is retrying, with their most failed attempts.
+pub fn server_lines(servers: &[ServerInfo], connections: &[ConnectionInfo]) -> String {
+    let mut rows = Vec::new();
+    for v in servers {
+        let mut what = format!("{}, {}/{} up", v.state.as_str(), v.up, v.connections);
+        let attempts = connections.iter().filter(|c| c.server == v.server).map(|c| c.attempt).max();
+        if let Some(n) = attempts.filter(|n| *n > 0 && v.up == 0) {
+            what.push_str(&format!(", retrying (attempt {n})"));
+        }
+        if !v.known_replicas.is_empty() {
+            let held = if v.replicas.is_empty() { "none".to_owned() } else { v.replicas.join(", ") };
+            what.push_str(&format!(", replicas {held} (of {})", v.known_replicas.join(", ")));
+        }
+        rows.push(vec![format!("  {}", server_name(&v.server)), what]);
+    }
+    aligned(&rows)
+}
+
 /// `wss://tunnel.example.com:443/$$ggrok` → `tunnel.example.com:443`.
 fn server_name(url: &str) -> &str {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
@@ -196,6 +216,9 @@ pub fn status_text(s: &StatusInfo, now: f64) -> String {
         s.config,
         s.server,
     );
+    if s.servers.len() > 1 || s.servers.iter().any(|v| !v.known_replicas.is_empty()) {
+        out.push_str(&server_lines(&s.servers, &s.connections));
+    }
     if let Some(e) = &s.last_error {
         out.push_str(&format!("last error:  {}: {}\n", ago(e.at, now), e.message));
     }
@@ -279,6 +302,7 @@ mod tests {
             last_error: None,
             next_retry: None,
             connections: Vec::new(),
+            servers: Vec::new(),
             tunnels_online: 1,
             tunnels_total: 1,
             tunnels: vec![tunnel("api.test", "online")],
@@ -331,6 +355,7 @@ mod tests {
             last_error: None,
             next_retry: None,
             connections: vec![connection(0, LinkState::Connected), down],
+            servers: Vec::new(),
             tunnels_online: 3,
             tunnels_total: 3,
             tunnels: Vec::new(),

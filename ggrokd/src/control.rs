@@ -78,14 +78,13 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
         );
     }
     link.greeted(hello.session, hello.replica.clone());
-    daemon.server_greeted(protocol, hello.workers);
-    if protocol < 2 && link.index > 0 {
+    daemon.server_greeted(&link.server, protocol, hello.workers);
+    if protocol < 2 && !daemon.first_to_its_server(link) {
         return End::Ending(Ending::Surplus);
     }
-    if let (Some(worker), Some(workers)) = (hello.worker, hello.workers)
-        && !daemon.keep_worker(link, worker, workers)
-    {
-        debug!(worker, workers, redials = link.redials(), "landed on a worker another connection holds");
+    let (worker, workers, replica) = (hello.worker, hello.workers, hello.replica.as_deref());
+    if !daemon.keep_landing(link, replica, worker, workers) {
+        debug!(?worker, workers, replica, redials = link.redials(), "landed where another connection is");
         return End::Ending(Ending::Redial);
     }
     link.reset_redials();
@@ -204,7 +203,11 @@ mod tests {
 
     /// Link `index` of `d` running its control stream with `protocol`; the test is the server.
     fn start(d: &Arc<Daemon>, index: u32, protocol: u32) -> (Arc<Link>, Server, JoinHandle<End>) {
-        let link = Arc::new(Link::new(index, CancellationToken::new()));
+        let link = Arc::new(Link::new(
+            index,
+            crate::config::ServerUrl::parse("ws://t").unwrap(),
+            CancellationToken::new(),
+        ));
         link.connected("websocket", protocol);
         d.add_link(link.clone());
         let (ours, theirs) = tokio::io::duplex(64 * 1024);
@@ -254,7 +257,7 @@ mod tests {
             (session.session, session.worker, session.replica.as_deref()),
             (Some(5), Some(0), Some("r1"))
         );
-        assert_eq!(*d.wanted_links().borrow(), 3, "auto follows the announced workers");
+        assert_eq!(d.wanted_links().borrow()[0].1, 3, "auto follows the announced workers");
         // Operations from the daemon go out in version-2 form.
         assert!(link.send(TunnelOp::Release { host: "a.test".into() }));
         assert_eq!(next(&mut server).await, ClientMessage::Release { tunnel: key("a.test") });
@@ -287,7 +290,7 @@ mod tests {
         // An acceptance for a tunnel removed meanwhile is released in version-1 form.
         server.send(ServerMessage::Registered { host: "gone.test".into() }).await.unwrap();
         assert_eq!(next(&mut server).await, ClientMessage::Unregister { host: "gone.test".into() });
-        assert_eq!(*d.wanted_links().borrow(), 1);
+        assert_eq!(d.wanted_links().borrow()[0].1, 1);
         drop(server);
         task.await.unwrap();
     }
@@ -308,6 +311,7 @@ mod tests {
     #[tokio::test]
     async fn a_second_link_to_a_version_one_server_is_surplus() {
         let d = Arc::new(daemon());
+        let (_first, _server0, _task0) = start(&d, 0, 1);
         let (_link, mut server, task) = start(&d, 1, 1);
         server.send(server_hello(1, None, None)).await.unwrap();
         assert_eq!(task.await.unwrap(), End::Ending(Ending::Surplus));

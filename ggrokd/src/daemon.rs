@@ -1,20 +1,22 @@
-//! What the whole daemon shares: its id, the tunnel table, the request log, the server endpoint
-//! and timing, and the set of links ([`Link`]) with the number of them wanted. Each link keeps its
-//! own state; this holds what spans them.
+//! What the whole daemon shares: its id, the tunnel table, the request log, the servers it
+//! connects to (each with what its hellos said), timing, and the set of links ([`Link`]) with the
+//! number of them wanted per server. Each link keeps its own state; this holds what spans them.
 
-use crate::config::{Connections, DaemonConfig, ServerUrl, Timing, Transport};
-use crate::coverage;
+use crate::config::{Connections, DaemonConfig, MAX_CONNECTIONS, Replicas, ServerUrl, Timing, Transport};
 use crate::link::Link;
 use crate::reqlog::RequestLog;
-use crate::tunnels::{TunnelState, Tunnels};
+use crate::tunnels::Tunnels;
 use crate::wire::TunnelOp;
-use ggrok_proto::ctl::{LinkState, StatusInfo};
+use ggrok_proto::ctl::LinkState;
 use ggrok_proto::secret::Secret;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 use tokio::sync::watch;
+
+mod landing;
+mod status;
 
 /// Where to connect, with which token, over what.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,16 +32,23 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// The endpoint `config` names.
-    pub fn of(config: &DaemonConfig) -> Self {
-        Self {
-            server: config.server.clone(),
-            token: config.token.clone(),
-            ca_file: config.ca_file.clone(),
-            transport: config.transport,
-        }
+    /// The endpoints `config` names, one per server, in file order.
+    pub fn all_of(config: &DaemonConfig) -> Vec<Self> {
+        config
+            .servers
+            .iter()
+            .map(|server| Self {
+                server: server.clone(),
+                token: config.token.clone(),
+                ca_file: config.ca_file.clone(),
+                transport: config.transport,
+            })
+            .collect()
     }
 }
+
+/// How many links to run to each server, in config order; [`crate::links`] follows it.
+pub type Plan = Vec<(ServerUrl, u32)>;
 
 /// What the server's hellos said about how many links are worth holding.
 #[derive(Debug, Default, Clone, Copy)]
@@ -48,6 +57,26 @@ struct Announced {
     workers: Option<u32>,
     /// The latest hello was of version 1: the server serves a daemon over one connection.
     version_one: bool,
+}
+
+/// One server of the config, with what the daemon learned of it.
+#[derive(Debug)]
+struct Group {
+    endpoint: Endpoint,
+    announced: Announced,
+    /// Every replica seen at this address, in the order seen.
+    known: Vec<String>,
+    /// Looking for replicas not seen yet: one link more than the known ones need.
+    exploring: bool,
+    /// Landings on held replicas in a row while exploring.
+    misses: u32,
+}
+
+impl Group {
+    fn new(endpoint: Endpoint, replicas: Replicas) -> Self {
+        let exploring = replicas == Replicas::All;
+        Self { endpoint, announced: Announced::default(), known: Vec::new(), exploring, misses: 0 }
+    }
 }
 
 /// The daemon's shared state.
@@ -66,16 +95,16 @@ pub struct Daemon {
     /// Serialises config edits and reloads, so concurrent `add`s cannot lose each other's lines.
     pub edits: tokio::sync::Mutex<()>,
     started: Instant,
-    endpoint: RwLock<Endpoint>,
+    groups: RwLock<Vec<Group>>,
     timing: RwLock<Timing>,
     connections: RwLock<Connections>,
-    announced: Mutex<Announced>,
-    /// How many links to run; [`crate::links`] follows it.
-    wanted: watch::Sender<u32>,
+    replicas: RwLock<Replicas>,
+    /// How many links to run to each server; [`crate::links`] follows it.
+    wanted: watch::Sender<Plan>,
     links: RwLock<Vec<Arc<Link>>>,
-    /// The endpoint for which raw upgrades were found not to pass, with `transport = "auto"`.
-    raw_fallback: Mutex<Option<Endpoint>>,
-    /// Makes "which worker do the other links hold" and "hold this one" one step.
+    /// Endpoints for which raw upgrades were found not to pass, with `transport = "auto"`.
+    raw_fallback: Mutex<Vec<Endpoint>>,
+    /// Makes "which worker and replica do the other links hold" and "hold this one" one step.
     coverage: Mutex<()>,
     version_one_warned: AtomicBool,
 }
@@ -91,13 +120,15 @@ impl Daemon {
             budget: ggrok_proto::budget::Budget::new(config.buffer_memory),
             edits: tokio::sync::Mutex::new(()),
             started: Instant::now(),
-            endpoint: RwLock::new(Endpoint::of(config)),
+            groups: RwLock::new(
+                Endpoint::all_of(config).into_iter().map(|e| Group::new(e, config.replicas)).collect(),
+            ),
             timing: RwLock::new(config.timing),
             connections: RwLock::new(config.connections),
-            announced: Mutex::new(Announced::default()),
-            wanted: watch::Sender::new(1),
+            replicas: RwLock::new(config.replicas),
+            wanted: watch::Sender::new(Vec::new()),
             links: RwLock::new(Vec::new()),
-            raw_fallback: Mutex::new(None),
+            raw_fallback: Mutex::new(Vec::new()),
             coverage: Mutex::new(()),
             version_one_warned: false.into(),
         };
@@ -105,41 +136,65 @@ impl Daemon {
         daemon
     }
 
-    /// Where to connect now.
-    pub fn endpoint(&self) -> Endpoint {
-        self.endpoint.read().expect("endpoint lock").clone()
+    /// Where to connect to reach `server` now; `None` once it left the config.
+    pub fn endpoint(&self, server: &ServerUrl) -> Option<Endpoint> {
+        let groups = self.groups.read().expect("groups lock");
+        groups.iter().find(|g| g.endpoint.server == *server).map(|g| g.endpoint.clone())
     }
 
-    /// Changes the endpoint; if it differs, every link drops its connection and dials again at
-    /// once, and a raw-upgrade fallback learned for the old endpoint is forgotten. Returns whether
-    /// it changed.
-    pub fn set_endpoint(&self, endpoint: Endpoint) -> bool {
-        let mut current = self.endpoint.write().expect("endpoint lock");
-        if *current == endpoint {
+    /// Every server's endpoint, in config order.
+    pub fn endpoints(&self) -> Vec<Endpoint> {
+        self.groups.read().expect("groups lock").iter().map(|g| g.endpoint.clone()).collect()
+    }
+
+    /// Changes the servers: links to a server no longer listed stop, a new server gets links of
+    /// its own, and the links to a server whose settings (token, CA, transport) changed drop their
+    /// connections and dial again at once. Returns whether anything changed.
+    pub fn set_endpoints(&self, endpoints: Vec<Endpoint>) -> bool {
+        let mut groups = self.groups.write().expect("groups lock");
+        if groups.iter().map(|g| &g.endpoint).eq(endpoints.iter()) {
             return false;
         }
-        *current = endpoint;
-        drop(current);
-        *self.raw_fallback.lock().expect("fallback lock") = None;
-        for link in self.links() {
+        let mut old = std::mem::take(&mut *groups);
+        let mut changed = Vec::new();
+        for endpoint in endpoints {
+            match old.iter().position(|g| g.endpoint.server == endpoint.server) {
+                Some(at) => {
+                    let mut group = old.swap_remove(at);
+                    if group.endpoint != endpoint {
+                        changed.push(endpoint.server.clone());
+                        group.endpoint = endpoint;
+                    }
+                    groups.push(group);
+                }
+                None => groups.push(Group::new(endpoint, *self.replicas.read().expect("replicas lock"))),
+            }
+        }
+        drop(groups);
+        self.raw_fallback
+            .lock()
+            .expect("fallback lock")
+            .retain(|e| self.endpoint(&e.server).as_ref() == Some(e));
+        for link in self.links().iter().filter(|l| changed.contains(&l.server)) {
             link.request_reconnect();
         }
+        self.update_wanted();
         true
     }
 
     /// Whether raw upgrades were found not to pass to `endpoint` (so `auto` dials the WebSocket).
     pub fn raw_fell_back(&self, endpoint: &Endpoint) -> bool {
-        self.raw_fallback.lock().expect("fallback lock").as_ref() == Some(endpoint)
+        self.raw_fallback.lock().expect("fallback lock").contains(endpoint)
     }
 
     /// Remembers that raw upgrades do not pass to `endpoint`; returns whether this is news (to
     /// log it once, whichever link found out first).
     pub fn remember_raw_fallback(&self, endpoint: &Endpoint) -> bool {
         let mut known = self.raw_fallback.lock().expect("fallback lock");
-        if known.as_ref() == Some(endpoint) {
+        if known.contains(endpoint) {
             return false;
         }
-        *known = Some(endpoint.clone());
+        known.push(endpoint.clone());
         true
     }
 
@@ -159,33 +214,69 @@ impl Daemon {
         self.update_wanted();
     }
 
-    /// A link agreed on `protocol` and the server's hello announced `workers` (version 2).
-    pub fn server_greeted(&self, protocol: u32, workers: Option<u32>) {
-        *self.announced.lock().expect("announced lock") =
-            Announced { workers: workers.filter(|_| protocol >= 2), version_one: protocol < 2 };
+    /// Changes `replicas`: `"all"` starts looking for replicas of every server, `"one"` stops.
+    pub fn set_replicas(&self, replicas: Replicas) {
+        *self.replicas.write().expect("replicas lock") = replicas;
+        for group in self.groups.write().expect("groups lock").iter_mut() {
+            (group.exploring, group.misses) = (replicas == Replicas::All, 0);
+        }
         self.update_wanted();
     }
 
-    fn update_wanted(&self) {
+    /// A link to `server` agreed on `protocol` and the hello announced `workers` (version 2).
+    pub fn server_greeted(&self, server: &ServerUrl, protocol: u32, workers: Option<u32>) {
+        if let Some(group) =
+            self.groups.write().expect("groups lock").iter_mut().find(|g| g.endpoint.server == *server)
+        {
+            group.announced =
+                Announced { workers: workers.filter(|_| protocol >= 2), version_one: protocol < 2 };
+        }
+        self.update_wanted();
+    }
+
+    /// Links wanted on each replica of `group` (each server, when it does not name replicas).
+    fn per_replica(&self, group: &Group) -> u32 {
         let setting = *self.connections.read().expect("connections lock");
-        let announced = *self.announced.lock().expect("announced lock");
-        let wanted = match setting {
-            Connections::Fixed(n) if n > 1 && announced.version_one => {
+        match setting {
+            Connections::Fixed(n) if n > 1 && group.announced.version_one => {
                 if !self.version_one_warned.swap(true, Ordering::Relaxed) {
                     tracing::warn!(
+                        server = %group.endpoint.server.authority,
                         "the server speaks protocol version 1, which serves a daemon over one connection; \
                          holding 1 instead of connections = {n}"
                     );
                 }
                 1
             }
-            _ => setting.wanted(announced.workers),
-        };
-        self.wanted.send_if_modified(|w| std::mem::replace(w, wanted) != wanted);
+            _ => setting.wanted(group.announced.workers),
+        }
     }
 
-    /// Follows how many links to run.
-    pub fn wanted_links(&self) -> watch::Receiver<u32> {
+    fn update_wanted(&self) {
+        let plan: Plan = self
+            .groups
+            .read()
+            .expect("groups lock")
+            .iter()
+            .map(|g| {
+                let replicas = g.known.len().max(1) as u32;
+                let held = (self.per_replica(g) * replicas).min(MAX_CONNECTIONS);
+                let scout = g.exploring && !g.known.is_empty() && !g.announced.version_one;
+                (g.endpoint.server.clone(), held + u32::from(scout))
+            })
+            .collect();
+        self.wanted.send_if_modified(|w| {
+            if *w == plan {
+                false
+            } else {
+                *w = plan;
+                true
+            }
+        });
+    }
+
+    /// Follows how many links to run to each server.
+    pub fn wanted_links(&self) -> watch::Receiver<Plan> {
         self.wanted.subscribe()
     }
 
@@ -212,146 +303,16 @@ impl Daemon {
         self.links().iter().any(|l| l.state() == LinkState::Connected)
     }
 
+    /// Whether `link` is the first (lowest-numbered) link to its server.
+    pub fn first_to_its_server(&self, link: &Link) -> bool {
+        self.links().iter().filter(|l| l.server == link.server).all(|l| l.index >= link.index)
+    }
+
     /// Sends `op` on every link whose control stream is up; returns on how many.
     pub fn send_everywhere(&self, op: &TunnelOp) -> usize {
         self.links().iter().filter(|l| l.send(op.clone())).count()
     }
-
-    /// Link `link` landed on `worker` of `workers`: whether it keeps it (and now holds it) or
-    /// should dial again to land on a worker no other link holds ([`coverage`]).
-    pub fn keep_worker(&self, link: &Link, worker: u32, workers: u32) -> bool {
-        let _step = self.coverage.lock().expect("coverage lock");
-        let others: Vec<u32> =
-            self.links().iter().filter(|l| l.index != link.index).filter_map(|l| l.worker()).collect();
-        if coverage::should_redial(worker, workers, &others, link.redials()) {
-            return false;
-        }
-        link.hold_worker(worker);
-        true
-    }
-
-    /// The daemon as `ggrokctl status` shows it, with its connections but without its tunnels'
-    /// counters (the caller adds them when wanted: computing percentiles is not free).
-    pub fn status(&self) -> StatusInfo {
-        let server = self.endpoint().server.url;
-        let connections: Vec<_> = self.links().iter().map(|l| l.info(&server)).collect();
-        // The summary: connected when any link is (since the first connected one), else the
-        // first link's state; the most recent error of any.
-        let summary = connections.iter().find(|c| c.state == LinkState::Connected).or(connections.first());
-        let last_error =
-            connections.iter().filter_map(|c| c.last_error.as_ref()).max_by_key(|e| e.at).cloned();
-        let tunnels = self.tunnels.all();
-        StatusInfo {
-            daemon_version: env!("CARGO_PKG_VERSION").into(),
-            pid: std::process::id(),
-            uptime_secs: self.started.elapsed().as_secs(),
-            config: self.config_path.display().to_string(),
-            server,
-            connection: summary.map_or(LinkState::Connecting, |c| c.state),
-            since: summary.map_or_else(crate::tunnels::unix_now, |c| c.since),
-            attempt: summary.map_or(0, |c| c.attempt),
-            last_error,
-            next_retry: summary.and_then(|c| c.next_retry),
-            tunnels_online: tunnels.iter().filter(|t| t.state() == TunnelState::Online).count(),
-            tunnels_total: tunnels.len(),
-            tunnels: Vec::new(),
-            connections,
-            buffers: Some(ggrok_proto::ctl::BufferInfo {
-                limit: self.budget.limit(),
-                stream_window: self.budget.window(),
-                bodies_in_flight: self.budget.open(),
-            }),
-        }
-    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::path::Path;
-    use tokio_util::sync::CancellationToken;
-
-    fn daemon(extra: &str) -> Daemon {
-        let text = format!("server = \"ws://t\"\n{extra}");
-        Daemon::new(&DaemonConfig::parse(Path::new("g.toml"), &text).unwrap(), "d".into())
-    }
-
-    #[test]
-    fn auto_starts_one_then_follows_the_hello() {
-        let d = daemon("");
-        assert_eq!(*d.wanted_links().borrow(), 1, "connection 0 first");
-        d.server_greeted(2, Some(3));
-        assert_eq!(*d.wanted_links().borrow(), 3);
-        d.server_greeted(2, Some(12));
-        assert_eq!(*d.wanted_links().borrow(), 4, "at most 4");
-        d.server_greeted(1, None);
-        assert_eq!(*d.wanted_links().borrow(), 1, "a version-1 server");
-    }
-
-    #[test]
-    fn a_fixed_number_starts_at_once_but_not_against_version_one() {
-        let d = daemon("connections = 3\n");
-        assert_eq!(*d.wanted_links().borrow(), 3);
-        d.server_greeted(2, Some(1));
-        assert_eq!(*d.wanted_links().borrow(), 3, "fixed: whatever the workers");
-        d.server_greeted(1, None);
-        assert_eq!(*d.wanted_links().borrow(), 1);
-        d.server_greeted(2, Some(1));
-        assert_eq!(*d.wanted_links().borrow(), 3, "the server was upgraded");
-        d.set_connections(Connections::Fixed(2));
-        assert_eq!(*d.wanted_links().borrow(), 2, "a reload");
-    }
-
-    #[test]
-    fn a_link_on_a_held_worker_redials_while_another_is_free() {
-        let d = daemon("");
-        let links: Vec<_> = (0..3).map(|i| Arc::new(Link::new(i, CancellationToken::new()))).collect();
-        for l in &links {
-            d.add_link(l.clone());
-            l.connected("websocket", 2);
-        }
-        assert!(d.keep_worker(&links[0], 1, 3));
-        assert!(!d.keep_worker(&links[1], 1, 3), "worker 1 is link 0's; 0 and 2 are free");
-        assert!(d.keep_worker(&links[1], 0, 3));
-        for _ in 0..coverage::MAX_REDIALS {
-            links[2].count_redial();
-        }
-        assert!(d.keep_worker(&links[2], 1, 3), "out of redials: keep what it got");
-        assert_eq!(links[2].worker(), Some(1));
-    }
-
-    #[test]
-    fn the_summary_is_connected_when_any_link_is() {
-        let d = daemon("");
-        assert_eq!(d.status().connection, LinkState::Connecting, "no link yet");
-        let links: Vec<_> = (0..2).map(|i| Arc::new(Link::new(i, CancellationToken::new()))).collect();
-        for l in &links {
-            d.add_link(l.clone());
-        }
-        links[0].down("refused".into(), 3, std::time::SystemTime::now());
-        let status = d.status();
-        assert_eq!((status.connection, status.attempt), (LinkState::Disconnected, 3));
-        assert_eq!(status.connections.len(), 2);
-        links[1].connected("raw", 2);
-        let status = d.status();
-        assert_eq!(status.connection, LinkState::Connected);
-        assert_eq!(status.last_error.unwrap().message, "refused");
-        d.remove_link(1);
-        assert_eq!(d.status().connections.len(), 1);
-    }
-
-    #[test]
-    fn the_raw_fallback_is_kept_per_endpoint() {
-        let d = daemon("");
-        let endpoint = d.endpoint();
-        assert!(!d.raw_fell_back(&endpoint));
-        assert!(d.remember_raw_fallback(&endpoint));
-        assert!(!d.remember_raw_fallback(&endpoint), "news only once");
-        assert!(d.raw_fell_back(&endpoint));
-        let mut other = endpoint.clone();
-        other.server = ServerUrl::parse("ws://elsewhere").unwrap();
-        assert!(d.set_endpoint(other.clone()));
-        assert!(!d.raw_fell_back(&other), "a new endpoint is tried raw again");
-        assert!(!d.raw_fell_back(&endpoint), "forgotten on change");
-    }
-}
+mod tests;

@@ -116,22 +116,20 @@ pub fn after_raw_failure(transport: Transport, failure: &RawFailure) -> Step {
 const UNAUTHORIZED: &str =
     "unauthorized: the server rejected the token, or wants one (401); check `token` in the config";
 
-/// Dials the server and upgrades, by the endpoint's transport.
-pub async fn connect(daemon: &Daemon) -> anyhow::Result<Dialled> {
-    let endpoint = daemon.endpoint();
-    let headers = handshake_headers(&endpoint)?;
+/// Dials `endpoint` and upgrades, by its transport.
+pub async fn connect(daemon: &Daemon, endpoint: &Endpoint) -> anyhow::Result<Dialled> {
+    let headers = handshake_headers(endpoint)?;
     let try_raw = match endpoint.transport {
         Transport::WebSocket => false,
         Transport::Raw => true,
-        Transport::Auto => !daemon.raw_fell_back(&endpoint),
+        Transport::Auto => !daemon.raw_fell_back(endpoint),
     };
     if try_raw {
         let url = &endpoint.server.url;
-        let stream = tokio::time::timeout(tuning::HANDSHAKE_TIMEOUT, open(&endpoint))
+        let stream = tokio::time::timeout(tuning::HANDSHAKE_TIMEOUT, open(endpoint))
             .await
             .map_err(|_| anyhow!("timed out connecting to {url}"))??;
-        let upgrade =
-            tokio::time::timeout(tuning::HANDSHAKE_TIMEOUT, raw(&endpoint, headers.clone(), stream));
+        let upgrade = tokio::time::timeout(tuning::HANDSHAKE_TIMEOUT, raw(endpoint, headers.clone(), stream));
         let failure = match upgrade.await {
             Ok(Ok(dialled)) => return Ok(dialled),
             Ok(Err(failure)) => failure,
@@ -140,7 +138,7 @@ pub async fn connect(daemon: &Daemon) -> anyhow::Result<Dialled> {
         match after_raw_failure(endpoint.transport, &failure) {
             Step::Fail => return Err(anyhow!("raw upgrade to {url}: {failure}")),
             Step::FallBack => {
-                if daemon.remember_raw_fallback(&endpoint) {
+                if daemon.remember_raw_fallback(endpoint) {
                     info!(server = %endpoint.server.authority, raw = %failure, "the path to the server does not pass raw upgrades; using WebSocket");
                 } else {
                     debug!("raw upgrade: {failure}; using WebSocket");
@@ -148,7 +146,7 @@ pub async fn connect(daemon: &Daemon) -> anyhow::Result<Dialled> {
             }
         }
     }
-    tokio::time::timeout(tuning::HANDSHAKE_TIMEOUT, websocket(&endpoint, headers))
+    tokio::time::timeout(tuning::HANDSHAKE_TIMEOUT, websocket(endpoint, headers))
         .await
         .map_err(|_| anyhow!("timed out connecting to {}", endpoint.server.url))?
 }

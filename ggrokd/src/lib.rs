@@ -46,7 +46,7 @@ pub async fn run(config: DaemonConfig, socket: &Path, shutdown: CancellationToke
     let id = identity::daemon_id(&config.path);
     info!(
         config = %config.path.display(),
-        server = %config.server.authority,
+        servers = %config.servers.iter().map(|s| s.authority.as_str()).collect::<Vec<_>>().join(", "),
         tunnels = config.tunnels.len(),
         connections = %config.connections,
         transport = config.transport.as_str(),

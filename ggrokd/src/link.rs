@@ -3,6 +3,7 @@
 //! current control stream, its request counter and its own pool of local connections. Each link
 //! runs on a thread of its own ([`crate::links`]); a link that drops affects only its own record.
 
+use crate::config::ServerUrl;
 use crate::local::LocalClient;
 use crate::tunnels::unix_now;
 use crate::wire::TunnelOp;
@@ -40,8 +41,10 @@ struct Record {
 
 /// One tunnel connection.
 pub struct Link {
-    /// Its index, from 0; sent in the version-2 hello.
+    /// Its index, from 0, unique over all servers; sent in the version-2 hello.
     pub index: u32,
+    /// The server it dials (one of `server = [...]`).
+    pub server: ServerUrl,
     record: Mutex<Record>,
     /// The current control stream's sender, with the generation that attached it.
     control: Mutex<Option<(u64, mpsc::UnboundedSender<TunnelOp>)>>,
@@ -59,10 +62,11 @@ pub struct Link {
 }
 
 impl Link {
-    /// Link `index`, connecting, stopped by `stop`.
-    pub fn new(index: u32, stop: CancellationToken) -> Self {
+    /// Link `index` to `server`, connecting, stopped by `stop`.
+    pub fn new(index: u32, server: ServerUrl, stop: CancellationToken) -> Self {
         Self {
             index,
+            server,
             record: Mutex::new(Record {
                 state: LinkState::Connecting,
                 since: unix_now(),
@@ -149,12 +153,18 @@ impl Link {
         self.record.lock().expect("link lock").session.clone()
     }
 
-    /// The link as `ggrokctl status` shows it; `server` is the endpoint it dials.
-    pub fn info(&self, server: &str) -> ConnectionInfo {
+    /// The replica it holds while connected, if the server named itself.
+    pub fn replica(&self) -> Option<String> {
+        let record = self.record.lock().expect("link lock");
+        record.session.replica.clone().filter(|_| record.state == LinkState::Connected)
+    }
+
+    /// The link as `ggrokctl status` shows it.
+    pub fn info(&self) -> ConnectionInfo {
         let r = self.record.lock().expect("link lock");
         ConnectionInfo {
             index: self.index,
-            server: server.to_owned(),
+            server: self.server.url.clone(),
             replica: r.session.replica.clone(),
             worker: r.session.worker,
             transport: r.session.transport.map(str::to_owned),
@@ -226,12 +236,12 @@ mod tests {
 
     #[test]
     fn state_changes_stamp_since_and_down_clears_the_session() {
-        let link = Link::new(2, CancellationToken::new());
+        let link = Link::new(2, ServerUrl::parse("ws://t").unwrap(), CancellationToken::new());
         link.connected("raw", 2);
         link.greeted(7, Some("eu-1".into()));
         link.hold_worker(3);
         link.requests.fetch_add(5, Ordering::Relaxed);
-        let info = link.info("ws://t:80/$$ggrok");
+        let info = link.info();
         assert_eq!(
             (info.index, info.state, info.worker, info.session),
             (2, LinkState::Connected, Some(3), Some(7))
@@ -239,7 +249,7 @@ mod tests {
         assert_eq!((info.transport.as_deref(), info.protocol, info.requests), (Some("raw"), Some(2), 5));
         assert_eq!(link.worker(), Some(3));
         link.down("lost".into(), 1, SystemTime::now());
-        let info = link.info("s");
+        let info = link.info();
         assert_eq!(
             (info.state, info.worker, info.transport, info.attempt),
             (LinkState::Disconnected, None, None, 1)
@@ -251,7 +261,7 @@ mod tests {
 
     #[tokio::test]
     async fn operations_go_to_the_attached_control_stream_only() {
-        let link = Link::new(0, CancellationToken::new());
+        let link = Link::new(0, ServerUrl::parse("ws://t").unwrap(), CancellationToken::new());
         assert!(!link.send(TunnelOp::Release { host: "a".into() }), "nothing attached");
         let (tx, mut rx) = mpsc::unbounded_channel();
         let first = link.attach_control(tx);

@@ -2,53 +2,81 @@
 //! runtime: its HTTP/2 connection, its control stream and its requests to local services never
 //! cross threads, and a link that drops reconnects on its own while the others serve.
 //!
-//! How many: `connections = N` starts N at once; `"auto"` starts link 0, and the others once a
-//! server hello says how many workers the server runs ([`Daemon::wanted_links`]). When fewer are
-//! wanted (a reload, a server with fewer workers), the highest-numbered links drain and stop.
+//! How many: per server of the config, `connections = N` starts N at once; `"auto"` starts one,
+//! and the others once a server hello says how many workers the server runs; behind one address,
+//! as many more as the replicas seen there need ([`Daemon::wanted_links`]). Links are numbered
+//! over all servers. When fewer are wanted (a reload, a server with fewer workers, a server
+//! removed from the config), links that are down or share a replica drain and stop first.
 //! Shutdown cancels every link's token, and [`run`] returns once every thread has finished.
 
-use crate::daemon::Daemon;
+use crate::config::ServerUrl;
+use crate::daemon::{Daemon, Plan};
 use crate::link::Link;
+use ggrok_proto::ctl::LinkState;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span};
+
+/// How often the daemon looks again for replicas it saw but holds no link to.
+const EXPLORE_EVERY: Duration = Duration::from_secs(30);
 
 /// Starts and stops links to match [`Daemon::wanted_links`] until `shutdown`, then waits for
 /// every link thread to finish (each drains its requests in flight for up to the grace period).
 pub async fn run(daemon: Arc<Daemon>, shutdown: CancellationToken) {
     let mut wanted = daemon.wanted_links();
     let mut running: Vec<(Arc<Link>, JoinHandle<()>)> = Vec::new();
-    let mut stopping: Vec<JoinHandle<()>> = Vec::new();
+    let mut stopping: Vec<(u32, JoinHandle<()>)> = Vec::new();
+    let mut explore = tokio::time::interval_at(tokio::time::Instant::now() + EXPLORE_EVERY, EXPLORE_EVERY);
     loop {
-        let want = *wanted.borrow_and_update() as usize;
-        while running.len() < want {
-            let index = running.len() as u32;
-            match start(&daemon, index, &shutdown) {
-                Ok(started) => running.push(started),
-                Err(e) => {
-                    error!("cannot start a thread for connection {index}: {e}");
-                    break;
+        let plan: Plan = wanted.borrow_and_update().clone();
+        // Links to servers no longer listed stop.
+        let (gone, kept): (Vec<_>, Vec<_>) =
+            running.drain(..).partition(|(l, _)| !plan.iter().any(|(s, _)| *s == l.server));
+        running = kept;
+        for (link, thread) in gone {
+            info!(server = %link.server.authority, "the server left the config; closing its connection");
+            stopping.push(stop(&daemon, &link, thread));
+        }
+        for (server, want) in &plan {
+            let want = *want as usize;
+            let mut have = running.iter().filter(|(l, _)| l.server == *server).count();
+            if have > want {
+                info!(server = %server.authority, from = have, to = want, "holding fewer connections to the server");
+            }
+            while have > want {
+                let at = surplus(&running, server);
+                let (link, thread) = running.remove(at);
+                stopping.push(stop(&daemon, &link, thread));
+                have -= 1;
+            }
+            while have < want {
+                let index = (0..)
+                    .find(|i| {
+                        !running.iter().any(|(l, _)| l.index == *i) && !stopping.iter().any(|(s, _)| s == i)
+                    })
+                    .expect("a free index");
+                match start(&daemon, index, server.clone(), &shutdown) {
+                    Ok(started) => running.push(started),
+                    Err(e) => {
+                        error!("cannot start a thread for connection {index}: {e}");
+                        break;
+                    }
                 }
+                have += 1;
             }
         }
-        if running.len() > want {
-            info!(from = running.len(), to = want, "holding fewer connections to the server");
-        }
-        while running.len() > want {
-            let (link, thread) = running.pop().expect("more running than wanted");
-            link.stop.cancel();
-            daemon.remove_link(link.index);
-            stopping.push(thread);
-        }
-        stopping.retain(|t| !t.is_finished());
+        stopping.retain(|(_, t)| !t.is_finished());
         tokio::select! {
             changed = wanted.changed() => if changed.is_err() { break },
+            _ = explore.tick() => daemon.explore_again(),
             _ = shutdown.cancelled() => break,
         }
     }
     shutdown.cancel();
-    let threads: Vec<_> = running.into_iter().map(|(_, t)| t).chain(stopping).collect();
+    let threads: Vec<_> =
+        running.into_iter().map(|(_, t)| t).chain(stopping.into_iter().map(|(_, t)| t)).collect();
     let _ = tokio::task::spawn_blocking(move || {
         for thread in threads {
             let _ = thread.join();
@@ -57,19 +85,43 @@ pub async fn run(daemon: Arc<Daemon>, shutdown: CancellationToken) {
     .await;
 }
 
-/// Starts link `index` on its own thread.
+/// Which of `running`'s links to `server` to stop when fewer are wanted: one that is not
+/// connected, else one on the replica most links hold, else the highest-numbered.
+fn surplus(running: &[(Arc<Link>, JoinHandle<()>)], server: &ServerUrl) -> usize {
+    let replicas: Vec<Option<String>> = running.iter().map(|(l, _)| l.replica()).collect();
+    let score = |at: usize| {
+        let link = &running[at].0;
+        let down = link.state() != LinkState::Connected;
+        let sharing = replicas.iter().filter(|r| r.is_some() && **r == replicas[at]).count();
+        (down, sharing, link.index)
+    };
+    (0..running.len())
+        .filter(|at| running[*at].0.server == *server)
+        .max_by_key(|at| score(*at))
+        .expect("a link to stop")
+}
+
+/// Stops `link`: it drains on its thread, which is returned with its index.
+fn stop(daemon: &Daemon, link: &Link, thread: JoinHandle<()>) -> (u32, JoinHandle<()>) {
+    link.stop.cancel();
+    daemon.remove_link(link.index);
+    (link.index, thread)
+}
+
+/// Starts link `index` to `server` on its own thread.
 fn start(
     daemon: &Arc<Daemon>,
     index: u32,
+    server: ServerUrl,
     shutdown: &CancellationToken,
 ) -> std::io::Result<(Arc<Link>, JoinHandle<()>)> {
-    let link = Arc::new(Link::new(index, shutdown.child_token()));
+    let link = Arc::new(Link::new(index, server, shutdown.child_token()));
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     daemon.add_link(link.clone());
     let thread = {
         let (daemon, link) = (daemon.clone(), link.clone());
         std::thread::Builder::new().name(format!("ggrokd-link-{index}")).spawn(move || {
-            let span = info_span!("link", connection = index);
+            let span = info_span!("link", connection = index, server = %link.server.authority);
             runtime.block_on(crate::supervisor::supervise(daemon, link).instrument(span));
             // Tasks still running (a local connection's reaper, a splice cut by the grace
             // period) end with the runtime; a DNS lookup in flight is not waited for long.

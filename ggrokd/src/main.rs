@@ -20,7 +20,7 @@ fn main() -> ExitCode {
             "{}: ok ({} tunnels, server {}, connections {}, transport {})",
             path.display(),
             config.tunnels.len(),
-            config.server.url,
+            config.servers.iter().map(|s| s.url.as_str()).collect::<Vec<_>>().join(", "),
             config.connections,
             config.transport.as_str()
         );

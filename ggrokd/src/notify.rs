@@ -15,7 +15,11 @@ pub fn ready(daemon: Arc<Daemon>, shutdown: CancellationToken) {
 
 /// The one-line status `systemctl --user status ggrokd` shows, such as
 /// `connected to tunnel.example.com:443, 3/3 tunnels online; connections 4/4 up`.
+/// With several servers: `connected to 2/3 servers, 3/3 tunnels online; connections 5/6 up`.
 pub fn status_line(s: &StatusInfo) -> String {
+    if s.servers.len() > 1 {
+        return several_servers(s);
+    }
     let server = server_name(&s.server);
     let mut tunnels = format!("{}/{} tunnels online", s.tunnels_online, s.tunnels_total);
     if !s.connections.is_empty() {
@@ -30,6 +34,32 @@ pub fn status_line(s: &StatusInfo) -> String {
         ),
         (state, _) => format!("{} to {server}, {tunnels}", state.as_str()),
     }
+}
+
+/// The status line of a daemon with several servers: how many are connected, then, while some
+/// are not, the first one that is not, with its latest error.
+fn several_servers(s: &StatusInfo) -> String {
+    let up = s.servers.iter().filter(|v| v.state == LinkState::Connected).count();
+    let mut line = format!(
+        "connected to {up}/{} servers, {}/{} tunnels online; {}",
+        s.servers.len(),
+        s.tunnels_online,
+        s.tunnels_total,
+        connections_up(s)
+    );
+    if let Some(down) = s.servers.iter().find(|v| v.state != LinkState::Connected) {
+        let error = s
+            .connections
+            .iter()
+            .filter(|c| c.server == down.server)
+            .filter_map(|c| c.last_error.as_ref())
+            .max_by_key(|e| e.at);
+        line.push_str(&format!("; {} {}", server_name(&down.server), down.state.as_str()));
+        if let Some(e) = error {
+            line.push_str(&format!(" ({})", e.message));
+        }
+    }
+    line
 }
 
 /// `connections 3/4 up`: connected links of all links.
@@ -62,6 +92,7 @@ mod tests {
             last_error: error.map(|m| TimedError { at: 0, message: m.into() }),
             next_retry: None,
             connections: Vec::new(),
+            servers: Vec::new(),
             tunnels_online: if connection == LinkState::Connected { 3 } else { 0 },
             tunnels_total: 3,
             tunnels: Vec::new(),
@@ -110,6 +141,29 @@ mod tests {
         );
         s.connections[2].state = LinkState::Disconnected;
         assert!(status_line(&s).ends_with("; connections 3/4 up"), "{}", status_line(&s));
+    }
+
+    #[test]
+    fn several_servers_are_counted_and_the_first_down_named() {
+        let server = |url: &str, state| ggrok_proto::ctl::ServerInfo {
+            server: url.into(),
+            state,
+            connections: 1,
+            up: u32::from(state == LinkState::Connected),
+            replicas: Vec::new(),
+            known_replicas: Vec::new(),
+        };
+        let mut s = status(LinkState::Connected, 0, None);
+        s.servers = vec![
+            server("ws://a:80/$$ggrok", LinkState::Connected),
+            server("ws://b:80/$$ggrok", LinkState::Connected),
+        ];
+        assert_eq!(status_line(&s), "connected to 2/2 servers, 3/3 tunnels online; connections 0/0 up");
+        s.servers[0].state = LinkState::Disconnected;
+        assert_eq!(
+            status_line(&s),
+            "connected to 1/2 servers, 3/3 tunnels online; connections 0/0 up; a:80 disconnected"
+        );
     }
 
     #[test]

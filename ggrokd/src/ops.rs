@@ -251,7 +251,8 @@ pub async fn reload(daemon: &Daemon) -> Result<Reloaded, String> {
     daemon.requests.set_capacity(config.request_log);
     daemon.budget.set_limit(config.buffer_memory);
     daemon.set_connections(config.connections);
-    done.reconnect = daemon.set_endpoint(Endpoint::of(&config));
+    daemon.set_replicas(config.replicas);
+    done.reconnect = daemon.set_endpoints(Endpoint::all_of(&config));
     if done.reconnect {
         info!("server settings changed: reconnecting");
     }

@@ -33,9 +33,13 @@ pub async fn supervise(daemon: Arc<Daemon>, link: Arc<Link>) {
     let mut outage: Option<Outage> = None;
     loop {
         link.connecting(retry.attempt());
-        let server = daemon.endpoint().server.authority;
+        let Some(endpoint) = daemon.endpoint(&link.server) else {
+            // The server left the config: the link is being stopped.
+            return stop.cancelled().await;
+        };
+        let server = endpoint.server.authority.clone();
         let dialled = tokio::select! {
-            r = crate::dial::connect(&daemon) => r,
+            r = crate::dial::connect(&daemon, &endpoint) => r,
             _ = link.reconnect_requested() => continue,
             _ = stop.cancelled() => return,
         };
@@ -72,9 +76,12 @@ pub async fn supervise(daemon: Arc<Daemon>, link: Arc<Link>) {
                     return;
                 }
                 match served.as_ref().map_err(|e| e.downcast_ref::<Ending>()) {
-                    Err(Some(Ending::Redial)) if link.redials() < coverage::MAX_REDIALS => {
+                    Err(Some(Ending::Redial)) => {
                         let redials = link.count_redial();
-                        debug!(redials, "dialling again to land on a worker no other connection holds");
+                        debug!(
+                            redials,
+                            "dialling again to land on a worker or replica no other connection holds"
+                        );
                         tokio::select! {
                             _ = tokio::time::sleep(coverage::jitter()) => continue,
                             _ = stop.cancelled() => return,

@@ -246,6 +246,9 @@ pub struct StatusInfo {
     /// Every tunnel connection, by index.
     #[serde(default)]
     pub connections: Vec<ConnectionInfo>,
+    /// Every server of the config (`server = [...]`), in file order, with its connections.
+    #[serde(default)]
+    pub servers: Vec<ServerInfo>,
     /// Tunnels online.
     pub tunnels_online: usize,
     /// Tunnels in all.
@@ -340,6 +343,26 @@ impl LinkState {
             LinkState::Unknown => "unknown",
         }
     }
+}
+
+/// One server of the daemon's config, as `status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerInfo {
+    /// Its tunnel endpoint.
+    pub server: String,
+    /// `connected` when any of its connections is, else the state of its first connection.
+    pub state: LinkState,
+    /// Its connections now.
+    pub connections: u32,
+    /// Those connected.
+    pub up: u32,
+    /// The replicas (`[cluster] replica`) its connected connections reached, sorted.
+    #[serde(default)]
+    pub replicas: Vec<String>,
+    /// Every replica seen behind this address since ggrokd started, sorted; ggrokd keeps dialling
+    /// until it holds each.
+    #[serde(default)]
+    pub known_replicas: Vec<String>,
 }
 
 /// One tunnel connection of the daemon, as `status` shows it.

@@ -177,11 +177,12 @@ impl Daemon {
     }
 }
 
-/// The text of a ggrokd.toml.
+/// The text of a ggrokd.toml. A `server_url` that starts with `[` is a TOML list, written as is.
 pub fn daemon_toml(server_url: &str, token: &str, tunnels: &[(&str, &str)], extra: &str) -> String {
     // An empty token writes none (anonymous clients).
     let token_line = if token.is_empty() { String::new() } else { format!("token = {token:?}") };
-    let mut toml = format!("server = {server_url:?}\n{token_line}\n{extra}\n");
+    let server = if server_url.starts_with('[') { server_url.to_owned() } else { format!("{server_url:?}") };
+    let mut toml = format!("server = {server}\n{token_line}\n{extra}\n");
     for (host, local) in tunnels {
         write!(toml, "\n[[tunnel]]\nhost = {host:?}\nlocal = {local:?}\n").unwrap();
     }

@@ -17,9 +17,11 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod balancer;
 pub mod bins;
 pub mod client;
 pub mod cluster;
+pub mod haproxy;
 pub mod logs;
 pub mod notify;
 pub mod packages;

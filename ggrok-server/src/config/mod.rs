@@ -2,10 +2,12 @@
 //! the only form runtime code sees. Every error names the file, line and key.
 
 mod admin;
+mod cluster;
 mod limits;
 mod tls;
 
 pub use admin::AdminSettings;
+pub use cluster::ClusterSettings;
 pub use limits::Limits;
 pub use tls::TlsSettings;
 
@@ -36,6 +38,8 @@ struct RawConfig {
     anonymous_hosts: Option<Spanned<Vec<Spanned<String>>>>,
     tls: Option<tls::RawTls>,
     admin: Option<admin::RawAdmin>,
+    #[serde(default)]
+    cluster: cluster::RawCluster,
     #[serde(default)]
     limits: limits::RawLimits,
     #[serde(default, rename = "client")]
@@ -73,6 +77,8 @@ pub struct ServerConfig {
     pub admin: Option<AdminSettings>,
     /// What clients and connections may use.
     pub limits: Limits,
+    /// How this replica names itself to ggrokd (`[cluster]`).
+    pub cluster: ClusterSettings,
     /// Who may connect.
     pub clients: Vec<ClientEntry>,
     /// Hosts that clients without a token may claim, when `allow_anonymous = true`.
@@ -209,6 +215,7 @@ impl ServerConfig {
             None => Some(1),
         };
         let limits = raw.limits.validate(path, text)?;
+        let cluster = raw.cluster.validate(path, text)?;
         let mut clients: Vec<ClientEntry> = Vec::with_capacity(raw.clients.len());
         for (i, c) in raw.clients.iter().enumerate() {
             let key = |k: &str| format!("client[{i}].{k}");
@@ -289,6 +296,7 @@ impl ServerConfig {
             tls,
             admin,
             limits,
+            cluster,
             clients,
             anonymous_hosts,
         })

@@ -49,7 +49,7 @@ pub async fn greet(state: &State, ids: Ids<'_>, control: &mut Control) -> Result
         session: ids.session,
         worker: v2.then_some(ids.worker),
         workers: v2.then_some(state.workers),
-        replica: None,
+        replica: v2.then(|| state.config.cluster.replica.clone()),
     };
     if let Err(e) = control.send(hello).await {
         return Err(format!("control stream: {e}"));

@@ -12,7 +12,9 @@ use std::time::Duration;
 use toml::Spanned;
 
 mod address;
+mod servers;
 pub use address::{LocalAddr, ServerUrl};
+pub use servers::MAX_SERVERS;
 
 /// The largest `request_log`: entries are small (a few hundred bytes), so this bounds the log's
 /// memory to some tens of MiB.
@@ -21,7 +23,7 @@ pub const MAX_REQUEST_LOG: usize = 100_000;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
-    server: Option<Spanned<String>>,
+    server: Option<Spanned<servers::RawServers>>,
     token: Option<Spanned<Secret>>,
     token_file: Option<Spanned<String>>,
     ca_file: Option<Spanned<String>>,
@@ -35,6 +37,7 @@ struct RawConfig {
     connections: Option<Spanned<toml::Value>>,
     transport: Option<Spanned<String>>,
     buffer_memory: Option<Spanned<Size>>,
+    replicas: Option<Spanned<String>>,
     #[serde(default, rename = "tunnel")]
     tunnels: Vec<RawTunnel>,
 }
@@ -52,8 +55,9 @@ struct RawTunnel {
 pub struct DaemonConfig {
     /// Where the file was read from.
     pub path: PathBuf,
-    /// The server's tunnel endpoint.
-    pub server: ServerUrl,
+    /// The servers' tunnel endpoints (`server = "…"` or a list), in file order; ggrokd holds its
+    /// connections to each.
+    pub servers: Vec<ServerUrl>,
     /// The token presented to the server; none for servers that allow anonymous clients.
     pub token: Option<Secret>,
     /// CA certificates (PEM) to trust for `wss://` instead of the system roots.
@@ -71,8 +75,21 @@ pub struct DaemonConfig {
     /// Bytes the request bodies on their way to local services may hold in all, over every
     /// tunnel connection: sets the stream windows (see `ggrok_proto::budget`).
     pub buffer_memory: u64,
+    /// Whether to look for every replica of each server (`replicas = "all"`).
+    pub replicas: Replicas,
     /// The tunnels, in file order.
     pub tunnels: Vec<TunnelSpec>,
+}
+
+/// How many replicas of a server to hold (`replicas = "…"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Replicas {
+    /// Whichever the connections reach; replicas seen are still covered.
+    #[default]
+    One,
+    /// Every replica: behind one load-balanced address, one connection more keeps dialling until
+    /// it finds no replica it has not seen (bounded, again when one seen is held by none).
+    All,
 }
 
 /// Timing of the connection to the server.
@@ -206,7 +223,7 @@ impl DaemonConfig {
                 "missing key `server`: the tunnel server, e.g. server = \"ws://tunnel.example.com\"",
             )
         })?;
-        let server_url = ServerUrl::parse(server.get_ref()).map_err(|e| at(server.span(), "server", e))?;
+        let servers = servers::parse(path, text, server)?;
 
         let token = match (&raw.token, &raw.token_file) {
             (Some(t), None) => {
@@ -329,6 +346,14 @@ impl DaemonConfig {
             }
         };
 
+        let replicas = match raw.replicas.as_ref().map(|r| (r, r.get_ref().as_str())) {
+            None | Some((_, "one")) => Replicas::One,
+            Some((_, "all")) => Replicas::All,
+            Some((r, other)) => {
+                return Err(at(r.span(), "replicas", format!("{other:?}: expected \"one\" or \"all\"")));
+            }
+        };
+
         let mut tunnels: Vec<TunnelSpec> = Vec::with_capacity(raw.tunnels.len());
         for (i, t) in raw.tunnels.iter().enumerate() {
             let key = |k: &str| format!("tunnel[{i}].{k}");
@@ -354,7 +379,7 @@ impl DaemonConfig {
         }
         Ok(Self {
             path: path.to_owned(),
-            server: server_url,
+            servers,
             token,
             ca_file,
             log_level,
@@ -363,6 +388,7 @@ impl DaemonConfig {
             connections,
             transport,
             buffer_memory,
+            replicas,
             tunnels,
         })
     }

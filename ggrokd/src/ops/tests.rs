@@ -28,7 +28,7 @@ fn setup() -> Setup {
 
 /// Link 0, connected, its control stream a channel the test reads.
 fn connect(daemon: &Daemon) -> mpsc::UnboundedReceiver<TunnelOp> {
-    let link = Arc::new(Link::new(0, CancellationToken::new()));
+    let link = Arc::new(Link::new(0, daemon.endpoints()[0].server.clone(), CancellationToken::new()));
     link.connected("websocket", 2);
     let (tx, rx) = mpsc::unbounded_channel();
     link.attach_control(tx);
