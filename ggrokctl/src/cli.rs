@@ -73,6 +73,9 @@ pub enum Sub {
     ///
     /// Example: ggrokctl status
     ///
+    /// Per server (with several in ggrokd.toml, or once a server names its replica): its state,
+    /// its connections up, whether it is retrying, and the replicas held of those seen there.
+    ///
     /// Per connection: the server, the replica and worker it reached, the transport (websocket or
     /// raw), its state and since when, the requests it carried, and while it is down its failed
     /// attempts, when it tries next and its last error.
