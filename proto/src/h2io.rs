@@ -137,16 +137,28 @@ where
 /// Waits until `stream` has window for some of `wanted` bytes, and says for how many (at most
 /// `wanted`); none when the stream was reset.
 async fn window(stream: &mut SendStream<Bytes>, wanted: usize) -> Option<usize> {
+    std::future::poll_fn(|cx| poll_window(stream, wanted, cx)).await.ok()
+}
+
+/// Asks for window for `wanted` bytes on `stream` and says for how many it has some (at most
+/// `wanted`); the error when the stream failed, none when it was closed.
+fn poll_window(
+    stream: &mut SendStream<Bytes>,
+    wanted: usize,
+    cx: &mut Context<'_>,
+) -> Poll<Result<usize, Option<h2::Error>>> {
     stream.reserve_capacity(wanted);
     loop {
-        // What is assigned already counts: `poll_capacity` only tells of increases.
+        // What is assigned already counts: `poll_capacity` only tells of increases, and waiting
+        // for one with window in hand waits for a WINDOW_UPDATE that may never come.
         let assigned = stream.capacity();
         if assigned > 0 {
-            return Some(assigned.min(wanted));
+            return Poll::Ready(Ok(assigned.min(wanted)));
         }
-        match std::future::poll_fn(|cx| stream.poll_capacity(cx)).await {
+        match ready!(stream.poll_capacity(cx)) {
             Some(Ok(_)) => {}
-            Some(Err(_)) | None => return None,
+            Some(Err(e)) => return Poll::Ready(Err(Some(e))),
+            None => return Poll::Ready(Err(None)),
         }
     }
 }
@@ -208,19 +220,10 @@ impl AsyncWrite for StreamIo {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        self.send.reserve_capacity(buf.len());
-        let granted = loop {
-            // What is assigned already counts: `poll_capacity` only tells of increases, and
-            // waiting for one with window in hand waits for a WINDOW_UPDATE that may never come.
-            let assigned = self.send.capacity();
-            if assigned > 0 {
-                break assigned.min(buf.len());
-            }
-            match ready!(self.send.poll_capacity(cx)) {
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Poll::Ready(Err(to_io(e))),
-                None => return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
-            }
+        let granted = match ready!(poll_window(&mut self.send, buf.len(), cx)) {
+            Ok(granted) => granted,
+            Err(Some(e)) => return Poll::Ready(Err(to_io(e))),
+            Err(None) => return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
         };
         match self.send.send_data(Bytes::copy_from_slice(&buf[..granted]), false) {
             Ok(()) => Poll::Ready(Ok(granted)),
