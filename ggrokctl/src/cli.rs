@@ -7,6 +7,7 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0  done
   1  ggrokd refused the command (it says why); nothing changed
+     (ready: ggrokd does not hold every server, replica and address yet)
   2  the command line is wrong
   3  ggrokd is not running, or its control socket cannot be used
 
@@ -16,6 +17,7 @@ Examples:
   ggrokctl list
   ggrokctl status --json
   ggrokctl logs -f api.example.com
+  ggrokctl ready --wait 30
   ggrokctl remove api.example.com";
 
 /// Control a running ggrokd: add, remove and list tunnels, show status and requests.
@@ -109,6 +111,19 @@ pub enum Sub {
     ///
     /// Tunnels that did not change keep serving, requests in flight included.
     Reload,
+    /// Say whether ggrokd holds every server, replica and address it knows of (exit 0) or not (1).
+    ///
+    /// Example: ggrokctl ready --wait 30
+    ///
+    /// Ready means: a connection up to every server of ggrokd.toml, to every replica seen behind
+    /// each (`[cluster] replica` of the servers), and with `replicas = "all"` to every address
+    /// each server's name resolves to. Not ready, it prints what is missing. For readiness probes
+    /// (Kubernetes `exec`) and deploy scripts.
+    Ready {
+        /// Wait up to this many seconds for it to become ready, asking every 0.2 s
+        #[arg(long, value_name = "SECS", value_parser = wait_secs)]
+        wait: Option<std::time::Duration>,
+    },
     /// Print a shell completion script.
     ///
     /// Example: ggrokctl completions bash > ~/.local/share/bash-completion/completions/ggrokctl
@@ -116,6 +131,15 @@ pub enum Sub {
         /// bash, zsh, fish, elvish or powershell
         shell: clap_complete::Shell,
     },
+}
+
+/// `--wait`: seconds, from 0 to a day.
+fn wait_secs(s: &str) -> Result<std::time::Duration, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|n| (0.0..=86_400.0).contains(n))
+        .map(std::time::Duration::from_secs_f64)
+        .ok_or_else(|| format!("{s:?}: expected seconds, from 0 to 86400"))
 }
 
 /// A number of requests, or all of them.

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod client;
 pub mod logs;
 pub mod output;
+pub mod ready;
 
 /// Exit codes, as documented in `ggrokctl --help`.
 pub mod exit {

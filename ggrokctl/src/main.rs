@@ -5,7 +5,7 @@
 use clap::{CommandFactory, Parser};
 use ggrok_proto::ctl::{Command, HostHeader, Reply};
 use ggrokctl::cli::{Cli, Sub};
-use ggrokctl::{client, exit, logs, output};
+use ggrokctl::{client, exit, logs, output, ready};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -27,6 +27,10 @@ fn main() -> ExitCode {
             let socket = ggrok_proto::ctl::socket_path(cli.socket);
             let command = Command::Logs { follow, host, last: lines.0 };
             return ExitCode::from(logs::run(&socket, command, cli.json, offset));
+        }
+        Sub::Ready { wait } => {
+            let socket = ggrok_proto::ctl::socket_path(cli.socket);
+            return ExitCode::from(ready::run(&socket, wait.unwrap_or_default(), cli.json));
         }
         Sub::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "ggrokctl", &mut std::io::stdout());

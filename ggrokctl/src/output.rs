@@ -141,6 +141,10 @@ pub fn server_lines(servers: &[ServerInfo], connections: &[ConnectionInfo]) -> S
             let held = if v.replicas.is_empty() { "none".to_owned() } else { v.replicas.join(", ") };
             what.push_str(&format!(", replicas {held} (of {})", v.known_replicas.join(", ")));
         }
+        if !v.addresses.is_empty() {
+            let held = v.addresses.iter().filter(|a| crate::ready::holds(connections, v, a)).count();
+            what.push_str(&format!(", addresses {held}/{} held", v.addresses.len()));
+        }
         rows.push(vec![format!("  {}", server_name(&v.server)), what]);
     }
     aligned(&rows)
@@ -216,7 +220,9 @@ pub fn status_text(s: &StatusInfo, now: f64) -> String {
         s.config,
         s.server,
     );
-    if s.servers.len() > 1 || s.servers.iter().any(|v| !v.known_replicas.is_empty()) {
+    if s.servers.len() > 1
+        || s.servers.iter().any(|v| !v.known_replicas.is_empty() || !v.addresses.is_empty())
+    {
         out.push_str(&server_lines(&s.servers, &s.connections));
     }
     if let Some(e) = &s.last_error {
@@ -324,6 +330,7 @@ mod tests {
             index,
             server: "wss://t.example.com:443/$$ggrok".into(),
             replica: Some("eu-1".into()),
+            address: Some("192.0.2.1:443".into()),
             worker: Some(index),
             transport: Some("raw".into()),
             protocol: Some(2),

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 use tokio::sync::watch;
 
+mod addresses;
 mod landing;
 mod status;
 
@@ -70,12 +71,21 @@ struct Group {
     exploring: bool,
     /// Landings on held replicas in a row while exploring.
     misses: u32,
+    /// With `replicas = "all"`: the addresses the server's name resolved to last, sorted.
+    addresses: Vec<std::net::SocketAddr>,
 }
 
 impl Group {
     fn new(endpoint: Endpoint, replicas: Replicas) -> Self {
         let exploring = replicas == Replicas::All;
-        Self { endpoint, announced: Announced::default(), known: Vec::new(), exploring, misses: 0 }
+        Self {
+            endpoint,
+            announced: Announced::default(),
+            known: Vec::new(),
+            exploring,
+            misses: 0,
+            addresses: Vec::new(),
+        }
     }
 }
 
@@ -219,6 +229,9 @@ impl Daemon {
         *self.replicas.write().expect("replicas lock") = replicas;
         for group in self.groups.write().expect("groups lock").iter_mut() {
             (group.exploring, group.misses) = (replicas == Replicas::All, 0);
+            if replicas == Replicas::One {
+                group.addresses.clear();
+            }
         }
         self.update_wanted();
     }
@@ -259,7 +272,7 @@ impl Daemon {
             .expect("groups lock")
             .iter()
             .map(|g| {
-                let replicas = g.known.len().max(1) as u32;
+                let replicas = g.known.len().max(g.addresses.len()).max(1) as u32;
                 let held = (self.per_replica(g) * replicas).min(MAX_CONNECTIONS);
                 let scout = g.exploring && !g.known.is_empty() && !g.announced.version_one;
                 (g.endpoint.server.clone(), held + u32::from(scout))

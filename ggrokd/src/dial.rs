@@ -21,6 +21,7 @@ use http_body_util::{BodyExt, Empty, Limited};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use std::fmt;
+use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
@@ -47,6 +48,8 @@ pub struct Dialled {
     pub carrier: Carrier,
     /// The version agreed on.
     pub protocol: u32,
+    /// The server address reached.
+    pub address: Option<SocketAddr>,
 }
 
 impl Dialled {
@@ -116,8 +119,13 @@ pub fn after_raw_failure(transport: Transport, failure: &RawFailure) -> Step {
 const UNAUTHORIZED: &str =
     "unauthorized: the server rejected the token, or wants one (401); check `token` in the config";
 
-/// Dials `endpoint` and upgrades, by its transport.
-pub async fn connect(daemon: &Daemon, endpoint: &Endpoint) -> anyhow::Result<Dialled> {
+/// Dials `endpoint` (at `target`, one of the addresses its name resolves to, or any of them when
+/// `None`) and upgrades, by its transport.
+pub async fn connect(
+    daemon: &Daemon,
+    endpoint: &Endpoint,
+    target: Option<SocketAddr>,
+) -> anyhow::Result<Dialled> {
     let headers = handshake_headers(endpoint)?;
     let try_raw = match endpoint.transport {
         Transport::WebSocket => false,
@@ -126,7 +134,7 @@ pub async fn connect(daemon: &Daemon, endpoint: &Endpoint) -> anyhow::Result<Dia
     };
     if try_raw {
         let url = &endpoint.server.url;
-        let stream = tokio::time::timeout(tuning::HANDSHAKE_TIMEOUT, open(endpoint))
+        let stream = tokio::time::timeout(tuning::HANDSHAKE_TIMEOUT, open(endpoint, target))
             .await
             .map_err(|_| anyhow!("timed out connecting to {url}"))??;
         let upgrade = tokio::time::timeout(tuning::HANDSHAKE_TIMEOUT, raw(endpoint, headers.clone(), stream));
@@ -146,7 +154,7 @@ pub async fn connect(daemon: &Daemon, endpoint: &Endpoint) -> anyhow::Result<Dia
             }
         }
     }
-    tokio::time::timeout(tuning::HANDSHAKE_TIMEOUT, websocket(endpoint, headers))
+    tokio::time::timeout(tuning::HANDSHAKE_TIMEOUT, websocket(endpoint, target, headers))
         .await
         .map_err(|_| anyhow!("timed out connecting to {}", endpoint.server.url))?
 }
@@ -164,12 +172,17 @@ fn handshake_headers(endpoint: &Endpoint) -> anyhow::Result<HeaderMap> {
     Ok(headers)
 }
 
-/// TCP, and TLS for `wss://`.
-async fn open(endpoint: &Endpoint) -> anyhow::Result<ServerStream> {
+/// TCP (to `target`, else to any address of the server's name), and TLS for `wss://`.
+async fn open(endpoint: &Endpoint, target: Option<SocketAddr>) -> anyhow::Result<ServerStream> {
     let url = &endpoint.server.url;
-    let tcp = TcpStream::connect(&endpoint.server.authority)
-        .await
-        .map_err(|e| anyhow!("cannot connect to {url}: {e}"))?;
+    let tcp = match target {
+        Some(address) => TcpStream::connect(address).await,
+        None => TcpStream::connect(&endpoint.server.authority).await,
+    };
+    let tcp = tcp.map_err(|e| match target {
+        Some(address) => anyhow!("cannot connect to {url} at {address}: {e}"),
+        None => anyhow!("cannot connect to {url}: {e}"),
+    })?;
     let _ = tcp.set_nodelay(true);
     Ok(if endpoint.server.tls {
         let tls = crate::tls::client_config(endpoint.ca_file.as_deref()).map_err(|e| anyhow!(e))?;
@@ -184,16 +197,21 @@ fn chosen(headers: &HeaderMap) -> Result<u32, String> {
     version::chosen(headers.get(HEADER_PROTOCOL).and_then(|v| v.to_str().ok()))
 }
 
-async fn websocket(endpoint: &Endpoint, headers: HeaderMap) -> anyhow::Result<Dialled> {
+async fn websocket(
+    endpoint: &Endpoint,
+    target: Option<SocketAddr>,
+    headers: HeaderMap,
+) -> anyhow::Result<Dialled> {
     let url = &endpoint.server.url;
     let mut request = url.as_str().into_client_request().context("server URL")?;
     request.headers_mut().extend(headers);
-    let stream = open(endpoint).await?;
+    let stream = open(endpoint, target).await?;
+    let address = peer(&stream);
     let config = ggrok_proto::wsio::config();
     match tokio_tungstenite::client_async_with_config(request, stream, Some(config)).await {
         Ok((ws, resp)) => {
             let protocol = chosen(resp.headers()).map_err(|e| anyhow!(e))?;
-            Ok(Dialled { carrier: Carrier::WebSocket(Box::new(ws)), protocol })
+            Ok(Dialled { carrier: Carrier::WebSocket(Box::new(ws)), protocol, address })
         }
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
             if resp.status() == StatusCode::UNAUTHORIZED {
@@ -210,6 +228,7 @@ async fn websocket(endpoint: &Endpoint, headers: HeaderMap) -> anyhow::Result<Di
 /// `GET <path>` with `Upgrade: ggrok-h2` over HTTP/1.1 on `stream`; on `101`, the connection.
 async fn raw(endpoint: &Endpoint, headers: HeaderMap, stream: ServerStream) -> Result<Dialled, RawFailure> {
     let io_error = |e: hyper::Error| RawFailure::Io(ggrok_proto::headers::error_chain(&e));
+    let address = peer(&stream);
     let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
         .await
         .map_err(io_error)?;
@@ -240,7 +259,15 @@ async fn raw(endpoint: &Endpoint, headers: HeaderMap, stream: ServerStream) -> R
     }
     let protocol = chosen(response.headers()).map_err(RawFailure::Version)?;
     let upgraded = hyper::upgrade::on(response).await.map_err(io_error)?;
-    Ok(Dialled { carrier: Carrier::Raw(TokioIo::new(upgraded)), protocol })
+    Ok(Dialled { carrier: Carrier::Raw(TokioIo::new(upgraded)), protocol, address })
+}
+
+/// The address `stream` is connected to.
+fn peer(stream: &ServerStream) -> Option<SocketAddr> {
+    match stream {
+        Either::Left(tcp) => tcp.peer_addr().ok(),
+        Either::Right(tls) => tls.get_ref().0.peer_addr().ok(),
+    }
 }
 
 /// The first line of an answer's body (at most 1 KiB, within a second), for the log.

@@ -8,6 +8,7 @@ use crate::local::LocalClient;
 use crate::tunnels::unix_now;
 use crate::wire::TunnelOp;
 use ggrok_proto::ctl::{ConnectionInfo, LinkState, TimedError};
+use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -37,6 +38,8 @@ struct Record {
     last_error: Option<TimedError>,
     next_retry: Option<f64>,
     session: Session,
+    /// The server address it dials or is connected to.
+    address: Option<SocketAddr>,
 }
 
 /// One tunnel connection.
@@ -74,6 +77,7 @@ impl Link {
                 last_error: None,
                 next_retry: None,
                 session: Session::default(),
+                address: None,
             }),
             control: Mutex::new(None),
             generation: 0.into(),
@@ -121,6 +125,22 @@ impl Link {
         });
     }
 
+    /// The link dials `address` (chosen among the server's addresses), or lets the system pick
+    /// one of them (`None`).
+    pub fn dialing(&self, address: Option<SocketAddr>) {
+        self.update(|r| r.address = address);
+    }
+
+    /// The address it was dialled to, or reached.
+    pub fn address(&self) -> Option<SocketAddr> {
+        self.record.lock().expect("link lock").address
+    }
+
+    /// The address the connection reached, once connected.
+    pub fn reached(&self, address: Option<SocketAddr>) {
+        self.update(|r| r.address = address.or(r.address));
+    }
+
     /// The link keeps the worker it landed on.
     pub fn hold_worker(&self, worker: u32) {
         self.update(|r| r.session.worker = Some(worker));
@@ -166,6 +186,7 @@ impl Link {
             index: self.index,
             server: self.server.url.clone(),
             replica: r.session.replica.clone(),
+            address: r.address.map(|a| a.to_string()),
             worker: r.session.worker,
             transport: r.session.transport.map(str::to_owned),
             protocol: r.session.protocol,

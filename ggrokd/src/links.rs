@@ -15,12 +15,8 @@ use crate::link::Link;
 use ggrok_proto::ctl::LinkState;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span};
-
-/// How often the daemon looks again for replicas it saw but holds no link to.
-const EXPLORE_EVERY: Duration = Duration::from_secs(30);
 
 /// Starts and stops links to match [`Daemon::wanted_links`] until `shutdown`, then waits for
 /// every link thread to finish (each drains its requests in flight for up to the grace period).
@@ -28,7 +24,9 @@ pub async fn run(daemon: Arc<Daemon>, shutdown: CancellationToken) {
     let mut wanted = daemon.wanted_links();
     let mut running: Vec<(Arc<Link>, JoinHandle<()>)> = Vec::new();
     let mut stopping: Vec<(u32, JoinHandle<()>)> = Vec::new();
-    let mut explore = tokio::time::interval_at(tokio::time::Instant::now() + EXPLORE_EVERY, EXPLORE_EVERY);
+    // Every `resolve_interval`: resolve the names again, and look again for replicas seen but
+    // held by no link.
+    let mut next_look = tokio::time::Instant::now() + daemon.timing().resolve_interval;
     loop {
         let plan: Plan = wanted.borrow_and_update().clone();
         // Links to servers no longer listed stop.
@@ -70,7 +68,11 @@ pub async fn run(daemon: Arc<Daemon>, shutdown: CancellationToken) {
         stopping.retain(|(_, t)| !t.is_finished());
         tokio::select! {
             changed = wanted.changed() => if changed.is_err() { break },
-            _ = explore.tick() => daemon.explore_again(),
+            _ = tokio::time::sleep_until(next_look) => {
+                daemon.resolve_again().await;
+                daemon.explore_again();
+                next_look = tokio::time::Instant::now() + daemon.timing().resolve_interval;
+            }
             _ = shutdown.cancelled() => break,
         }
     }

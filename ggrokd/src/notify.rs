@@ -122,6 +122,7 @@ mod tests {
             index,
             server: "ws://t".into(),
             replica: None,
+            address: None,
             worker: None,
             transport: None,
             protocol: None,
@@ -152,6 +153,8 @@ mod tests {
             up: u32::from(state == LinkState::Connected),
             replicas: Vec::new(),
             known_replicas: Vec::new(),
+            addresses: Vec::new(),
+            ready: state == LinkState::Connected,
         };
         let mut s = status(LinkState::Connected, 0, None);
         s.servers = vec![

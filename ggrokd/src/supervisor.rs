@@ -39,7 +39,10 @@ pub async fn supervise(daemon: Arc<Daemon>, link: Arc<Link>) {
         };
         let server = endpoint.server.authority.clone();
         let dialled = tokio::select! {
-            r = crate::dial::connect(&daemon, &endpoint) => r,
+            r = async {
+                let target = daemon.target(&link).await?;
+                crate::dial::connect(&daemon, &endpoint, target).await
+            } => r,
             _ = link.reconnect_requested() => continue,
             _ = stop.cancelled() => return,
         };
@@ -62,6 +65,7 @@ pub async fn supervise(daemon: Arc<Daemon>, link: Arc<Link>) {
                     }
                 }
                 link.connected(transport, protocol);
+                link.reached(dialled.address);
                 let up = Instant::now();
                 let served = tokio::select! {
                     r = session::serve(&daemon, &link, dialled, &stop) => r,

@@ -363,6 +363,14 @@ pub struct ServerInfo {
     /// until it holds each.
     #[serde(default)]
     pub known_replicas: Vec<String>,
+    /// With `replicas = "all"`: the addresses its name resolved to last, sorted; ggrokd holds a
+    /// connection to each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<String>,
+    /// Whether ggrokd holds a connection to every replica seen there and to every address: what
+    /// `ggrokctl ready` waits for.
+    #[serde(default)]
+    pub ready: bool,
 }
 
 /// One tunnel connection of the daemon, as `status` shows it.
@@ -375,6 +383,9 @@ pub struct ConnectionInfo {
     /// The server replica it reached (`[cluster] replica`), when the server names itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replica: Option<String>,
+    /// The server's address it dials or reached (`ip:port`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
     /// The server worker it landed on, when the server says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker: Option<u32>,

@@ -32,6 +32,7 @@ struct RawConfig {
     reconnect_initial: Option<Spanned<Seconds>>,
     reconnect_max: Option<Spanned<Seconds>>,
     shutdown_grace: Option<Spanned<Seconds>>,
+    resolve_interval: Option<Spanned<Seconds>>,
     request_log: Option<Spanned<i64>>,
     /// `4` or `"auto"`: any TOML value, so that a wrong one gets our message.
     connections: Option<Spanned<toml::Value>>,
@@ -87,8 +88,10 @@ pub enum Replicas {
     /// Whichever the connections reach; replicas seen are still covered.
     #[default]
     One,
-    /// Every replica: behind one load-balanced address, one connection more keeps dialling until
-    /// it finds no replica it has not seen (bounded, again when one seen is held by none).
+    /// Every replica: connections to every address the server's name resolves to (resolved
+    /// again every `resolve_interval`), and behind one load-balanced address, one connection more
+    /// keeps dialling until it finds no replica it has not seen (bounded, again when one seen is
+    /// held by none).
     All,
 }
 
@@ -103,6 +106,9 @@ pub struct Timing {
     pub reconnect_max: Duration,
     /// How long shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
+    /// With `replicas = "all"`: how often each server's name is resolved again (addresses added
+    /// or gone are followed) and replicas seen but held by no connection are looked for again.
+    pub resolve_interval: Duration,
 }
 
 impl Default for Timing {
@@ -112,6 +118,7 @@ impl Default for Timing {
             reconnect_initial: Duration::from_millis(500),
             reconnect_max: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
+            resolve_interval: Duration::from_secs(30),
         }
     }
 }
@@ -284,6 +291,8 @@ impl DaemonConfig {
             seconds(&raw.reconnect_max, "reconnect_max", 0.01, 86400.0, timing.reconnect_max)?;
         timing.shutdown_grace =
             seconds(&raw.shutdown_grace, "shutdown_grace", 0.0, 3600.0, timing.shutdown_grace)?;
+        timing.resolve_interval =
+            seconds(&raw.resolve_interval, "resolve_interval", 1.0, 3600.0, timing.resolve_interval)?;
         if timing.reconnect_initial > timing.reconnect_max {
             let span = raw
                 .reconnect_initial

@@ -12,7 +12,10 @@ impl Daemon {
         let connections: Vec<_> = self.links().iter().map(|l| l.info()).collect();
         let servers: Vec<ServerInfo> = {
             let groups = self.groups.read().expect("groups lock");
-            groups.iter().map(|g| server_info(&g.endpoint.server.url, &g.known, &connections)).collect()
+            groups
+                .iter()
+                .map(|g| server_info(&g.endpoint.server.url, &g.known, &g.addresses, &connections))
+                .collect()
         };
         // The summary: connected when any link is (since the first connected one), else the
         // first link's state; the most recent error of any.
@@ -45,8 +48,14 @@ impl Daemon {
     }
 }
 
-/// Server `url` as the connections to it show it; `known` are the replicas seen there.
-fn server_info(url: &str, known: &[String], connections: &[ConnectionInfo]) -> ServerInfo {
+/// Server `url` as the connections to it show it; `known` are the replicas seen there, and
+/// `addresses` those its name resolved to (with `replicas = "all"`).
+fn server_info(
+    url: &str,
+    known: &[String],
+    addresses: &[std::net::SocketAddr],
+    connections: &[ConnectionInfo],
+) -> ServerInfo {
     let mine: Vec<_> = connections.iter().filter(|c| c.server == url).collect();
     let connected: Vec<_> = mine.iter().filter(|c| c.state == LinkState::Connected).collect();
     let mut replicas: Vec<String> = connected.iter().filter_map(|c| c.replica.clone()).collect();
@@ -54,6 +63,10 @@ fn server_info(url: &str, known: &[String], connections: &[ConnectionInfo]) -> S
     replicas.dedup();
     let mut known = known.to_vec();
     known.sort();
+    let addresses: Vec<String> = addresses.iter().map(|a| a.to_string()).collect();
+    let ready = !connected.is_empty()
+        && known.iter().all(|k| replicas.contains(k))
+        && addresses.iter().all(|a| connected.iter().any(|c| c.address.as_ref() == Some(a)));
     ServerInfo {
         server: url.to_owned(),
         state: if connected.is_empty() {
@@ -65,5 +78,7 @@ fn server_info(url: &str, known: &[String], connections: &[ConnectionInfo]) -> S
         up: connected.len() as u32,
         replicas,
         known_replicas: known,
+        addresses,
+        ready,
     }
 }

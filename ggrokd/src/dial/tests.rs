@@ -101,7 +101,7 @@ const RAW_OK: &str = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\
 async fn raw_upgrades_with_the_token_and_version_range_then_carries_bytes() {
     let (port, heads) = server(RAW_OK).await;
     let d = daemon(port, "auto");
-    let dialled = connect(&d, &endpoint(&d)).await.unwrap();
+    let dialled = connect(&d, &endpoint(&d), None).await.unwrap();
     assert_eq!((dialled.transport(), dialled.protocol), ("raw", 2));
     let head = heads.lock().unwrap()[0].to_ascii_lowercase();
     assert!(head.starts_with("get /$$ggrok http/1.1\r\n"), "{head}");
@@ -127,10 +127,10 @@ async fn raw_upgrades_with_the_token_and_version_range_then_carries_bytes() {
 async fn auto_falls_back_to_the_websocket_at_once_and_remembers() {
     let (port, heads) = server("HTTP/1.1 400 Bad Request\r\ncontent-length: 5\r\n\r\nnope\n").await;
     let d = daemon(port, "auto");
-    let dialled = connect(&d, &endpoint(&d)).await.unwrap();
+    let dialled = connect(&d, &endpoint(&d), None).await.unwrap();
     assert_eq!((dialled.transport(), dialled.protocol), ("websocket", 2));
     assert!(d.raw_fell_back(&endpoint(&d)));
-    let dialled = connect(&d, &endpoint(&d)).await.unwrap();
+    let dialled = connect(&d, &endpoint(&d), None).await.unwrap();
     assert_eq!(dialled.transport(), "websocket");
     let heads = heads.lock().unwrap();
     let kinds: Vec<bool> =
@@ -143,11 +143,11 @@ async fn auto_falls_back_to_the_websocket_at_once_and_remembers() {
 async fn raw_alone_reports_the_answer_and_401_never_falls_back() {
     let (port, _) = server("HTTP/1.1 400 Bad Request\r\ncontent-length: 5\r\n\r\nnope\n").await;
     let d = daemon(port, "raw");
-    let err = connect(&d, &endpoint(&d)).await.err().unwrap().to_string();
+    let err = connect(&d, &endpoint(&d), None).await.err().unwrap().to_string();
     assert!(err.contains("raw upgrade") && err.contains("400") && err.contains("nope"), "{err}");
     let (port, heads) = server("HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\n\r\n").await;
     let d = daemon(port, "auto");
-    let err = connect(&d, &endpoint(&d)).await.err().unwrap().to_string();
+    let err = connect(&d, &endpoint(&d), None).await.err().unwrap().to_string();
     assert!(err.contains("unauthorized"), "{err}");
     assert_eq!(heads.lock().unwrap().len(), 1, "no WebSocket after a 401");
     assert!(!d.raw_fell_back(&endpoint(&d)));
@@ -157,7 +157,7 @@ async fn raw_alone_reports_the_answer_and_401_never_falls_back() {
 async fn websocket_alone_never_tries_raw() {
     let (port, heads) = server(RAW_OK).await;
     let d = daemon(port, "websocket");
-    let dialled = connect(&d, &endpoint(&d)).await.unwrap();
+    let dialled = connect(&d, &endpoint(&d), None).await.unwrap();
     assert_eq!(dialled.transport(), "websocket");
     assert!(!heads.lock().unwrap()[0].to_ascii_lowercase().contains("ggrok-h2"));
 }
