@@ -221,3 +221,47 @@ async fn a_reload_adds_and_removes_servers_leaving_the_others_alone() {
     let reply = Public::new(a.addr).get("a.test", "/").await;
     assert_ne!(reply.status, StatusCode::OK, "{}", reply.text());
 }
+
+/// The `ggrok_daemon_sessions` samples of `text` for client `test`: (daemon, replica, value).
+fn daemon_sessions(text: &str) -> Vec<(String, String, f64)> {
+    let label = |series: &str, key: &str| {
+        let start = series.find(&format!("{key}=\""))? + key.len() + 2;
+        Some(series[start..].split('"').next()?.to_owned())
+    };
+    text.lines()
+        .filter(|l| l.starts_with("ggrok_daemon_sessions{client=\"test\""))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            Some((label(series, "daemon")?, label(series, "replica")?, value.parse().ok()?))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_replica_counts_the_sessions_of_each_daemon() {
+    use ggrok_tests::admin::{ADMIN_CONFIG, Admin};
+    let up = Upstream::start().await;
+    let a = server(&format!("{ADMIN_CONFIG}[cluster]\nreplica = \"eu-1\""));
+    let b = server(&format!("{ADMIN_CONFIG}[cluster]\nreplica = \"eu-2\""));
+    let mut daemon = Daemon::start(
+        &format!("[\"{}\", \"{}\"]", a.ws_url(), b.ws_url()),
+        TEST_TOKEN,
+        &[("a.test", &up.port())],
+        "connections = 2",
+    );
+    daemon.wait_status("2 connections to each", |s| {
+        online(s) && s["connections"].as_array().unwrap().len() == 4
+    });
+    for (server, replica) in [(&a, "eu-1"), (&b, "eu-2")] {
+        let admin = Admin::of(server);
+        let text = admin.metrics_when(|t| daemon_sessions(t).iter().any(|s| s.2 == 2.0)).await;
+        let samples = daemon_sessions(&text);
+        assert_eq!(samples.len(), 1, "one daemon: {text}");
+        assert_eq!((samples[0].1.as_str(), samples[0].2), (replica, 2.0), "{text}");
+        let info = text.lines().find(|l| l.starts_with("ggrok_server_info{")).unwrap_or_default();
+        assert!(info.contains(&format!("replica=\"{replica}\"")) && info.ends_with(" 1"), "{text}");
+    }
+    daemon.process.stop();
+    let text = Admin::of(&a).metrics_when(|t| daemon_sessions(t).is_empty()).await;
+    assert!(daemon_sessions(&text).is_empty(), "a daemon gone leaves no series: {text}");
+}

@@ -8,6 +8,7 @@
 //! It keeps answering during the shutdown grace period and stops when the server does.
 
 use crate::State;
+use crate::ops::metrics::Scrape;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
@@ -68,7 +69,13 @@ pub fn answer<B>(state: &State, req: &Request<B>) -> Response<Full<Bytes>> {
     match req.uri().path() {
         "/metrics" => {
             state.metrics.set_budget(state.budget.window(), state.budget.open());
-            let body = state.metrics.encode(state.registry.online(), state.daemons.count());
+            let daemons = state.daemons.sessions_per_daemon();
+            let scrape = Scrape {
+                hosts_online: state.registry.online(),
+                daemons: &daemons,
+                replica: &state.config.cluster.replica,
+            };
+            let body = state.metrics.encode(&scrape);
             let mut resp = Response::new(Full::new(Bytes::from(body)));
             resp.headers_mut()
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static(crate::ops::metrics::CONTENT_TYPE));

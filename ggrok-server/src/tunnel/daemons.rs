@@ -144,6 +144,15 @@ impl Daemons {
         left && empty
     }
 
+    /// Each connected daemon: its client, its identity and how many sessions it has, sorted.
+    pub fn sessions_per_daemon(&self) -> Vec<(String, String, usize)> {
+        let table = self.table.lock().expect("daemons lock");
+        let mut all: Vec<_> =
+            table.values().map(|d| (d.client.clone(), d.identity.clone(), d.sessions().len())).collect();
+        all.sort();
+        all
+    }
+
     /// How many daemons are connected.
     pub fn count(&self) -> usize {
         self.table.lock().expect("daemons lock").len()

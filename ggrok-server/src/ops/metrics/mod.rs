@@ -50,6 +50,29 @@ struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DaemonLabels {
+    client: String,
+    daemon: String,
+    replica: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InfoLabels {
+    replica: String,
+    version: &'static str,
+}
+
+/// What the scrape reads from the server's state at scrape time.
+pub struct Scrape<'a> {
+    /// Hosts served by a connected daemon.
+    pub hosts_online: usize,
+    /// Each connected daemon: its client, its id (from its hello), and its sessions here.
+    pub daemons: &'a [(String, String, usize)],
+    /// This replica's name (`[cluster] replica`).
+    pub replica: &'a str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
     route: &'static str,
 }
@@ -182,6 +205,8 @@ pub struct Metrics {
     series: Arc<Series>,
     sessions: Gauge,
     daemons: Gauge,
+    daemon_sessions: Family<DaemonLabels, Gauge>,
+    info: Family<InfoLabels, Gauge>,
     hosts_online: Gauge,
     stream_window: Gauge,
     answers: Gauge,
@@ -204,6 +229,18 @@ impl Metrics {
             "tunnel_daemons",
             "ggrokd daemons connected (each over one or more tunnel sessions)",
             daemons.clone(),
+        );
+        let daemon_sessions = Family::<DaemonLabels, Gauge>::default();
+        registry.register(
+            "daemon_sessions",
+            "Tunnel sessions of each connected ggrokd on this replica, by client and daemon id",
+            daemon_sessions.clone(),
+        );
+        let info = Family::<InfoLabels, Gauge>::default();
+        registry.register(
+            "server_info",
+            "This server: its replica name and version (always 1)",
+            info.clone(),
         );
         let (stream_window, answers) = (Gauge::default(), Gauge::default());
         registry.register_with_unit(
@@ -265,6 +302,8 @@ impl Metrics {
             series,
             sessions,
             daemons,
+            daemon_sessions,
+            info,
             hosts_online,
             stream_window,
             answers,
@@ -322,11 +361,24 @@ impl Metrics {
         self.answers.set(i64::try_from(answers).unwrap_or(i64::MAX));
     }
 
-    /// Every metric in the Prometheus text format; `hosts_online` and `daemons` are read at
-    /// scrape time.
-    pub fn encode(&self, hosts_online: usize, daemons: usize) -> String {
-        self.hosts_online.set(i64::try_from(hosts_online).unwrap_or(i64::MAX));
-        self.daemons.set(i64::try_from(daemons).unwrap_or(i64::MAX));
+    /// Every metric in the Prometheus text format, with what `scrape` read at scrape time.
+    pub fn encode(&self, scrape: &Scrape) -> String {
+        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.hosts_online.set(count(scrape.hosts_online));
+        self.daemons.set(count(scrape.daemons.len()));
+        // Daemons come and go: the family holds those connected now, and nothing more.
+        self.daemon_sessions.clear();
+        for (client, daemon, sessions) in scrape.daemons {
+            let labels = DaemonLabels {
+                client: client.clone(),
+                daemon: daemon.clone(),
+                replica: scrape.replica.to_owned(),
+            };
+            self.daemon_sessions.get_or_create(&labels).set(count(*sessions));
+        }
+        self.info.clear();
+        let info = InfoLabels { replica: scrape.replica.to_owned(), version: env!("CARGO_PKG_VERSION") };
+        self.info.get_or_create(&info).set(1);
         let mut text = String::new();
         prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry)
             .expect("writing to a String does not fail");

@@ -13,6 +13,29 @@ fn sample(text: &str, series: &str) -> Option<f64> {
         .map(|(_, v)| v.parse().unwrap())
 }
 
+/// A scrape with `hosts_online` hosts and these daemons, on replica `r1`.
+fn scrape<'a>(hosts_online: usize, daemons: &'a [(String, String, usize)]) -> Scrape<'a> {
+    Scrape { hosts_online, daemons, replica: "r1" }
+}
+
+#[test]
+fn sessions_are_counted_per_daemon_and_replica_and_gone_daemons_leave() {
+    let m = Metrics::new();
+    let two = [("alice".to_owned(), "d1".to_owned(), 3), ("bob".to_owned(), "d2".to_owned(), 1)];
+    let text = m.encode(&scrape(0, &two));
+    let series = |client: &str, daemon: &str| {
+        format!("ggrok_daemon_sessions{{client=\"{client}\",daemon=\"{daemon}\",replica=\"r1\"}}")
+    };
+    assert_eq!(sample(&text, &series("alice", "d1")), Some(3.0), "{text}");
+    assert_eq!(sample(&text, &series("bob", "d2")), Some(1.0), "{text}");
+    assert_eq!(sample(&text, "ggrok_tunnel_daemons"), Some(2.0), "{text}");
+    let info = format!("ggrok_server_info{{replica=\"r1\",version=\"{}\"}}", env!("CARGO_PKG_VERSION"));
+    assert_eq!(sample(&text, &info), Some(1.0), "{text}");
+    let text = m.encode(&scrape(0, &two[..1]));
+    assert_eq!(sample(&text, &series("bob", "d2")), None, "a daemon gone leaves no series: {text}");
+    assert_eq!(sample(&text, "ggrok_tunnel_daemons"), Some(1.0), "{text}");
+}
+
 fn requests(host: &str, class: &str) -> String {
     format!("ggrok_http_requests_total{{host=\"{host}\",status_class=\"{class}\"}}")
 }
@@ -21,7 +44,7 @@ fn requests(host: &str, class: &str) -> String {
 fn every_metric_is_exported_from_zero() {
     let m = Metrics::new();
     let _session = m.session_connected();
-    let text = m.encode(3, 0);
+    let text = m.encode(&scrape(3, &[]));
     assert_eq!(sample(&text, "ggrok_tunnel_sessions"), Some(1.0), "{text}");
     assert_eq!(sample(&text, "ggrok_hosts_online"), Some(3.0));
     for limit in Limit::ALL {
@@ -49,7 +72,7 @@ fn every_metric_is_exported_from_zero() {
         assert!(text.contains(ty), "{ty} missing");
     }
     drop(_session);
-    assert_eq!(sample(&m.encode(0, 0), "ggrok_tunnel_sessions"), Some(0.0));
+    assert_eq!(sample(&m.encode(&scrape(0, &[])), "ggrok_tunnel_sessions"), Some(0.0));
 }
 
 #[test]
@@ -62,7 +85,7 @@ fn counts_land_under_the_host_and_its_status_class() {
     m.limit_hit(Limit::MaxHostsPerClient);
     m.rejected(Rejection::Unauthorized);
     m.rejected(Rejection::Unauthorized);
-    let text = m.encode(1, 0);
+    let text = m.encode(&scrape(1, &[]));
     let expected = [("1xx", 1.0), ("2xx", 2.0), ("3xx", 1.0), ("4xx", 2.0), ("5xx", 3.0)];
     for (class, n) in expected {
         assert_eq!(sample(&text, &requests("*.test", class)), Some(n), "{class}");
@@ -84,11 +107,11 @@ fn a_host_meter_is_shared_and_its_series_leave_with_the_last_user() {
     let again = m.meter("api.test");
     assert!(Arc::ptr_eq(&again, &in_flight));
     drop((again, in_flight));
-    let text = m.encode(0, 0);
+    let text = m.encode(&scrape(0, &[]));
     assert!(!text.contains("api.test"), "{text}");
     // Claimed anew: fresh series.
     let fresh = m.meter("api.test");
-    assert_eq!(sample(&m.encode(1, 0), &requests("api.test", "2xx")), Some(0.0));
+    assert_eq!(sample(&m.encode(&scrape(1, &[])), &requests("api.test", "2xx")), Some(0.0));
     drop(fresh);
     assert!(m.series.meters.lock().unwrap().is_empty());
 }
