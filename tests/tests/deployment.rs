@@ -84,3 +84,19 @@ fn health_checks_ask_healthz_on_the_admin_port() {
     assert!(haproxy.contains("option httpchk GET /healthz"));
     assert!(haproxy.contains("check port 9090"));
 }
+
+#[test]
+fn the_daemon_holds_every_pod_through_the_headless_service_and_says_when_ready() {
+    let server = packaging("kubernetes/ggrok-server.yaml");
+    let peers = server.split("name: ggrok-server-peers").nth(1).expect("the headless Service");
+    assert!(peers.contains("clusterIP: None"), "{peers}");
+    // A replica that waits for its first session before it is ready must still be reachable.
+    assert!(peers.contains("publishNotReadyAddresses: true"), "{peers}");
+    let port = number(peers, "port:");
+    let daemon = packaging("kubernetes/ggrokd.yaml");
+    let config = block(&daemon, "ggrokd.toml");
+    assert!(config.contains(&format!("server = \"ws://ggrok-server-peers:{port}\"")), "{config}");
+    assert!(config.contains("replicas = \"all\""), "{config}");
+    let probe = daemon.split("readinessProbe:").nth(1).expect("a readiness probe for ggrokd");
+    assert!(probe.contains("\"ggrokctl\"") && probe.contains("\"ready\""), "{probe}");
+}
