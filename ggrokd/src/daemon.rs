@@ -102,6 +102,8 @@ pub struct Daemon {
     /// The buffer budget (`buffer_memory`): sets the stream window every connection grants, from
     /// the request bodies on their way to local services.
     pub budget: Arc<ggrok_proto::budget::Budget>,
+    /// The inspector's captured requests ([`crate::inspect`]).
+    pub inspector: Arc<crate::inspect::Inspector>,
     /// Serialises config edits and reloads, so concurrent `add`s cannot lose each other's lines.
     pub edits: tokio::sync::Mutex<()>,
     started: Instant,
@@ -128,6 +130,10 @@ impl Daemon {
             tunnels: Tunnels::new(&config.tunnels),
             requests: Arc::new(RequestLog::new(config.request_log)),
             budget: ggrok_proto::budget::Budget::new(config.buffer_memory),
+            inspector: crate::inspect::Inspector::new(
+                config.inspect.address.is_some(),
+                config.inspect.limits,
+            ),
             edits: tokio::sync::Mutex::new(()),
             started: Instant::now(),
             groups: RwLock::new(

@@ -3,8 +3,10 @@
 //! as they pass, and when dropped — at the end of the body, of the connection, or when the public
 //! client goes away — adds itself to the tunnel's counters and to the request log.
 //!
-//! The wrappers only count the frames they pass on; nothing is copied.
+//! The wrappers count the frames they pass on; when the inspector captures, they also copy the
+//! first bytes of each body into its entry ([`crate::inspect`]).
 
+use crate::inspect::{Arrival, Entry, Inspector, Side};
 use crate::reqlog::{Record, RequestLog};
 use crate::stats::{Outcome, TunnelStats};
 use bytes::Bytes;
@@ -47,6 +49,8 @@ pub struct Exchange {
     /// Request body bytes, counted by the [`RequestBody`] that the local client reads.
     body_in: Option<Arc<AtomicU64>>,
     bytes_out: u64,
+    /// The inspector's copy, when it captures.
+    capture: Option<Arc<Entry>>,
 }
 
 impl Exchange {
@@ -76,14 +80,34 @@ impl Exchange {
             bytes_in: 0,
             body_in: None,
             bytes_out: 0,
+            capture: None,
         }
+    }
+
+    /// Captures this request in `inspector` (when it captures), as it went to `tunnel`.
+    pub fn inspected<B>(mut self, inspector: &Inspector, tunnel: &str, req: &Request<B>) -> Self {
+        if inspector.enabled() {
+            let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            self.capture = inspector.capture(&Arrival {
+                host: &self.host,
+                tunnel,
+                method: self.method.as_str(),
+                path,
+                headers: req.headers(),
+                client: self.client,
+                upgrade: self.upgrade.as_deref(),
+                replay_of: None,
+            });
+        }
+        self
     }
 
     /// Wraps the request body so that its bytes are counted as the local client reads them.
     pub fn meter_request(&mut self, req: Request<RecvBody>) -> Request<RequestBody> {
         let counter = (!req.body().is_end_stream()).then(|| Arc::new(AtomicU64::new(0)));
         self.body_in = counter.clone();
-        req.map(|inner| CountedBody { inner, count: counter })
+        let tap = RequestTap { count: counter, capture: self.capture.clone() };
+        req.map(|inner| CountedBody { inner, count: tap })
     }
 
     /// The status to record instead of the response's (an upgrade answer carried in a header).
@@ -99,6 +123,9 @@ impl Exchange {
     {
         if self.status == 0 {
             self.status = resp.status().as_u16();
+        }
+        if let Some(entry) = &self.capture {
+            entry.answered(self.status, resp.headers());
         }
         resp.map(|inner| CountedBody { inner, count: self }.map_err(Into::into).boxed())
     }
@@ -124,6 +151,12 @@ impl Drop for Exchange {
         let duration = self.started.elapsed();
         let bytes_in = self.bytes_in + self.body_in.as_ref().map_or(0, |c| c.load(Relaxed));
         let timed = self.upgrade.is_none() && self.status != 0;
+        if let Some(entry) = self.capture.take() {
+            let upgraded = self.upgrade.is_some().then_some((bytes_in, self.bytes_out));
+            let error =
+                (self.status == 0).then(|| "the public client went away before the answer".to_owned());
+            entry.finished(self.status, duration.as_micros() as u64, upgraded, error);
+        }
         self.stats.finished(&Outcome {
             status: self.status,
             bytes: (bytes_in, self.bytes_out),
@@ -163,35 +196,48 @@ fn client_address(headers: &HeaderMap) -> Option<IpAddr> {
     value.rsplit(',').next()?.trim().parse().ok()
 }
 
-/// What counts the data bytes of a [`CountedBody`].
+/// What counts the data of a [`CountedBody`].
 pub trait Count {
-    fn add(&mut self, bytes: usize);
+    fn add(&mut self, data: &Bytes);
 }
 
-/// A request body's counter, shared with its exchange; none for a body known to be empty.
-impl Count for Option<Arc<AtomicU64>> {
-    fn add(&mut self, bytes: usize) {
-        if let Some(counter) = self {
-            counter.fetch_add(bytes as u64, Relaxed);
+/// A request body's counter, shared with its exchange (none for a body known to be empty), and
+/// the inspector's copy.
+pub struct RequestTap {
+    count: Option<Arc<AtomicU64>>,
+    capture: Option<Arc<Entry>>,
+}
+
+impl Count for RequestTap {
+    fn add(&mut self, data: &Bytes) {
+        if let Some(counter) = &self.count {
+            counter.fetch_add(data.len() as u64, Relaxed);
+        }
+        if let Some(entry) = &self.capture {
+            entry.tap(Side::Request, data);
         }
     }
 }
 
 /// A response body carries its exchange, recorded when the body is dropped.
 impl Count for Exchange {
-    fn add(&mut self, bytes: usize) {
-        self.bytes_out += bytes as u64;
+    fn add(&mut self, data: &Bytes) {
+        self.bytes_out += data.len() as u64;
+        if let Some(entry) = &self.capture {
+            entry.tap(Side::Response, data);
+        }
     }
 }
 
-/// A body whose data bytes are counted as they pass; nothing is copied.
+/// A body whose data bytes are counted as they pass (and copied, up to a limit, when the
+/// inspector captures).
 pub struct CountedBody<B, C> {
     inner: B,
     count: C,
 }
 
 /// A request body on its way to the local service, its bytes counted for its exchange.
-pub type RequestBody = CountedBody<RecvBody, Option<Arc<AtomicU64>>>;
+pub type RequestBody = CountedBody<RecvBody, RequestTap>;
 
 impl<B: HttpBody<Data = Bytes> + Unpin, C: Count + Unpin> HttpBody for CountedBody<B, C> {
     type Data = Bytes;
@@ -205,7 +251,7 @@ impl<B: HttpBody<Data = Bytes> + Unpin, C: Count + Unpin> HttpBody for CountedBo
         if let Some(Ok(frame)) = &frame
             && let Some(data) = frame.data_ref()
         {
-            self.count.add(data.len());
+            self.count.add(data);
         }
         Poll::Ready(frame)
     }

@@ -190,7 +190,8 @@ async fn serve_stream(
                 Ok((tunnel, host)) => {
                     link.requests.fetch_add(1, Ordering::Relaxed);
                     let req = Request::from_parts(parts, ());
-                    let exchange = Exchange::start(&daemon.requests, &tunnel.stats, host, &req, Some(&p));
+                    let exchange = Exchange::start(&daemon.requests, &tunnel.stats, host, &req, Some(&p))
+                        .inspected(&daemon.inspector, &tunnel.host(), &req);
                     let (tunnel_side, side) = tokio::sync::oneshot::channel();
                     let resp = tokio::select! {
                         resp = link.local.upgrade(&tunnel, p, req, side, exchange) => resp,
@@ -220,19 +221,21 @@ async fn serve_stream(
         let resp = Response::builder().status(StatusCode::NO_CONTENT).body(body::empty()).expect("valid");
         return answer(respond, resp).await;
     }
-    let resp = match find_tunnel(&daemon, &parts) {
-        Ok((tunnel, host)) => {
-            link.requests.fetch_add(1, Ordering::Relaxed);
-            let req = Request::from_parts(parts, RecvBody::new(recv).counted(&daemon.budget));
-            let mut exchange = Exchange::start(&daemon.requests, &tunnel.stats, host, &req, None);
-            let req = exchange.meter_request(req);
-            tokio::select! {
-                resp = link.local.forward(&tunnel, req, exchange) => resp,
-                _ = reset(&mut respond) => return,
+    let resp =
+        match find_tunnel(&daemon, &parts) {
+            Ok((tunnel, host)) => {
+                link.requests.fetch_add(1, Ordering::Relaxed);
+                let req = Request::from_parts(parts, RecvBody::new(recv).counted(&daemon.budget));
+                let mut exchange = Exchange::start(&daemon.requests, &tunnel.stats, host, &req, None)
+                    .inspected(&daemon.inspector, &tunnel.host(), &req);
+                let req = exchange.meter_request(req);
+                tokio::select! {
+                    resp = link.local.forward(&tunnel, req, exchange) => resp,
+                    _ = reset(&mut respond) => return,
+                }
             }
-        }
-        Err(refusal) => refusal.into_response(),
-    };
+            Err(refusal) => refusal.into_response(),
+        };
     answer(respond, resp).await
 }
 

@@ -12,8 +12,10 @@ use std::time::Duration;
 use toml::Spanned;
 
 mod address;
+mod inspect;
 mod servers;
 pub use address::{LocalAddr, ServerUrl};
+pub use inspect::InspectSettings;
 pub use servers::MAX_SERVERS;
 
 /// The largest `request_log`: entries are small (a few hundred bytes), so this bounds the log's
@@ -39,6 +41,9 @@ struct RawConfig {
     transport: Option<Spanned<String>>,
     buffer_memory: Option<Spanned<Size>>,
     replicas: Option<Spanned<String>>,
+    inspect: Option<Spanned<String>>,
+    inspect_body_limit: Option<Spanned<Size>>,
+    inspect_memory: Option<Spanned<Size>>,
     #[serde(default, rename = "tunnel")]
     tunnels: Vec<RawTunnel>,
 }
@@ -78,6 +83,8 @@ pub struct DaemonConfig {
     pub buffer_memory: u64,
     /// Whether to look for every replica of each server (`replicas = "all"`).
     pub replicas: Replicas,
+    /// The inspector (`inspect`, `inspect_body_limit`, `inspect_memory`).
+    pub inspect: InspectSettings,
     /// The tunnels, in file order.
     pub tunnels: Vec<TunnelSpec>,
 }
@@ -363,6 +370,14 @@ impl DaemonConfig {
             }
         };
 
+        let inspect = inspect::parse(
+            path,
+            text,
+            raw.inspect.as_ref(),
+            raw.inspect_body_limit.as_ref(),
+            raw.inspect_memory.as_ref(),
+        )?;
+
         let mut tunnels: Vec<TunnelSpec> = Vec::with_capacity(raw.tunnels.len());
         for (i, t) in raw.tunnels.iter().enumerate() {
             let key = |k: &str| format!("tunnel[{i}].{k}");
@@ -398,6 +413,7 @@ impl DaemonConfig {
             transport,
             buffer_memory,
             replicas,
+            inspect,
             tunnels,
         })
     }

@@ -1,0 +1,1 @@
+// The inspector page: see ggrokd/src/inspect/api.rs for the API it uses.
