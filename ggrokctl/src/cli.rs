@@ -18,6 +18,7 @@ Examples:
   ggrokctl status --json
   ggrokctl logs -f api.example.com
   ggrokctl ready --wait 30
+  ggrokctl replay 42
   ggrokctl remove api.example.com";
 
 /// Control a running ggrokd: add, remove and list tunnels, show status and requests.
@@ -111,6 +112,18 @@ pub enum Sub {
     ///
     /// Tunnels that did not change keep serving, requests in flight included.
     Reload,
+    /// Replay a request the inspector captured to its tunnel's local service, and print the answer.
+    ///
+    /// Example: ggrokctl replay 42
+    ///
+    /// The request goes as it was captured (method, path, headers, body) straight to the local
+    /// service, not through the server, and appears in the inspector marked as a replay. A request
+    /// whose body was cut at inspect_body_limit is not replayed (edit it in the inspector's page).
+    /// IDs are those of the inspector (http://127.0.0.1:4040, or its API /api/requests).
+    Replay {
+        /// The request's id
+        id: u64,
+    },
     /// Say whether ggrokd holds every server, replica and address it knows of (exit 0) or not (1).
     ///
     /// Example: ggrokctl ready --wait 30

@@ -11,6 +11,7 @@ pub mod client;
 pub mod logs;
 pub mod output;
 pub mod ready;
+pub mod replayed;
 
 /// Exit codes, as documented in `ggrokctl --help`.
 pub mod exit {

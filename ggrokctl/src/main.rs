@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         Sub::List => Command::List,
         Sub::Status => Command::Status,
         Sub::Reload => Command::Reload,
+        Sub::Replay { id } => Command::Replay { id },
         Sub::Logs { host, follow, lines } => {
             let socket = ggrok_proto::ctl::socket_path(cli.socket);
             let command = Command::Logs { follow, host, last: lines.0 };

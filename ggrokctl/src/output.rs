@@ -10,6 +10,7 @@ pub fn print(reply: &Reply) {
         Reply::Tunnels { tunnels } => print!("{}", tunnel_table(tunnels, now())),
         Reply::Status(status) => print!("{}", status_text(status, now())),
         Reply::Error { message, .. } => eprintln!("ggrokctl: {message}"),
+        Reply::Replayed(info) => print!("{}", crate::replayed::text(info)),
         // `logs` prints its own lines (crate::logs).
         Reply::Request(_) | Reply::Missed { .. } | Reply::End { .. } => {}
     }

@@ -72,6 +72,11 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         last: Option<u64>,
     },
+    /// Replay a request the inspector captured to its tunnel's local service, as it was.
+    Replay {
+        /// The request's id (as the inspector shows it).
+        id: u64,
+    },
 }
 
 fn yes() -> bool {
@@ -79,7 +84,7 @@ fn yes() -> bool {
 }
 
 /// The names of the commands, for telling "unknown command" from "malformed command".
-pub const COMMANDS: [&str; 6] = ["add", "remove", "list", "status", "reload", "logs"];
+pub const COMMANDS: [&str; 7] = ["add", "remove", "list", "status", "reload", "logs", "replay"];
 
 /// One response.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -117,6 +122,8 @@ pub enum Reply {
         /// How many.
         count: u64,
     },
+    /// The answer to `replay`: what the local service answered.
+    Replayed(ReplayInfo),
     /// The end of the answer to `logs` without `follow`.
     End {
         /// How many requests were sent.
@@ -155,6 +162,36 @@ pub enum ErrorCode {
     Config,
     /// The daemon is too busy (too many control clients).
     Busy,
+    /// `replay`: the local service could not be reached or failed.
+    LocalFailed,
+}
+
+/// A replayed request and the local service's answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReplayInfo {
+    /// The replay's id in the inspector.
+    pub id: u64,
+    /// The id of the request replayed.
+    pub replay_of: u64,
+    /// Method and path sent.
+    pub method: String,
+    /// Path and query sent.
+    pub path: String,
+    /// The answer's status.
+    pub status: u16,
+    /// From sending to the end of the answer, in milliseconds.
+    pub duration_ms: f64,
+    /// The answer's headers, in order.
+    pub headers: Vec<(String, String)>,
+    /// The answer's body as far as the inspector keeps it (`inspect_body_limit`): text, or
+    /// base64 when `body_base64`.
+    pub body: String,
+    /// Whether `body` is base64.
+    pub body_base64: bool,
+    /// The body's whole size.
+    pub size: u64,
+    /// Whether `body` was cut at the limit.
+    pub truncated: bool,
 }
 
 /// A tunnel as `list` and `status` show it. Counters run from daemon start; a tunnel changed by a

@@ -182,7 +182,9 @@ pub fn daemon_toml(server_url: &str, token: &str, tunnels: &[(&str, &str)], extr
     // An empty token writes none (anonymous clients).
     let token_line = if token.is_empty() { String::new() } else { format!("token = {token:?}") };
     let server = if server_url.starts_with('[') { server_url.to_owned() } else { format!("{server_url:?}") };
-    let mut toml = format!("server = {server}\n{token_line}\n{extra}\n");
+    // Each test daemon's inspector on a port of its own (the default, 4040, is one per machine).
+    let inspect = if extra.contains("inspect =") { "" } else { "inspect = \"127.0.0.1:0\"\n" };
+    let mut toml = format!("server = {server}\n{token_line}\n{inspect}{extra}\n");
     for (host, local) in tunnels {
         write!(toml, "\n[[tunnel]]\nhost = {host:?}\nlocal = {local:?}\n").unwrap();
     }

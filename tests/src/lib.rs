@@ -22,6 +22,7 @@ pub mod bins;
 pub mod client;
 pub mod cluster;
 pub mod haproxy;
+pub mod inspector;
 pub mod logs;
 pub mod notify;
 pub mod packages;

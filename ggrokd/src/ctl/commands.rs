@@ -24,6 +24,15 @@ pub async fn execute(daemon: &Daemon, command: Command) -> Reply {
             Ok(done) => Reply::Done { message: done.to_string(), tunnel: None },
             Err(message) => error(ErrorCode::Config, message),
         },
+        Command::Replay { id } => {
+            use crate::inspect::replay::{self, ReplayError};
+            match replay::replay(daemon, id, replay::Edits::default()).await {
+                Ok(detail) => Reply::Replayed(replay::info(&detail)),
+                Err(e @ ReplayError::NotFound(_)) => error(ErrorCode::NotFound, e.to_string()),
+                Err(e @ ReplayError::Local { .. }) => error(ErrorCode::LocalFailed, e.to_string()),
+                Err(e) => error(ErrorCode::InvalidArgument, e.to_string()),
+            }
+        }
         // Answered by several lines: the connection serves it (super::logs).
         Command::Logs { .. } => error(ErrorCode::BadRequest, "logs is not a one-answer command"),
     }

@@ -95,7 +95,9 @@ pub async fn answer(daemon: &Arc<Daemon>, req: Request<Incoming>) -> Response<Bo
             };
             match replay::replay(daemon, n, edits).await {
                 Ok(detail) => json(StatusCode::OK, &detail),
-                Err(e @ ReplayError::NotFound(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
+                Err(e @ (ReplayError::NotFound(_) | ReplayError::Off)) => {
+                    error(StatusCode::NOT_FOUND, e.to_string())
+                }
                 Err(e @ (ReplayError::Invalid(_) | ReplayError::NoTunnel(_))) => {
                     error(StatusCode::BAD_REQUEST, e.to_string())
                 }

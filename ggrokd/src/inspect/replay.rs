@@ -10,7 +10,6 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, header};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long a replay may take, answer body included.
@@ -35,6 +34,9 @@ pub struct Edits {
 /// Why a replay did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
+    /// The inspector is off.
+    #[error("the inspector is off (inspect = \"off\" in ggrokd.toml): no request is captured to replay")]
+    Off,
     /// No such request kept.
     #[error("no request {0} is kept (it may have been dropped for room, or cleared)")]
     NotFound(u64),
@@ -67,7 +69,10 @@ pub enum ReplayError {
 }
 
 /// Replays request `id` with `edits`; returns the replay as captured.
-pub async fn replay(daemon: &Arc<Daemon>, id: u64, edits: Edits) -> Result<Detail, ReplayError> {
+pub async fn replay(daemon: &Daemon, id: u64, edits: Edits) -> Result<Detail, ReplayError> {
+    if !daemon.inspector.enabled() {
+        return Err(ReplayError::Off);
+    }
     let store = &daemon.inspector.store;
     let original = store.get(id).ok_or(ReplayError::NotFound(id))?;
     let tunnel =
@@ -111,6 +116,29 @@ pub async fn replay(daemon: &Arc<Daemon>, id: u64, edits: Edits) -> Result<Detai
         }
     }
     Ok(view::detail(&entry))
+}
+
+/// `detail`, a replay, as `ggrokctl replay` shows it.
+pub fn info(detail: &Detail) -> ggrok_proto::ctl::ReplayInfo {
+    let body = &detail.response.body;
+    let (text, base64) = match (&body.text, &body.base64) {
+        (Some(text), _) => (text.clone(), false),
+        (None, Some(b64)) => (b64.clone(), true),
+        (None, None) => (String::new(), false),
+    };
+    ggrok_proto::ctl::ReplayInfo {
+        id: detail.summary.id,
+        replay_of: detail.summary.replay_of.unwrap_or(0),
+        method: detail.summary.method.clone(),
+        path: detail.summary.path.clone(),
+        status: detail.summary.status,
+        duration_ms: detail.summary.duration_ms.unwrap_or(0.0),
+        headers: detail.response.headers.clone(),
+        body: text,
+        body_base64: base64,
+        size: body.size,
+        truncated: body.truncated,
+    }
 }
 
 /// Method, path, headers and body of `original` after `edits`.

@@ -238,7 +238,11 @@ impl Store {
 
     /// Captures a request that arrived.
     pub fn begin(&self, a: &Arrival) -> Arc<Entry> {
-        let request_headers = pairs(a.headers);
+        let mut request_headers = pairs(a.headers);
+        // HTTP/2 carries the host in `:authority`; the local service gets it as `Host`.
+        if !a.headers.contains_key(http::header::HOST) {
+            request_headers.insert(0, ("host".to_owned(), a.host.to_owned()));
+        }
         let size: usize = request_headers.iter().map(|(n, v)| n.len() + v.len()).sum::<usize>()
             + a.host.len()
             + a.path.len();
