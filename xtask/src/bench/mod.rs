@@ -27,7 +27,7 @@ use std::process::Command;
 use std::time::Duration;
 
 const USAGE: &str = "usage: cargo xtask bench [--smoke] [--rounds R] [--seconds S] [--connections N] \
-     [--bulk-mib M] [--only small|bulk|websocket|memory|stalled|wrk] [--compare DIR] [--two-tunnels]";
+     [--bulk-mib M] [--only small|bulk|websocket|memory|stalled|wrk] [--compare DIR] [--two-tunnels] [--inspector-cost]";
 
 /// Settings of one run.
 pub struct Plan {
@@ -51,6 +51,9 @@ pub struct Plan {
     /// connections split between them (the path `ggrok×2`): a model of a design with one
     /// server thread and one ggrokd thread per tunnel connection.
     pub two_tunnels: bool,
+    /// Also measure ggrok with `inspect = "off"` (the path `insp-off`), beside ggrok with its
+    /// default inspector capturing: the inspector's cost, side by side.
+    pub inspector_cost: bool,
 }
 
 impl Plan {
@@ -69,6 +72,7 @@ impl Plan {
             only: None,
             compare: None,
             two_tunnels: false,
+            inspector_cost: false,
         }
     }
 
@@ -88,6 +92,7 @@ impl Plan {
             only: None,
             compare: None,
             two_tunnels: true,
+            inspector_cost: true,
         }
     }
 
@@ -102,6 +107,7 @@ impl Plan {
             match arg.as_str() {
                 "--smoke" => {}
                 "--two-tunnels" => plan.two_tunnels = true,
+                "--inspector-cost" => plan.inspector_cost = true,
                 "--rounds" => plan.rounds = value()?.max(1) as usize,
                 "--seconds" => plan.duration = Duration::from_secs(value()?.max(1)),
                 "--connections" => plan.connections = value()?.max(1) as usize,
@@ -173,6 +179,10 @@ async fn measure_own(bin: &FsPath, rathole: &FsPath, plan: &Plan, report: &mut R
         Some(dir) => Some(paths::start_ggrok(dir, upstream, plan.tunnels)?),
         None => None,
     };
+    let uninspected = match plan.inspector_cost {
+        true => Some(paths::start_ggrok_inspecting(bin, upstream, plan.tunnels, false)?),
+        false => None,
+    };
     let second = match plan.two_tunnels && plan.runs("small") {
         true => Some(paths::start_ggrok(bin, upstream, plan.tunnels)?),
         false => None,
@@ -188,6 +198,9 @@ async fn measure_own(bin: &FsPath, rathole: &FsPath, plan: &Plan, report: &mut R
     ];
     if let Some(b) = &baseline {
         paths.push(path("baseline", std::slice::from_ref(&b.target), vec![&b.server, &b.daemon]));
+    }
+    if let Some(u) = &uninspected {
+        paths.push(path("insp-off", std::slice::from_ref(&u.target), vec![&u.server, &u.daemon]));
     }
     if let (Some(second), Some(both)) = (&second, &both) {
         let processes = vec![&ggrok.server, &ggrok.daemon, &second.server, &second.daemon];
@@ -244,7 +257,7 @@ async fn measure_own(bin: &FsPath, rathole: &FsPath, plan: &Plan, report: &mut R
     if let Some(second) = second {
         second.stop();
     }
-    drop((rathole, baseline));
+    drop((rathole, baseline, uninspected));
     if plan.runs("memory") {
         eprintln!("{} ggrokd sessions with {} hosts each ...", plan.sessions, plan.hosts_each);
         report.many = Some(memory::many_hosts(bin, upstream, plan.sessions, plan.hosts_each).await?);

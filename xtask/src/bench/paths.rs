@@ -27,6 +27,17 @@ pub struct Ggrok {
 /// another): `$GGROK_BENCH_SERVER_THREADS` (the server's `threads`), `$GGROK_BENCH_CONNECTIONS`
 /// and `$GGROK_BENCH_TRANSPORT` (ggrokd's `connections` and `transport`).
 pub fn start_ggrok(bin: &Path, upstream: SocketAddr, tunnels: usize) -> anyhow::Result<Ggrok> {
+    start_ggrok_inspecting(bin, upstream, tunnels, true)
+}
+
+/// Like [`start_ggrok`], with the inspector capturing (its default; on a free port here) or
+/// `inspect = "off"`.
+pub fn start_ggrok_inspecting(
+    bin: &Path,
+    upstream: SocketAddr,
+    tunnels: usize,
+    inspect: bool,
+) -> anyhow::Result<Ggrok> {
     let dir = tempfile::tempdir()?;
     let token = "bench-token-0123456789abcdef";
     let server_toml = dir.path().join("server.toml");
@@ -46,6 +57,7 @@ pub fn start_ggrok(bin: &Path, upstream: SocketAddr, tunnels: usize) -> anyhow::
     let server = spawn(bin, "ggrok-server", &["--config", path(&server_toml)]);
     let addr = listening_address(&server.wait_for(&["listening on"])).context("server address")?;
     let mut daemon_toml = format!("server = \"ws://{addr}\"\ntoken = \"{token}\"\nlog_level = \"info\"\n");
+    daemon_toml += if inspect { "inspect = \"127.0.0.1:0\"\n" } else { "inspect = \"off\"\n" };
     daemon_toml += &setting("GGROK_BENCH_CONNECTIONS", "connections", false);
     daemon_toml += &setting("GGROK_BENCH_TRANSPORT", "transport", true);
     for i in 0..tunnels {

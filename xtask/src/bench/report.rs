@@ -174,8 +174,8 @@ impl Report {
 
     fn print_own(&self) {
         println!("{}\n", self.header);
-        let optional = ["baseline", "ggrok×2"];
-        let paths: Vec<&str> = ["direct", "ggrok", "rathole", "baseline", "ggrok×2"]
+        let optional = ["baseline", "insp-off", "ggrok×2"];
+        let paths: Vec<&str> = ["direct", "ggrok", "rathole", "baseline", "insp-off", "ggrok×2"]
             .into_iter()
             .filter(|p| {
                 !optional.contains(p) || !self.small.get(p).is_empty() || !self.download.get(p).is_empty()
@@ -206,11 +206,12 @@ impl Report {
                 self.small.ratio("ggrok×2", "rathole", |r| ms(r.p99)).show(2)
             );
         }
-        if paths.contains(&"baseline") {
-            println!("  requests/s ggrok/baseline: {}", self.small.ratio("ggrok", "baseline", rate).show(3));
+        for other in ["baseline", "insp-off"].into_iter().filter(|p| paths.contains(p)) {
             println!(
-                "  tunnel CPU per request ggrok/baseline: {}",
-                self.cpu_small.ratio("ggrok", "baseline", |v| v).show(3)
+                "  requests/s ggrok/{other}: {}; p99 ggrok/{other}: {}; tunnel CPU per request ggrok/{other}: {}",
+                self.small.ratio("ggrok", other, rate).show(3),
+                self.small.ratio("ggrok", other, |r| ms(r.p99)).show(3),
+                self.cpu_small.ratio("ggrok", other, |v| v).show(3)
             );
         }
 
@@ -228,14 +229,14 @@ impl Report {
         target("upload ggrok/rathole", self.upload.ratio("ggrok", "rathole", |v| v), ">=", 2.0);
         cpu("tunnel CPU s per GB downloaded", &self.cpu_download, 2);
         cpu("tunnel CPU s per GB uploaded", &self.cpu_upload, 2);
-        if paths.contains(&"baseline") {
+        for other in ["baseline", "insp-off"].into_iter().filter(|p| paths.contains(p)) {
             for (what, rates, cpu) in
                 [("download", &self.download, &self.cpu_download), ("upload", &self.upload, &self.cpu_upload)]
             {
                 println!(
-                    "  {what} ggrok/baseline: {}; tunnel CPU per GB ggrok/baseline: {}",
-                    rates.ratio("ggrok", "baseline", |v| v).show(3),
-                    cpu.ratio("ggrok", "baseline", |v| v).show(3)
+                    "  {what} ggrok/{other}: {}; tunnel CPU per GB ggrok/{other}: {}",
+                    rates.ratio("ggrok", other, |v| v).show(3),
+                    cpu.ratio("ggrok", other, |v| v).show(3)
                 );
             }
         }
