@@ -230,3 +230,28 @@ async fn foreign_hosts_and_origins_are_refused_and_the_page_is_served() {
         assert_eq!(client.get(&format!("127.0.0.1:{port}"), path).await.status, StatusCode::OK, "{path}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websockets_are_shown_with_their_lifetime_and_bytes() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let (_up, cluster, inspector, _public) = cluster().await;
+    let tcp = tokio::net::TcpStream::connect(cluster.addr()).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async("ws://a.test/ws", tcp).await.expect("handshake");
+    let open = inspector.list_when("", |l| l.first().is_some_and(|r| r["upgrade"] == "websocket")).await;
+    assert_eq!(open[0]["state"], "in_flight", "an open WebSocket is in flight: {open:#?}");
+    for i in 0..10 {
+        ws.send(Message::text(format!("message {i:03}"))).await.unwrap();
+        assert_eq!(ws.next().await.unwrap().unwrap(), Message::text(format!("message {i:03}")));
+    }
+    ws.close(None).await.unwrap();
+    while ws.next().await.is_some() {}
+    drop(ws);
+    let done = inspector.list_when("", |l| l.first().is_some_and(|r| r["state"] == "done")).await;
+    let ws = &done[0];
+    assert_eq!((ws["upgrade"].as_str(), ws["status"].as_u64()), (Some("websocket"), Some(101)), "{ws:#}");
+    // Ten 11-byte text frames each way, plus the closing frames: masked from the client.
+    let (sent, received) = (ws["request_size"].as_u64().unwrap(), ws["response_size"].as_u64().unwrap());
+    assert!(sent >= 10 * (11 + 6) && received >= 10 * (11 + 2), "{ws:#}");
+    assert!(ws["duration_ms"].as_f64().unwrap() > 0.0, "its lifetime: {ws:#}");
+}
