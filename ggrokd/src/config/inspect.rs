@@ -24,7 +24,11 @@ impl Default for InspectSettings {
     fn default() -> Self {
         Self {
             address: DEFAULT_ADDRESS.parse().ok(),
-            limits: Limits { body: DEFAULT_BODY_LIMIT, memory: DEFAULT_MEMORY },
+            limits: Limits {
+                body: DEFAULT_BODY_LIMIT,
+                memory: DEFAULT_MEMORY,
+                count: crate::reqlog::DEFAULT_CAPACITY,
+            },
         }
     }
 }

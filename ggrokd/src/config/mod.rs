@@ -370,13 +370,15 @@ impl DaemonConfig {
             }
         };
 
-        let inspect = inspect::parse(
+        let mut inspect = inspect::parse(
             path,
             text,
             raw.inspect.as_ref(),
             raw.inspect_body_limit.as_ref(),
             raw.inspect_memory.as_ref(),
         )?;
+        // The inspector keeps as many requests as `ggrokctl logs` does.
+        inspect.limits.count = request_log;
 
         let mut tunnels: Vec<TunnelSpec> = Vec::with_capacity(raw.tunnels.len());
         for (i, t) in raw.tunnels.iter().enumerate() {

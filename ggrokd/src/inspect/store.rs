@@ -15,8 +15,19 @@ fn unix_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Bytes counted for an entry besides its headers and bodies.
-const ENTRY_OVERHEAD: u64 = 512;
+/// Bytes an entry costs besides what its strings and bodies hold: the entry itself, its state,
+/// the allocations' own overhead, its place in the list.
+const ENTRY_OVERHEAD: u64 = 1024;
+
+/// What one string costs: its bytes and its allocation's overhead.
+fn string_cost(s: &str) -> u64 {
+    s.len() as u64 + 32
+}
+
+/// What a list of header pairs costs.
+fn headers_cost(headers: &[(String, String)]) -> u64 {
+    headers.iter().map(|(n, v)| string_cost(n) + string_cost(v) + 16).sum()
+}
 
 /// The inspector's limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +36,8 @@ pub struct Limits {
     pub body: u64,
     /// Bytes all entries may hold together.
     pub memory: u64,
+    /// Requests kept, at most (ggrokd's `request_log`).
+    pub count: usize,
 }
 
 /// A body, as far as it was copied.
@@ -120,13 +133,13 @@ impl Entry {
     /// The answer's status and headers arrived.
     pub fn answered(&self, status: u16, headers: &HeaderMap) {
         let headers = pairs(headers);
-        let size: usize = headers.iter().map(|(n, v)| n.len() + v.len()).sum();
+        let size = headers_cost(&headers);
         {
             let mut live = self.live.lock().expect("entry lock");
             live.status = status;
             live.response_headers = headers;
         }
-        self.charge(size as u64);
+        self.charge(size);
         self.shared.notify(self.id);
     }
 
@@ -243,9 +256,11 @@ impl Store {
         if !a.headers.contains_key(http::header::HOST) {
             request_headers.insert(0, ("host".to_owned(), a.host.to_owned()));
         }
-        let size: usize = request_headers.iter().map(|(n, v)| n.len() + v.len()).sum::<usize>()
-            + a.host.len()
-            + a.path.len();
+        let size = headers_cost(&request_headers)
+            + string_cost(a.host)
+            + string_cost(a.tunnel)
+            + string_cost(a.method)
+            + string_cost(a.path);
         let entry = {
             let mut entries = self.entries.lock().expect("entries lock");
             entries.next_id += 1;
@@ -268,20 +283,20 @@ impl Store {
             entries.list.push_back(entry.clone());
             entry
         };
-        entry.charge(size as u64 + ENTRY_OVERHEAD);
+        entry.charge(size + ENTRY_OVERHEAD);
         self.evict();
         self.shared.notify(entry.id);
         entry
     }
 
-    /// Drops the oldest entries while the total is over the memory cap (the newest stays).
+    /// Drops the oldest entries while there are more than the count, or the total is over the
+    /// memory cap (the newest stays).
     pub fn evict(&self) {
-        let cap = self.limits().memory;
-        if self.shared.used.load(Relaxed) <= cap {
-            return;
-        }
+        let Limits { memory, count, .. } = self.limits();
         let mut entries = self.entries.lock().expect("entries lock");
-        while self.shared.used.load(Relaxed) > cap && entries.list.len() > 1 {
+        let over =
+            |entries: &Entries| entries.list.len() > count.max(1) || self.shared.used.load(Relaxed) > memory;
+        while over(&entries) && entries.list.len() > 1 {
             let Some(old) = entries.list.pop_front() else { break };
             forget(&self.shared, &old);
             entries.dropped += 1;
@@ -360,7 +375,7 @@ mod tests {
 
     #[test]
     fn bodies_are_kept_up_to_the_limit_and_counted_whole() {
-        let store = Store::new(Limits { body: 10, memory: 1 << 20 });
+        let store = Store::new(Limits { body: 10, memory: 1 << 20, count: 10 });
         let headers = HeaderMap::new();
         let entry = store.begin(&arrival(&headers, "/"));
         entry.tap(Side::Request, b"0123456");
@@ -373,7 +388,7 @@ mod tests {
 
     #[test]
     fn the_oldest_go_first_when_memory_runs_out() {
-        let store = Store::new(Limits { body: 4096, memory: 3 * (4096 + ENTRY_OVERHEAD + 100) });
+        let store = Store::new(Limits { body: 4096, memory: 3 * (4096 + ENTRY_OVERHEAD + 200), count: 100 });
         let headers = HeaderMap::new();
         for i in 0..10 {
             let entry = store.begin(&arrival(&headers, &format!("/{i}")));
@@ -388,5 +403,17 @@ mod tests {
         assert!(store.get(1).is_none() && store.get(10).is_some());
         store.clear();
         assert_eq!((store.all().0.len(), store.used()), (0, 0));
+    }
+
+    #[test]
+    fn at_most_count_requests_are_kept() {
+        let store = Store::new(Limits { body: 16, memory: 1 << 30, count: 5 });
+        let headers = HeaderMap::new();
+        for i in 0..12 {
+            store.begin(&arrival(&headers, &format!("/{i}")));
+        }
+        let (kept, dropped) = store.all();
+        assert_eq!((kept.len(), dropped), (5, 7));
+        assert_eq!(kept[0].path, "/7");
     }
 }
