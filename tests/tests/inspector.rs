@@ -255,3 +255,22 @@ async fn websockets_are_shown_with_their_lifetime_and_bytes() {
     assert!(sent >= 10 * (11 + 6) && received >= 10 * (11 + 2), "{ws:#}");
     assert!(ws["duration_ms"].as_f64().unwrap() > 0.0, "its lifetime: {ws:#}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_inspector_port_is_a_warning_and_off_is_off() {
+    let up = Upstream::start().await;
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let cluster = Cluster::start_with(&[("a.test", &up.port())], &format!("inspect = \"127.0.0.1:{port}\""));
+    let line = cluster.daemon.process.wait_for(&["WARN", "the inspector cannot listen on"]);
+    assert!(line.contains(&format!("127.0.0.1:{port}")), "{line}");
+    let public = Public::new(cluster.addr());
+    assert_eq!(public.get("a.test", "/").await.status, StatusCode::OK, "the tunnels serve all the same");
+
+    let off = Cluster::start_with(&[("a.test", &up.port())], "inspect = \"off\"");
+    assert_eq!(Public::new(off.addr()).get("a.test", "/x").await.status, StatusCode::OK);
+    assert_eq!(off.daemon.process.count(&["inspector on"]), 0, "{}", off.daemon.process.log());
+    let out = off.daemon.ctl(&["replay", "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the inspector is off"), "{out:?}");
+}
