@@ -172,9 +172,8 @@ fn raw_body(entry: &super::Entry, side: Side) -> Response<Body> {
         Side::Response => (live.response_body.bytes(), &live.response_headers),
     };
     let content_type = headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
-        .and_then(|(_, v)| HeaderValue::from_str(v).ok())
+        .get("content-type")
+        .and_then(|v| HeaderValue::from_str(v).ok())
         .unwrap_or(HeaderValue::from_static("application/octet-stream"));
     let mut resp = Response::new(Full::new(bytes).map_err(|never| match never {}).boxed());
     let h = resp.headers_mut();

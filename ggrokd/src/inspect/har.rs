@@ -55,7 +55,7 @@ fn query(path: &str) -> Value {
 fn entry(e: &Entry) -> Value {
     let detail = view::detail(e);
     let s = &detail.summary;
-    let scheme = header(&e.request_headers, "x-forwarded-proto").unwrap_or("http");
+    let scheme = e.request_headers.get("x-forwarded-proto").unwrap_or("http");
     let url = format!("{scheme}://{}{}", e.host, e.path);
     let time = s.duration_ms.unwrap_or(0.0);
     let mut request = json!({
@@ -70,7 +70,7 @@ fn entry(e: &Entry) -> Value {
     });
     let req_body = &detail.request.body;
     if req_body.size > 0 {
-        let mime = header(&e.request_headers, "content-type").unwrap_or("application/octet-stream");
+        let mime = e.request_headers.get("content-type").unwrap_or("application/octet-stream");
         let text = req_body.text.clone().or_else(|| req_body.base64.clone()).unwrap_or_default();
         let mut post = json!({ "mimeType": mime, "text": text });
         if req_body.base64.is_some() {

@@ -152,11 +152,11 @@ fn request_of(original: &Entry, edits: Edits) -> Result<(Method, String, HeaderM
         return Err(invalid(format!("invalid path {path:?}: it must start with /")));
     }
     let mut headers = HeaderMap::new();
-    for (name, value) in edits.headers.as_ref().unwrap_or(&original.request_headers) {
+    for (name, value) in edits.headers.unwrap_or_else(|| original.request_headers.pairs()) {
         let name = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| invalid(format!("invalid header name {name:?}")))?;
         let value =
-            HeaderValue::from_str(value).map_err(|_| invalid(format!("invalid value for header {name}")))?;
+            HeaderValue::from_str(&value).map_err(|_| invalid(format!("invalid value for header {name}")))?;
         headers.append(name, value);
     }
     let body = match (edits.body, edits.body_base64) {

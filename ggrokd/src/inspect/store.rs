@@ -24,9 +24,47 @@ fn string_cost(s: &str) -> u64 {
     s.len() as u64 + 32
 }
 
-/// What a list of header pairs costs.
-fn headers_cost(headers: &[(String, String)]) -> u64 {
-    headers.iter().map(|(n, v)| string_cost(n) + string_cost(v) + 16).sum()
+/// Headers kept as one block of text, `name: value` lines: one allocation per request instead of
+/// two per header, since most requests are never looked at. [`HeaderText::pairs`] splits them.
+#[derive(Debug, Default, Clone)]
+pub struct HeaderText(String);
+
+impl HeaderText {
+    /// `headers` as text, with `host` first when they have no `Host` (HTTP/2 carries it in
+    /// `:authority`, and the local service gets it as `Host`).
+    pub fn new(headers: &HeaderMap, host: Option<&str>) -> Self {
+        let mut text = String::with_capacity(headers.len() * 32 + host.map_or(0, |h| h.len() + 7));
+        if let Some(host) = host.filter(|_| !headers.contains_key(http::header::HOST)) {
+            text.push_str("host: ");
+            text.push_str(host);
+            text.push('\n');
+        }
+        for (name, value) in headers {
+            text.push_str(name.as_str());
+            text.push_str(": ");
+            // Header values hold no line breaks; bytes that are not UTF-8 are shown lossily.
+            text.push_str(&String::from_utf8_lossy(value.as_bytes()));
+            text.push('\n');
+        }
+        Self(text)
+    }
+
+    /// The headers as pairs, in order.
+    pub fn pairs(&self) -> Vec<(String, String)> {
+        self.0.lines().filter_map(|l| l.split_once(": ").map(|(n, v)| (n.to_owned(), v.to_owned()))).collect()
+    }
+
+    /// The value of the first header `name` (case-insensitive).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .lines()
+            .find_map(|l| l.split_once(": ").filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v))
+    }
+
+    /// Bytes held.
+    pub fn cost(&self) -> u64 {
+        self.0.capacity() as u64 + 32
+    }
 }
 
 /// The inspector's limits.
@@ -57,7 +95,7 @@ pub struct Live {
     /// The answer's status, 0 until it is known.
     pub status: u16,
     /// The answer's headers.
-    pub response_headers: Vec<(String, String)>,
+    pub response_headers: HeaderText,
     /// The request body.
     pub request_body: BodyCopy,
     /// The answer's body.
@@ -86,7 +124,7 @@ pub struct Entry {
     /// Path and query.
     pub path: String,
     /// The request's headers, as the local service got them (before hop-by-hop removal).
-    pub request_headers: Vec<(String, String)>,
+    pub request_headers: HeaderText,
     /// The public client's address.
     pub client: Option<IpAddr>,
     /// The upgrade protocol (`websocket`), for upgraded connections.
@@ -132,8 +170,8 @@ impl Entry {
 
     /// The answer's status and headers arrived.
     pub fn answered(&self, status: u16, headers: &HeaderMap) {
-        let headers = pairs(headers);
-        let size = headers_cost(&headers);
+        let headers = HeaderText::new(headers, None);
+        let size = headers.cost();
         {
             let mut live = self.live.lock().expect("entry lock");
             live.status = status;
@@ -191,7 +229,10 @@ struct Shared {
 
 impl Shared {
     fn notify(&self, id: u64) {
-        let _ = self.events.send(id);
+        // Nobody follows most of the time: skip the channel's lock then.
+        if self.events.receiver_count() > 0 {
+            let _ = self.events.send(id);
+        }
     }
 }
 
@@ -251,12 +292,8 @@ impl Store {
 
     /// Captures a request that arrived.
     pub fn begin(&self, a: &Arrival) -> Arc<Entry> {
-        let mut request_headers = pairs(a.headers);
-        // HTTP/2 carries the host in `:authority`; the local service gets it as `Host`.
-        if !a.headers.contains_key(http::header::HOST) {
-            request_headers.insert(0, ("host".to_owned(), a.host.to_owned()));
-        }
-        let size = headers_cost(&request_headers)
+        let request_headers = HeaderText::new(a.headers, Some(a.host));
+        let size = request_headers.cost()
             + string_cost(a.host)
             + string_cost(a.tunnel)
             + string_cost(a.method)
@@ -403,6 +440,26 @@ mod tests {
         assert!(store.get(1).is_none() && store.get(10).is_some());
         store.clear();
         assert_eq!((store.all().0.len(), store.used()), (0, 0));
+    }
+
+    #[test]
+    fn headers_are_kept_as_text_and_split_on_demand() {
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", "application/json".parse().unwrap());
+        headers.append("x-a", "1: two".parse().unwrap());
+        headers.append("x-a", "3".parse().unwrap());
+        let text = HeaderText::new(&headers, Some("a.test"));
+        let pairs = text.pairs();
+        let want =
+            [("host", "a.test"), ("content-type", "application/json"), ("x-a", "1: two"), ("x-a", "3")];
+        assert_eq!(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect::<Vec<_>>(), want);
+        assert_eq!(text.get("Content-Type"), Some("application/json"));
+        headers.insert("host", "b.test".parse().unwrap());
+        assert_eq!(
+            HeaderText::new(&headers, Some("a.test")).get("host"),
+            Some("b.test"),
+            "a Host of its own"
+        );
     }
 
     #[test]

@@ -118,8 +118,8 @@ pub fn detail(entry: &Entry) -> Detail {
     let live = entry.live.lock().expect("entry lock").clone();
     Detail {
         summary: summary(entry, &live),
-        request: Message { headers: entry.request_headers.clone(), body: body(&live.request_body) },
-        response: Message { headers: live.response_headers.clone(), body: body(&live.response_body) },
+        request: Message { headers: entry.request_headers.pairs(), body: body(&live.request_body) },
+        response: Message { headers: live.response_headers.pairs(), body: body(&live.response_body) },
     }
 }
 
