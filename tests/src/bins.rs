@@ -28,8 +28,14 @@ pub fn bin(name: &str) -> PathBuf {
             let key = key.to_string_lossy();
             if key.starts_with("CARGO_PKG_")
                 || key.starts_with("CARGO_MANIFEST_")
-                || ["CARGO_CRATE_NAME", "CARGO_BIN_NAME", "CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "OUT_DIR"]
-                    .contains(&&*key)
+                || [
+                    "CARGO_CRATE_NAME",
+                    "CARGO_BIN_NAME",
+                    "CARGO_PRIMARY_PACKAGE",
+                    "CARGO_TARGET_TMPDIR",
+                    "OUT_DIR",
+                ]
+                .contains(&&*key)
             {
                 cmd.env_remove(&*key);
             }

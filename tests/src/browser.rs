@@ -73,7 +73,10 @@ impl Browser {
             }
             if Instant::now() >= deadline {
                 let text = self.eval("return document.body.innerText;", vec![]).await;
-                panic!("timed out waiting for {what} ({condition}); the page shows:\n{}", text.as_str().unwrap_or(""));
+                panic!(
+                    "timed out waiting for {what} ({condition}); the page shows:\n{}",
+                    text.as_str().unwrap_or("")
+                );
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }

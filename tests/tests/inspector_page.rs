@@ -70,7 +70,11 @@ impl Recorder {
             if seen.len() >= n {
                 return seen;
             }
-            assert!(Instant::now() < deadline, "the local service got {} of {n} at {path_prefix}", seen.len());
+            assert!(
+                Instant::now() < deadline,
+                "the local service got {} of {n} at {path_prefix}",
+                seen.len()
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -108,8 +112,7 @@ async fn answer(
         .unwrap())
 }
 
-const WEBHOOK: &str =
-    r#"{"id":"evt_1Q2w3E","type":"invoice.paid","amount":4200,"ref":12345678901234567890,"lines":[{"sku":"pro"}]}"#;
+const WEBHOOK: &str = r#"{"id":"evt_1Q2w3E","type":"invoice.paid","amount":4200,"ref":12345678901234567890,"lines":[{"sku":"pro"}]}"#;
 
 async fn post(public: &Public, path: &str, content_type: &str, body: &'static str) {
     let req = Request::builder()
@@ -131,9 +134,17 @@ async fn row_id(page: &Browser, path: &str) -> u64 {
     id.as_str().unwrap().parse().unwrap()
 }
 
+/// Clicks the element `css` finds; found again when the page replaced it in between (a row
+/// redrawn by a live update).
 async fn click(page: &Browser, css: &str) {
-    let element = page.client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}"));
-    element.click().await.unwrap_or_else(|e| panic!("click {css}: {e}"));
+    for attempt in 1.. {
+        let element = page.client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}"));
+        match element.click().await {
+            Ok(()) => return,
+            Err(e) if attempt < 3 && e.to_string().contains("stale") => continue,
+            Err(e) => panic!("click {css}: {e}"),
+        }
+    }
 }
 
 async fn select(page: &Browser, id: u64) {
@@ -164,7 +175,7 @@ async fn the_page_shows_requests_live_and_replays_them() {
     let url = line.split("inspector on ").nth(1).unwrap().split_whitespace().next().unwrap().to_owned();
     let public = Public::new(cluster.addr());
 
-    let page = Browser::start(1280, 800).await;
+    let page = Browser::start(1280, 900).await;
     page.client.goto(&format!("{url}/")).await.unwrap();
     page.wait_until("the live stream", "document.getElementById('conn').dataset.state === 'live'").await;
     page.eval("window.loadedOnce = true; return null;", vec![]).await;
@@ -172,14 +183,19 @@ async fn the_page_shows_requests_live_and_replays_them() {
     // A webhook arrives: its row appears without a reload.
     post(&public, "/webhook/stripe?attempt=1", "application/json", WEBHOOK).await;
     let hook = row_id(&page, "/webhook/stripe").await;
-    assert_eq!(page.eval("return window.loadedOnce === true;", vec![]).await, json!(true), "the page reloaded");
+    assert_eq!(
+        page.eval("return window.loadedOnce === true;", vec![]).await,
+        json!(true),
+        "the page reloaded"
+    );
 
     // Selected, it shows its headers, the JSON bodies pretty-printed (big numbers as sent), the query.
     select(&page, hook).await;
     let headers = text(&page, "request-headers").await;
     assert!(headers.contains("x-signature") && headers.contains("t=1700000000,v1=5257a869e7"), "{headers}");
     assert!(text(&page, "response-headers").await.contains("application/json"));
-    page.wait_until("the request's JSON", "document.getElementById('request-body').dataset.kind === 'json'").await;
+    page.wait_until("the request's JSON", "document.getElementById('request-body').dataset.kind === 'json'")
+        .await;
     let body = text(&page, "request-body").await;
     assert!(body.contains("\"amount\": 4200,\n") && body.contains("\"ref\": 12345678901234567890"), "{body}");
     assert!(body.contains("\"lines\": [\n    {\n      \"sku\": \"pro\""), "indented: {body}");
@@ -192,11 +208,18 @@ async fn the_page_shows_requests_live_and_replays_them() {
     assert_eq!(seen[1], Seen { headers: seen[1].headers.clone(), ..seen[0].clone() });
     assert!(seen[1].headers.iter().any(|(n, v)| n == "x-signature" && v == "t=1700000000,v1=5257a869e7"));
     let replay = page
-        .wait_until("the replay's row, selected", &format!("document.querySelector('#rows tr.sel[data-replay-of=\"{hook}\"]')?.dataset.id"))
+        .wait_until(
+            "the replay's row, selected",
+            &format!("document.querySelector('#rows tr.sel[data-replay-of=\"{hook}\"]')?.dataset.id"),
+        )
         .await;
     assert!(text(&page, "notice").await.contains("Replayed"));
     let replay_id = replay.as_str().unwrap();
-    page.wait_until("its detail", &format!("document.getElementById('detail-body').dataset.id === '{replay_id}'")).await;
+    page.wait_until(
+        "its detail",
+        &format!("document.getElementById('detail-body').dataset.id === '{replay_id}'"),
+    )
+    .await;
     assert!(text(&page, "detail-meta").await.contains(&format!("replay of #{hook}")));
 
     // Edit & replay: another path and body.
@@ -208,16 +231,25 @@ async fn the_page_shows_requests_live_and_replays_them() {
     page.eval("document.getElementById('edit-body').value = '{\"edited\":true}'; return null;", vec![]).await;
     click(&page, "#edit-send").await;
     let seen = recorder.wait_for("/webhook/stripe", 3).await;
-    assert_eq!((seen[2].path.as_str(), &seen[2].body[..]), ("/webhook/stripe?attempt=2", &b"{\"edited\":true}"[..]));
+    assert_eq!(
+        (seen[2].path.as_str(), &seen[2].body[..]),
+        ("/webhook/stripe?attempt=2", &b"{\"edited\":true}"[..])
+    );
     page.wait_until("the editor closed", "document.getElementById('editor').hidden").await;
 
     // Keys: Home selects the newest (the edited replay), j the one below (the first replay), r
     // replays that one.
     keys(&page, "\u{E011}").await;
-    page.wait_until("Home", "document.querySelector('#rows tr.sel') === document.querySelector('#rows tr')").await;
+    page.wait_until("Home", "document.querySelector('#rows tr.sel') === document.querySelector('#rows tr')")
+        .await;
     keys(&page, "j").await;
-    page.wait_until("j", &format!("document.querySelector('#rows tr.sel')?.dataset.id === '{replay_id}'")).await;
-    page.wait_until("its detail", &format!("document.getElementById('detail-body').dataset.id === '{replay_id}'")).await;
+    page.wait_until("j", &format!("document.querySelector('#rows tr.sel')?.dataset.id === '{replay_id}'"))
+        .await;
+    page.wait_until(
+        "its detail",
+        &format!("document.getElementById('detail-body').dataset.id === '{replay_id}'"),
+    )
+    .await;
     keys(&page, "r").await;
     let seen = recorder.wait_for("/webhook/stripe", 4).await;
     assert_eq!((seen[3].path.as_str(), &seen[3].body[..]), ("/webhook/stripe?attempt=1", WEBHOOK.as_bytes()));
@@ -233,7 +265,8 @@ async fn the_page_shows_requests_live_and_replays_them() {
     assert!(ws.next().await.is_some());
     page.wait_until("the WebSocket, open", "[...document.querySelectorAll('#rows tr[data-upgrade=websocket]')].some(r => r.querySelector('.dur').textContent.startsWith('open'))").await;
     select(&page, row_id(&page, "/signup").await).await;
-    page.wait_until("the form table", "document.getElementById('request-body').dataset.kind === 'form'").await;
+    page.wait_until("the form table", "document.getElementById('request-body').dataset.kind === 'form'")
+        .await;
     let form = text(&page, "request-form").await;
     assert!(form.contains("Ada Lovelace") && form.contains("en-GB"), "{form}");
     select(&page, row_id(&page, "/logo.svg").await).await;
@@ -283,7 +316,11 @@ async fn the_page_shows_requests_live_and_replays_them() {
 
     // Clear empties the list (and ggrokd's).
     click(&page, "#clear").await;
-    page.wait_until("an empty list", "document.querySelectorAll('#rows tr').length === 0 && !document.getElementById('empty').hidden").await;
+    page.wait_until(
+        "an empty list",
+        "document.querySelectorAll('#rows tr').length === 0 && !document.getElementById('empty').hidden",
+    )
+    .await;
     drop(ws);
     page.close().await;
 }

@@ -102,6 +102,7 @@ function upsert(s) {
   if (!state.hosts.has(s.host)) {
     state.hosts.add(s.host);
     $('filter-host').append(el('option', { value: s.host, text: s.host }));
+    $('list').classList.toggle('one-host', state.hosts.size < 2); // the host column, once it tells apart
   }
   while (state.all.size > MAX_KEPT) forget(Math.min(...state.all.keys()));
   return true;
@@ -198,7 +199,7 @@ document.addEventListener('keydown', (e) => {
   if (e.key === 'Escape') {
     if (!$('editor').hidden) closeEditor();
     else if (t.matches('input, textarea, select')) t.blur();
-    else $('curl').hidden = true;
+    else { $('curl').hidden = true; notice(''); }
     return;
   }
   if (t.matches('input, textarea, select') || e.ctrlKey || e.metaKey || e.altKey) return;
