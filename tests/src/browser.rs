@@ -143,6 +143,8 @@ async fn session(port: u16, width: u32, height: u32, profile: &TempDir) -> Clien
         "--no-first-run".to_owned(),
         "--disable-extensions".to_owned(),
         "--disable-background-networking".to_owned(),
+        "--disable-crash-reporter".to_owned(),
+        "--disable-breakpad".to_owned(),
         "--hide-scrollbars".to_owned(),
         format!("--window-size={width},{height}"),
         format!("--user-data-dir={}", profile.path().display()),

@@ -131,8 +131,8 @@ function counts() {
   const [shown, all] = [state.rows.size, state.all.size];
   const text = shown === all ? `${all} request${all === 1 ? '' : 's'}` : `${shown} of ${all}`;
   $('count').textContent = state.dropped ? `${text} · ${state.dropped} dropped for room` : text;
-  $('empty').hidden = shown > 0;
-  $('empty').textContent = all ? 'Nothing matches the filter.' : 'No requests yet: send one through a tunnel and it shows up here.';
+  Object.assign($('empty'), { hidden: shown > 0,
+    textContent: all ? 'Nothing matches the filter.' : 'No requests yet: send one through a tunnel and it shows up here.' });
 }
 
 async function load() {
@@ -151,7 +151,10 @@ function wipe() {
   render();
   $('detail-body').hidden = true; $('detail-empty').hidden = false;
 }
-function setConn(s, why) { $('conn').dataset.state = s; $('conn').textContent = s; $('conn').title = why || 'Live updates from ggrokd'; }
+function setConn(s, why) {
+  Object.assign($('conn'), { textContent: s, title: why || 'Live updates from ggrokd' });
+  $('conn').dataset.state = s;
+}
 
 function connect() {
   const events = new EventSource('/api/events');
@@ -218,9 +221,7 @@ async function showDetail(id, quiet) {
   try { d = await api('GET', `/api/requests/${id}`); } catch (e) { if (!quiet && id === state.selected) notice(e.message, 'error'); return; }
   if (id !== state.selected) return;
   state.detail = d;
-  $('detail-empty').hidden = true;
-  $('detail-body').hidden = false;
-  $('detail-body').dataset.id = d.id;
+  [$('detail-empty').hidden, $('detail-body').hidden, $('detail-body').dataset.id] = [true, false, d.id];
   $('detail-title').replaceChildren(el('span', { class: 'm', text: d.method }), ' ', el('span', { class: 'p', text: d.path }));
   $('detail-meta').replaceChildren(...meta(d));
   $('request-query').replaceChildren(...query(d.path));
@@ -280,7 +281,7 @@ function renderBody(box, d, side) {
     onclick: () => { state.raw[side] = !raw; renderBody(box, d, side); } }));
   if (b.captured) info.push(el('a', { href: `/api/requests/${d.id}/${side}/body`, target: '_blank', text: 'open' }));
   box.dataset.kind = kind;
-  box.replaceChildren(el('div', { class: 'body-info' }, info), view);
+  box.replaceChildren(kind === 'none' ? '' : el('div', { class: 'body-info' }, info), view);
 }
 
 // JSON re-indented token by token: numbers stay as sent (no rounding of big integers).
@@ -289,8 +290,7 @@ function jsonView(text) {
   const pre = el('pre', { class: 'code json' });
   const tokens = text.match(/"(?:\\.|[^"\\])*"|[{}[\]:,]|[^\s{}[\]:,"]+/g) || [];
   const big = text.length > 200000; // plain text past this: thousands of spans slow the page
-  let depth = 0;
-  let buf = '';
+  let [depth, buf] = [0, ''];
   const nl = () => `\n${'  '.repeat(depth)}`;
   const put = (t, cls) => { if (big || !cls) { buf += t; return; } pre.append(buf, el('span', { class: cls, text: t })); buf = ''; };
   for (let i = 0; i < tokens.length; i++) {
@@ -312,8 +312,7 @@ function hexdump(base64, limit = 1024) {
   const n = Math.min(bin.length, limit);
   const lines = [];
   for (let o = 0; o < n; o += 16) {
-    let hex = '';
-    let text = '';
+    let [hex, text] = ['', ''];
     for (let i = o; i < o + 16; i++) {
       const c = i < n ? bin.charCodeAt(i) : -1;
       hex += (c < 0 ? '  ' : pad(c.toString(16))) + (i === o + 7 ? '  ' : ' ');
@@ -327,8 +326,7 @@ function hexdump(base64, limit = 1024) {
 
 // ---- actions ----
 function notice(text, kind) {
-  $('notice').hidden = !text;
-  $('notice').textContent = text;
+  Object.assign($('notice'), { hidden: !text, textContent: text });
   $('notice').dataset.kind = kind || 'info';
 }
 async function replay(edits, from = state.selected) {
@@ -354,13 +352,11 @@ function openEditor() {
   $('edit-method').value = d.method;
   $('edit-path').value = d.path;
   $('edit-headers').value = d.request.headers.map(([n, v]) => `${n}: ${v}`).join('\n');
-  $('edit-body').value = binary ? '' : b.text || '';
-  $('edit-body').disabled = binary;
-  $('edit-body').placeholder = binary ? `binary body (${fmtSize(b.size)}): sent as captured` : 'no body';
+  Object.assign($('edit-body'), { value: binary ? '' : b.text || '', disabled: binary,
+    placeholder: binary ? `binary body (${fmtSize(b.size)}): sent as captured` : 'no body' });
   $('edit-note').textContent = b.truncated
     ? `The body was cut at ${b.captured} of ${b.size} bytes${binary ? ': it cannot be replayed.' : '; what is here is what is sent.'}` : '';
-  $('editor').dataset.id = d.id;
-  $('editor').hidden = false;
+  [$('editor').dataset.id, $('editor').hidden] = [d.id, false];
   $('edit-path').focus();
 }
 function closeEditor() { $('editor').hidden = true; }
@@ -399,8 +395,7 @@ function curl(d) {
 async function copyCurl() {
   if (!state.detail) return;
   const text = curl(state.detail);
-  $('curl').textContent = text;
-  $('curl').hidden = false;
+  Object.assign($('curl'), { textContent: text, hidden: false });
   try { await navigator.clipboard.writeText(text); notice('Copied to the clipboard.', 'ok'); } catch { notice('Select the command below and copy it.', 'info'); }
 }
 
