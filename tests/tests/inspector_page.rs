@@ -147,6 +147,7 @@ async fn click(page: &Browser, css: &str) {
     }
 }
 
+/// Clicks the row of request `id` and waits until its detail shows.
 async fn select(page: &Browser, id: u64) {
     click(page, &format!("#rows tr[data-id=\"{id}\"]")).await;
     page.wait_until(
@@ -156,6 +157,7 @@ async fn select(page: &Browser, id: u64) {
     .await;
 }
 
+/// Types `keys` as a user would on the page (where the focus is: the list, unless a field has it).
 async fn keys(page: &Browser, keys: &str) {
     page.client.find(Locator::Css("body")).await.unwrap().send_keys(keys).await.unwrap();
 }
