@@ -21,6 +21,25 @@ pub fn bin(name: &str) -> PathBuf {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
         cmd.args(["build", "--quiet", "-p", "ggrok-server", "-p", "ggrokd", "-p", "ggrokctl", "-p", "xtask"]);
+        // Without the variables cargo sets for the test itself (CARGO_PKG_NAME, CARGO_MANIFEST_DIR,
+        // …): build scripts that watch them (ring's) would otherwise see another environment than
+        // a build from the shell, and every dependant would be rebuilt each time the two alternate.
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy();
+            if key.starts_with("CARGO_PKG_")
+                || key.starts_with("CARGO_MANIFEST_")
+                || [
+                    "CARGO_CRATE_NAME",
+                    "CARGO_BIN_NAME",
+                    "CARGO_PRIMARY_PACKAGE",
+                    "CARGO_TARGET_TMPDIR",
+                    "OUT_DIR",
+                ]
+                .contains(&&*key)
+            {
+                cmd.env_remove(&*key);
+            }
+        }
         if dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }

@@ -2,6 +2,7 @@
 //! with port 0, readiness awaited on their log lines, never on a fixed sleep.
 //!
 //! - [`admin`]: the server's admin listener (`/metrics`, `/healthz`);
+//! - [`browser`]: a headless Chromium over WebDriver (the inspector page's test);
 //! - [`bins`]: finds (and builds, once) the workspace binaries;
 //! - [`process`]: a child process whose stderr is watched line by line;
 //! - [`relay`]: a TCP relay that can freeze or cut the path between daemon and server;
@@ -19,6 +20,7 @@
 pub mod admin;
 pub mod balancer;
 pub mod bins;
+pub mod browser;
 pub mod client;
 pub mod cluster;
 pub mod haproxy;
