@@ -110,6 +110,15 @@ impl Exchange {
         req.map(|inner| CountedBody { inner, count: tap })
     }
 
+    /// The local service agreed to the upgrade (101, with these headers): the inspector shows it
+    /// while the connection is open.
+    pub fn upgraded(&mut self, headers: &HeaderMap) {
+        self.status = 101;
+        if let Some(entry) = &self.capture {
+            entry.answered(101, headers);
+        }
+    }
+
     /// The status to record instead of the response's (an upgrade answer carried in a header).
     pub fn set_status(&mut self, status: u16) {
         self.status = status;

@@ -112,6 +112,7 @@ impl LocalClient {
             }
             return exchange.respond(Response::from_parts(parts, body));
         }
+        exchange.upgraded(resp.headers());
         let local_side = hyper::upgrade::on(&mut resp);
         let host = tunnel.spec.host.to_string();
         tokio::spawn(async move {

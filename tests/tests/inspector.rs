@@ -240,6 +240,8 @@ async fn websockets_are_shown_with_their_lifetime_and_bytes() {
     let (mut ws, _) = tokio_tungstenite::client_async("ws://a.test/ws", tcp).await.expect("handshake");
     let open = inspector.list_when("", |l| l.first().is_some_and(|r| r["upgrade"] == "websocket")).await;
     assert_eq!(open[0]["state"], "in_flight", "an open WebSocket is in flight: {open:#?}");
+    let open = inspector.list_when("", |l| l.first().is_some_and(|r| r["status"] == 101)).await;
+    assert_eq!(open[0]["status"], 101, "its 101 shows while it is open: {open:#?}");
     for i in 0..10 {
         ws.send(Message::text(format!("message {i:03}"))).await.unwrap();
         assert_eq!(ws.next().await.unwrap().unwrap(), Message::text(format!("message {i:03}")));
