@@ -79,3 +79,31 @@ async fn a_replica_killed_under_load_fails_only_the_requests_it_held() {
     }
     assert!(after.iter().all(|r| r.replica != Some(killed)), "r1 answered after it was killed: {summary}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_under_load_fails_no_request() {
+    let mut replicas = Replicas::start(3).await;
+    let running = load(None, std::env::var_os("NORETRY").is_none()).start(replicas.haproxy.addr, HOST);
+    assert!(running.wait_more(500, PHASE).await, "the load did not get going");
+    let started = Instant::now();
+    for i in 0..3 {
+        let (stopped, back) = tokio::task::block_in_place(|| {
+            replicas.terminate(i);
+            let stopped = Instant::now();
+            replicas.respawn(i);
+            replicas.wait_held();
+            replicas.wait_balanced(i, true);
+            (stopped, stopped.elapsed())
+        });
+        println!("r{i}: held by the daemon and balanced again {:.2} s after it exited", back.as_secs_f64());
+        let _ = stopped;
+        assert!(running.wait_more(500, PHASE).await, "the load stalled after r{i} came back");
+    }
+    let restart = started.elapsed();
+    let report = running.finish().await;
+    let summary = report.summary("3 replicas, rolling restart under load");
+    println!("{summary}");
+    println!("the rolling restart took {:.1} s", restart.as_secs_f64());
+    assert_sound(&report, &summary);
+    assert!(report.failures().is_empty(), "{summary}");
+}
