@@ -52,6 +52,8 @@ pub struct State {
     pub budget: Arc<ggrok_proto::budget::Budget>,
     /// What flows through the server.
     pub metrics: Arc<Metrics>,
+    /// Whether `/healthz` may say ok yet (`[cluster] wait_for_sessions`).
+    pub readiness: ops::ready::Readiness,
     /// Cancelled on shutdown: stop accepting, finish public requests in flight.
     pub shutdown: CancellationToken,
     /// Cancelled once public requests are done (or the grace period is over): close sessions.
@@ -102,12 +104,14 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
     let meters = metrics.clone();
     let workers = workers::count(config.threads);
     let budget = ggrok_proto::budget::Budget::new(config.limits.buffer_memory);
+    let readiness = ops::ready::Readiness::new(config.cluster.wait_for_sessions);
     let state = Arc::new(State {
         config,
         registry: Registry::with_meters(tunnel::registry::OFFLINE_GRACE, move |host| meters.meter(host)),
         daemons: Daemons::default(),
         budget,
         metrics,
+        readiness,
         shutdown: shutdown.clone(),
         close_sessions: CancellationToken::new(),
         public: TaskTracker::new(),

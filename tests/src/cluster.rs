@@ -79,6 +79,23 @@ impl Server {
         self.process.wait_for(&["listening on"]);
     }
 
+    /// Stops the server as an operator does (SIGTERM: it drains, then exits) and waits for it to
+    /// exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        self.process.signal("TERM");
+        self.process.wait_exit()
+    }
+
+    /// Starts the server again, after it exited, with its configuration file as it is: the same
+    /// addresses when they were given (not port 0), as a load balancer's fixed targets need.
+    pub fn respawn(&mut self) {
+        let path = self.dir.path().join("server.toml");
+        self.process = Process::spawn(&bin("ggrok-server"), &["--config", path.to_str().unwrap()], &[]);
+        let line = self.process.wait_for(&["listening on"]);
+        self.addr =
+            crate::process::listening_address(&line).unwrap_or_else(|| panic!("no address in {line:?}"));
+    }
+
     /// `ws://` URL of its tunnel endpoint.
     pub fn ws_url(&self) -> String {
         format!("ws://{}", self.addr)

@@ -13,6 +13,9 @@
 //! - [`upstream`]: local services to put behind tunnels (HTTP echo, byte streams, WebSocket echo);
 //! - [`cluster`]: a server and a daemon with tunnels, ready to use;
 //! - [`client`]: public-side HTTP helpers;
+//! - [`haproxy`]: a real load balancer in front of server replicas;
+//! - [`load`]: a steady public load whose answers are checked byte for byte;
+//! - [`replicas`]: server replicas behind HAProxy and a daemon that holds them all;
 //! - [`logs`]: `ggrokctl logs` listings and live followers.
 
 #![forbid(unsafe_code)]
@@ -25,11 +28,13 @@ pub mod client;
 pub mod cluster;
 pub mod haproxy;
 pub mod inspector;
+pub mod load;
 pub mod logs;
 pub mod notify;
 pub mod packages;
 pub mod process;
 pub mod relay;
+pub mod replicas;
 pub mod rogue;
 pub mod tls;
 pub mod upstream;

@@ -1,6 +1,9 @@
 //! Local services to put behind tunnels. One [`Upstream`] serves, on any path:
 //!
 //! - `/bytes/N`: N bytes of [`pattern`], streamed in 64 KiB chunks;
+//! - `/pattern/OFFSET/N`: N bytes of [`pattern`] from byte OFFSET on (a body no other request of a
+//!   load gets), with the request's `X-Forwarded-For` (the peer the server saw) sent back in
+//!   [`SEEN_FORWARDED_FOR`];
 //! - `/slow`: answers only after [`Upstream::release_slow`];
 //! - `/status/N`: an empty response with status N;
 //! - `/ws`: a WebSocket echo (text and binary);
@@ -30,6 +33,9 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 
 /// The body of every answer the upstream gives.
 pub type Body = BoxBody<Bytes, Infallible>;
+
+/// The response header of `/pattern/…` that carries the request's `X-Forwarded-For`.
+pub const SEEN_FORWARDED_FOR: &str = "x-seen-forwarded-for";
 
 /// Period of [`pattern`]: a prime, so shifted or reordered chunks never hash the same.
 const PATTERN_PERIOD: usize = 1_000_003;
@@ -195,6 +201,17 @@ async fn handle(
     if let Some(n) = path.strip_prefix("/bytes/") {
         let Ok(len) = n.parse::<u64>() else { return Ok(text(StatusCode::BAD_REQUEST, "bad length")) };
         return Ok(stream_pattern(len));
+    }
+    if let Some(rest) = path.strip_prefix("/pattern/") {
+        let parsed = rest.split_once('/').and_then(|(o, n)| Some((o.parse().ok()?, n.parse().ok()?)));
+        let Some((offset, len)) = parsed.filter(|(_, n)| *n <= PATTERN_PERIOD) else {
+            return Ok(text(StatusCode::BAD_REQUEST, "bad offset or length"));
+        };
+        let mut resp = Response::new(Full::new(pattern(offset, len)).boxed());
+        if let Some(seen) = req.headers().get("x-forwarded-for") {
+            resp.headers_mut().insert(SEEN_FORWARDED_FOR, seen.clone());
+        }
+        return Ok(resp);
     }
     Ok(echo(req).await)
 }

@@ -1,23 +1,30 @@
 //! `[cluster]` of server.toml: how this server names itself to ggrokd, so that a daemon reaching
-//! several replicas through one load-balanced address can tell them apart.
+//! several replicas through one load-balanced address can tell them apart, and whether `/healthz`
+//! waits for a tunnel after a start.
 //!
 //! ```toml
 //! [cluster]
 //! replica = "eu-1"        # default: the host name
+//! wait_for_sessions = 30  # seconds; 0 (default) = ready at once
 //! ```
 
 use ggrok_proto::diag::ConfigError;
+use ggrok_proto::seconds::Seconds;
 use serde::Deserialize;
 use std::path::Path;
+use std::time::Duration;
 use toml::Spanned;
 
 /// The longest replica name.
 pub const MAX_REPLICA: usize = 64;
+/// The longest `wait_for_sessions`, in seconds.
+pub const MAX_WAIT_FOR_SESSIONS: f64 = 3600.0;
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawCluster {
     replica: Option<Spanned<String>>,
+    wait_for_sessions: Option<Spanned<Seconds>>,
 }
 
 /// The validated `[cluster]`.
@@ -25,6 +32,9 @@ pub(super) struct RawCluster {
 pub struct ClusterSettings {
     /// This replica's name, sent in every version-2 hello.
     pub replica: String,
+    /// How long after a start `/healthz` answers 503 while no daemon has claimed a host here;
+    /// zero: ready at once.
+    pub wait_for_sessions: Duration,
 }
 
 impl RawCluster {
@@ -38,7 +48,12 @@ impl RawCluster {
             }
             None => host_name(),
         };
-        Ok(ClusterSettings { replica })
+        let wait_for_sessions = match &self.wait_for_sessions {
+            Some(w) => super::check_range(w, "cluster.wait_for_sessions", 0.0, MAX_WAIT_FOR_SESSIONS)
+                .map_err(|e| ConfigError::at(path, text, w.span(), "cluster.wait_for_sessions", e))?,
+            None => Duration::ZERO,
+        };
+        Ok(ClusterSettings { replica, wait_for_sessions })
     }
 }
 
@@ -68,6 +83,7 @@ pub fn host_name() -> String {
 mod tests {
     use crate::config::ServerConfig;
     use std::path::Path;
+    use std::time::Duration;
 
     const CLIENT: &str = "[[client]]\nname = \"a\"\ntoken = \"0123456789abcdef\"\nhosts = [\"a.test\"]\n";
 
@@ -83,5 +99,24 @@ mod tests {
         }
         let err = parse("[cluster]\nreplicas = \"all\"\n").unwrap_err().to_string();
         assert!(err.contains("s.toml:6"), "{err}");
+    }
+
+    #[test]
+    fn wait_for_sessions_is_off_by_default_and_bounded() {
+        let parse = |extra: &str| ServerConfig::parse(Path::new("s.toml"), &format!("{CLIENT}{extra}"), None);
+        assert_eq!(parse("").unwrap().cluster.wait_for_sessions, Duration::ZERO);
+        let wait = |v: &str| {
+            parse(&format!("[cluster]\nwait_for_sessions = {v}\n")).map(|c| c.cluster.wait_for_sessions)
+        };
+        assert_eq!(wait("0").unwrap(), Duration::ZERO);
+        assert_eq!(wait("30").unwrap(), Duration::from_secs(30));
+        assert_eq!(wait("2.5").unwrap(), Duration::from_millis(2500));
+        assert_eq!(wait("3600").unwrap(), Duration::from_secs(3600));
+        for bad in ["3601", "-1", "\"30s\""] {
+            let err = wait(bad).unwrap_err().to_string();
+            assert!(err.starts_with("s.toml:6: ") && err.contains("wait_for_sessions: "), "{bad}: {err}");
+        }
+        let err = parse("[cluster]\nreplica = \"a\"\nwait_for_sessions = 7200\n").unwrap_err().to_string();
+        assert_eq!(err, "s.toml:7: cluster.wait_for_sessions: must be between 0 and 3600 seconds");
     }
 }

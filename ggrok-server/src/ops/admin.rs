@@ -2,7 +2,9 @@
 //!
 //! - `GET /metrics`: every metric, in the Prometheus text format;
 //! - `GET /healthz`: `200 ok` while the server serves, `503 stopping` once shutdown has begun (so a
-//!   load balancer stops sending traffic while requests in flight finish);
+//!   load balancer stops sending traffic while requests in flight finish), and, with
+//!   `[cluster] wait_for_sessions`, `503 waiting for tunnel sessions` after a start until a daemon
+//!   has claimed a host or that many seconds have passed;
 //! - any other path: 404; any method but GET and HEAD: 405.
 //!
 //! It keeps answering during the shutdown grace period and stops when the server does.
@@ -82,6 +84,9 @@ pub fn answer<B>(state: &State, req: &Request<B>) -> Response<Full<Bytes>> {
             resp
         }
         "/healthz" if state.shutdown.is_cancelled() => text(StatusCode::SERVICE_UNAVAILABLE, "stopping\n"),
+        "/healthz" if !state.readiness.ready() => {
+            text(StatusCode::SERVICE_UNAVAILABLE, "waiting for tunnel sessions\n")
+        }
         "/healthz" => text(StatusCode::OK, "ok\n"),
         _ => {
             text(StatusCode::NOT_FOUND, "not found: this is ggrok-server's admin port (/metrics, /healthz)\n")

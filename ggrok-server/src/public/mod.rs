@@ -10,6 +10,7 @@ pub mod stall;
 
 use crate::State;
 use crate::ops::metrics::{self, Limit, Rejection};
+use futures_util::FutureExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -35,6 +36,12 @@ use tracing::{debug, warn};
 const HYPER_BUFFER: usize = 64 * 1024;
 /// How long ggrok's own error answer may take to write before the connection is dropped.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
+/// Once shutdown has begun, how long a keep-alive connection may still bring requests (each
+/// answered with `Connection: close`) before the server closes it (at most `shutdown_grace`).
+/// A client sends its next request on a connection the moment the last answer is in: closing
+/// the connections idle at that instant would drop those requests on their way, unanswered (the
+/// keep-alive race), and a client that does not retry would see them fail.
+const LAME_DUCK: Duration = Duration::from_secs(1);
 
 /// Accepts connections on `listener` (over TLS with `tls`) until shutdown; each is served on the
 /// current worker.
@@ -50,11 +57,22 @@ pub async fn accept(state: Arc<State>, listener: TcpListener, tls: Option<TlsAcc
                     continue;
                 }
             },
-            _ = state.shutdown.cancelled() => return,
+            _ = state.shutdown.cancelled() => {
+                // Connections the kernel has already completed would be reset when the listener
+                // closes, after a load balancer took them as established: serve them too.
+                while let Some(Ok((stream, peer))) = listener.accept().now_or_never() {
+                    serve(&state, stream, peer, &tls);
+                }
+                return;
+            }
         };
-        let _ = stream.set_nodelay(true);
-        state.public.clone().spawn(open_connection(state.clone(), stream, peer, tls.clone()));
+        serve(&state, stream, peer, &tls);
     }
+}
+
+fn serve(state: &Arc<State>, stream: TcpStream, peer: SocketAddr, tls: &Option<TlsAcceptor>) {
+    let _ = stream.set_nodelay(true);
+    state.public.clone().spawn(open_connection(state.clone(), stream, peer, tls.clone()));
 }
 
 /// A new connection: counted as pending until its first request head has arrived (TLS handshake
@@ -177,10 +195,19 @@ async fn serve_io<S>(
             return;
         }
         _ = state.shutdown.cancelled() => {
-            conn.as_mut().graceful_shutdown();
+            // Answers from now on say `Connection: close`, so the connection usually ends after
+            // its next one; idle ones are closed after the lame-duck time.
+            let lame_duck = tokio::time::sleep(LAME_DUCK.min(state.config.shutdown_grace));
             tokio::select! {
-                r = conn => r,
-                _ = stalled => return,
+                r = conn.as_mut() => r,
+                _ = &mut stalled => return,
+                _ = lame_duck => {
+                    conn.as_mut().graceful_shutdown();
+                    tokio::select! {
+                        r = conn => r,
+                        _ = stalled => return,
+                    }
+                }
             }
         }
     };
@@ -204,21 +231,36 @@ async fn handle(
     writes: Arc<stall::Progress>,
     req: http::Request<Incoming>,
 ) -> Result<http::Response<ggrok_proto::http::Body>, std::convert::Infallible> {
+    let mut resp = route(state.clone(), conn, writes, req).await;
+    // Shutting down: this connection ends after this answer, and the client knows it (no request
+    // of its own goes on this connection and is lost when it closes).
+    if state.shutdown.is_cancelled() && resp.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+        resp.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+    }
+    Ok(resp)
+}
+
+async fn route(
+    state: Arc<State>,
+    conn: Conn,
+    writes: Arc<stall::Progress>,
+    req: http::Request<Incoming>,
+) -> http::Response<ggrok_proto::http::Body> {
     let started = std::time::Instant::now();
     let redirect = !conn.secure && state.config.tls.as_ref().is_some_and(|t| t.redirect_http);
     if req.uri().path() == state.config.tunnel_path {
         if redirect {
             state.metrics.rejected(Rejection::TlsRequired);
-            return Ok(ggrok_proto::http::text(
+            return ggrok_proto::http::text(
                 http::StatusCode::FORBIDDEN,
                 "ggrok: this server takes tunnels over TLS only; use wss:// in ggrokd's server setting",
-            ));
+            );
         }
-        return Ok(crate::tunnel::accept(&state, conn.peer, req));
+        return crate::tunnel::accept(&state, conn.peer, req);
     }
     if redirect {
         let resp = proxy::redirect_to_https(&state, &req);
-        return Ok(metrics::respond(state.metrics.unrouted().clone(), started, resp));
+        return metrics::respond(state.metrics.unrouted().clone(), started, resp);
     }
-    Ok(proxy::forward(state, conn, writes, req, started).await)
+    proxy::forward(state, conn, writes, req, started).await
 }

@@ -137,8 +137,8 @@ fn host_of(req: &Request<Incoming>) -> Option<String> {
     }
 }
 
-async fn forward_plain(to: Routed<'_>, req: Request<Incoming>) -> Response<Body> {
-    let permit = match stream_permit(to.state, &to.session, to.conn, to.host) {
+async fn forward_plain(mut to: Routed<'_>, req: Request<Incoming>) -> Response<Body> {
+    let mut permit = match stream_permit(to.state, &to.session, to.conn, to.host) {
         Ok(p) => p,
         Err(refusal) => return to.respond(refusal.into_response()),
     };
@@ -146,6 +146,8 @@ async fn forward_plain(to: Routed<'_>, req: Request<Incoming>) -> Response<Body>
     if let Err(refusal) = prepare(&mut parts, to.conn, to.raw_host) {
         return to.respond(refusal.into_response());
     }
+    // Without a body, the request can be sent again as it is.
+    let again = hyper::body::Body::is_end_stream(&body).then(|| Again::of(&parts));
     let meter = to.meter.clone();
     let body = body.map_frame(move |frame| {
         if let Some(data) = frame.data_ref() {
@@ -154,7 +156,27 @@ async fn forward_plain(to: Routed<'_>, req: Request<Incoming>) -> Response<Body>
         frame
     });
     let request = Request::from_parts(parts, body.map_err(BodyError::from).boxed());
-    match to.session.send(request).await {
+    let mut sent = to.session.send(request).await;
+    // A connection going away (ggrokd closing a spare one, or shutting down) may refuse requests
+    // it did not process: another connection of the daemon serves them.
+    for _ in 0..MAX_RESENDS {
+        let (Err(e), Some(again)) = (&sent, &again) else { break };
+        if !e.is_unprocessed() {
+            break;
+        }
+        let Route::Online(daemon, _) = to.state.registry.lookup(to.host) else { break };
+        let Some(session) = daemon.pick_other(crate::workers::current(), to.session.id) else { break };
+        let Ok(p) = session.stream_permit() else { break };
+        debug!(
+            host = to.host,
+            refused = to.session.id,
+            session = session.id,
+            "sending a refused request again: {e}"
+        );
+        (to.session, permit) = (session, p);
+        sent = to.session.send(again.request()).await;
+    }
+    match sent {
         Ok(resp) => {
             let (mut parts, body) = resp.into_parts();
             strip_hop_by_hop(&mut parts.headers);
@@ -225,6 +247,31 @@ async fn forward_upgrade(to: Routed<'_>, mut req: Request<Incoming>, protocol: S
         parts.headers.insert(header::UPGRADE, value);
     }
     to.respond(Response::from_parts(parts, body::empty()))
+}
+
+/// How many times a request refused unprocessed is sent again, each time on another connection.
+const MAX_RESENDS: usize = 2;
+
+/// The head of a request without a body, to send it again.
+struct Again {
+    method: Method,
+    uri: Uri,
+    headers: http::HeaderMap,
+}
+
+impl Again {
+    fn of(parts: &Parts) -> Self {
+        Self { method: parts.method.clone(), uri: parts.uri.clone(), headers: parts.headers.clone() }
+    }
+
+    fn request(&self) -> Request<Body> {
+        let mut req = Request::new(body::empty());
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = self.uri.clone();
+        *req.version_mut() = Version::HTTP_2;
+        *req.headers_mut() = self.headers.clone();
+        req
+    }
 }
 
 /// A place among the session's streams in flight, or 503 when it has `max_streams_per_session`.

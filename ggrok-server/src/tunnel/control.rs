@@ -168,10 +168,12 @@ impl Claimant<'_> {
         let max = self.state.config.limits.max_hosts_per_client;
         match self.state.registry.claim(&pattern.to_string(), self.daemon, max, takeover) {
             Ok(Claim::Registered) => {
+                self.state.readiness.claimed();
                 info!(session, client, host = %pattern, "host registered");
                 Ok(())
             }
             Ok(Claim::TookOver(old)) => {
+                self.state.readiness.claimed();
                 if session_is_daemon(old.identity()) {
                     info!(session, client, host = %pattern, old = old.identity(), "host taken over from an older session of the same client");
                 } else {

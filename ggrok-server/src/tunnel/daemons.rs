@@ -73,6 +73,20 @@ impl Daemon {
     }
 }
 
+impl Daemon {
+    /// A session other than `not` for a request to send again: the least busy on `worker`, else
+    /// the least busy of all; `None` when `not` was its only one.
+    pub fn pick_other(&self, worker: u32, not: u64) -> Option<Arc<Session>> {
+        let sessions = self.sessions();
+        let others = || sessions.iter().filter(|s| s.id != not);
+        others()
+            .filter(|s| s.worker == worker)
+            .min_by_key(|s| s.load())
+            .or_else(|| others().min_by_key(|s| s.load()))
+            .cloned()
+    }
+}
+
 /// What [`Daemons::join`] did.
 pub struct Joined {
     /// The daemon the session now belongs to.

@@ -37,6 +37,16 @@ impl SendError {
     pub fn is_offline(&self) -> bool {
         self.0.is_io() || self.0.is_go_away() || self.0.reason() == Some(Reason::REFUSED_STREAM)
     }
+
+    /// The daemon did not process the request, which may then be sent again on another
+    /// connection (RFC 9113, section 8.7): it was refused by a graceful GOAWAY (sent after it, or
+    /// its stream above the last one the daemon took) or by a `REFUSED_STREAM` reset.
+    pub fn is_unprocessed(&self) -> bool {
+        let e = &self.0;
+        e.is_remote()
+            && ((e.is_go_away() && e.reason() == Some(Reason::NO_ERROR))
+                || (e.is_reset() && e.reason() == Some(Reason::REFUSED_STREAM)))
+    }
 }
 
 /// The answer to an upgrade: its head and the stream's bytes, or an answer that declined.
