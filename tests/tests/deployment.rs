@@ -91,6 +91,7 @@ fn the_daemon_holds_every_pod_through_the_headless_service_and_says_when_ready()
     let peers = server.split("name: ggrok-server-peers").nth(1).expect("the headless Service");
     assert!(peers.contains("clusterIP: None"), "{peers}");
     // A replica that waits for its first session before it is ready must still be reachable.
+    assert!(number(&block(&server, "server.toml"), "wait_for_sessions") > 0, "replicas wait for a daemon");
     assert!(peers.contains("publishNotReadyAddresses: true"), "{peers}");
     let port = number(peers, "port:");
     let daemon = packaging("kubernetes/ggrokd.yaml");
