@@ -301,9 +301,22 @@ pub fn websocket(mut req: Request<Incoming>) -> Response<Body> {
 /// A port on 127.0.0.1 where nothing listens, held so no other test can take it: a socket bound
 /// there without `listen`, so connections are refused. Keep the socket alive while the port must
 /// stay closed; drop it to let something else bind the port.
+///
+/// The port is taken below the kernel's ephemeral range: once the socket is dropped, a client
+/// that keeps dialling the port (a ggrokd retrying a server that is down) could otherwise be
+/// given that very port as its own source port and connect to itself (TCP simultaneous open),
+/// holding the port before the server the test starts there can bind it.
 pub fn closed_port() -> (tokio::net::TcpSocket, String) {
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    socket.bind("127.0.0.1:0".parse().unwrap()).expect("bind");
-    let port = socket.local_addr().unwrap().port().to_string();
-    (socket, port)
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    for _ in 0..500 {
+        let port = fastrand::u16(10_000..ephemeral_start.max(10_001));
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        if socket.bind(std::net::SocketAddr::from(([127, 0, 0, 1], port))).is_ok() {
+            return (socket, port.to_string());
+        }
+    }
+    panic!("no free port below the ephemeral range ({ephemeral_start}) after 500 tries");
 }
