@@ -273,7 +273,7 @@ mod tests {
         assert_eq!(next(&mut server).await, ClientMessage::Claim { tunnel: key("a.test"), takeover: true });
         let a = d.tunnels.get("a.test").unwrap();
         let mut state = a.watch_state();
-        server.send(ServerMessage::Claimed { tunnel: key("a.test") }).await.unwrap();
+        server.send(ServerMessage::Claimed { tunnel: key("a.test"), port: None }).await.unwrap();
         state.wait_for(|s| *s == TunnelState::Online).await.unwrap();
         assert_eq!(a.claim(), Some(TunnelOp::Claim { host: "a.test".into(), takeover: false }));
         let session = link.session();
@@ -348,7 +348,7 @@ mod tests {
     }
 
     fn event_for(host: &str) -> Event {
-        Event::Claimed { host: host.into() }
+        Event::Claimed { host: host.into(), port: None }
     }
 
     #[test]

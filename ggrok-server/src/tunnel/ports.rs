@@ -43,6 +43,7 @@ pub struct Ports<S> {
 }
 
 /// A claim granted.
+#[derive(Debug)]
 pub struct Granted<S> {
     /// The port, as claimed or as picked for a claim of port 0.
     pub port: u16,
@@ -283,7 +284,7 @@ mod tests {
         assert!(p.claim(first, "a", &range, &a2, false).unwrap().took_over.is_none(), "same daemon back");
         assert_eq!(p.holder(first).unwrap().id(), 2);
         let took = p.claim(first, "a", &range, &sib, true).unwrap();
-        assert_eq!(took.took_over.unwrap().id(), 2);
+        assert_eq!(took.took_over.as_ref().unwrap().id(), 2);
         let err = p.claim(1, "a", &range, &a, true).unwrap_err();
         assert!(err.to_string().contains("may not claim TCP port 1; its allowed ports are"), "{err}");
         // Port 0 picks the next free one of the range, never one held.
