@@ -46,6 +46,8 @@ pub struct State {
     pub config: ServerConfig,
     /// Host → the daemon serving it, and the host's metrics.
     pub registry: Registry<tunnel::daemons::Daemon, Arc<HostMeter>>,
+    /// Public TCP port → the daemon serving it, and the ports' sockets.
+    pub ports: tunnel::ports::Ports<tunnel::daemons::Daemon>,
     /// The connected daemons and their sessions.
     pub daemons: Daemons,
     /// The memory answers on their way may hold; sets every tunnel connection's stream window.
@@ -105,9 +107,12 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
     let workers = workers::count(config.threads);
     let budget = ggrok_proto::budget::Budget::new(config.limits.buffer_memory);
     let readiness = ops::ready::Readiness::new(config.cluster.wait_for_sessions);
+    // TCP tunnel ports listen where the public port does.
+    let ports = tunnel::ports::Ports::new(config.listen.ip(), tunnel::registry::OFFLINE_GRACE);
     let state = Arc::new(State {
         config,
         registry: Registry::with_meters(tunnel::registry::OFFLINE_GRACE, move |host| meters.meter(host)),
+        ports,
         daemons: Daemons::default(),
         budget,
         metrics,
@@ -169,7 +174,10 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
 async fn purge_offline_hosts(state: Arc<State>) {
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(PURGE_INTERVAL) => state.registry.purge_offline(),
+            _ = tokio::time::sleep(PURGE_INTERVAL) => {
+                state.registry.purge_offline();
+                state.ports.purge_offline();
+            }
             _ = state.shutdown.cancelled() => return,
         }
     }

@@ -3,6 +3,7 @@
 //! `ggrokctl` and reloads make later, and apply the server's answers to the tunnel table. Message
 //! forms are [`crate::wire`]'s business; this speaks in tunnel operations and events.
 
+use crate::config::Public;
 use crate::daemon::Daemon;
 use crate::link::Link;
 use crate::session::Ending;
@@ -102,10 +103,16 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
     // Attach before listing the tunnels: a tunnel added meanwhile is either listed or sent.
     *generation = Some(link.attach_control(sender));
     for tunnel in daemon.tunnels.all() {
-        if let Some(claim) = tunnel.claim()
-            && let Err(e) = control.feed(wire::encode(protocol, claim)).await
-        {
-            return lost(&e);
+        let Some(claim) = tunnel.claim() else { continue };
+        match wire::encode(protocol, claim) {
+            Ok(message) => {
+                if let Err(e) = control.feed(message).await {
+                    return lost(&e);
+                }
+            }
+            Err(reason) => {
+                on_event(daemon, link.index, Event::Refused { host: tunnel.host(), reason });
+            }
         }
     }
     if let Err(e) = control.flush().await {
@@ -124,10 +131,19 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
                 None => return End::Detached,
             },
         };
-        if let Some(op) = reply
-            && let Err(e) = control.send(wire::encode(protocol, op)).await
-        {
-            return lost(&e);
+        let Some(op) = reply else { continue };
+        let key = match &op {
+            TunnelOp::Claim { host, .. } | TunnelOp::Release { host } => host.clone(),
+        };
+        match wire::encode(protocol, op) {
+            Ok(message) => {
+                if let Err(e) = control.send(message).await {
+                    return lost(&e);
+                }
+            }
+            Err(reason) => {
+                on_event(daemon, link.index, Event::Refused { host: key, reason });
+            }
         }
     }
 }
@@ -136,7 +152,15 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
 /// send back on that link, if any. A tunnel's change is logged once, whichever link saw it.
 pub fn on_event(daemon: &Daemon, link: u32, event: Event) -> Option<TunnelOp> {
     match event {
-        Event::Claimed { host } => match daemon.tunnels.get(&host) {
+        Event::Claimed { host, port } => match daemon.tunnels.get(&host) {
+            Some(t) if t.spec.host == Public::Tcp(0) => {
+                let Some(port) = port.filter(|p| *p != 0) else {
+                    t.refused(link, "the server granted no port".into());
+                    return None;
+                };
+                crate::tcp::granted(daemon, &t, link, port);
+                None
+            }
             Some(t) => {
                 if t.claimed(link) {
                     info!(host, local = %t.spec.local, "tunnel online");
@@ -249,7 +273,7 @@ mod tests {
         assert_eq!(next(&mut server).await, ClientMessage::Claim { tunnel: key("a.test"), takeover: true });
         let a = d.tunnels.get("a.test").unwrap();
         let mut state = a.watch_state();
-        server.send(ServerMessage::Claimed { tunnel: key("a.test") }).await.unwrap();
+        server.send(ServerMessage::Claimed { tunnel: key("a.test"), port: None }).await.unwrap();
         state.wait_for(|s| *s == TunnelState::Online).await.unwrap();
         assert_eq!(a.claim(), Some(TunnelOp::Claim { host: "a.test".into(), takeover: false }));
         let session = link.session();
@@ -324,7 +348,7 @@ mod tests {
     }
 
     fn event_for(host: &str) -> Event {
-        Event::Claimed { host: host.into() }
+        Event::Claimed { host: host.into(), port: None }
     }
 
     #[test]

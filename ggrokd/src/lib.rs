@@ -27,6 +27,7 @@ pub mod reqlog;
 pub mod session;
 pub mod stats;
 pub mod supervisor;
+pub mod tcp;
 pub mod tls;
 pub mod tunnels;
 pub mod wire;

@@ -51,6 +51,28 @@ pub fn remove_tunnel(path: &Path, host: &HostPattern) -> Result<bool, String> {
     })
 }
 
+/// Writes `port` into the `[[tunnel]]` with `tcp = 0` (the server picked it); returns whether
+/// there was one.
+pub fn set_tcp_port(path: &Path, port: u16) -> Result<bool, String> {
+    edit(path, |doc| {
+        let Some(tunnels) = doc.get_mut("tunnel").and_then(Item::as_array_of_tables_mut) else {
+            return Ok(false);
+        };
+        match tunnels.iter_mut().find(|t| t.get("tcp").and_then(Item::as_integer) == Some(0)) {
+            Some(t) => {
+                // Keeps the comment after `tcp = 0`, if any.
+                let decor = t.get("tcp").and_then(Item::as_value).map(|v| v.decor().clone());
+                t["tcp"] = value(i64::from(port));
+                if let (Some(decor), Some(v)) = (decor, t.get_mut("tcp").and_then(Item::as_value_mut)) {
+                    *v.decor_mut() = decor;
+                }
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    })
+}
+
 fn edit<R>(path: &Path, change: impl FnOnce(&mut DocumentMut) -> Result<R, String>) -> Result<R, String> {
     let text = fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut doc: DocumentMut = text.parse().map_err(|e| format!("cannot parse {}: {e}", path.display()))?;
@@ -132,6 +154,16 @@ mod tests {
         add_tunnel(&path, "a.test", "8080", false).unwrap();
         let config = DaemonConfig::load(&path).unwrap();
         assert_eq!(config.tunnels[0].local.authority, "localhost:8080");
+    }
+
+    #[test]
+    fn the_port_picked_for_tcp_zero_is_saved_with_its_comment() {
+        let text = "server = \"ws://t\"\n[[tunnel]]\ntcp = 0 # any port\nlocal = \"5432\"\n";
+        let (_dir, path) = file(text);
+        assert!(set_tcp_port(&path, 20007).unwrap());
+        let saved = fs::read_to_string(&path).unwrap();
+        assert_eq!(saved, text.replace("tcp = 0 #", "tcp = 20007 #"));
+        assert!(!set_tcp_port(&path, 20008).unwrap(), "no tcp = 0 left");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use ggrok_proto::h2io::{self, RecvBody, StreamIo, Windows};
 use ggrok_proto::host::normalize_host;
 use ggrok_proto::http::{self as body, Body, Refusal};
-use ggrok_proto::{CONTROL_AUTHORITY, CONTROL_PROTOCOL, tuning};
+use ggrok_proto::{CONTROL_AUTHORITY, CONTROL_PROTOCOL, TCP_PROTOCOL, tuning};
 use h2::RecvStream;
 use h2::ext::Protocol;
 use h2::server::SendResponse;
@@ -184,6 +184,16 @@ async fn serve_stream(
                 } else {
                     let span = info_span!("link", connection = link.index);
                     return control(&daemon, &link, &connection, respond, recv).instrument(span).await;
+                }
+            }
+            Some(p) if p == TCP_PROTOCOL => {
+                match crate::tcp::find(&daemon, parts.uri.authority().map(|a| a.as_str())) {
+                    Some(tunnel) => {
+                        link.requests.fetch_add(1, Ordering::Relaxed);
+                        let peer = crate::tcp::peer(&parts.headers);
+                        return crate::tcp::serve(tunnel, peer, respond, recv).await;
+                    }
+                    None => body::text(StatusCode::NOT_FOUND, "ggrokd: no TCP tunnel for this port"),
                 }
             }
             Some(p) => match find_tunnel(&daemon, &parts) {

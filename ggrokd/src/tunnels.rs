@@ -1,7 +1,7 @@
 //! The daemon's tunnel table: which local service serves which public host, each tunnel's state
 //! with the server, and its counters.
 
-use crate::config::TunnelSpec;
+use crate::config::{Public, TunnelSpec};
 use crate::stats::TunnelStats;
 use crate::wire::TunnelOp;
 use ggrok_proto::ctl::{HostHeader, TimedError, TunnelInfo, TunnelStatus};
@@ -28,6 +28,9 @@ pub struct Tunnel {
     last_error: Mutex<Option<TimedError>>,
     /// Whether the most recent request reached the local service.
     last_ok: AtomicBool,
+    /// `tcp = 0`: a claim for any port is under way on some connection; the others wait for its
+    /// answer rather than be granted ports of their own.
+    asking_any_port: AtomicBool,
 }
 
 /// Seconds since the Unix epoch.
@@ -45,6 +48,7 @@ impl Tunnel {
             stats,
             last_error: Mutex::new(None),
             last_ok: true.into(),
+            asking_any_port: false.into(),
         }
     }
 
@@ -84,6 +88,9 @@ impl Tunnel {
     /// (displaced); see [`Claims::takeover`].
     pub fn claim(&self) -> Option<TunnelOp> {
         let takeover = self.claims.lock().expect("claims lock").takeover()?;
+        if self.spec.host == Public::Tcp(0) && self.asking_any_port.swap(true, Ordering::SeqCst) {
+            return None;
+        }
         Some(TunnelOp::Claim { host: self.host(), takeover })
     }
 
@@ -96,6 +103,7 @@ impl Tunnel {
     /// Connection `link` got the claim refused. Returns whether the state changed (a new refusal
     /// or a new reason), so that a refusal seen on every connection is reported once.
     pub fn refused(&self, link: u32, reason: String) -> bool {
+        self.asking_any_port.store(false, Ordering::SeqCst);
         let (before, after) = self.update(|c| c.refused(link, reason));
         before != after
     }
@@ -108,6 +116,7 @@ impl Tunnel {
 
     /// Connection `link` is down. Returns whether the tunnel went offline.
     pub fn link_down(&self, link: u32) -> bool {
+        self.asking_any_port.store(false, Ordering::SeqCst);
         let (before, after) = self.update(|c| c.link_down(link));
         before == TunnelState::Online && after != TunnelState::Online
     }
@@ -214,6 +223,22 @@ impl Tunnels {
         tunnel
     }
 
+    /// Replaces `tunnel` by one of `spec`, under the key of `spec` (a `tcp = 0` tunnel that got its
+    /// port), keeping its claims and counters; `None` if `tunnel` is no longer in the table or the
+    /// new key is taken.
+    pub fn rekey(&self, tunnel: &Arc<Tunnel>, spec: TunnelSpec) -> Option<Arc<Tunnel>> {
+        let mut table = self.by_host.write().expect("tunnels lock");
+        let (old, new) = (tunnel.host(), spec.host.to_string());
+        if !table.get(&old).is_some_and(|t| Arc::ptr_eq(t, tunnel)) || table.contains_key(&new) {
+            return None;
+        }
+        let claims = tunnel.claims.lock().expect("claims lock").clone();
+        let now = Arc::new(Tunnel::new(spec, tunnel.is_saved(), claims, tunnel.stats.clone()));
+        table.remove(&old);
+        table.insert(new, now.clone());
+        Some(now)
+    }
+
     /// Removes and returns the tunnel registered under exactly `pattern`.
     pub fn remove(&self, pattern: &str) -> Option<Arc<Tunnel>> {
         self.by_host.write().expect("tunnels lock").remove(pattern)
@@ -274,7 +299,7 @@ mod tests {
 
     fn spec(host: &str, port: &str) -> TunnelSpec {
         TunnelSpec {
-            host: HostPattern::parse(host).unwrap(),
+            host: HostPattern::parse(host).unwrap().into(),
             local: LocalAddr::parse(port).unwrap(),
             rewrite_host: false,
         }

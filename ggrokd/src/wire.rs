@@ -8,6 +8,8 @@
 //! - Version 2: `Hello` with the daemon id and connection index; `Claim{tunnel, takeover}` /
 //!   `Release{tunnel}`, answered by `Claimed` / `ClaimRefused` / `Released`, and `Displaced` when
 //!   another ggrokd of the same client took a tunnel over.
+//! - Version 3: TCP tunnels: `Claim{tunnel: Tcp{port}}`, answered by `Claimed` with the port
+//!   granted. ggrokd knows a TCP tunnel by the key `tcp:PORT` ([`crate::config::Public`]).
 
 use ggrok_proto::control::{ClientMessage, ServerMessage, TunnelKey};
 
@@ -53,8 +55,10 @@ pub enum Event {
     Hello(ServerHello),
     /// A claim was accepted.
     Claimed {
-        /// The host or pattern.
+        /// The host or pattern, or `tcp:PORT` as claimed.
         host: String,
+        /// TCP tunnels: the port granted.
+        port: Option<u16>,
     },
     /// A claim was refused.
     Refused {
@@ -92,15 +96,39 @@ pub fn hello(version: u32, daemon: &str, connection: u32) -> ClientMessage {
     }
 }
 
-/// `op` in the form `version` knows.
-pub fn encode(version: u32, op: TunnelOp) -> ClientMessage {
-    match (version, op) {
-        (1, TunnelOp::Claim { host, .. }) => ClientMessage::Register { host },
-        (1, TunnelOp::Release { host }) => ClientMessage::Unregister { host },
-        (_, TunnelOp::Claim { host, takeover }) => {
-            ClientMessage::Claim { tunnel: TunnelKey::Http { host }, takeover }
-        }
-        (_, TunnelOp::Release { host }) => ClientMessage::Release { tunnel: TunnelKey::Http { host } },
+/// `op` in the form `version` knows; the reason when that version cannot say it (a TCP tunnel
+/// before version 3).
+pub fn encode(version: u32, op: TunnelOp) -> Result<ClientMessage, String> {
+    let key = |key: String| match key.strip_prefix("tcp:").and_then(|p| p.parse::<u16>().ok()) {
+        Some(port) if version >= 3 => Ok(TunnelKey::Tcp { port }),
+        Some(_) => Err(format!(
+            "the server speaks tunnel protocol version {version}, which has no TCP tunnels; upgrade the server"
+        )),
+        None => Ok(TunnelKey::Http { host: key }),
+    };
+    Ok(match (version, op) {
+        (1, TunnelOp::Claim { host, .. }) => ClientMessage::Register { host: host_only(host)? },
+        (1, TunnelOp::Release { host }) => ClientMessage::Unregister { host: host_only(host)? },
+        (_, TunnelOp::Claim { host, takeover }) => ClientMessage::Claim { tunnel: key(host)?, takeover },
+        (_, TunnelOp::Release { host }) => ClientMessage::Release { tunnel: key(host)? },
+    })
+}
+
+fn host_only(key: String) -> Result<String, String> {
+    if key.starts_with("tcp:") {
+        return Err(
+            "the server speaks tunnel protocol version 1, which has no TCP tunnels; upgrade the server"
+                .into(),
+        );
+    }
+    Ok(key)
+}
+
+/// A tunnel key as ggrokd knows it: the host, or `tcp:PORT`.
+fn key_of(tunnel: TunnelKey) -> String {
+    match tunnel {
+        TunnelKey::Http { host } => host,
+        tcp @ TunnelKey::Tcp { .. } => tcp.to_string(),
     }
 }
 
@@ -111,18 +139,13 @@ pub fn decode(message: ServerMessage) -> Event {
         ServerMessage::Hello { version, client, session, worker, workers, replica } => {
             Event::Hello(ServerHello { version, client, session, worker, workers, replica })
         }
-        ServerMessage::Registered { host } | ServerMessage::Claimed { tunnel: TunnelKey::Http { host } } => {
-            Event::Claimed { host }
-        }
-        ServerMessage::Refused { host, reason }
-        | ServerMessage::ClaimRefused { tunnel: TunnelKey::Http { host }, reason } => {
-            Event::Refused { host, reason }
-        }
-        ServerMessage::Unregistered { host }
-        | ServerMessage::Released { tunnel: TunnelKey::Http { host } } => Event::Released { host },
-        ServerMessage::Displaced { tunnel: TunnelKey::Http { host }, reason } => {
-            Event::Displaced { host, reason }
-        }
+        ServerMessage::Registered { host } => Event::Claimed { host, port: None },
+        ServerMessage::Claimed { tunnel, port } => Event::Claimed { host: key_of(tunnel), port },
+        ServerMessage::Refused { host, reason } => Event::Refused { host, reason },
+        ServerMessage::ClaimRefused { tunnel, reason } => Event::Refused { host: key_of(tunnel), reason },
+        ServerMessage::Unregistered { host } => Event::Released { host },
+        ServerMessage::Released { tunnel } => Event::Released { host: key_of(tunnel) },
+        ServerMessage::Displaced { tunnel, reason } => Event::Displaced { host: key_of(tunnel), reason },
         ServerMessage::Error { message } => Event::Error(message),
         ServerMessage::Unknown => Event::Ignored,
     }
@@ -142,10 +165,16 @@ mod tests {
 
     #[test]
     fn version_one_registers_hosts_and_sends_no_identity() {
-        assert_eq!(encode(1, claim("a.test", true)), ClientMessage::Register { host: "a.test".into() });
-        assert_eq!(encode(1, claim("a.test", false)), ClientMessage::Register { host: "a.test".into() });
+        assert_eq!(
+            encode(1, claim("a.test", true)).unwrap(),
+            ClientMessage::Register { host: "a.test".into() }
+        );
+        assert_eq!(
+            encode(1, claim("a.test", false)).unwrap(),
+            ClientMessage::Register { host: "a.test".into() }
+        );
         let release = TunnelOp::Release { host: "*.b.test".into() };
-        assert_eq!(encode(1, release), ClientMessage::Unregister { host: "*.b.test".into() });
+        assert_eq!(encode(1, release).unwrap(), ClientMessage::Unregister { host: "*.b.test".into() });
         let ClientMessage::Hello { version, daemon, connection, .. } = hello(1, "d", 3) else { panic!() };
         assert_eq!((version, daemon, connection), (1, None, None));
         // On the wire, exactly what version-1 ggrokd sent.
@@ -156,15 +185,15 @@ mod tests {
     #[test]
     fn version_two_claims_typed_tunnels_with_the_takeover_flag() {
         assert_eq!(
-            encode(2, claim("a.test", true)),
+            encode(2, claim("a.test", true)).unwrap(),
             ClientMessage::Claim { tunnel: http("a.test"), takeover: true }
         );
         assert_eq!(
-            encode(2, claim("a.test", false)),
+            encode(2, claim("a.test", false)).unwrap(),
             ClientMessage::Claim { tunnel: http("a.test"), takeover: false }
         );
         assert_eq!(
-            encode(2, TunnelOp::Release { host: "a.test".into() }),
+            encode(2, TunnelOp::Release { host: "a.test".into() }).unwrap(),
             ClientMessage::Release { tunnel: http("a.test") }
         );
         let ClientMessage::Hello { version, daemon, connection, .. } = hello(2, "d1", 3) else { panic!() };
@@ -173,9 +202,9 @@ mod tests {
 
     #[test]
     fn answers_of_both_versions_read_as_one_set_of_events() {
-        let claimed = Event::Claimed { host: "a.test".into() };
+        let claimed = Event::Claimed { host: "a.test".into(), port: None };
         assert_eq!(decode(ServerMessage::Registered { host: "a.test".into() }), claimed);
-        assert_eq!(decode(ServerMessage::Claimed { tunnel: http("a.test") }), claimed);
+        assert_eq!(decode(ServerMessage::Claimed { tunnel: http("a.test"), port: None }), claimed);
         let refused = Event::Refused { host: "a.test".into(), reason: "held".into() };
         assert_eq!(decode(ServerMessage::Refused { host: "a.test".into(), reason: "held".into() }), refused);
         assert_eq!(
@@ -191,6 +220,29 @@ mod tests {
         );
         assert_eq!(decode(ServerMessage::Unknown), Event::Ignored);
         assert_eq!(decode(ServerMessage::Error { message: "x".into() }), Event::Error("x".into()));
+    }
+
+    #[test]
+    fn version_three_claims_tcp_ports_and_older_versions_cannot() {
+        let tcp = TunnelKey::Tcp { port: 0 };
+        assert_eq!(
+            encode(3, claim("tcp:0", true)).unwrap(),
+            ClientMessage::Claim { tunnel: tcp.clone(), takeover: true }
+        );
+        assert_eq!(
+            encode(3, TunnelOp::Release { host: "tcp:5432".into() }).unwrap(),
+            ClientMessage::Release { tunnel: TunnelKey::Tcp { port: 5432 } }
+        );
+        assert!(encode(2, claim("tcp:1", true)).unwrap_err().contains("upgrade the server"));
+        assert!(encode(1, claim("tcp:1", true)).unwrap_err().contains("upgrade the server"));
+        assert_eq!(
+            decode(ServerMessage::Claimed { tunnel: tcp.clone(), port: Some(20001) }),
+            Event::Claimed { host: "tcp:0".into(), port: Some(20001) }
+        );
+        assert_eq!(
+            decode(ServerMessage::ClaimRefused { tunnel: tcp, reason: "no".into() }),
+            Event::Refused { host: "tcp:0".into(), reason: "no".into() }
+        );
     }
 
     #[test]

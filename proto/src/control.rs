@@ -30,12 +30,19 @@ pub enum TunnelKey {
         /// The host or pattern.
         host: String,
     },
+    /// Version 3: public TCP connections to a port of the server.
+    Tcp {
+        /// The public port; 0 asks the server for any port the client may claim (the answer
+        /// says which, in `Claimed::port`).
+        port: u16,
+    },
 }
 
 impl std::fmt::Display for TunnelKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             TunnelKey::Http { host } => f.write_str(host),
+            TunnelKey::Tcp { port } => write!(f, "tcp:{port}"),
         }
     }
 }
@@ -85,6 +92,10 @@ pub enum ServerMessage {
     Claimed {
         /// The tunnel, as claimed.
         tunnel: TunnelKey,
+        /// Version 3, TCP tunnels: the public port bound (the one claimed, or the one picked for
+        /// a claim of port 0).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        port: Option<u16>,
     },
     /// Version 2: a claim was refused; the daemon's other tunnels are unaffected.
     ClaimRefused {
@@ -283,10 +294,15 @@ mod tests {
             serde_json::to_string(&v1).unwrap(),
             r#"{"type":"hello","version":1,"client":"alice","session":7}"#
         );
-        let claimed = ServerMessage::Claimed { tunnel: TunnelKey::Http { host: "a.com".into() } };
+        let claimed = ServerMessage::Claimed { tunnel: TunnelKey::Http { host: "a.com".into() }, port: None };
         assert_eq!(
             serde_json::to_string(&claimed).unwrap(),
             r#"{"type":"claimed","tunnel":{"kind":"http","host":"a.com"}}"#
+        );
+        let tcp = ServerMessage::Claimed { tunnel: TunnelKey::Tcp { port: 0 }, port: Some(20005) };
+        assert_eq!(
+            serde_json::to_string(&tcp).unwrap(),
+            r#"{"type":"claimed","tunnel":{"kind":"tcp","port":0},"port":20005}"#
         );
     }
 

@@ -48,7 +48,9 @@ use std::time::Duration;
 /// - 1: `Register`/`Unregister` of hosts, one session per daemon.
 /// - 2: a daemon id and connection index in ggrokd's `Hello`, worker and replica in the server's,
 ///   typed claims (`Claim`/`Release` of a [`control::TunnelKey`]), `Displaced`.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// - 3: TCP tunnels: claims of [`control::TunnelKey::Tcp`], the port granted in `Claimed`, and
+///   public TCP connections as extended CONNECT streams of [`TCP_PROTOCOL`].
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Oldest version of the tunnel protocol this build still speaks.
 pub const PROTOCOL_MIN: u32 = 1;
@@ -70,6 +72,17 @@ pub const DEFAULT_TUNNEL_PATH: &str = "/$$ggrok";
 
 /// `:protocol` of the extended CONNECT stream the server opens to carry control messages.
 pub const CONTROL_PROTOCOL: &str = "ggrok-control";
+
+/// `:protocol` of the extended CONNECT stream the server opens for each public TCP connection
+/// of a TCP tunnel (protocol version 3); its authority is [`TCP_AUTHORITY`]`:PORT`, the public
+/// port, and [`HEADER_PEER`] names the public client.
+pub const TCP_PROTOCOL: &str = "ggrok-tcp";
+
+/// Host part of a TCP stream's authority; never a real host.
+pub const TCP_AUTHORITY: &str = "ggrok.tcp";
+
+/// Request header on a TCP stream: the public client's address (`IP:PORT`).
+pub const HEADER_PEER: &str = "ggrok-peer";
 
 /// Authority used on the control stream's CONNECT request; never a real host.
 pub const CONTROL_AUTHORITY: &str = "ggrok.control";

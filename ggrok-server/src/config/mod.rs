@@ -4,11 +4,13 @@
 mod admin;
 mod cluster;
 mod limits;
+mod ports;
 mod tls;
 
 pub use admin::AdminSettings;
 pub use cluster::ClusterSettings;
 pub use limits::Limits;
+pub use ports::PortRanges;
 pub use tls::TlsSettings;
 
 use ggrok_proto::diag::ConfigError;
@@ -52,7 +54,8 @@ struct RawClient {
     name: Spanned<String>,
     token: Option<Spanned<Secret>>,
     token_sha256: Option<Spanned<String>>,
-    hosts: Spanned<Vec<Spanned<String>>>,
+    hosts: Option<Spanned<Vec<Spanned<String>>>>,
+    ports: Option<Spanned<Vec<Spanned<toml::Value>>>>,
 }
 
 /// The validated server configuration.
@@ -99,6 +102,8 @@ pub struct ClientEntry {
     pub token_sha256: [u8; 32],
     /// Patterns of hosts this client may claim.
     pub hosts: Vec<HostPattern>,
+    /// Public TCP ports this client may claim for TCP tunnels (none by default).
+    pub ports: PortRanges,
 }
 
 impl ServerConfig {
@@ -270,21 +275,29 @@ impl ServerConfig {
                     format!("same token as client {:?}; each client needs its own", other.name),
                 ));
             }
-            if c.hosts.get_ref().is_empty() {
+            let ports = match &c.ports {
+                Some(p) => ports::parse(p.get_ref())
+                    .map_err(|(j, span, e)| at(span, &format!("client[{i}].ports[{j}]"), e))?,
+                None => PortRanges::default(),
+            };
+            let no_hosts: &[Spanned<String>] = &[];
+            let raw_hosts = c.hosts.as_ref().map_or(no_hosts, |h| h.get_ref());
+            if raw_hosts.is_empty() && ports.is_empty() {
+                let span = c.hosts.as_ref().map_or(c.name.span(), |h| h.span());
                 return Err(at(
-                    c.hosts.span(),
+                    span,
                     &key("hosts"),
-                    "must list at least one host or pattern".into(),
+                    "must list at least one host or pattern (or give the client TCP ports)".into(),
                 ));
             }
             let mut hosts = Vec::new();
-            for (j, h) in c.hosts.get_ref().iter().enumerate() {
+            for (j, h) in raw_hosts.iter().enumerate() {
                 let pattern = HostPattern::parse(h.get_ref()).map_err(|e| {
                     at(h.span(), &format!("client[{i}].hosts[{j}]"), format!("{:?}: {e}", h.get_ref()))
                 })?;
                 hosts.push(pattern);
             }
-            clients.push(ClientEntry { name: name.to_owned(), token_sha256, hosts });
+            clients.push(ClientEntry { name: name.to_owned(), token_sha256, hosts, ports });
         }
         Ok(Self {
             listen,

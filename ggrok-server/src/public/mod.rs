@@ -7,6 +7,7 @@ pub mod pending;
 pub mod prelude;
 pub mod proxy;
 pub mod stall;
+pub mod tcp;
 
 use crate::State;
 use crate::ops::metrics::{self, Limit, Rejection};

@@ -28,7 +28,12 @@ mod tests {
     use super::*;
 
     fn client(name: &str, token: &str) -> ClientEntry {
-        ClientEntry { name: name.into(), token_sha256: Sha256::digest(token).into(), hosts: vec![] }
+        ClientEntry {
+            name: name.into(),
+            token_sha256: Sha256::digest(token).into(),
+            hosts: vec![],
+            ports: Default::default(),
+        }
     }
 
     #[test]

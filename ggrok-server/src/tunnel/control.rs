@@ -78,7 +78,7 @@ pub async fn greet(state: &State, ids: Ids<'_>, control: &mut Control) -> Result
 /// Reads the daemon's messages and sends what others queued for it, until the control stream
 /// ends; returns why it ended.
 pub async fn serve(
-    state: &State,
+    state: &Arc<State>,
     client: &ClientEntry,
     session: &Arc<Session>,
     daemon: &Arc<Daemon>,
@@ -121,13 +121,18 @@ pub async fn serve(
             }
             Some(Ok(ClientMessage::Claim { tunnel, takeover })) => match &tunnel {
                 TunnelKey::Http { host } => match to.claim(host, takeover) {
-                    Ok(()) => ServerMessage::Claimed { tunnel },
+                    Ok(()) => ServerMessage::Claimed { tunnel, port: None },
+                    Err(reason) => ServerMessage::ClaimRefused { tunnel, reason },
+                },
+                TunnelKey::Tcp { port } => match to.claim_port(*port, takeover) {
+                    Ok(granted) => ServerMessage::Claimed { tunnel, port: Some(granted) },
                     Err(reason) => ServerMessage::ClaimRefused { tunnel, reason },
                 },
             },
             Some(Ok(ClientMessage::Release { tunnel })) => {
                 match &tunnel {
                     TunnelKey::Http { host } => to.release(host),
+                    TunnelKey::Tcp { port } => to.release_port(*port),
                 }
                 ServerMessage::Released { tunnel }
             }
@@ -143,7 +148,7 @@ pub async fn serve(
 
 /// A session making claims for its daemon.
 struct Claimant<'a> {
-    state: &'a State,
+    state: &'a Arc<State>,
     client: &'a ClientEntry,
     session: &'a Arc<Session>,
     daemon: &'a Arc<Daemon>,
@@ -195,6 +200,47 @@ impl Claimant<'_> {
                 }
                 Err(refuse(refused.to_string()))
             }
+        }
+    }
+
+    /// Claims the TCP `port` (0: any the client may claim) for the daemon, binding it when
+    /// new; the port granted, or the reason when refused.
+    fn claim_port(&self, port: u16, takeover: bool) -> Result<u16, String> {
+        let (session, client) = (self.session.id, &self.client.name);
+        let granted = self.state.ports.claim(port, client, &self.client.ports, self.daemon, takeover);
+        let granted = granted.map_err(|refused| {
+            warn!(session, client, port, "TCP port refused: {refused}");
+            refused.to_string()
+        })?;
+        let port = granted.port;
+        self.state.readiness.claimed();
+        if let Some((listener, stop)) = granted.bound {
+            tokio::spawn(crate::public::tcp::serve(self.state.clone(), listener, port, stop));
+        }
+        if let Some(old) = granted.took_over {
+            info!(
+                session,
+                client,
+                port,
+                old_daemon = old.identity(),
+                "TCP port taken over from another ggrokd of the same client"
+            );
+            let reason = format!(
+                "another ggrokd of client {client:?} took TCP port {port} over (session {session}); \
+                 this one no longer claims it until it is added again or reloaded"
+            );
+            for s in old.sessions().iter().filter(|s| s.protocol >= 3) {
+                s.tell(ServerMessage::Displaced { tunnel: TunnelKey::Tcp { port }, reason: reason.clone() });
+            }
+        }
+        info!(session, client, port, "TCP port registered");
+        Ok(port)
+    }
+
+    /// Releases the TCP `port` if the daemon holds it: its socket closes at once.
+    fn release_port(&self, port: u16) {
+        if self.state.ports.release(port, self.daemon.id()) {
+            info!(session = self.session.id, port, "TCP port released");
         }
     }
 

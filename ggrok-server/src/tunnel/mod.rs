@@ -17,6 +17,7 @@ pub mod auth;
 pub mod control;
 pub mod daemons;
 mod h2c;
+pub mod ports;
 pub mod registry;
 pub mod session;
 
@@ -105,6 +106,7 @@ pub fn accept(state: &Arc<State>, peer: SocketAddr, mut req: Request<Incoming>) 
             name: format!("anonymous-{}", state.next_anonymous_id()),
             token_sha256: [0; 32],
             hosts: hosts.clone(),
+            ports: Default::default(),
         }),
         (None, None) => None,
     };
@@ -241,8 +243,15 @@ async fn serve<IO>(
     };
     // When this was the daemon's last session, new requests for its hosts now get "offline,
     // reconnecting" until it is back; else its other sessions go on serving them.
-    let released =
-        if state.daemons.leave(&daemon, id) { state.registry.remove_owner(daemon.id()) } else { Vec::new() };
+    let released = if state.daemons.leave(&daemon, id) {
+        let ports = state.ports.remove_owner(daemon.id());
+        if !ports.is_empty() {
+            info!(session = id, client = %client.name, ?ports, "TCP ports offline (still bound for the offline grace)");
+        }
+        state.registry.remove_owner(daemon.id())
+    } else {
+        Vec::new()
+    };
     let requests = session.requests();
     drop(session);
     drop(control);
@@ -274,6 +283,7 @@ fn forget_unclaimed_later(state: &Arc<State>, client: &str, session: u64) {
         tokio::select! {
             _ = tokio::time::sleep(RECLAIM_WINDOW) => {
                 state.registry.forget_offline(&client, started);
+                state.ports.forget_offline(&client, started);
                 tracing::debug!(session, client, "forgot hosts not claimed again");
             }
             _ = state.shutdown.cancelled() => {}

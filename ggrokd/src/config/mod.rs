@@ -2,7 +2,6 @@
 //! Every error names the file, line and key.
 
 use ggrok_proto::diag::ConfigError;
-use ggrok_proto::host::HostPattern;
 use ggrok_proto::seconds::Seconds;
 use ggrok_proto::secret::Secret;
 use ggrok_proto::size::Size;
@@ -14,9 +13,11 @@ use toml::Spanned;
 mod address;
 mod inspect;
 mod servers;
+mod tunnel;
 pub use address::{LocalAddr, ServerUrl};
 pub use inspect::InspectSettings;
 pub use servers::MAX_SERVERS;
+pub use tunnel::Public;
 
 /// The largest `request_log`: entries are small (a few hundred bytes), so this bounds the log's
 /// memory to some tens of MiB.
@@ -45,15 +46,7 @@ struct RawConfig {
     inspect_body_limit: Option<Spanned<Size>>,
     inspect_memory: Option<Spanned<Size>>,
     #[serde(default, rename = "tunnel")]
-    tunnels: Vec<RawTunnel>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTunnel {
-    host: Spanned<String>,
-    local: Spanned<String>,
-    host_header: Option<Spanned<String>>,
+    tunnels: Vec<tunnel::RawTunnel>,
 }
 
 /// The validated daemon configuration.
@@ -195,11 +188,12 @@ impl Transport {
     }
 }
 
-/// One tunnel: public host (or pattern) → local service.
+/// One tunnel: public host (or pattern), or public TCP port → local service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TunnelSpec {
-    /// Public host or `*.` pattern.
-    pub host: HostPattern,
+    /// Public host or `*.` pattern, or TCP port (named `host` from the days of HTTP only; its
+    /// `Display` is the tunnel's key: the host, or `tcp:PORT`).
+    pub host: Public,
     /// The local service.
     pub local: LocalAddr,
     /// Send the local address as `Host` instead of the public host (for dev servers that check it).
@@ -380,29 +374,7 @@ impl DaemonConfig {
         // The inspector keeps as many requests as `ggrokctl logs` does.
         inspect.limits.count = request_log;
 
-        let mut tunnels: Vec<TunnelSpec> = Vec::with_capacity(raw.tunnels.len());
-        for (i, t) in raw.tunnels.iter().enumerate() {
-            let key = |k: &str| format!("tunnel[{i}].{k}");
-            let host = HostPattern::parse(t.host.get_ref())
-                .map_err(|e| at(t.host.span(), &key("host"), format!("{:?}: {e}", t.host.get_ref())))?;
-            if tunnels.iter().any(|other| other.host == host) {
-                return Err(at(t.host.span(), &key("host"), format!("{host} is defined twice")));
-            }
-            let local =
-                LocalAddr::parse(t.local.get_ref()).map_err(|e| at(t.local.span(), &key("local"), e))?;
-            let rewrite_host = match t.host_header.as_ref().map(|h| (h, h.get_ref().as_str())) {
-                None | Some((_, "keep")) => false,
-                Some((_, "rewrite")) => true,
-                Some((h, other)) => {
-                    return Err(at(
-                        h.span(),
-                        &key("host_header"),
-                        format!("{other:?}: expected \"keep\" or \"rewrite\""),
-                    ));
-                }
-            };
-            tunnels.push(TunnelSpec { host, local, rewrite_host });
-        }
+        let tunnels = tunnel::parse(path, text, &raw.tunnels)?;
         Ok(Self {
             path: path.to_owned(),
             servers,

@@ -14,10 +14,10 @@ pub async fn execute(daemon: &Daemon, command: Command) -> Reply {
             add(daemon, &host, &local, host_header, save).await
         }
         Command::Remove { host, save } => remove(daemon, &host, save).await,
-        Command::List => Reply::Tunnels { tunnels: daemon.tunnels.all().iter().map(|t| t.info()).collect() },
+        Command::List => Reply::Tunnels { tunnels: infos(daemon) },
         Command::Status => {
             let mut status = daemon.status();
-            status.tunnels = daemon.tunnels.all().iter().map(|t| t.info()).collect();
+            status.tunnels = infos(daemon);
             Reply::Status(status)
         }
         Command::Reload => match ops::reload(daemon).await {
@@ -52,6 +52,21 @@ fn failed(e: OpError) -> Reply {
     error(code, e.to_string())
 }
 
+/// Every tunnel as `list` and `status` show it: a TCP tunnel as `tcp://SERVER_HOST:PORT` (the
+/// first server's host; `PORT` is 0 until the server picked one for `tcp = 0`).
+fn infos(daemon: &Daemon) -> Vec<ggrok_proto::ctl::TunnelInfo> {
+    let server = daemon.endpoints().first().map(|e| e.server.host.clone()).unwrap_or_default();
+    let server = if server.contains(':') { format!("[{server}]") } else { server };
+    let show = |t: &crate::tunnels::Tunnel| {
+        let mut info = t.info();
+        if let Some(port) = t.spec.host.tcp_port() {
+            info.host = format!("tcp://{server}:{port}");
+        }
+        info
+    };
+    daemon.tunnels.all().iter().map(|t| show(t)).collect()
+}
+
 fn host_pattern(host: &str) -> Result<HostPattern, String> {
     HostPattern::parse(host.trim()).map_err(|e| format!("invalid host {host:?}: {e}"))
 }
@@ -66,7 +81,7 @@ async fn add(daemon: &Daemon, host: &str, local: &str, host_header: Option<HostH
         Err(e) => return error(ErrorCode::InvalidArgument, e),
     };
     let spec = TunnelSpec {
-        host: pattern,
+        host: pattern.into(),
         local: local_addr,
         rewrite_host: host_header == Some(HostHeader::Rewrite),
     };

@@ -1,0 +1,82 @@
+//! Public TCP connections of TCP tunnels: each port a tunnel claimed has an accept loop here
+//! (started by the claim, stopped when the port is closed: [`crate::tunnel::ports`]). Each
+//! connection becomes one extended CONNECT stream ([`ggrok_proto::TCP_PROTOCOL`]) on one of the
+//! holding daemon's sessions, and the bytes are spliced both ways: the stream's flow control
+//! holds up a side that sends faster than the other reads, and a half-close (FIN one way, or
+//! END_STREAM) passes through while the other direction goes on.
+
+use crate::State;
+use ggrok_proto::headers::error_chain;
+use ggrok_proto::{HEADER_PEER, TCP_AUTHORITY, TCP_PROTOCOL};
+use h2::ext::Protocol;
+use http::{HeaderValue, Method, Request, Version};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+/// Accepts connections on `listener` (a tunnel's `port`) until `stop` or shutdown.
+pub async fn serve(state: Arc<State>, listener: std::net::TcpListener, port: u16, stop: CancellationToken) {
+    let listener = match TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => return warn!(port, "TCP tunnel port: {e}"),
+    };
+    info!(port, "TCP tunnel port listening");
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((socket, peer)) => {
+                    state.public.spawn(forward(state.clone(), socket, peer, port));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: the next accept may work.
+                    warn!(port, "accepting a TCP connection: {e}");
+                    tokio::select! {
+                        _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+                        _ = stop.cancelled() => break,
+                    }
+                }
+            },
+            _ = stop.cancelled() => break,
+            _ = state.shutdown.cancelled() => break,
+        }
+    }
+    info!(port, "TCP tunnel port closed");
+}
+
+/// Carries one public connection through the daemon holding `port`; closes it at once when no
+/// daemon does (offline) or the daemon cannot reach its local service.
+async fn forward(state: Arc<State>, socket: TcpStream, peer: SocketAddr, port: u16) {
+    let Some(daemon) = state.ports.holder(port) else {
+        return debug!(port, %peer, "TCP connection closed: the tunnel is offline");
+    };
+    let Some((session, _)) = daemon.pick(crate::workers::current()) else {
+        return debug!(port, %peer, "TCP connection closed: the daemon has no session");
+    };
+    let Ok(permit) = session.stream_permit() else {
+        return warn!(port, %peer, "TCP connection closed: the tunnel has max_streams_per_session streams");
+    };
+    let _ = socket.set_nodelay(true);
+    let mut req = Request::builder()
+        .method(Method::CONNECT)
+        .uri(format!("http://{TCP_AUTHORITY}:{port}/"))
+        .version(Version::HTTP_2)
+        .body(())
+        .expect("a valid CONNECT request");
+    if let Ok(value) = HeaderValue::from_str(&peer.to_string()) {
+        req.headers_mut().insert(HEADER_PEER, value);
+    }
+    req.extensions_mut().insert(Protocol::from_static(TCP_PROTOCOL));
+    let stream = match session.upgrade(req).await {
+        Ok(Ok((_, stream))) => stream,
+        Ok(Err(resp)) => {
+            return debug!(port, %peer, status = %resp.status(), "TCP connection refused by the daemon");
+        }
+        Err(e) => return debug!(port, %peer, "TCP connection: the tunnel failed: {}", error_chain(&e)),
+    };
+    let _held = permit;
+    if let Err(e) = ggrok_proto::tally::splice(socket, stream, (), ()).await {
+        debug!(port, %peer, "TCP connection ended: {e}");
+    }
+}

@@ -1,0 +1,197 @@
+//! The `[[tunnel]]` tables of `ggrokd.toml`: an HTTP tunnel (`host = "…"`) or a TCP tunnel
+//! (`tcp = PORT`, 0 for any port the server picks), each with its `local` service.
+
+use super::{LocalAddr, TunnelSpec};
+use ggrok_proto::diag::ConfigError;
+use ggrok_proto::host::HostPattern;
+use serde::Deserialize;
+use std::fmt;
+use std::path::Path;
+use toml::Spanned;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTunnel {
+    host: Option<Spanned<String>>,
+    tcp: Option<Spanned<i64>>,
+    local: Spanned<String>,
+    host_header: Option<Spanned<String>>,
+}
+
+/// What a tunnel serves publicly: a host (or `*.` pattern), or a TCP port of the server.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Public {
+    /// Public HTTP(S) requests for this host or pattern.
+    Http(HostPattern),
+    /// Public TCP connections to this port of the server; 0 until the server picked one.
+    Tcp(u16),
+}
+
+impl Public {
+    /// The TCP port, for a TCP tunnel.
+    pub fn tcp_port(&self) -> Option<u16> {
+        match self {
+            Public::Tcp(port) => Some(*port),
+            Public::Http(_) => None,
+        }
+    }
+
+    /// Reads the key a tunnel is known by (its `Display`): a host or pattern, or `tcp:PORT`.
+    pub fn parse_key(key: &str) -> Result<Self, String> {
+        match key.strip_prefix("tcp:") {
+            Some(port) => port.parse().map(Public::Tcp).map_err(|_| format!("{key:?}: not a TCP port")),
+            None => HostPattern::parse(key).map(Public::Http).map_err(|e| format!("{key:?}: {e}")),
+        }
+    }
+}
+
+impl From<HostPattern> for Public {
+    fn from(host: HostPattern) -> Self {
+        Public::Http(host)
+    }
+}
+
+/// The key the tunnel table and the wire know a tunnel by: the host or pattern, or `tcp:PORT`.
+impl fmt::Display for Public {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Public::Http(host) => write!(f, "{host}"),
+            Public::Tcp(port) => write!(f, "tcp:{port}"),
+        }
+    }
+}
+
+/// Validates the tunnels, in file order.
+pub(super) fn parse(path: &Path, text: &str, raw: &[RawTunnel]) -> Result<Vec<TunnelSpec>, ConfigError> {
+    let at =
+        |span: std::ops::Range<usize>, key: &str, msg: String| ConfigError::at(path, text, span, key, msg);
+    let mut tunnels: Vec<TunnelSpec> = Vec::with_capacity(raw.len());
+    for (i, t) in raw.iter().enumerate() {
+        let key = |k: &str| format!("tunnel[{i}].{k}");
+        let (public, span, name) = match (&t.host, &t.tcp) {
+            (Some(h), None) => {
+                let host = HostPattern::parse(h.get_ref())
+                    .map_err(|e| at(h.span(), &key("host"), format!("{:?}: {e}", h.get_ref())))?;
+                (Public::Http(host), h.span(), "host")
+            }
+            (None, Some(p)) => {
+                let port = u16::try_from(*p.get_ref()).map_err(|_| {
+                    at(
+                        p.span(),
+                        &key("tcp"),
+                        format!("{}: expected a port from 0 to 65535 (0: any the server picks)", p.get_ref()),
+                    )
+                })?;
+                if port == 0 && tunnels.iter().any(|o| o.host == Public::Tcp(0)) {
+                    return Err(at(
+                        p.span(),
+                        &key("tcp"),
+                        "only one tunnel at a time may ask for any port (tcp = 0); start ggrokd to have the \
+                         first one's port saved, or give a port"
+                            .into(),
+                    ));
+                }
+                (Public::Tcp(port), p.span(), "tcp")
+            }
+            (Some(h), Some(_)) => {
+                return Err(at(
+                    h.span(),
+                    &key("host"),
+                    "give either host (HTTP) or tcp (a TCP port), not both".into(),
+                ));
+            }
+            (None, None) => {
+                return Err(at(
+                    t.local.span(),
+                    &key("host"),
+                    "missing: give host = \"…\" for an HTTP tunnel or tcp = PORT for a TCP tunnel".into(),
+                ));
+            }
+        };
+        if public != Public::Tcp(0) && tunnels.iter().any(|other| other.host == public) {
+            return Err(at(span, &key(name), format!("{public} is defined twice")));
+        }
+        let local_raw = t.local.get_ref();
+        if public.tcp_port().is_some() && local_raw.contains("://") {
+            return Err(at(
+                t.local.span(),
+                &key("local"),
+                format!(
+                    "{local_raw:?}: a TCP tunnel's local service is a port or host:port, without a scheme"
+                ),
+            ));
+        }
+        let local = LocalAddr::parse(local_raw).map_err(|e| at(t.local.span(), &key("local"), e))?;
+        let rewrite_host = match t.host_header.as_ref().map(|h| (h, h.get_ref().as_str())) {
+            Some((h, _)) if public.tcp_port().is_some() => {
+                return Err(at(h.span(), &key("host_header"), "applies to HTTP tunnels only".into()));
+            }
+            None | Some((_, "keep")) => false,
+            Some((_, "rewrite")) => true,
+            Some((h, other)) => {
+                return Err(at(
+                    h.span(),
+                    &key("host_header"),
+                    format!("{other:?}: expected \"keep\" or \"rewrite\""),
+                ));
+            }
+        };
+        tunnels.push(TunnelSpec { host: public, local, rewrite_host });
+    }
+    Ok(tunnels)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::DaemonConfig;
+    use std::path::Path;
+
+    fn parse(tunnels: &str) -> Result<DaemonConfig, String> {
+        DaemonConfig::parse(Path::new("g.toml"), &format!("server = \"ws://t\"\n{tunnels}"))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn tcp_tunnels() {
+        let c = parse(
+            "[[tunnel]]\ntcp = 5432\nlocal = \"5433\"\n[[tunnel]]\ntcp = 0\nlocal = \"127.0.0.1:22\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.tunnels[0].host.to_string(), "tcp:5432");
+        assert_eq!(c.tunnels[0].local.authority, "localhost:5433");
+        assert_eq!(c.tunnels[1].host.tcp_port(), Some(0));
+        assert_eq!(super::Public::parse_key("tcp:5432").unwrap(), c.tunnels[0].host);
+    }
+
+    #[test]
+    fn bad_tcp_tunnels_name_line_and_key() {
+        let cases = [
+            ("[[tunnel]]\ntcp = 70000\nlocal = \"1\"\n", "g.toml:3: tunnel[0].tcp: 70000: expected a port"),
+            (
+                "[[tunnel]]\ntcp = 1\nhost = \"a.test\"\nlocal = \"1\"\n",
+                "g.toml:4: tunnel[0].host: give either",
+            ),
+            ("[[tunnel]]\nlocal = \"1\"\n", "g.toml:3: tunnel[0].host: missing"),
+            (
+                "[[tunnel]]\ntcp = 1\nlocal = \"http://a:1\"\n",
+                "g.toml:4: tunnel[0].local: \"http://a:1\": a TCP",
+            ),
+            (
+                "[[tunnel]]\ntcp = 1\nlocal = \"1\"\nhost_header = \"keep\"\n",
+                "g.toml:5: tunnel[0].host_header: applies",
+            ),
+            (
+                "[[tunnel]]\ntcp = 1\nlocal = \"1\"\n[[tunnel]]\ntcp = 1\nlocal = \"2\"\n",
+                "g.toml:6: tunnel[1].tcp: tcp:1 is defined twice",
+            ),
+            (
+                "[[tunnel]]\ntcp = 0\nlocal = \"1\"\n[[tunnel]]\ntcp = 0\nlocal = \"2\"\n",
+                "g.toml:6: tunnel[1].tcp: only one tunnel",
+            ),
+        ];
+        for (text, expected) in cases {
+            let err = parse(text).unwrap_err();
+            assert!(err.starts_with(expected), "{text}: {err}");
+        }
+    }
+}

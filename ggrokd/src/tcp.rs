@@ -1,0 +1,113 @@
+//! TCP tunnels on ggrokd's side: each public TCP connection arrives as an extended CONNECT stream
+//! ([`ggrok_proto::TCP_PROTOCOL`], authority `ggrok.tcp:PORT`); ggrokd dials the tunnel's local
+//! service, answers 200 and splices the two, half-closes passing through. A tunnel with `tcp = 0`
+//! gets its port from the server's answer: the tunnel is then known by that port, and the port is
+//! written to ggrokd.toml so it stays the same across restarts.
+
+use crate::config::Public;
+use crate::daemon::Daemon;
+use crate::tunnels::Tunnel;
+use bytes::Bytes;
+use ggrok_proto::HEADER_PEER;
+use ggrok_proto::h2io::StreamIo;
+use ggrok_proto::headers::error_chain;
+use ggrok_proto::http as body;
+use h2::RecvStream;
+use h2::server::SendResponse;
+use http::{Response, StatusCode};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tracing::{debug, info, warn};
+
+/// The tunnel `tcp = 0` was granted `port` on connection `link`: from now on it is the tunnel of
+/// that port, in the table and, if it came from the file, in ggrokd.toml.
+pub fn granted(daemon: &Daemon, tunnel: &Arc<Tunnel>, link: u32, port: u16) {
+    let mut spec = tunnel.spec.clone();
+    spec.host = Public::Tcp(port);
+    let Some(now) = daemon.tunnels.rekey(tunnel, spec) else {
+        return debug!(port, "TCP port granted for a tunnel changed meanwhile");
+    };
+    now.claimed(link);
+    info!(port, local = %now.spec.local, "TCP tunnel online on the port the server picked");
+    if now.is_saved() {
+        match crate::persist::set_tcp_port(&daemon.config_path, port) {
+            Ok(true) => info!(port, "TCP port saved to {}", daemon.config_path.display()),
+            Ok(false) => warn!(
+                port,
+                "no `tcp = 0` tunnel left in {} to save the port to",
+                daemon.config_path.display()
+            ),
+            Err(e) => warn!(port, "could not save the TCP port: {e}"),
+        }
+    }
+}
+
+/// The tunnel of a TCP stream's authority (`ggrok.tcp:PORT`).
+pub fn find(daemon: &Daemon, authority: Option<&str>) -> Option<Arc<Tunnel>> {
+    let port = authority?.rsplit_once(':')?.1.parse::<u16>().ok()?;
+    daemon.tunnels.get(&Public::Tcp(port).to_string())
+}
+
+/// Serves one public TCP connection: dials the local service, answers 200 and splices; 502 when
+/// the local service cannot be reached (the server then closes the public connection).
+pub async fn serve(
+    tunnel: Arc<Tunnel>,
+    peer: Option<&http::HeaderValue>,
+    mut respond: SendResponse<Bytes>,
+    recv: RecvStream,
+) {
+    let peer = peer.and_then(|p| p.to_str().ok()).unwrap_or("?").to_owned();
+    let local = &tunnel.spec.local.authority;
+    let socket = match crate::pool::dial(local).await {
+        Ok(s) => s,
+        Err(e) => {
+            let cause = error_chain(&*e);
+            tunnel.record_error(format!("{}: {cause}", tunnel.spec.local));
+            debug!(tunnel = %tunnel.spec.host, peer, "TCP connection: local service {local} unreachable: {cause}");
+            let resp = body::text(StatusCode::BAD_GATEWAY, format!("ggrokd: {local}: {cause}"));
+            let (parts, _) = resp.into_parts();
+            let _ = respond.send_response(Response::from_parts(parts, ()), true);
+            return;
+        }
+    };
+    tunnel.record_ok();
+    let stats = tunnel.stats.clone();
+    stats.started();
+    let send = match respond.send_response(Response::new(()), false) {
+        Ok(send) => send,
+        Err(e) => {
+            stats.active.fetch_sub(1, Ordering::Relaxed);
+            return debug!("answering a TCP stream: {e}");
+        }
+    };
+    let stream = StreamIo::new(send, recv);
+    let mut counts = Counts::default();
+    let result = ggrok_proto::tally::splice(stream, socket, &mut counts, ()).await;
+    stats.bytes_in.fetch_add(counts.from_public, Ordering::Relaxed);
+    stats.bytes_out.fetch_add(counts.to_public, Ordering::Relaxed);
+    stats.active.fetch_sub(1, Ordering::Relaxed);
+    if let Err(e) = result {
+        debug!(tunnel = %tunnel.spec.host, peer, "TCP connection ended: {e}");
+    }
+}
+
+/// Bytes of the public side of one connection.
+#[derive(Default)]
+struct Counts {
+    from_public: u64,
+    to_public: u64,
+}
+
+impl ggrok_proto::tally::Tally for Counts {
+    fn read(&mut self, n: usize) {
+        self.from_public += n as u64;
+    }
+    fn written(&mut self, n: usize) {
+        self.to_public += n as u64;
+    }
+}
+
+/// The request header naming the public client.
+pub fn peer(headers: &http::HeaderMap) -> Option<&http::HeaderValue> {
+    headers.get(HEADER_PEER)
+}
