@@ -6,7 +6,10 @@ use std::path::PathBuf;
 
 /// The ggrok client daemon: keeps the tunnels of its configuration file online over connections
 /// to a ggrok-server (one per server worker by default), reconnecting forever, and forwards each
-/// request to the local service the tunnel names.
+/// request (or TCP connection) to the local service the tunnel names.
+///
+/// It also serves the inspector, a web page of the latest requests with replay and a JSON API, on
+/// http://127.0.0.1:4040 (`inspect` in the configuration; "off" disables it).
 ///
 /// Usually run as a systemd user service: systemctl --user start ggrokd
 #[derive(Parser)]
