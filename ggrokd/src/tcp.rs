@@ -28,6 +28,8 @@ pub fn granted(daemon: &Daemon, tunnel: &Arc<Tunnel>, link: u32, port: u16) {
         return debug!(port, "TCP port granted for a tunnel changed meanwhile");
     };
     now.claimed(link);
+    // Wakes whoever waits on the tunnel under its old key (`ggrokctl add --tcp`).
+    tunnel.claimed(link);
     info!(port, local = %now.spec.local, "TCP tunnel online on the port the server picked");
     if now.is_saved() {
         match crate::persist::set_tcp_port(&daemon.config_path, port) {

@@ -34,9 +34,9 @@ pub struct CtlRequest {
 pub enum Command {
     /// Start a tunnel now and (unless `save` is false) write it to the config file.
     Add {
-        /// Public host or `*.` pattern.
+        /// Public host or `*.` pattern, or `tcp:PORT` for a TCP tunnel (`tcp:0`: any port).
         host: String,
-        /// Local service: port, host:port or http://host:port.
+        /// Local service: port, host:port or http://host:port (TCP: no scheme).
         local: String,
         /// `keep` (default) or `rewrite`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -47,7 +47,7 @@ pub enum Command {
     },
     /// Stop a tunnel and (unless `save` is false) remove it from the config file.
     Remove {
-        /// Public host or pattern, as added.
+        /// Public host or pattern, as added, or `tcp:PORT`.
         host: String,
         /// Remove from the config file too (default true).
         #[serde(default = "yes")]
