@@ -113,10 +113,11 @@ pub enum Sub {
     /// One line per request, when it completes: time, status, method, duration (to the end of the
     /// response body), request and response body bytes, the public client's address, host and
     /// path. A WebSocket (or other upgraded connection) is one line, when it closes, with its
-    /// lifetime and the bytes each way. ggrokd keeps the latest `request_log` requests (default
+    /// lifetime and the bytes each way; so is a TCP tunnel's connection (method TCP, host
+    /// tcp:PORT, marked [tcp]). ggrokd keeps the latest `request_log` requests (default
     /// 1000). A follower that cannot keep up is told how many requests it skipped.
     Logs {
-        /// Only requests for this host, or for the hosts matching a *.pattern
+        /// Only requests for this host, for the hosts matching a *.pattern, or of tcp:PORT
         host: Option<String>,
         /// Keep printing requests as they complete, until interrupted
         #[arg(short, long)]

@@ -6,6 +6,7 @@
 
 use crate::config::Public;
 use crate::daemon::Daemon;
+use crate::reqlog::Record;
 use crate::tunnels::Tunnel;
 use bytes::Bytes;
 use ggrok_proto::HEADER_PEER;
@@ -14,9 +15,11 @@ use ggrok_proto::headers::error_chain;
 use ggrok_proto::http as body;
 use h2::RecvStream;
 use h2::server::SendResponse;
-use http::{Response, StatusCode};
+use http::{Method, Response, StatusCode};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tracing::{debug, info, warn};
 
 /// The tunnel `tcp = 0` was granted `port` on connection `link`: from now on it is the tunnel of
@@ -51,14 +54,41 @@ pub fn find(daemon: &Daemon, authority: Option<&str>) -> Option<Arc<Tunnel>> {
 }
 
 /// Serves one public TCP connection: dials the local service, answers 200 and splices; 502 when
-/// the local service cannot be reached (the server then closes the public connection).
+/// the local service cannot be reached (the server then closes the public connection). Either
+/// way the connection is one line of the request log (`ggrokctl logs`): method `TCP`, the
+/// tunnel's key as host, status 200 or 502, its duration and bytes each way, the public client.
 pub async fn serve(
+    daemon: &Daemon,
     tunnel: Arc<Tunnel>,
     peer: Option<&http::HeaderValue>,
-    mut respond: SendResponse<Bytes>,
+    respond: SendResponse<Bytes>,
     recv: RecvStream,
 ) {
     let peer = peer.and_then(|p| p.to_str().ok()).unwrap_or("?").to_owned();
+    let started = (SystemTime::now(), Instant::now());
+    let (status, counts) = connect(&tunnel, &peer, respond, recv).await;
+    let time_ms = started.0.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    daemon.requests.push(Record {
+        time_ms,
+        host: tunnel.host(),
+        method: Method::from_bytes(b"TCP").expect("a valid method"),
+        path: "".into(),
+        status: status.as_u16(),
+        duration_us: started.1.elapsed().as_micros() as u64,
+        bytes_in: counts.from_public,
+        bytes_out: counts.to_public,
+        client: peer.parse::<SocketAddr>().map(|a| a.ip()).or_else(|_| peer.parse::<IpAddr>()).ok(),
+        upgrade: Some("tcp".into()),
+    });
+}
+
+/// Dials the local service and splices; returns what ggrokd answered and the bytes each way.
+async fn connect(
+    tunnel: &Tunnel,
+    peer: &str,
+    mut respond: SendResponse<Bytes>,
+    recv: RecvStream,
+) -> (StatusCode, Counts) {
     let local = &tunnel.spec.local.authority;
     let socket = match crate::pool::dial(local).await {
         Ok(s) => s,
@@ -69,7 +99,7 @@ pub async fn serve(
             let resp = body::text(StatusCode::BAD_GATEWAY, format!("ggrokd: {local}: {cause}"));
             let (parts, _) = resp.into_parts();
             let _ = respond.send_response(Response::from_parts(parts, ()), true);
-            return;
+            return (StatusCode::BAD_GATEWAY, Counts::default());
         }
     };
     tunnel.record_ok();
@@ -79,7 +109,8 @@ pub async fn serve(
         Ok(send) => send,
         Err(e) => {
             stats.active.fetch_sub(1, Ordering::Relaxed);
-            return debug!("answering a TCP stream: {e}");
+            debug!("answering a TCP stream: {e}");
+            return (StatusCode::OK, Counts::default());
         }
     };
     let stream = StreamIo::new(send, recv);
@@ -91,6 +122,7 @@ pub async fn serve(
     if let Err(e) = result {
         debug!(tunnel = %tunnel.spec.host, peer, "TCP connection ended: {e}");
     }
+    (StatusCode::OK, counts)
 }
 
 /// Bytes of the public side of one connection.

@@ -478,7 +478,9 @@ pub struct LogEntry {
     /// The public client's address: the last entry of `X-Forwarded-For`, which the server adds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<String>,
-    /// The protocol of an upgraded connection (`websocket`).
+    /// The protocol of an upgraded connection (`websocket`), or `tcp` for a connection of a TCP
+    /// tunnel (then `method` is `TCP`, `host` is `tcp:PORT`, `path` is empty and `status` is 200,
+    /// or 502 when the local service could not be reached).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upgrade: Option<String>,
 }

@@ -29,8 +29,13 @@ pub fn free_range(n: u16) -> RangeInclusive<u16> {
 
 /// A server whose client `test` may claim `ports` (and `other`, with its own token, `other`).
 pub fn server(ports: &RangeInclusive<u16>, other: &RangeInclusive<u16>) -> Server {
+    server_extra(ports, other, "")
+}
+
+/// Like [`server`], with `extra` TOML tables before the clients (e.g. `[limits]`, `[admin]`).
+pub fn server_extra(ports: &RangeInclusive<u16>, other: &RangeInclusive<u16>, extra: &str) -> Server {
     Server::start_with(&format!(
-        "listen = \"127.0.0.1:0\"\n\
+        "listen = \"127.0.0.1:0\"\n{extra}\n\
          [[client]]\nname = \"test\"\ntoken = {TEST_TOKEN:?}\nhosts = [\"*.test\"]\nports = [\"{}-{}\"]\n\
          [[client]]\nname = \"other\"\ntoken = {OTHER_TOKEN:?}\nports = [\"{}-{}\"]\n",
         ports.start(),

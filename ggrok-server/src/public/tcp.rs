@@ -42,12 +42,14 @@ pub async fn serve(state: Arc<State>, listener: std::net::TcpListener, port: u16
             _ = state.shutdown.cancelled() => break,
         }
     }
+    state.metrics.tcp.forget(port);
     info!(port, "TCP tunnel port closed");
 }
 
 /// Carries one public connection through the daemon holding `port`; closes it at once when no
 /// daemon does (offline) or the daemon cannot reach its local service.
 async fn forward(state: Arc<State>, socket: TcpStream, peer: SocketAddr, port: u16) {
+    let meter = state.metrics.tcp.connection(port);
     let Some(daemon) = state.ports.holder(port) else {
         return debug!(port, %peer, "TCP connection closed: the tunnel is offline");
     };
@@ -76,7 +78,7 @@ async fn forward(state: Arc<State>, socket: TcpStream, peer: SocketAddr, port: u
         Err(e) => return debug!(port, %peer, "TCP connection: the tunnel failed: {}", error_chain(&e)),
     };
     let _held = permit;
-    if let Err(e) = ggrok_proto::tally::splice(socket, stream, (), ()).await {
+    if let Err(e) = ggrok_proto::tally::splice(socket, stream, meter, ()).await {
         debug!(port, %peer, "TCP connection ended: {e}");
     }
 }

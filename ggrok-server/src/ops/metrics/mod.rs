@@ -14,9 +14,11 @@
 
 mod histogram;
 mod metered;
+mod tcp;
 
 pub use histogram::{BUCKETS, DurationHistogram};
 pub use metered::{Metered, PublicTraffic, respond};
+pub use tcp::{TcpMeter, TcpSeries};
 
 use http::StatusCode;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -214,6 +216,8 @@ pub struct Metrics {
     limits: [Counter; Limit::ALL.len()],
     rejections: [Counter; Rejection::ALL.len()],
     unrouted: Arc<HostMeter>,
+    /// TCP tunnels' series, by port.
+    pub tcp: TcpSeries,
 }
 
 impl Metrics {
@@ -297,6 +301,7 @@ impl Metrics {
             reasons,
         );
         let unrouted = HostMeter::new(&series, UNROUTED);
+        let tcp = TcpSeries::register(&mut registry);
         Arc::new(Self {
             registry,
             series,
@@ -311,6 +316,7 @@ impl Metrics {
             limits,
             rejections,
             unrouted,
+            tcp,
         })
     }
 
