@@ -9,17 +9,18 @@ use crate::daemon::Daemon;
 use crate::reqlog::Record;
 use crate::tunnels::Tunnel;
 use bytes::Bytes;
-use ggrok_proto::HEADER_PEER;
 use ggrok_proto::h2io::StreamIo;
 use ggrok_proto::headers::error_chain;
 use ggrok_proto::http as body;
+use ggrok_proto::{HEADER_PEER, HEADER_PUBLIC_ADDR};
 use h2::RecvStream;
 use h2::server::SendResponse;
 use http::{Method, Response, StatusCode};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use tokio::io::AsyncWriteExt;
 use tracing::{debug, info, warn};
 
 /// The tunnel `tcp = 0` was granted `port` on connection `link`: from now on it is the tunnel of
@@ -60,13 +61,14 @@ pub fn find(daemon: &Daemon, authority: Option<&str>) -> Option<Arc<Tunnel>> {
 pub async fn serve(
     daemon: &Daemon,
     tunnel: Arc<Tunnel>,
-    peer: Option<&http::HeaderValue>,
+    headers: &http::HeaderMap,
     respond: SendResponse<Bytes>,
     recv: RecvStream,
 ) {
-    let peer = peer.and_then(|p| p.to_str().ok()).unwrap_or("?").to_owned();
+    let address = |name| headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    let addresses = (address(HEADER_PEER), address(HEADER_PUBLIC_ADDR));
     let started = (SystemTime::now(), Instant::now());
-    let (status, counts) = connect(&tunnel, &peer, respond, recv).await;
+    let (status, counts) = connect(&tunnel, addresses, respond, recv).await;
     let time_ms = started.0.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
     daemon.requests.push(Record {
         time_ms,
@@ -77,20 +79,30 @@ pub async fn serve(
         duration_us: started.1.elapsed().as_micros() as u64,
         bytes_in: counts.from_public,
         bytes_out: counts.to_public,
-        client: peer.parse::<SocketAddr>().map(|a| a.ip()).or_else(|_| peer.parse::<IpAddr>()).ok(),
+        client: addresses.0.map(|a| a.ip()),
         upgrade: Some("tcp".into()),
     });
 }
 
-/// Dials the local service and splices; returns what ggrokd answered and the bytes each way.
+/// Dials the local service, sends it the PROXY header if the tunnel says so, and splices;
+/// returns what ggrokd answered and the bytes each way.
 async fn connect(
     tunnel: &Tunnel,
-    peer: &str,
+    (peer, public): (Option<SocketAddr>, Option<SocketAddr>),
     mut respond: SendResponse<Bytes>,
     recv: RecvStream,
 ) -> (StatusCode, Counts) {
     let local = &tunnel.spec.local.authority;
-    let socket = match crate::pool::dial(local).await {
+    let port = tunnel.spec.host.tcp_port().unwrap_or_default();
+    let dialled = async {
+        let mut socket = crate::pool::dial(local).await?;
+        if tunnel.spec.proxy_protocol {
+            socket.write_all(&crate::proxy_header::v2(peer, public, port)).await?;
+        }
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(socket)
+    };
+    let peer = peer.map_or_else(|| "?".to_owned(), |p| p.to_string());
+    let socket = match dialled.await {
         Ok(s) => s,
         Err(e) => {
             let cause = error_chain(&*e);
@@ -139,9 +151,4 @@ impl ggrok_proto::tally::Tally for Counts {
     fn written(&mut self, n: usize) {
         self.to_public += n as u64;
     }
-}
-
-/// The request header naming the public client.
-pub fn peer(headers: &http::HeaderMap) -> Option<&http::HeaderValue> {
-    headers.get(HEADER_PEER)
 }

@@ -188,3 +188,50 @@ async fn ggrokctl_adds_tcp_tunnels_on_any_or_a_given_port_and_removes_them() {
     let (sent, back) = round_trip(([127, 0, 0, 1], first).into(), 4, 1000).await;
     assert_eq!(sent, back);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_protocol_sends_the_public_client_to_the_local_service_first() {
+    let ports = free_range(1);
+    let port = *ports.start();
+    let server = server(&ports, &free_range(1));
+    // Reads the PROXY v2 header (parsed by `ppp`), answers with its addresses, then echoes.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let local = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = vec![0u8; 16];
+                socket.read_exact(&mut head).await.unwrap();
+                let len = u16::from_be_bytes([head[14], head[15]]) as usize;
+                head.resize(16 + len, 0);
+                socket.read_exact(&mut head[16..]).await.unwrap();
+                let header = ppp::v2::Header::try_from(head.as_slice()).unwrap();
+                let ppp::v2::Addresses::IPv4(a) = header.addresses else { panic!("{header:?}") };
+                let line = format!(
+                    "{:?} {}:{} {}:{}\n",
+                    header.command,
+                    a.source_address,
+                    a.source_port,
+                    a.destination_address,
+                    a.destination_port
+                );
+                socket.write_all(line.as_bytes()).await.unwrap();
+                let (mut r, mut w) = socket.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+                let _ = w.shutdown().await;
+            });
+        }
+    });
+    let tunnel = format!("{}proxy_protocol = true\n", tcp_tunnel(port, local));
+    let daemon = Daemon::start(&server.ws_url(), TEST_TOKEN, &[], &tunnel);
+    wait_all_online(&daemon, 1);
+    for _ in 0..2 {
+        let mut client = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let me = client.local_addr().unwrap();
+        client.write_all(b"after the header").await.unwrap();
+        client.shutdown().await.unwrap();
+        let mut got = String::new();
+        client.read_to_string(&mut got).await.unwrap();
+        assert_eq!(got, format!("Proxy {me} 127.0.0.1:{port}\nafter the header"));
+    }
+}

@@ -7,7 +7,7 @@
 
 use crate::State;
 use ggrok_proto::headers::error_chain;
-use ggrok_proto::{HEADER_PEER, TCP_AUTHORITY, TCP_PROTOCOL};
+use ggrok_proto::{HEADER_PEER, HEADER_PUBLIC_ADDR, TCP_AUTHORITY, TCP_PROTOCOL};
 use h2::ext::Protocol;
 use http::{HeaderValue, Method, Request, Version};
 use std::net::SocketAddr;
@@ -68,6 +68,9 @@ async fn forward(state: Arc<State>, socket: TcpStream, peer: SocketAddr, port: u
         .expect("a valid CONNECT request");
     if let Ok(value) = HeaderValue::from_str(&peer.to_string()) {
         req.headers_mut().insert(HEADER_PEER, value);
+    }
+    if let Some(value) = socket.local_addr().ok().and_then(|a| HeaderValue::from_str(&a.to_string()).ok()) {
+        req.headers_mut().insert(HEADER_PUBLIC_ADDR, value);
     }
     req.extensions_mut().insert(Protocol::from_static(TCP_PROTOCOL));
     let stream = match session.upgrade(req).await {

@@ -101,6 +101,7 @@ async fn add(daemon: &Daemon, host: &str, local: &str, host_header: Option<HostH
         host: public,
         local: local_addr,
         rewrite_host: host_header == Some(HostHeader::Rewrite),
+        proxy_protocol: false,
     };
     let added = match ops::add(daemon, NewTunnel { spec, local_as_written: local.to_owned(), save }).await {
         Ok(added) => added,

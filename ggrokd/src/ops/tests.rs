@@ -43,6 +43,7 @@ fn new_tunnel(host: &str) -> NewTunnel {
             host: HostPattern::parse(host).unwrap().into(),
             local: LocalAddr::parse("8080").unwrap(),
             rewrite_host: false,
+            proxy_protocol: false,
         },
         local_as_written: "8080".into(),
         save: true,
