@@ -235,3 +235,39 @@ async fn proxy_protocol_sends_the_public_client_to_the_local_service_first() {
         assert_eq!(got, format!("Proxy {me} 127.0.0.1:{port}\nafter the header"));
     }
 }
+
+/// `redis-cli -p PORT ARGS`: its output, trimmed.
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    let out = std::process::Command::new("redis-cli")
+        .args([&["-h", "127.0.0.1", "-p", &port.to_string()], args].concat())
+        .output()
+        .expect("redis-cli (from redis-tools, see .ci/setup)");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cli_talks_to_redis_server_through_the_tunnel() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis_port = *free_range(1).start();
+    let redis = std::path::Path::new("/usr/bin/redis-server");
+    let args = ["--port", &redis_port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"];
+    let _redis = ggrok_tests::process::Process::spawn(
+        redis,
+        &[&args[..], &["--dir", dir.path().to_str().unwrap()]].concat(),
+        &[],
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while redis_cli(redis_port, &["ping"]) != "PONG" {
+        assert!(std::time::Instant::now() < deadline, "redis-server did not answer on {redis_port}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let ports = free_range(1);
+    let port = *ports.start();
+    let server = server(&ports, &free_range(1));
+    let local: SocketAddr = ([127, 0, 0, 1], redis_port).into();
+    let daemon = Daemon::start(&server.ws_url(), TEST_TOKEN, &[], &tcp_tunnel(port, local));
+    wait_all_online(&daemon, 1);
+    assert_eq!(redis_cli(port, &["set", "k", "through the tunnel"]), "OK");
+    assert_eq!(redis_cli(port, &["get", "k"]), "through the tunnel");
+    assert_eq!(redis_cli(redis_port, &["get", "k"]), "through the tunnel", "the same server");
+}
