@@ -1,6 +1,9 @@
 //! TCP tunnels: `[[tunnel]] tcp = PORT` on ggrokd, `[[client]] ports` on the server; each public
 //! TCP connection is one stream of the daemon's connection.
 
+#[path = "tcp/limits.rs"]
+mod limits;
+
 use ggrok_tests::TEST_TOKEN;
 use ggrok_tests::cluster::Daemon;
 use ggrok_tests::tcp::{OTHER_TOKEN, echo, free_range, round_trip, server, tcp_tunnel, wait_all_online};
