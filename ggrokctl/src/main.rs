@@ -13,10 +13,18 @@ fn main() -> ExitCode {
     let offset = time::UtcOffset::current_local_offset().unwrap_or(time::UtcOffset::UTC);
     let cli = Cli::parse();
     let command = match cli.command {
-        sub @ (Sub::Add { .. } | Sub::Remove { .. }) => match sub.add_or_remove() {
-            Ok(command) => command,
-            Err(e) => Cli::command().error(clap::error::ErrorKind::ArgumentConflict, e).exit(),
-        },
+        sub @ (Sub::Add { .. } | Sub::Remove { .. }) => {
+            let name = if matches!(sub, Sub::Add { .. }) { "add" } else { "remove" };
+            match sub.add_or_remove() {
+                Ok(command) => command,
+                Err(e) => {
+                    let mut cli = Cli::command();
+                    let usage = cli.find_subcommand_mut(name).expect("a subcommand").render_usage();
+                    eprintln!("error: {e}\n\n{usage}\n\nFor more information, try '--help'.");
+                    return ExitCode::from(exit::USAGE);
+                }
+            }
+        }
         Sub::List => Command::List,
         Sub::Status => Command::Status,
         Sub::Reload => Command::Reload,
