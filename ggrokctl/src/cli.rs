@@ -1,6 +1,7 @@
 //! The command line.
 
 use clap::{Parser, Subcommand};
+use ggrok_proto::ctl::{Command, HostHeader};
 use std::path::PathBuf;
 
 const EXIT_CODES: &str = "\
@@ -14,12 +15,15 @@ Exit codes:
 Examples:
   ggrokctl add api.example.com 8080
   ggrokctl add app.example.com http://localhost:5173 --rewrite-host
+  ggrokctl add --tcp 5432          (any public port the server picks, to local port 5432)
+  ggrokctl add --tcp 20022 22
   ggrokctl list
   ggrokctl status --json
   ggrokctl logs -f api.example.com
   ggrokctl ready --wait 30
   ggrokctl replay 42
-  ggrokctl remove api.example.com";
+  ggrokctl remove api.example.com
+  ggrokctl remove --tcp 20022";
 
 /// Control a running ggrokd: add, remove and list tunnels, show status and requests.
 ///
@@ -44,13 +48,24 @@ pub enum Sub {
     ///
     /// Example: ggrokctl add api.example.com 8080
     ///
+    /// With --tcp, a TCP tunnel: ggrokctl add --tcp [PORT] LOCAL, where PORT is the public port
+    /// on the server (left out or 0: any port of yours the server picks; the port granted is
+    /// printed and saved to ggrokd.toml) and LOCAL a port or host:port.
+    ///
     /// The tunnel is claimed on the server at once; the command waits (up to 5 s) for the server
-    /// to accept it and fails, changing nothing, if the server refuses the host.
+    /// to accept it and fails, changing nothing, if the server refuses the host or port.
+    #[command(
+        override_usage = "ggrokctl add [OPTIONS] <HOST> <LOCAL>\n       ggrokctl add --tcp [OPTIONS] [PORT] <LOCAL>"
+    )]
     Add {
-        /// Public host name, or a pattern like *.example.com
+        /// Public host name, or a pattern like *.example.com; with --tcp, the public port
+        #[arg(value_name = "HOST|PORT")]
         host: String,
-        /// Local service: a port (8080, on localhost), host:port, or http://host:port
-        local: String,
+        /// Local service: a port (8080, on localhost), host:port, or http://host:port (TCP: no scheme)
+        local: Option<String>,
+        /// A TCP tunnel: a public port of the server to a local port
+        #[arg(long, conflicts_with = "rewrite_host")]
+        tcp: bool,
         /// Send the local address as Host instead of the public host (dev servers like Vite need it)
         #[arg(long)]
         rewrite_host: bool,
@@ -60,10 +75,14 @@ pub enum Sub {
     },
     /// Stop a tunnel and remove it from ggrokd.toml.
     ///
-    /// Example: ggrokctl remove api.example.com
+    /// Example: ggrokctl remove api.example.com (a TCP tunnel: ggrokctl remove --tcp 20022)
     Remove {
         /// Public host name or pattern, as added
-        host: String,
+        #[arg(required_unless_present = "tcp")]
+        host: Option<String>,
+        /// The TCP tunnel of this public port
+        #[arg(long, value_name = "PORT", conflicts_with = "host")]
+        tcp: Option<u16>,
         /// Stop it only until ggrokd restarts; leave ggrokd.toml as it is
         #[arg(long)]
         no_save: bool,
@@ -94,10 +113,11 @@ pub enum Sub {
     /// One line per request, when it completes: time, status, method, duration (to the end of the
     /// response body), request and response body bytes, the public client's address, host and
     /// path. A WebSocket (or other upgraded connection) is one line, when it closes, with its
-    /// lifetime and the bytes each way. ggrokd keeps the latest `request_log` requests (default
+    /// lifetime and the bytes each way; so is a TCP tunnel's connection (method TCP, host
+    /// tcp:PORT, marked [tcp]). ggrokd keeps the latest `request_log` requests (default
     /// 1000). A follower that cannot keep up is told how many requests it skipped.
     Logs {
-        /// Only requests for this host, or for the hosts matching a *.pattern
+        /// Only requests for this host, for the hosts matching a *.pattern, or of tcp:PORT
         host: Option<String>,
         /// Keep printing requests as they complete, until interrupted
         #[arg(short, long)]
@@ -146,6 +166,40 @@ pub enum Sub {
     },
 }
 
+impl Sub {
+    /// The command for ggrokd, or what is wrong with the command line.
+    pub fn add_or_remove(self) -> Result<Command, String> {
+        match self {
+            Sub::Add { host, local, tcp: false, rewrite_host, no_save } => Ok(Command::Add {
+                host,
+                local: local.ok_or("the local service is missing: ggrokctl add HOST LOCAL")?,
+                host_header: rewrite_host.then_some(HostHeader::Rewrite),
+                save: !no_save,
+            }),
+            Sub::Add { host, local, tcp: true, no_save, .. } => {
+                let (port, local) = match local {
+                    Some(local) => (
+                        host.parse::<u16>().map_err(|_| {
+                            format!("{host:?}: expected a port from 0 to 65535 (0: any the server picks)")
+                        })?,
+                        local,
+                    ),
+                    None => (0, host),
+                };
+                Ok(Command::Add { host: format!("tcp:{port}"), local, host_header: None, save: !no_save })
+            }
+            Sub::Remove { host, tcp, no_save } => {
+                let host = match tcp {
+                    Some(port) => format!("tcp:{port}"),
+                    None => host.ok_or("give the tunnel's host, or --tcp PORT")?,
+                };
+                Ok(Command::Remove { host, save: !no_save })
+            }
+            _ => Err("not add or remove".into()),
+        }
+    }
+}
+
 /// `--wait`: seconds, from 0 to a day.
 fn wait_secs(s: &str) -> Result<std::time::Duration, String> {
     s.parse::<f64>()
@@ -178,6 +232,33 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    fn command(args: &[&str]) -> Result<Command, String> {
+        Cli::try_parse_from(args).map_err(|e| e.to_string())?.command.add_or_remove()
+    }
+
+    #[test]
+    fn tcp_add_and_remove() {
+        let add = |host: &str, local: &str| Command::Add {
+            host: host.into(),
+            local: local.into(),
+            host_header: None,
+            save: true,
+        };
+        assert_eq!(command(&["ggrokctl", "add", "--tcp", "5432"]), Ok(add("tcp:0", "5432")));
+        assert_eq!(
+            command(&["ggrokctl", "add", "--tcp", "20001", "db:5432"]),
+            Ok(add("tcp:20001", "db:5432"))
+        );
+        assert_eq!(command(&["ggrokctl", "add", "a.test", "80"]), Ok(add("a.test", "80")));
+        assert!(command(&["ggrokctl", "add", "--tcp", "x", "1"]).unwrap_err().contains("expected a port"));
+        assert!(command(&["ggrokctl", "add", "a.test"]).unwrap_err().contains("local service is missing"));
+        assert!(command(&["ggrokctl", "add", "--tcp", "--rewrite-host", "1"]).is_err());
+        let remove = Command::Remove { host: "tcp:20001".into(), save: false };
+        assert_eq!(command(&["ggrokctl", "remove", "--tcp", "20001", "--no-save"]), Ok(remove));
+        assert!(command(&["ggrokctl", "remove"]).is_err());
+        assert!(command(&["ggrokctl", "remove", "a.test", "--tcp", "1"]).is_err());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 #![forbid(unsafe_code)]
 
 use clap::{CommandFactory, Parser};
-use ggrok_proto::ctl::{Command, HostHeader, Reply};
+use ggrok_proto::ctl::{Command, Reply};
 use ggrokctl::cli::{Cli, Sub};
 use ggrokctl::{client, exit, logs, output, ready};
 use std::process::ExitCode;
@@ -13,13 +13,18 @@ fn main() -> ExitCode {
     let offset = time::UtcOffset::current_local_offset().unwrap_or(time::UtcOffset::UTC);
     let cli = Cli::parse();
     let command = match cli.command {
-        Sub::Add { host, local, rewrite_host, no_save } => Command::Add {
-            host,
-            local,
-            host_header: rewrite_host.then_some(HostHeader::Rewrite),
-            save: !no_save,
-        },
-        Sub::Remove { host, no_save } => Command::Remove { host, save: !no_save },
+        sub @ (Sub::Add { .. } | Sub::Remove { .. }) => {
+            let name = if matches!(sub, Sub::Add { .. }) { "add" } else { "remove" };
+            match sub.add_or_remove() {
+                Ok(command) => command,
+                Err(e) => {
+                    let mut cli = Cli::command();
+                    let usage = cli.find_subcommand_mut(name).expect("a subcommand").render_usage();
+                    eprintln!("error: {e}\n\n{usage}\n\nFor more information, try '--help'.");
+                    return ExitCode::from(exit::USAGE);
+                }
+            }
+        }
         Sub::List => Command::List,
         Sub::Status => Command::Status,
         Sub::Reload => Command::Reload,

@@ -23,6 +23,7 @@ pub mod notify;
 pub mod ops;
 pub mod persist;
 pub mod pool;
+pub mod proxy_header;
 pub mod reqlog;
 pub mod session;
 pub mod stats;

@@ -6,12 +6,11 @@
 //! leaves the file untouched and releases nothing. `remove` and `add` change the live table and
 //! the file together, or neither. `reload` applies the difference between the file and the table.
 
-use crate::config::{DaemonConfig, TunnelSpec};
+use crate::config::{DaemonConfig, Public, TunnelSpec};
 use crate::daemon::{Daemon, Endpoint};
 use crate::persist;
 use crate::tunnels::{Tunnel, TunnelState};
 use crate::wire::TunnelOp;
-use ggrok_proto::host::HostPattern;
 use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
@@ -99,27 +98,49 @@ pub async fn add(daemon: &Daemon, new: NewTunnel) -> Result<Added, OpError> {
         TunnelState::Connecting => AddOutcome::Pending,
         TunnelState::Displaced(reason) => AddOutcome::Displaced(reason),
     };
+    // `tcp = 0`: once the server picked a port, the tunnel is known by it.
+    let tunnel = successor(daemon, &tunnel).unwrap_or(tunnel);
+    let key = tunnel.host();
     if new.save {
         let _edit = daemon.edits.lock().await;
-        if !daemon.tunnels.holds(&tunnel) {
-            return Err(OpError::NotFound(format!("{key} was removed while it was being added")));
-        }
+        let tunnel = successor(daemon, &tunnel)
+            .ok_or_else(|| OpError::NotFound(format!("{key} was removed while it was being added")))?;
         if let Err(e) = persist::add_tunnel(
             &daemon.config_path,
-            &key,
+            &tunnel.spec.host,
             new.local_as_written.trim(),
             tunnel.spec.rewrite_host,
         ) {
             daemon.tunnels.remove_exactly(&tunnel);
             if tunnel.state() == TunnelState::Online {
-                daemon.send_everywhere(&TunnelOp::Release { host: key });
+                daemon.send_everywhere(&TunnelOp::Release { host: tunnel.host() });
             }
             return Err(OpError::Config(e));
         }
         tunnel.mark_saved();
+        // Saved as `tcp = 0` while the server was picking a port that arrived meanwhile.
+        if let Some(now) = successor(daemon, &tunnel).filter(|now| !Arc::ptr_eq(now, &tunnel)) {
+            now.mark_saved();
+            if let Some(port) = now.spec.host.tcp_port() {
+                persist::set_tcp_port(&daemon.config_path, port).map_err(OpError::Config)?;
+            }
+        }
     }
+    let tunnel = successor(daemon, &tunnel).unwrap_or(tunnel);
     info!(host = %key, local = %tunnel.spec.local, saved = new.save, "tunnel added");
     Ok(Added { tunnel, outcome })
+}
+
+/// The tunnel in the table that `tunnel` is now: itself, or for `tcp = 0` the tunnel of the port
+/// the server picked (it shares the counters); `None` once removed.
+fn successor(daemon: &Daemon, tunnel: &Arc<Tunnel>) -> Option<Arc<Tunnel>> {
+    if daemon.tunnels.holds(tunnel) {
+        return Some(tunnel.clone());
+    }
+    if tunnel.spec.host != Public::Tcp(0) {
+        return None;
+    }
+    daemon.tunnels.all().into_iter().find(|t| Arc::ptr_eq(&t.stats, &tunnel.stats))
 }
 
 /// A tunnel removed.
@@ -129,17 +150,17 @@ pub struct Removed {
     pub from_file: bool,
 }
 
-/// Removes the tunnel of `pattern` from the table and, when `save` and it is there, from the
-/// config file; releases it on the server where it is online.
-pub async fn remove(daemon: &Daemon, pattern: &HostPattern, save: bool) -> Result<Removed, OpError> {
-    let key = pattern.to_string();
+/// Removes the tunnel of `public` (a host or pattern, or a TCP port) from the table and, when
+/// `save` and it is there, from the config file; releases it on the server where it is online.
+pub async fn remove(daemon: &Daemon, public: &Public, save: bool) -> Result<Removed, OpError> {
+    let key = public.to_string();
     let _edit = daemon.edits.lock().await;
     let Some(tunnel) = daemon.tunnels.get(&key) else {
         return Err(OpError::NotFound(format!("{key} has no tunnel; `ggrokctl list` shows the tunnels")));
     };
     let from_file = save && tunnel.is_saved();
     if from_file {
-        persist::remove_tunnel(&daemon.config_path, pattern).map_err(OpError::Config)?;
+        persist::remove_tunnel(&daemon.config_path, public).map_err(OpError::Config)?;
     }
     daemon.tunnels.remove(&key);
     release(daemon, &tunnel);

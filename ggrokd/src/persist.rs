@@ -3,7 +3,7 @@
 //! in the same directory, fsync, rename, fsync of the directory), so a crash never leaves a
 //! truncated config.
 
-use crate::config::DaemonConfig;
+use crate::config::{DaemonConfig, Public};
 use ggrok_proto::host::HostPattern;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -11,9 +11,9 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use toml_edit::{ArrayOfTables, DocumentMut, Item, Table, value};
 
-/// Appends a `[[tunnel]]` with `host`, `local` (as the user wrote it) and, if `rewrite_host`,
-/// `host_header = "rewrite"`.
-pub fn add_tunnel(path: &Path, host: &str, local: &str, rewrite_host: bool) -> Result<(), String> {
+/// Appends a `[[tunnel]]` with `host` (or `tcp = PORT` for a TCP tunnel), `local` (as the user
+/// wrote it) and, if `rewrite_host`, `host_header = "rewrite"`.
+pub fn add_tunnel(path: &Path, public: &Public, local: &str, rewrite_host: bool) -> Result<(), String> {
     edit(path, |doc| {
         let tunnels = doc
             .entry("tunnel")
@@ -21,7 +21,10 @@ pub fn add_tunnel(path: &Path, host: &str, local: &str, rewrite_host: bool) -> R
             .as_array_of_tables_mut()
             .ok_or("`tunnel` in the config file is not a list of [[tunnel]] tables")?;
         let mut table = Table::new();
-        table["host"] = value(host);
+        match public {
+            Public::Http(host) => table["host"] = value(host.to_string()),
+            Public::Tcp(port) => table["tcp"] = value(i64::from(*port)),
+        }
         table["local"] = value(local);
         if rewrite_host {
             table["host_header"] = value("rewrite");
@@ -31,15 +34,18 @@ pub fn add_tunnel(path: &Path, host: &str, local: &str, rewrite_host: bool) -> R
     })
 }
 
-/// Removes the `[[tunnel]]` whose host is `host`; returns whether there was one.
-pub fn remove_tunnel(path: &Path, host: &HostPattern) -> Result<bool, String> {
+/// Removes the `[[tunnel]]` of `public` (its host, or its `tcp` port); returns whether there was one.
+pub fn remove_tunnel(path: &Path, public: &Public) -> Result<bool, String> {
     edit(path, |doc| {
         let Some(tunnels) = doc.get_mut("tunnel").and_then(Item::as_array_of_tables_mut) else {
             return Ok(false);
         };
-        let position = tunnels.iter().position(|t| {
-            t.get("host").and_then(Item::as_str).and_then(|h| HostPattern::parse(h).ok()).as_ref()
-                == Some(host)
+        let position = tunnels.iter().position(|t| match public {
+            Public::Http(host) => {
+                t.get("host").and_then(Item::as_str).and_then(|h| HostPattern::parse(h).ok()).as_ref()
+                    == Some(host)
+            }
+            Public::Tcp(port) => t.get("tcp").and_then(Item::as_integer) == Some(i64::from(*port)),
         });
         match position {
             Some(i) => {
@@ -115,6 +121,10 @@ mod tests {
         # the API\n[[tunnel]]\nhost = \"api.test\"   # aligned comment\nlocal = \"8080\"\n\n\
         [[tunnel]]\nhost = \"web.test\"\nlocal = \"3000\"\n";
 
+    fn http(host: &str) -> Public {
+        HostPattern::parse(host).unwrap().into()
+    }
+
     fn file(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ggrokd.toml");
@@ -126,7 +136,7 @@ mod tests {
     #[test]
     fn add_keeps_comments_and_layout() {
         let (_dir, path) = file(ORIGINAL);
-        add_tunnel(&path, "new.test", "http://127.0.0.1:9000", true).unwrap();
+        add_tunnel(&path, &http("new.test"), "http://127.0.0.1:9000", true).unwrap();
         let text = fs::read_to_string(&path).unwrap();
         assert!(text.starts_with(ORIGINAL), "existing text changed:\n{text}");
         assert!(text.ends_with(
@@ -139,19 +149,19 @@ mod tests {
     #[test]
     fn remove_takes_out_only_that_tunnel() {
         let (_dir, path) = file(ORIGINAL);
-        assert!(remove_tunnel(&path, &HostPattern::parse("API.test").unwrap()).unwrap());
+        assert!(remove_tunnel(&path, &http("API.test")).unwrap());
         let text = fs::read_to_string(&path).unwrap();
         assert!(!text.contains("api.test"));
         assert!(
             text.contains("# my tunnels") && text.contains("# the team server") && text.contains("web.test")
         );
-        assert!(!remove_tunnel(&path, &HostPattern::parse("api.test").unwrap()).unwrap());
+        assert!(!remove_tunnel(&path, &http("api.test")).unwrap());
     }
 
     #[test]
     fn add_to_a_file_without_tunnels() {
         let (_dir, path) = file("server = \"ws://t\"\ntoken = \"x\"\n");
-        add_tunnel(&path, "a.test", "8080", false).unwrap();
+        add_tunnel(&path, &http("a.test"), "8080", false).unwrap();
         let config = DaemonConfig::load(&path).unwrap();
         assert_eq!(config.tunnels[0].local.authority, "localhost:8080");
     }
@@ -167,10 +177,21 @@ mod tests {
     }
 
     #[test]
+    fn tcp_tunnels_are_added_and_removed_by_port() {
+        let (_dir, path) = file(ORIGINAL);
+        add_tunnel(&path, &Public::Tcp(20001), "127.0.0.1:5432", false).unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(text.ends_with("[[tunnel]]\ntcp = 20001\nlocal = \"127.0.0.1:5432\"\n"), "{text}");
+        assert!(!remove_tunnel(&path, &Public::Tcp(20002)).unwrap());
+        assert!(remove_tunnel(&path, &Public::Tcp(20001)).unwrap());
+        assert_eq!(fs::read_to_string(&path).unwrap(), ORIGINAL);
+    }
+
+    #[test]
     fn an_edit_that_would_break_the_config_changes_nothing() {
         let (_dir, path) = file(ORIGINAL);
-        let err = add_tunnel(&path, "bad host", "8080", false).unwrap_err();
-        assert!(err.contains("invalid"), "{err}");
+        let err = add_tunnel(&path, &Public::Tcp(0), "http://a:1", false).unwrap_err();
+        assert!(err.contains("a TCP tunnel's local service"), "{err}");
         assert_eq!(fs::read_to_string(&path).unwrap(), ORIGINAL);
         let leftovers: Vec<_> = fs::read_dir(path.parent().unwrap()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "temporary file left behind");

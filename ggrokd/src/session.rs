@@ -190,8 +190,7 @@ async fn serve_stream(
                 match crate::tcp::find(&daemon, parts.uri.authority().map(|a| a.as_str())) {
                     Some(tunnel) => {
                         link.requests.fetch_add(1, Ordering::Relaxed);
-                        let peer = crate::tcp::peer(&parts.headers);
-                        return crate::tcp::serve(tunnel, peer, respond, recv).await;
+                        return crate::tcp::serve(&daemon, tunnel, &parts.headers, respond, recv).await;
                     }
                     None => body::text(StatusCode::NOT_FOUND, "ggrokd: no TCP tunnel for this port"),
                 }

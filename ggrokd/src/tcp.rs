@@ -6,17 +6,21 @@
 
 use crate::config::Public;
 use crate::daemon::Daemon;
+use crate::reqlog::Record;
 use crate::tunnels::Tunnel;
 use bytes::Bytes;
-use ggrok_proto::HEADER_PEER;
 use ggrok_proto::h2io::StreamIo;
 use ggrok_proto::headers::error_chain;
 use ggrok_proto::http as body;
+use ggrok_proto::{HEADER_PEER, HEADER_PUBLIC_ADDR};
 use h2::RecvStream;
 use h2::server::SendResponse;
-use http::{Response, StatusCode};
+use http::{Method, Response, StatusCode};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use tokio::io::AsyncWriteExt;
 use tracing::{debug, info, warn};
 
 /// The tunnel `tcp = 0` was granted `port` on connection `link`: from now on it is the tunnel of
@@ -28,6 +32,8 @@ pub fn granted(daemon: &Daemon, tunnel: &Arc<Tunnel>, link: u32, port: u16) {
         return debug!(port, "TCP port granted for a tunnel changed meanwhile");
     };
     now.claimed(link);
+    // Wakes whoever waits on the tunnel under its old key (`ggrokctl add --tcp`).
+    tunnel.claimed(link);
     info!(port, local = %now.spec.local, "TCP tunnel online on the port the server picked");
     if now.is_saved() {
         match crate::persist::set_tcp_port(&daemon.config_path, port) {
@@ -49,16 +55,54 @@ pub fn find(daemon: &Daemon, authority: Option<&str>) -> Option<Arc<Tunnel>> {
 }
 
 /// Serves one public TCP connection: dials the local service, answers 200 and splices; 502 when
-/// the local service cannot be reached (the server then closes the public connection).
+/// the local service cannot be reached (the server then closes the public connection). Either
+/// way the connection is one line of the request log (`ggrokctl logs`): method `TCP`, the
+/// tunnel's key as host, status 200 or 502, its duration and bytes each way, the public client.
 pub async fn serve(
+    daemon: &Daemon,
     tunnel: Arc<Tunnel>,
-    peer: Option<&http::HeaderValue>,
-    mut respond: SendResponse<Bytes>,
+    headers: &http::HeaderMap,
+    respond: SendResponse<Bytes>,
     recv: RecvStream,
 ) {
-    let peer = peer.and_then(|p| p.to_str().ok()).unwrap_or("?").to_owned();
+    let address = |name| headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    let addresses = (address(HEADER_PEER), address(HEADER_PUBLIC_ADDR));
+    let started = (SystemTime::now(), Instant::now());
+    let (status, counts) = connect(&tunnel, addresses, respond, recv).await;
+    let time_ms = started.0.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    daemon.requests.push(Record {
+        time_ms,
+        host: tunnel.host(),
+        method: Method::from_bytes(b"TCP").expect("a valid method"),
+        path: "".into(),
+        status: status.as_u16(),
+        duration_us: started.1.elapsed().as_micros() as u64,
+        bytes_in: counts.from_public,
+        bytes_out: counts.to_public,
+        client: addresses.0.map(|a| a.ip()),
+        upgrade: Some("tcp".into()),
+    });
+}
+
+/// Dials the local service, sends it the PROXY header if the tunnel says so, and splices;
+/// returns what ggrokd answered and the bytes each way.
+async fn connect(
+    tunnel: &Tunnel,
+    (peer, public): (Option<SocketAddr>, Option<SocketAddr>),
+    mut respond: SendResponse<Bytes>,
+    recv: RecvStream,
+) -> (StatusCode, Counts) {
     let local = &tunnel.spec.local.authority;
-    let socket = match crate::pool::dial(local).await {
+    let port = tunnel.spec.host.tcp_port().unwrap_or_default();
+    let dialled = async {
+        let mut socket = crate::pool::dial(local).await?;
+        if tunnel.spec.proxy_protocol {
+            socket.write_all(&crate::proxy_header::v2(peer, public, port)).await?;
+        }
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(socket)
+    };
+    let peer = peer.map_or_else(|| "?".to_owned(), |p| p.to_string());
+    let socket = match dialled.await {
         Ok(s) => s,
         Err(e) => {
             let cause = error_chain(&*e);
@@ -67,7 +111,7 @@ pub async fn serve(
             let resp = body::text(StatusCode::BAD_GATEWAY, format!("ggrokd: {local}: {cause}"));
             let (parts, _) = resp.into_parts();
             let _ = respond.send_response(Response::from_parts(parts, ()), true);
-            return;
+            return (StatusCode::BAD_GATEWAY, Counts::default());
         }
     };
     tunnel.record_ok();
@@ -77,7 +121,8 @@ pub async fn serve(
         Ok(send) => send,
         Err(e) => {
             stats.active.fetch_sub(1, Ordering::Relaxed);
-            return debug!("answering a TCP stream: {e}");
+            debug!("answering a TCP stream: {e}");
+            return (StatusCode::OK, Counts::default());
         }
     };
     let stream = StreamIo::new(send, recv);
@@ -89,6 +134,7 @@ pub async fn serve(
     if let Err(e) = result {
         debug!(tunnel = %tunnel.spec.host, peer, "TCP connection ended: {e}");
     }
+    (StatusCode::OK, counts)
 }
 
 /// Bytes of the public side of one connection.
@@ -105,9 +151,4 @@ impl ggrok_proto::tally::Tally for Counts {
     fn written(&mut self, n: usize) {
         self.to_public += n as u64;
     }
-}
-
-/// The request header naming the public client.
-pub fn peer(headers: &http::HeaderMap) -> Option<&http::HeaderValue> {
-    headers.get(HEADER_PEER)
 }

@@ -302,6 +302,7 @@ mod tests {
             host: HostPattern::parse(host).unwrap().into(),
             local: LocalAddr::parse(port).unwrap(),
             rewrite_host: false,
+            proxy_protocol: false,
         }
     }
 

@@ -34,9 +34,9 @@ pub struct CtlRequest {
 pub enum Command {
     /// Start a tunnel now and (unless `save` is false) write it to the config file.
     Add {
-        /// Public host or `*.` pattern.
+        /// Public host or `*.` pattern, or `tcp:PORT` for a TCP tunnel (`tcp:0`: any port).
         host: String,
-        /// Local service: port, host:port or http://host:port.
+        /// Local service: port, host:port or http://host:port (TCP: no scheme).
         local: String,
         /// `keep` (default) or `rewrite`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -47,7 +47,7 @@ pub enum Command {
     },
     /// Stop a tunnel and (unless `save` is false) remove it from the config file.
     Remove {
-        /// Public host or pattern, as added.
+        /// Public host or pattern, as added, or `tcp:PORT`.
         host: String,
         /// Remove from the config file too (default true).
         #[serde(default = "yes")]
@@ -478,7 +478,9 @@ pub struct LogEntry {
     /// The public client's address: the last entry of `X-Forwarded-For`, which the server adds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<String>,
-    /// The protocol of an upgraded connection (`websocket`).
+    /// The protocol of an upgraded connection (`websocket`), or `tcp` for a connection of a TCP
+    /// tunnel (then `method` is `TCP`, `host` is `tcp:PORT`, `path` is empty and `status` is 200,
+    /// or 502 when the local service could not be reached).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upgrade: Option<String>,
 }

@@ -84,6 +84,10 @@ pub const TCP_AUTHORITY: &str = "ggrok.tcp";
 /// Request header on a TCP stream: the public client's address (`IP:PORT`).
 pub const HEADER_PEER: &str = "ggrok-peer";
 
+/// Request header on a TCP stream: the server's address the public client connected to
+/// (`IP:PORT`), for the PROXY protocol header's destination.
+pub const HEADER_PUBLIC_ADDR: &str = "ggrok-public-addr";
+
 /// Authority used on the control stream's CONNECT request; never a real host.
 pub const CONTROL_AUTHORITY: &str = "ggrok.control";
 

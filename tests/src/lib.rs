@@ -9,6 +9,7 @@
 //! - [`notify`]: a stand-in for systemd's notification socket;
 //! - [`packages`]: the .deb and .rpm files, built once;
 //! - [`rogue`]: a tunnel client that misbehaves on purpose;
+//! - [`tcp`]: TCP tunnels' helpers (free port ranges, an echo service, checksummed round trips);
 //! - [`tls`]: a test CA and an HTTPS client;
 //! - [`upstream`]: local services to put behind tunnels (HTTP echo, byte streams, WebSocket echo);
 //! - [`cluster`]: a server and a daemon with tunnels, ready to use;
@@ -36,6 +37,7 @@ pub mod process;
 pub mod relay;
 pub mod replicas;
 pub mod rogue;
+pub mod tcp;
 pub mod tls;
 pub mod upstream;
 

@@ -203,3 +203,63 @@ fn a_bad_admin_address_is_a_config_error_and_a_taken_one_a_start_error() {
     let line = server.wait_for(&["cannot listen on"]);
     assert!(line.contains("(admin.listen)"), "{line}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_connections_are_counted_by_port_and_logged_one_line_each() {
+    use ggrok_tests::TEST_TOKEN;
+    use ggrok_tests::tcp::{echo, free_range, round_trip, server_extra, tcp_tunnel, wait_all_online};
+    let ports = free_range(1);
+    let port = *ports.start();
+    let server = server_extra(&ports, &free_range(1), ADMIN_CONFIG);
+    let admin = Admin::of(&server);
+    let daemon = ggrok_tests::cluster::Daemon::start(
+        &server.ws_url(),
+        TEST_TOKEN,
+        &[],
+        &tcp_tunnel(port, echo().await),
+    );
+    wait_all_online(&daemon, 1);
+    let sizes = [1usize, 1000, 100_000];
+    for (seed, size) in sizes.iter().enumerate() {
+        let (sent, back) = round_trip(([127, 0, 0, 1], port).into(), seed as u32, *size).await;
+        assert_eq!(sent, back);
+    }
+    let total = sizes.iter().sum::<usize>() as f64;
+    let label = port.to_string();
+    let labels = [("port", label.as_str())];
+    let text = admin
+        .metrics_when(|text| {
+            let m = Metrics::parse(text);
+            m.find("ggrok_tcp_connections_open", &labels).is_some()
+                && m.value("ggrok_tcp_connections_open", &labels) == 0.0
+                && m.value("ggrok_tcp_sent_bytes_total", &labels) == total
+        })
+        .await;
+    let m = Metrics::parse(&text);
+    assert_eq!(m.value("ggrok_tcp_connections_total", &labels), 3.0, "{text}");
+    assert_eq!(m.value("ggrok_tcp_received_bytes_total", &labels), total, "{text}");
+
+    // ggrokctl logs: one line per connection, bytes each way and the public client.
+    let key = format!("tcp:{port}");
+    let entries = ggrok_tests::logs::poll("three TCP lines", || {
+        let e = ggrok_tests::logs::entries(&daemon.socket, &[&key]);
+        (e.len() == 3).then_some(e)
+    });
+    for (entry, size) in entries.iter().zip(sizes) {
+        assert_eq!(entry["method"], "TCP", "{entry}");
+        assert_eq!(entry["host"], key.as_str(), "{entry}");
+        assert_eq!(entry["status"], 200, "{entry}");
+        assert_eq!(entry["upgrade"], "tcp", "{entry}");
+        assert_eq!(entry["client"], "127.0.0.1", "{entry}");
+        assert_eq!(
+            (entry["bytes_in"].as_u64(), entry["bytes_out"].as_u64()),
+            (Some(size as u64), Some(size as u64))
+        );
+        assert!(entry["duration_ms"].as_f64().is_some(), "{entry}");
+    }
+    let text = String::from_utf8(daemon.ctl(&["logs"]).stdout).unwrap();
+    assert!(
+        text.lines().filter(|l| l.contains(&key) && l.contains("TCP") && l.ends_with("[tcp]")).count() == 3,
+        "{text}"
+    );
+}

@@ -1,92 +1,15 @@
 //! TCP tunnels: `[[tunnel]] tcp = PORT` on ggrokd, `[[client]] ports` on the server; each public
 //! TCP connection is one stream of the daemon's connection.
 
+#[path = "tcp/limits.rs"]
+mod limits;
+
 use ggrok_tests::TEST_TOKEN;
-use ggrok_tests::cluster::{Daemon, Server};
-use sha2::{Digest, Sha256};
+use ggrok_tests::cluster::Daemon;
+use ggrok_tests::tcp::{OTHER_TOKEN, echo, free_range, round_trip, server, tcp_tunnel, wait_all_online};
 use std::net::SocketAddr;
-use std::ops::RangeInclusive;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-
-const OTHER_TOKEN: &str = "other-token-0123456789abcdef";
-
-/// `n` consecutive ports on 127.0.0.1 that were free when probed (then released).
-fn free_range(n: u16) -> RangeInclusive<u16> {
-    loop {
-        let base = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        if base > u16::MAX - n {
-            continue;
-        }
-        let probes: Vec<_> =
-            (base..base + n).map(|p| std::net::TcpListener::bind(("127.0.0.1", p))).collect();
-        if probes.iter().all(Result::is_ok) {
-            return base..=base + n - 1;
-        }
-    }
-}
-
-/// A server whose client `test` may claim `ports` (and `other`, with its own token, `other`).
-fn server(ports: &RangeInclusive<u16>, other: &RangeInclusive<u16>) -> Server {
-    Server::start_with(&format!(
-        "listen = \"127.0.0.1:0\"\n\
-         [[client]]\nname = \"test\"\ntoken = {TEST_TOKEN:?}\nhosts = [\"*.test\"]\nports = [\"{}-{}\"]\n\
-         [[client]]\nname = \"other\"\ntoken = {OTHER_TOKEN:?}\nports = [\"{}-{}\"]\n",
-        ports.start(),
-        ports.end(),
-        other.start(),
-        other.end()
-    ))
-}
-
-fn tcp_tunnel(port: u16, local: SocketAddr) -> String {
-    format!("\n[[tunnel]]\ntcp = {port}\nlocal = \"{local}\"\n")
-}
-
-/// A local service echoing every connection's bytes; it half-closes when its client does.
-async fn echo() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let (mut r, mut w) = socket.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-                let _ = w.shutdown().await;
-            });
-        }
-    });
-    addr
-}
-
-/// Waits until `status` shows every tunnel in state `online`; returns the tunnels.
-fn wait_all_online(daemon: &Daemon, n: usize) -> Vec<serde_json::Value> {
-    let status = daemon.wait_status("tunnels online", |s| {
-        let tunnels = s["tunnels"].as_array().cloned().unwrap_or_default();
-        tunnels.len() == n && tunnels.iter().all(|t| t["state"] == "online")
-    });
-    status["tunnels"].as_array().unwrap().clone()
-}
-
-/// Sends `size` bytes of a pattern seeded by `seed`, shuts down its write side, and reads the
-/// echo to the end; returns the checksums of what went and what came back.
-async fn round_trip(addr: SocketAddr, seed: u32, size: usize) -> (Vec<u8>, Vec<u8>) {
-    let socket = TcpStream::connect(addr).await.unwrap();
-    let (mut r, mut w) = socket.into_split();
-    let data: Vec<u8> = (0..size).map(|i| ((i as u32).wrapping_mul(2_654_435_761) ^ seed) as u8).collect();
-    let sent = Sha256::digest(&data).to_vec();
-    let writer = tokio::spawn(async move {
-        w.write_all(&data).await.unwrap();
-        // Half-close: the reply must still arrive whole.
-        w.shutdown().await.unwrap();
-        w
-    });
-    let mut back = Vec::with_capacity(size);
-    r.read_to_end(&mut back).await.unwrap();
-    let _w = writer.await.unwrap();
-    assert_eq!(back.len(), size, "connection {seed}: echo length");
-    (sent, Sha256::digest(&back).to_vec())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_connections_echo_a_mebibyte_each_with_half_close() {
@@ -205,4 +128,149 @@ async fn any_port_is_saved_and_kept_across_a_daemon_restart() {
     assert_eq!(tunnels[0]["host"], url.as_str(), "the same port after a restart");
     let (sent, back) = round_trip(([127, 0, 0, 1], port).into(), 2, 100_000).await;
     assert_eq!(sent, back);
+}
+
+/// Runs ggrokctl; returns its stdout, asserting the exit code.
+fn ctl(daemon: &Daemon, args: &[&str], code: i32) -> String {
+    let out = daemon.ctl(args);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(code), "ggrokctl {args:?}: {stdout}{stderr}");
+    format!("{stdout}{stderr}")
+}
+
+/// Waits (bounded) until nothing listens on `port` any more.
+async fn wait_closed(port: u16) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        assert!(std::time::Instant::now() < deadline, "port {port} still listens");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ggrokctl_adds_tcp_tunnels_on_any_or_a_given_port_and_removes_them() {
+    let ports = free_range(3);
+    let server = server(&ports, &free_range(1));
+    let local = echo().await;
+    let first = *ports.start();
+    let daemon = Daemon::start(&server.ws_url(), TEST_TOKEN, &[], &tcp_tunnel(first, local));
+    wait_all_online(&daemon, 1);
+    let before = std::fs::read_to_string(&daemon.config).unwrap();
+
+    // Any port: the one granted is printed and saved.
+    let text = ctl(&daemon, &["add", "--tcp", &local.to_string()], 0);
+    let url = text.split_whitespace().find(|w| w.starts_with("tcp://")).expect("the URL printed");
+    let any: u16 = url.rsplit_once(':').unwrap().1.parse().unwrap();
+    assert!(ports.contains(&any) && any != first && text.contains("is online"), "{text}");
+    let saved = std::fs::read_to_string(&daemon.config).unwrap();
+    assert!(saved.starts_with(&before), "{saved}");
+    assert!(saved.contains(&format!("[[tunnel]]\ntcp = {any}\nlocal = \"{local}\"\n")), "{saved}");
+    let (sent, back) = round_trip(([127, 0, 0, 1], any).into(), 3, 10_000).await;
+    assert_eq!(sent, back);
+
+    // A given port; one outside the client's ports is refused and changes nothing.
+    let given = ports.clone().find(|p| *p != first && *p != any).unwrap();
+    let outside = free_range(1);
+    let text = ctl(&daemon, &["add", "--tcp", &outside.start().to_string(), &local.to_string()], 1);
+    assert!(text.contains("may not claim TCP port"), "{text}");
+    let text = ctl(&daemon, &["add", "--tcp", &given.to_string(), &local.to_string(), "--no-save"], 0);
+    assert!(text.contains(&format!("tcp://127.0.0.1:{given} is online")), "{text}");
+    assert_eq!(std::fs::read_to_string(&daemon.config).unwrap(), saved);
+    let list = ctl(&daemon, &["list"], 0);
+    assert!([first, any, given].iter().all(|p| list.contains(&format!("tcp://127.0.0.1:{p}"))), "{list}");
+
+    // Removed: from the table, the file and the server's listeners.
+    let text = ctl(&daemon, &["remove", "--tcp", &any.to_string()], 0);
+    assert!(text.contains(&format!("tcp:{any} removed and from the config")), "{text}");
+    assert_eq!(std::fs::read_to_string(&daemon.config).unwrap(), before);
+    ctl(&daemon, &["remove", "--tcp", &given.to_string()], 0);
+    wait_closed(any).await;
+    wait_closed(given).await;
+    let text = ctl(&daemon, &["remove", "--tcp", &given.to_string()], 1);
+    assert!(text.contains("has no tunnel"), "{text}");
+    let (sent, back) = round_trip(([127, 0, 0, 1], first).into(), 4, 1000).await;
+    assert_eq!(sent, back);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_protocol_sends_the_public_client_to_the_local_service_first() {
+    let ports = free_range(1);
+    let port = *ports.start();
+    let server = server(&ports, &free_range(1));
+    // Reads the PROXY v2 header (parsed by `ppp`), answers with its addresses, then echoes.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let local = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = vec![0u8; 16];
+                socket.read_exact(&mut head).await.unwrap();
+                let len = u16::from_be_bytes([head[14], head[15]]) as usize;
+                head.resize(16 + len, 0);
+                socket.read_exact(&mut head[16..]).await.unwrap();
+                let header = ppp::v2::Header::try_from(head.as_slice()).unwrap();
+                let ppp::v2::Addresses::IPv4(a) = header.addresses else { panic!("{header:?}") };
+                let line = format!(
+                    "{:?} {}:{} {}:{}\n",
+                    header.command,
+                    a.source_address,
+                    a.source_port,
+                    a.destination_address,
+                    a.destination_port
+                );
+                socket.write_all(line.as_bytes()).await.unwrap();
+                let (mut r, mut w) = socket.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+                let _ = w.shutdown().await;
+            });
+        }
+    });
+    let tunnel = format!("{}proxy_protocol = true\n", tcp_tunnel(port, local));
+    let daemon = Daemon::start(&server.ws_url(), TEST_TOKEN, &[], &tunnel);
+    wait_all_online(&daemon, 1);
+    for _ in 0..2 {
+        let mut client = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let me = client.local_addr().unwrap();
+        client.write_all(b"after the header").await.unwrap();
+        client.shutdown().await.unwrap();
+        let mut got = String::new();
+        client.read_to_string(&mut got).await.unwrap();
+        assert_eq!(got, format!("Proxy {me} 127.0.0.1:{port}\nafter the header"));
+    }
+}
+
+/// `redis-cli -p PORT ARGS`: its output, trimmed.
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    let out = std::process::Command::new("redis-cli")
+        .args([&["-h", "127.0.0.1", "-p", &port.to_string()], args].concat())
+        .output()
+        .expect("redis-cli (from redis-tools, see .ci/setup)");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cli_talks_to_redis_server_through_the_tunnel() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis_port = *free_range(1).start();
+    let redis = std::path::Path::new("/usr/bin/redis-server");
+    let args = ["--port", &redis_port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"];
+    let _redis = ggrok_tests::process::Process::spawn(
+        redis,
+        &[&args[..], &["--dir", dir.path().to_str().unwrap()]].concat(),
+        &[],
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while redis_cli(redis_port, &["ping"]) != "PONG" {
+        assert!(std::time::Instant::now() < deadline, "redis-server did not answer on {redis_port}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let ports = free_range(1);
+    let port = *ports.start();
+    let server = server(&ports, &free_range(1));
+    let local: SocketAddr = ([127, 0, 0, 1], redis_port).into();
+    let daemon = Daemon::start(&server.ws_url(), TEST_TOKEN, &[], &tcp_tunnel(port, local));
+    wait_all_online(&daemon, 1);
+    assert_eq!(redis_cli(port, &["set", "k", "through the tunnel"]), "OK");
+    assert_eq!(redis_cli(port, &["get", "k"]), "through the tunnel");
+    assert_eq!(redis_cli(redis_port, &["get", "k"]), "through the tunnel", "the same server");
 }

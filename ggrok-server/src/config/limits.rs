@@ -21,6 +21,8 @@ pub(super) struct RawLimits {
     max_hosts_per_client: Option<Spanned<u64>>,
     max_control_message: Option<Spanned<u64>>,
     stalled_read_timeout: Option<Spanned<Seconds>>,
+    max_tcp_connections_per_tunnel: Option<Spanned<u64>>,
+    tcp_idle_timeout: Option<Spanned<Seconds>>,
     buffer_memory: Option<Spanned<Size>>,
     send_buffer: Option<Spanned<Size>>,
 }
@@ -47,6 +49,10 @@ pub struct Limits {
     /// How long a public client may leave an answer unread (the server's writes to it making no
     /// progress at all) before its connection is closed.
     pub stalled_read_timeout: Duration,
+    /// Public connections open at once on one TCP tunnel's port; more are closed at once.
+    pub max_tcp_connections_per_tunnel: usize,
+    /// How long a public TCP connection may carry no byte either way before it is closed.
+    pub tcp_idle_timeout: Duration,
     /// Bytes the answers on their way to public clients may hold in all, over every tunnel
     /// connection: sets the stream windows (see `ggrok_proto::budget`).
     pub buffer_memory: u64,
@@ -70,6 +76,8 @@ impl Default for Limits {
             max_hosts_per_client: 100,
             max_control_message: ggrok_proto::control::MAX_CONTROL_MESSAGE,
             stalled_read_timeout: Duration::from_secs(60),
+            max_tcp_connections_per_tunnel: 1000,
+            tcp_idle_timeout: Duration::from_secs(3600),
             buffer_memory: 256 << 20,
             send_buffer: None,
         }
@@ -155,6 +163,26 @@ impl RawLimits {
                 "stalled_read_timeout",
                 d.stalled_read_timeout,
             )?,
+            max_tcp_connections_per_tunnel: count(
+                &self.max_tcp_connections_per_tunnel,
+                "max_tcp_connections_per_tunnel",
+                1,
+                1 << 20,
+                d.max_tcp_connections_per_tunnel,
+            )?,
+            tcp_idle_timeout: match &self.tcp_idle_timeout {
+                None => d.tcp_idle_timeout,
+                Some(s) if (0.1..=86_400.0).contains(&s.get_ref().0.as_secs_f64()) => s.get_ref().0,
+                Some(s) => {
+                    return Err(ConfigError::at(
+                        path,
+                        text,
+                        s.span(),
+                        "limits.tcp_idle_timeout",
+                        "must be between 0.1 and 86400 seconds",
+                    ));
+                }
+            },
             buffer_memory: match &self.buffer_memory {
                 None => d.buffer_memory,
                 Some(v) if ggrok_proto::budget::LIMITS.contains(&v.get_ref().0) => v.get_ref().0,
@@ -182,5 +210,34 @@ impl RawLimits {
                 }
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::ServerConfig;
+    use std::path::Path;
+    use std::time::Duration;
+
+    const CLIENT: &str = "[[client]]\nname = \"a\"\ntoken = \"0123456789abcdef\"\nports = [\"20000\"]\n";
+
+    #[test]
+    fn tcp_limits_have_defaults_and_name_file_line_and_key_when_wrong() {
+        let parse = |limits: &str| {
+            ServerConfig::parse(Path::new("s.toml"), &format!("{CLIENT}[limits]\n{limits}"), None)
+                .map(|c| c.limits)
+                .map_err(|e| e.to_string())
+        };
+        let d = parse("").unwrap();
+        assert_eq!((d.max_tcp_connections_per_tunnel, d.tcp_idle_timeout), (1000, Duration::from_secs(3600)));
+        let l = parse("max_tcp_connections_per_tunnel = 5\ntcp_idle_timeout = 86400\n").unwrap();
+        assert_eq!((l.max_tcp_connections_per_tunnel, l.tcp_idle_timeout), (5, Duration::from_secs(86_400)));
+        let err = parse("max_tcp_connections_per_tunnel = 0\n").unwrap_err();
+        assert!(
+            err.starts_with("s.toml:6: limits.max_tcp_connections_per_tunnel: must be between 1"),
+            "{err}"
+        );
+        let err = parse("\ntcp_idle_timeout = 0\n").unwrap_err();
+        assert!(err.starts_with("s.toml:7: limits.tcp_idle_timeout: must be between 0.1 and 86400"), "{err}");
     }
 }

@@ -8,6 +8,7 @@ pub mod prelude;
 pub mod proxy;
 pub mod stall;
 pub mod tcp;
+pub mod tcp_idle;
 
 use crate::State;
 use crate::ops::metrics::{self, Limit, Rejection};

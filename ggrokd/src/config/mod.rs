@@ -198,6 +198,8 @@ pub struct TunnelSpec {
     pub local: LocalAddr,
     /// Send the local address as `Host` instead of the public host (for dev servers that check it).
     pub rewrite_host: bool,
+    /// TCP tunnels: send a PROXY protocol v2 header with the public client's address first.
+    pub proxy_protocol: bool,
 }
 
 /// `$XDG_CONFIG_HOME/ggrok/ggrokd.toml`, else `~/.config/ggrok/ggrokd.toml`.

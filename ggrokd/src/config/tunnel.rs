@@ -16,6 +16,7 @@ pub(super) struct RawTunnel {
     tcp: Option<Spanned<i64>>,
     local: Spanned<String>,
     host_header: Option<Spanned<String>>,
+    proxy_protocol: Option<Spanned<bool>>,
 }
 
 /// What a tunnel serves publicly: a host (or `*.` pattern), or a TCP port of the server.
@@ -136,7 +137,14 @@ pub(super) fn parse(path: &Path, text: &str, raw: &[RawTunnel]) -> Result<Vec<Tu
                 ));
             }
         };
-        tunnels.push(TunnelSpec { host: public, local, rewrite_host });
+        let proxy_protocol = match &t.proxy_protocol {
+            Some(p) if public.tcp_port().is_none() => {
+                return Err(at(p.span(), &key("proxy_protocol"), "applies to TCP tunnels only".into()));
+            }
+            Some(p) => *p.get_ref(),
+            None => false,
+        };
+        tunnels.push(TunnelSpec { host: public, local, rewrite_host, proxy_protocol });
     }
     Ok(tunnels)
 }
@@ -154,12 +162,13 @@ mod tests {
     #[test]
     fn tcp_tunnels() {
         let c = parse(
-            "[[tunnel]]\ntcp = 5432\nlocal = \"5433\"\n[[tunnel]]\ntcp = 0\nlocal = \"127.0.0.1:22\"\n",
+            "[[tunnel]]\ntcp = 5432\nlocal = \"5433\"\nproxy_protocol = true\n[[tunnel]]\ntcp = 0\nlocal = \"127.0.0.1:22\"\n",
         )
         .unwrap();
         assert_eq!(c.tunnels[0].host.to_string(), "tcp:5432");
         assert_eq!(c.tunnels[0].local.authority, "localhost:5433");
         assert_eq!(c.tunnels[1].host.tcp_port(), Some(0));
+        assert!(c.tunnels[0].proxy_protocol && !c.tunnels[1].proxy_protocol);
         assert_eq!(super::Public::parse_key("tcp:5432").unwrap(), c.tunnels[0].host);
     }
 
@@ -179,6 +188,10 @@ mod tests {
             (
                 "[[tunnel]]\ntcp = 1\nlocal = \"1\"\nhost_header = \"keep\"\n",
                 "g.toml:5: tunnel[0].host_header: applies",
+            ),
+            (
+                "[[tunnel]]\nhost = \"a.test\"\nlocal = \"1\"\nproxy_protocol = true\n",
+                "g.toml:5: tunnel[0].proxy_protocol: applies to TCP tunnels only",
             ),
             (
                 "[[tunnel]]\ntcp = 1\nlocal = \"1\"\n[[tunnel]]\ntcp = 1\nlocal = \"2\"\n",

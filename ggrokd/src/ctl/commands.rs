@@ -1,7 +1,7 @@
 //! The control socket's commands: parse the arguments, call the daemon operation
 //! ([`crate::ops`]), and put its outcome into a reply. No tunnel or file logic lives here.
 
-use crate::config::{LocalAddr, TunnelSpec};
+use crate::config::{LocalAddr, Public, TunnelSpec};
 use crate::daemon::Daemon;
 use crate::ops::{self, AddOutcome, NewTunnel, OpError};
 use ggrok_proto::ctl::{Command, ErrorCode, HostHeader, Reply};
@@ -55,41 +55,60 @@ fn failed(e: OpError) -> Reply {
 /// Every tunnel as `list` and `status` show it: a TCP tunnel as `tcp://SERVER_HOST:PORT` (the
 /// first server's host; `PORT` is 0 until the server picked one for `tcp = 0`).
 fn infos(daemon: &Daemon) -> Vec<ggrok_proto::ctl::TunnelInfo> {
-    let server = daemon.endpoints().first().map(|e| e.server.host.clone()).unwrap_or_default();
-    let server = if server.contains(':') { format!("[{server}]") } else { server };
-    let show = |t: &crate::tunnels::Tunnel| {
-        let mut info = t.info();
-        if let Some(port) = t.spec.host.tcp_port() {
-            info.host = format!("tcp://{server}:{port}");
-        }
-        info
-    };
-    daemon.tunnels.all().iter().map(|t| show(t)).collect()
+    daemon.tunnels.all().iter().map(|t| info(daemon, t)).collect()
 }
 
-fn host_pattern(host: &str) -> Result<HostPattern, String> {
-    HostPattern::parse(host.trim()).map_err(|e| format!("invalid host {host:?}: {e}"))
+/// One tunnel as `list` shows it.
+fn info(daemon: &Daemon, tunnel: &crate::tunnels::Tunnel) -> ggrok_proto::ctl::TunnelInfo {
+    let mut info = tunnel.info();
+    if let Some(port) = tunnel.spec.host.tcp_port() {
+        let server = daemon.endpoints().first().map(|e| e.server.host.clone()).unwrap_or_default();
+        let server = if server.contains(':') { format!("[{server}]") } else { server };
+        info.host = format!("tcp://{server}:{port}");
+    }
+    info
+}
+
+/// The tunnel a command names: a host or pattern, or `tcp:PORT` (`ggrokctl add/remove --tcp`).
+fn public(host: &str) -> Result<Public, String> {
+    let host = host.trim();
+    if host.starts_with("tcp:") {
+        return Public::parse_key(host);
+    }
+    HostPattern::parse(host).map(Public::Http).map_err(|e| format!("invalid host {host:?}: {e}"))
 }
 
 async fn add(daemon: &Daemon, host: &str, local: &str, host_header: Option<HostHeader>, save: bool) -> Reply {
-    let pattern = match host_pattern(host) {
+    let public = match public(host) {
         Ok(p) => p,
         Err(e) => return error(ErrorCode::InvalidArgument, e),
     };
+    if public.tcp_port().is_some() {
+        if local.contains("://") {
+            let e =
+                format!("{local:?}: a TCP tunnel's local service is a port or host:port, without a scheme");
+            return error(ErrorCode::InvalidArgument, e);
+        }
+        if host_header.is_some() {
+            return error(ErrorCode::InvalidArgument, "--rewrite-host applies to HTTP tunnels only");
+        }
+    }
     let local_addr = match LocalAddr::parse(local) {
         Ok(l) => l,
         Err(e) => return error(ErrorCode::InvalidArgument, e),
     };
     let spec = TunnelSpec {
-        host: pattern.into(),
+        host: public,
         local: local_addr,
         rewrite_host: host_header == Some(HostHeader::Rewrite),
+        proxy_protocol: false,
     };
     let added = match ops::add(daemon, NewTunnel { spec, local_as_written: local.to_owned(), save }).await {
         Ok(added) => added,
         Err(e) => return failed(e),
     };
-    let (key, to) = (added.tunnel.host(), &added.tunnel.spec.local);
+    let shown = info(daemon, &added.tunnel);
+    let (key, to) = (shown.host.clone(), &added.tunnel.spec.local);
     let saved = if save { "saved to the config" } else { "not saved" };
     let message = match added.outcome {
         AddOutcome::Online => format!("{key} is online, forwarding to {to} ({saved})"),
@@ -100,18 +119,18 @@ async fn add(daemon: &Daemon, host: &str, local: &str, host_header: Option<HostH
             format!("{key} added ({saved}), but another ggrokd took it over at once: {reason}")
         }
     };
-    Reply::Done { message, tunnel: Some(added.tunnel.info()) }
+    Reply::Done { message, tunnel: Some(shown) }
 }
 
 async fn remove(daemon: &Daemon, host: &str, save: bool) -> Reply {
-    let pattern = match host_pattern(host) {
+    let public = match public(host) {
         Ok(p) => p,
         Err(e) => return error(ErrorCode::InvalidArgument, e),
     };
-    match ops::remove(daemon, &pattern, save).await {
+    match ops::remove(daemon, &public, save).await {
         Ok(removed) => {
             let how = if removed.from_file { "and from the config" } else { "(the config is unchanged)" };
-            Reply::Done { message: format!("{pattern} removed {how}"), tunnel: None }
+            Reply::Done { message: format!("{public} removed {how}"), tunnel: None }
         }
         Err(e) => failed(e),
     }

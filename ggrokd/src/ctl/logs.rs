@@ -3,10 +3,10 @@
 //! falls behind gets a `missed` line instead of the requests it lost; the daemon never waits for
 //! it.
 
+use crate::config::Public;
 use crate::daemon::Daemon;
 use crate::reqlog::Record;
 use ggrok_proto::ctl::{CtlResponse, ErrorCode, Reply};
-use ggrok_proto::host::HostPattern;
 use std::io;
 use std::sync::Arc;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
@@ -36,11 +36,11 @@ where
     W: AsyncWrite + Unpin,
 {
     let mut out = Lines::default();
-    let filter = match query.host.as_deref().map(|h| HostPattern::parse(h.trim())) {
+    let filter = match query.host.as_deref().map(|h| Public::parse_key(h.trim())) {
         None => None,
-        Some(Ok(pattern)) => Some(pattern),
+        Some(Ok(public)) => Some(public),
         Some(Err(e)) => {
-            let message = format!("invalid host {:?}: {e}", query.host.unwrap_or_default());
+            let message = format!("invalid host {e}");
             out.push(Reply::Error { code: ErrorCode::InvalidArgument, message });
             return out.write_to(write).await;
         }
@@ -91,8 +91,13 @@ where
     }
 }
 
-fn wanted(filter: &Option<HostPattern>, record: &Record) -> bool {
-    filter.as_ref().is_none_or(|pattern| pattern.matches(&record.host))
+/// Whether `record` passes the filter: a host or pattern matching its host, or the TCP tunnel
+/// (`tcp:PORT`) it went through.
+fn wanted(filter: &Option<Public>, record: &Record) -> bool {
+    filter.as_ref().is_none_or(|public| match public {
+        Public::Http(pattern) => pattern.matches(&record.host),
+        Public::Tcp(_) => public.to_string() == record.host,
+    })
 }
 
 /// Resolves when the client closes its side (or the connection fails); what it sends meanwhile
@@ -121,7 +126,7 @@ impl Lines {
         self.buf.push(b'\n');
     }
 
-    fn push_if(&mut self, filter: &Option<HostPattern>, record: &Record) {
+    fn push_if(&mut self, filter: &Option<Public>, record: &Record) {
         if wanted(filter, record) {
             self.push(Reply::Request(record.entry()));
         }

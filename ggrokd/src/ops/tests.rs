@@ -6,6 +6,7 @@ use crate::config::LocalAddr;
 use crate::control::on_event;
 use crate::link::Link;
 use crate::wire::Event;
+use ggrok_proto::host::HostPattern;
 use std::path::PathBuf;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -42,6 +43,7 @@ fn new_tunnel(host: &str) -> NewTunnel {
             host: HostPattern::parse(host).unwrap().into(),
             local: LocalAddr::parse("8080").unwrap(),
             rewrite_host: false,
+            proxy_protocol: false,
         },
         local_as_written: "8080".into(),
         save: true,
@@ -119,11 +121,11 @@ async fn remove_releases_what_the_server_has_and_edits_the_file() {
     let s = setup();
     let mut server = connect(&s.daemon);
     on_event(&s.daemon, 0, Event::Claimed { host: "first.test".into(), port: None });
-    let removed = remove(&s.daemon, &HostPattern::parse("first.test").unwrap(), true).await.unwrap();
+    let removed = remove(&s.daemon, &HostPattern::parse("first.test").unwrap().into(), true).await.unwrap();
     assert!(removed.from_file);
     assert!(!file(&s).contains("first.test") && file(&s).contains("# mine"));
     assert_eq!(server.try_recv().unwrap(), TunnelOp::Release { host: "first.test".into() });
-    let err = remove(&s.daemon, &HostPattern::parse("first.test").unwrap(), true).await.err().unwrap();
+    let err = remove(&s.daemon, &HostPattern::parse("first.test").unwrap().into(), true).await.err().unwrap();
     assert!(matches!(err, OpError::NotFound(_)));
 }
 

@@ -14,9 +14,11 @@
 
 mod histogram;
 mod metered;
+mod tcp;
 
 pub use histogram::{BUCKETS, DurationHistogram};
 pub use metered::{Metered, PublicTraffic, respond};
+pub use tcp::{TcpMeter, TcpSeries};
 
 use http::StatusCode;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -108,11 +110,15 @@ pub enum Limit {
     MaxControlMessage,
     /// A public client that read nothing of an answer for too long: its connection is closed.
     StalledReadTimeout,
+    /// A public TCP connection beyond its tunnel's limit: closed at once.
+    MaxTcpConnectionsPerTunnel,
+    /// A public TCP connection that carried nothing either way for too long: closed.
+    TcpIdleTimeout,
 }
 
 impl Limit {
     /// Every limit, in the order of [`Metrics`]' counters.
-    pub const ALL: [Limit; 9] = [
+    pub const ALL: [Limit; 11] = [
         Limit::HeaderReadTimeout,
         Limit::MaxHeaderBytes,
         Limit::MaxPendingPerIp,
@@ -122,6 +128,8 @@ impl Limit {
         Limit::HandshakeTimeout,
         Limit::MaxControlMessage,
         Limit::StalledReadTimeout,
+        Limit::MaxTcpConnectionsPerTunnel,
+        Limit::TcpIdleTimeout,
     ];
 
     /// The `limit` label: the key in `[limits]`.
@@ -136,6 +144,8 @@ impl Limit {
             Limit::HandshakeTimeout => "handshake_timeout",
             Limit::MaxControlMessage => "max_control_message",
             Limit::StalledReadTimeout => "stalled_read_timeout",
+            Limit::MaxTcpConnectionsPerTunnel => "max_tcp_connections_per_tunnel",
+            Limit::TcpIdleTimeout => "tcp_idle_timeout",
         }
     }
 }
@@ -214,6 +224,8 @@ pub struct Metrics {
     limits: [Counter; Limit::ALL.len()],
     rejections: [Counter; Rejection::ALL.len()],
     unrouted: Arc<HostMeter>,
+    /// TCP tunnels' series, by port.
+    pub tcp: TcpSeries,
 }
 
 impl Metrics {
@@ -297,6 +309,7 @@ impl Metrics {
             reasons,
         );
         let unrouted = HostMeter::new(&series, UNROUTED);
+        let tcp = TcpSeries::register(&mut registry);
         Arc::new(Self {
             registry,
             series,
@@ -311,6 +324,7 @@ impl Metrics {
             limits,
             rejections,
             unrouted,
+            tcp,
         })
     }
 
