@@ -376,7 +376,15 @@ impl DaemonConfig {
         // The inspector keeps as many requests as `ggrokctl logs` does.
         inspect.limits.count = request_log;
 
-        let tunnels = tunnel::parse(path, text, &raw.tunnels)?;
+        // Each server picks a port of its own for `tcp = 0`: with several, the ports must be given.
+        let several = if servers.len() > 1 {
+            Some("with several servers in `server`")
+        } else if replicas == Replicas::All {
+            Some("with replicas = \"all\" (every replica of the server)")
+        } else {
+            None
+        };
+        let tunnels = tunnel::parse(path, text, &raw.tunnels, several)?;
         Ok(Self {
             path: path.to_owned(),
             servers,

@@ -63,7 +63,14 @@ impl fmt::Display for Public {
 }
 
 /// Validates the tunnels, in file order.
-pub(super) fn parse(path: &Path, text: &str, raw: &[RawTunnel]) -> Result<Vec<TunnelSpec>, ConfigError> {
+/// Validates the `[[tunnel]]`s; `several` says why the daemon reaches several servers (or
+/// replicas), where a TCP tunnel's port must be given rather than picked (`tcp = 0`).
+pub(super) fn parse(
+    path: &Path,
+    text: &str,
+    raw: &[RawTunnel],
+    several: Option<&str>,
+) -> Result<Vec<TunnelSpec>, ConfigError> {
     let at =
         |span: std::ops::Range<usize>, key: &str, msg: String| ConfigError::at(path, text, span, key, msg);
     let mut tunnels: Vec<TunnelSpec> = Vec::with_capacity(raw.len());
@@ -83,6 +90,16 @@ pub(super) fn parse(path: &Path, text: &str, raw: &[RawTunnel]) -> Result<Vec<Tu
                         format!("{}: expected a port from 0 to 65535 (0: any the server picks)", p.get_ref()),
                     )
                 })?;
+                if let Some(why) = several.filter(|_| port == 0) {
+                    return Err(at(
+                        p.span(),
+                        &key("tcp"),
+                        format!(
+                            "tcp = 0 lets the server pick a port, and {why} each would pick its own: give \
+                             the port (one of the server's [[client]] ports)"
+                        ),
+                    ));
+                }
                 if port == 0 && tunnels.iter().any(|o| o.host == Public::Tcp(0)) {
                     return Err(at(
                         p.span(),
@@ -170,6 +187,23 @@ mod tests {
         assert_eq!(c.tunnels[1].host.tcp_port(), Some(0));
         assert!(c.tunnels[0].proxy_protocol && !c.tunnels[1].proxy_protocol);
         assert_eq!(super::Public::parse_key("tcp:5432").unwrap(), c.tunnels[0].host);
+    }
+
+    #[test]
+    fn any_port_needs_one_server() {
+        let tunnel = "[[tunnel]]\ntcp = 0\nlocal = \"22\"\n";
+        let several = format!("server = [\"ws://a\", \"ws://b\"]\n{tunnel}");
+        let err = DaemonConfig::parse(Path::new("g.toml"), &several).unwrap_err().to_string();
+        assert!(
+            err.starts_with("g.toml:3: tunnel[0].tcp: tcp = 0 lets the server pick")
+                && err.contains("several servers"),
+            "{err}"
+        );
+        let all = format!("server = \"ws://a\"\nreplicas = \"all\"\n{tunnel}");
+        let err = DaemonConfig::parse(Path::new("g.toml"), &all).unwrap_err().to_string();
+        assert!(err.starts_with("g.toml:4: tunnel[0].tcp: ") && err.contains("replicas = \"all\""), "{err}");
+        let given = format!("server = [\"ws://a\", \"ws://b\"]\n[[tunnel]]\ntcp = 2222\nlocal = \"22\"\n");
+        assert!(DaemonConfig::parse(Path::new("g.toml"), &given).is_ok(), "a given port is fine");
     }
 
     #[test]
