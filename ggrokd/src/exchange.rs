@@ -9,6 +9,7 @@
 use crate::inspect::{Arrival, Entry, Inspector, Side};
 use crate::reqlog::{Record, RequestLog};
 use crate::stats::{Outcome, TunnelStats};
+use crate::tunnels::Tunnel;
 use bytes::Bytes;
 use ggrok_proto::ctl::MAX_LOGGED_PATH;
 use ggrok_proto::h2io::{RecvBody, StreamIo};
@@ -84,20 +85,21 @@ impl Exchange {
         }
     }
 
-    /// Captures this request in `inspector` (when it captures), as it went to `tunnel`.
-    pub fn inspected<B>(mut self, inspector: &Inspector, tunnel: &str, req: &Request<B>) -> Self {
+    /// Captures this request in `inspector` (when it captures), as it went to `tunnel`. Nothing
+    /// is copied or allocated when the inspector is off.
+    pub fn inspected<B>(mut self, inspector: &Inspector, tunnel: &Tunnel, req: &Request<B>) -> Self {
         if inspector.enabled() {
             let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-            self.capture = inspector.capture(&Arrival {
+            self.capture = Some(inspector.store.begin(&Arrival {
                 host: &self.host,
-                tunnel,
+                tunnel: &tunnel.host(),
                 method: self.method.as_str(),
                 path,
                 headers: req.headers(),
                 client: self.client,
                 upgrade: self.upgrade.as_deref(),
                 replay_of: None,
-            });
+            }));
         }
         self
     }

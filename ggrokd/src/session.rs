@@ -200,7 +200,7 @@ async fn serve_stream(
                     link.requests.fetch_add(1, Ordering::Relaxed);
                     let req = Request::from_parts(parts, ());
                     let exchange = Exchange::start(&daemon.requests, &tunnel.stats, host, &req, Some(&p))
-                        .inspected(&daemon.inspector, &tunnel.host(), &req);
+                        .inspected(&daemon.inspector, &tunnel, &req);
                     let (tunnel_side, side) = tokio::sync::oneshot::channel();
                     let resp = tokio::select! {
                         resp = link.local.upgrade(&tunnel, p, req, side, exchange) => resp,
@@ -236,7 +236,7 @@ async fn serve_stream(
                 link.requests.fetch_add(1, Ordering::Relaxed);
                 let req = Request::from_parts(parts, RecvBody::new(recv).counted(&daemon.budget));
                 let mut exchange = Exchange::start(&daemon.requests, &tunnel.stats, host, &req, None)
-                    .inspected(&daemon.inspector, &tunnel.host(), &req);
+                    .inspected(&daemon.inspector, &tunnel, &req);
                 let req = exchange.meter_request(req);
                 tokio::select! {
                     resp = link.local.forward(&tunnel, req, exchange) => resp,

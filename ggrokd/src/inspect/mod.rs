@@ -49,9 +49,4 @@ impl Inspector {
     pub fn set_enabled(&self, enabled: bool) {
         self.enabled.store(enabled, Relaxed);
     }
-
-    /// Captures a request that arrived, when enabled.
-    pub fn capture(&self, arrival: &Arrival) -> Option<Arc<Entry>> {
-        self.enabled().then(|| self.store.begin(arrival))
-    }
 }
