@@ -158,6 +158,18 @@ impl Daemon {
         groups.iter().find(|g| g.endpoint.server == *server).map(|g| g.endpoint.clone())
     }
 
+    /// Why the servers would each pick a different port for `tcp = 0` (several servers, or every
+    /// replica of one), in the words of the config error; `None` when one server picks it.
+    pub fn tcp_any_port_refused(&self) -> Option<&'static str> {
+        if self.groups.read().expect("groups lock").len() > 1 {
+            Some("with several servers in `server`")
+        } else if *self.replicas.read().expect("replicas lock") == Replicas::All {
+            Some("with replicas = \"all\" (every replica of the server)")
+        } else {
+            None
+        }
+    }
+
     /// Every server's endpoint, in config order.
     pub fn endpoints(&self) -> Vec<Endpoint> {
         self.groups.read().expect("groups lock").iter().map(|g| g.endpoint.clone()).collect()

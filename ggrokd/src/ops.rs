@@ -32,6 +32,9 @@ pub enum OpError {
     /// The server refused the tunnel.
     #[error("{0}")]
     Refused(String),
+    /// The tunnel cannot be served as asked (whatever the server says).
+    #[error("{0}")]
+    Invalid(String),
     /// The config file could not be read, edited or written, or is invalid.
     #[error("{0}")]
     Config(String),
@@ -71,6 +74,12 @@ pub struct Added {
 /// accepted it (or no connection is up), into the config file when `save`.
 pub async fn add(daemon: &Daemon, new: NewTunnel) -> Result<Added, OpError> {
     let key = new.spec.host.to_string();
+    if let Some(why) = daemon.tcp_any_port_refused().filter(|_| new.spec.host == Public::Tcp(0)) {
+        return Err(OpError::Invalid(format!(
+            "a TCP tunnel without a port lets the server pick one, and {why} each would pick its own: give \
+             the port (ggrokctl add --tcp PORT LOCAL, one of the server's [[client]] ports)"
+        )));
+    }
     let tunnel = {
         let _edit = daemon.edits.lock().await;
         if let Some(existing) = daemon.tunnels.get(&key) {

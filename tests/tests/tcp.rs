@@ -3,6 +3,8 @@
 
 #[path = "tcp/limits.rs"]
 mod limits;
+#[path = "tcp/transports.rs"]
+mod transports;
 
 use ggrok_tests::TEST_TOKEN;
 use ggrok_tests::cluster::Daemon;

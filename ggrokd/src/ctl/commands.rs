@@ -48,12 +48,13 @@ fn failed(e: OpError) -> Reply {
         OpError::NotFound(_) => ErrorCode::NotFound,
         OpError::Refused(_) => ErrorCode::Refused,
         OpError::Config(_) => ErrorCode::Config,
+        OpError::Invalid(_) => ErrorCode::InvalidArgument,
     };
     error(code, e.to_string())
 }
 
-/// Every tunnel as `list` and `status` show it: a TCP tunnel as `tcp://SERVER_HOST:PORT` (the
-/// first server's host; `PORT` is 0 until the server picked one for `tcp = 0`).
+/// Every tunnel as `list` and `status` show it: a TCP tunnel as `tcp://SERVER_HOST:PORT` (one
+/// per server, comma-separated; `PORT` is 0 until the server picked one for `tcp = 0`).
 fn infos(daemon: &Daemon) -> Vec<ggrok_proto::ctl::TunnelInfo> {
     daemon.tunnels.all().iter().map(|t| info(daemon, t)).collect()
 }
@@ -62,9 +63,16 @@ fn infos(daemon: &Daemon) -> Vec<ggrok_proto::ctl::TunnelInfo> {
 fn info(daemon: &Daemon, tunnel: &crate::tunnels::Tunnel) -> ggrok_proto::ctl::TunnelInfo {
     let mut info = tunnel.info();
     if let Some(port) = tunnel.spec.host.tcp_port() {
-        let server = daemon.endpoints().first().map(|e| e.server.host.clone()).unwrap_or_default();
-        let server = if server.contains(':') { format!("[{server}]") } else { server };
-        info.host = format!("tcp://{server}:{port}");
+        let urls: Vec<String> = daemon
+            .endpoints()
+            .iter()
+            .map(|e| {
+                let host = &e.server.host;
+                let host = if host.contains(':') { format!("[{host}]") } else { host.clone() };
+                format!("tcp://{host}:{port}")
+            })
+            .collect();
+        info.host = urls.join(", ");
     }
     info
 }

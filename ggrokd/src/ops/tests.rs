@@ -153,3 +153,25 @@ async fn reload_claims_displaced_tunnels_again_with_takeover() {
     assert!(reload(&s.daemon).await.unwrap_err().contains("nothing changed"));
     assert_eq!(s.daemon.tunnels.all().len(), 2);
 }
+
+#[tokio::test]
+async fn any_port_is_refused_with_several_servers() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ggrokd.toml");
+    std::fs::write(&path, "server = [\"ws://a\", \"ws://b\"]\n").unwrap();
+    let daemon = Daemon::new(&DaemonConfig::load(&path).unwrap(), "d".into());
+    let mut any = new_tunnel("x.test");
+    any.spec.host = Public::Tcp(0);
+    let err = add(&daemon, any).await.err().expect("refused");
+    assert!(
+        matches!(&err, OpError::Invalid(m) if m.contains("with several servers") && m.contains("give the port")),
+        "{err}"
+    );
+    assert!(daemon.tunnels.all().is_empty(), "nothing added");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "server = [\"ws://a\", \"ws://b\"]\n");
+    // A port given is fine (it waits for the servers).
+    let mut given = new_tunnel("x.test");
+    given.spec.host = Public::Tcp(20001);
+    given.save = false;
+    add(&daemon, given).await.expect("a given port is added");
+}
