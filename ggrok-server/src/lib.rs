@@ -19,6 +19,7 @@ pub mod cli;
 pub mod config;
 pub mod ops;
 pub mod public;
+pub mod reload;
 pub mod tls;
 pub mod tunnel;
 pub mod workers;
@@ -42,8 +43,11 @@ const PURGE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Everything the request handlers share, across workers.
 pub struct State {
-    /// The validated configuration.
-    pub config: ServerConfig,
+    /// The validated configuration, replaced whole by a reload ([`reload`]); read it with
+    /// [`State::config`].
+    config: arc_swap::ArcSwap<ServerConfig>,
+    /// The certificates the HTTPS listener presents, replaced by a reload.
+    pub certificates: Option<Arc<tls::Certificates>>,
     /// Host → the daemon serving it, and the host's metrics.
     pub registry: Registry<tunnel::daemons::Daemon, Arc<HostMeter>>,
     /// Public TCP port → the daemon serving it, and the ports' sockets.
@@ -80,6 +84,17 @@ pub struct State {
 }
 
 impl State {
+    /// The configuration in force now. Hold it only briefly (a reload replaces it); clone the
+    /// `Arc` ([`State::config_now`]) to keep it across an await.
+    pub fn config(&self) -> arc_swap::Guard<Arc<ServerConfig>> {
+        self.config.load()
+    }
+
+    /// The configuration in force now, to keep.
+    pub fn config_now(&self) -> Arc<ServerConfig> {
+        self.config.load_full()
+    }
+
     fn next_session_id(&self) -> u64 {
         self.next_session.fetch_add(1, Ordering::Relaxed) + 1
     }
@@ -98,8 +113,18 @@ impl State {
 /// worker 0) until `shutdown` is cancelled. Then it stops accepting, lets requests in flight
 /// finish for up to the configured grace period, and closes the tunnel sessions (HTTP/2 GOAWAY),
 /// so daemons reconnect on their own to the next server.
-pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let listeners = workers::Listeners::bind(&config).await?;
+///
+/// With a `source`, SIGHUP reloads the configuration from it ([`reload`]).
+pub async fn run(
+    config: ServerConfig,
+    source: Option<reload::Source>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let certificates = match &config.tls {
+        Some(tls) => Some(Arc::new(tls::Certificates::load(&tls.certificates)?)),
+        None => None,
+    };
+    let listeners = workers::Listeners::bind(&config, certificates.as_ref()).await?;
     let limits = &config.limits;
     let pending = Pending::new(limits.max_pending_connections, limits.max_pending_per_ip);
     let metrics = Metrics::new();
@@ -110,7 +135,8 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
     // TCP tunnel ports listen where the public port does.
     let ports = tunnel::ports::Ports::new(config.listen.ip(), tunnel::registry::OFFLINE_GRACE);
     let state = Arc::new(State {
-        config,
+        config: arc_swap::ArcSwap::from_pointee(config),
+        certificates,
         registry: Registry::with_meters(tunnel::registry::OFFLINE_GRACE, move |host| meters.meter(host)),
         ports,
         daemons: Daemons::default(),
@@ -130,11 +156,14 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
         next_anonymous: AtomicU64::new(0),
     });
     tokio::spawn(purge_offline_hosts(state.clone()));
+    if let Some(source) = source {
+        tokio::spawn(reload::on_sighup(state.clone(), source));
+    }
     // Every worker listens before the server says it does. Worker threads keep their runtimes
     // (and the tasks on them) until everything is closed.
     let finished = CancellationToken::new();
     let mut others = workers::spawn(&state, &listeners.plain, listeners.https.as_ref(), finished.clone())?;
-    let path = &state.config.tunnel_path;
+    let path = state.config().tunnel_path.clone();
     let plain_addr = listeners.plain.local_addr()?;
     info!("listening on {plain_addr} (http, tunnel endpoint {path})");
     if let Some((https, _)) = &listeners.https {
@@ -155,7 +184,7 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
     workers::serve(state.clone(), listeners.plain, https).await;
     others.accepting_done().await;
     state.public.close();
-    let grace = state.config.shutdown_grace;
+    let grace = state.config().shutdown_grace;
     if !state.public.is_empty() {
         info!("waiting up to {:.1}s for requests in flight", grace.as_secs_f64());
     }

@@ -17,7 +17,7 @@ fn main() -> std::process::ExitCode {
     };
     if cli.check {
         if let Some(tls) = &config.tls
-            && let Err(e) = ggrok_server::tls::acceptor(&tls.certificates)
+            && let Err(e) = ggrok_server::tls::Certificates::load(&tls.certificates)
         {
             eprintln!("ggrok-server: {}: [tls]: {e:#}", cli.config.display());
             return std::process::ExitCode::from(2);
@@ -32,7 +32,8 @@ fn main() -> std::process::ExitCode {
         return std::process::ExitCode::SUCCESS;
     }
     ggrok_proto::logging::init(&config.log_level);
-    match serve(config) {
+    let source = ggrok_server::reload::Source { path: cli.config.clone(), port_env: port };
+    match serve(config, source) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ggrok-server: {e:#}");
@@ -45,7 +46,7 @@ fn main() -> std::process::ExitCode {
 /// [`ggrok_server::run`] starts the other workers, each a current-thread runtime of its own: no
 /// work-stealing scheduler, so a connection and its requests stay on one thread without
 /// cross-thread wake-ups (docs/benchmarks.md).
-fn serve(config: ServerConfig) -> anyhow::Result<()> {
+fn serve(config: ServerConfig, source: ggrok_server::reload::Source) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -56,6 +57,6 @@ fn serve(config: ServerConfig) -> anyhow::Result<()> {
                 shutdown.clone(),
                 ggrok_proto::notify::stopping,
             ));
-            ggrok_server::run(config, shutdown).await
+            ggrok_server::run(config, Some(source), shutdown).await
         })
 }

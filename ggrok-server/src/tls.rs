@@ -2,6 +2,7 @@
 //! certificates included. rustls with the `ring` provider; no OpenSSL.
 
 use anyhow::{Context, anyhow};
+use arc_swap::ArcSwap;
 use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -21,21 +22,56 @@ pub struct CertPair {
     pub key: PathBuf,
 }
 
-/// Loads every pair and builds the acceptor. The first pair is the default for clients that send
-/// no SNI or a name no certificate covers.
-pub fn acceptor(pairs: &[CertPair]) -> anyhow::Result<TlsAcceptor> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let certs = pairs.iter().map(|p| load(p, &provider)).collect::<anyhow::Result<Vec<_>>>()?;
-    if certs.is_empty() {
-        return Err(anyhow!("TLS needs at least one certificate"));
+/// The certificates the HTTPS listener presents. A reload replaces them whole
+/// ([`Certificates::replace`]): connections accepted afterwards get the new ones, connections
+/// already open keep what they negotiated.
+#[derive(Debug)]
+pub struct Certificates {
+    current: ArcSwap<SniResolver>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl Certificates {
+    /// Loads every pair. The first pair is the default for clients that send no SNI or a name no
+    /// certificate covers.
+    pub fn load(pairs: &[CertPair]) -> anyhow::Result<Self> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let resolver = SniResolver::load(pairs, &provider)?;
+        Ok(Self { current: ArcSwap::from_pointee(resolver), provider })
     }
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("TLS protocol versions")?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(SniResolver { certs }));
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(config)))
+
+    /// Loads `pairs` for [`Certificates::install`]; the reason when any of them is unusable
+    /// (nothing changes then).
+    pub fn prepare(&self, pairs: &[CertPair]) -> anyhow::Result<Loaded> {
+        SniResolver::load(pairs, &self.provider).map(Loaded)
+    }
+
+    /// Presents the certificates of `loaded` from the next handshake on.
+    pub fn install(&self, loaded: Loaded) {
+        self.current.store(Arc::new(loaded.0));
+    }
+
+    /// The acceptor of the HTTPS listener, presenting these certificates as they are at each
+    /// handshake.
+    pub fn acceptor(self: &Arc<Self>) -> anyhow::Result<TlsAcceptor> {
+        let mut config = ServerConfig::builder_with_provider(self.provider.clone())
+            .with_safe_default_protocol_versions()
+            .context("TLS protocol versions")?
+            .with_no_client_auth()
+            .with_cert_resolver(self.clone());
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(TlsAcceptor::from(Arc::new(config)))
+    }
+}
+
+/// Certificates loaded by [`Certificates::prepare`], not presented yet.
+#[derive(Debug)]
+pub struct Loaded(SniResolver);
+
+impl ResolvesServerCert for Certificates {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.current.load().resolve(hello)
+    }
 }
 
 fn load(pair: &CertPair, provider: &CryptoProvider) -> anyhow::Result<Arc<CertifiedKey>> {
@@ -62,6 +98,14 @@ struct SniResolver {
 }
 
 impl SniResolver {
+    fn load(pairs: &[CertPair], provider: &CryptoProvider) -> anyhow::Result<Self> {
+        let certs = pairs.iter().map(|p| load(p, provider)).collect::<anyhow::Result<Vec<_>>>()?;
+        if certs.is_empty() {
+            return Err(anyhow!("TLS needs at least one certificate"));
+        }
+        Ok(Self { certs })
+    }
+
     fn covering(&self, name: &str) -> Option<Arc<CertifiedKey>> {
         let name = ServerName::try_from(name).ok()?;
         self.certs

@@ -45,19 +45,22 @@ pub struct Listeners {
 impl Listeners {
     /// Binds every listener the configuration names; with more than one worker the public ones
     /// allow the other workers to bind the same addresses.
-    pub async fn bind(config: &ServerConfig) -> anyhow::Result<Self> {
+    pub async fn bind(
+        config: &ServerConfig,
+        certificates: Option<&Arc<crate::tls::Certificates>>,
+    ) -> anyhow::Result<Self> {
         let shared = count(config.threads) > 1;
         let send_buffer = config.limits.send_buffer;
         let plain = listen(config.listen, shared, send_buffer)
             .with_context(|| format!("cannot listen on {}", config.listen))?;
-        let https = match &config.tls {
-            Some(t) => {
-                let acceptor = crate::tls::acceptor(&t.certificates)?;
+        let https = match (&config.tls, certificates) {
+            (Some(t), Some(certificates)) => {
+                let acceptor = certificates.acceptor()?;
                 let listener = listen(t.listen, shared, send_buffer)
                     .with_context(|| format!("cannot listen on {} (tls.listen)", t.listen))?;
                 Some((listener, acceptor))
             }
-            None => None,
+            _ => None,
         };
         let admin = match &config.admin {
             Some(a) => Some(
@@ -147,7 +150,7 @@ pub fn spawn(
                 };
                 runtime.block_on(async move {
                     let bind = || -> anyhow::Result<_> {
-                        let send_buffer = state.config.limits.send_buffer;
+                        let send_buffer = state.config().limits.send_buffer;
                         let plain = listen(plain_addr, true, send_buffer)
                             .with_context(|| format!("worker {worker}: cannot listen on {plain_addr}"))?;
                         let https = match https {

@@ -94,7 +94,7 @@ pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(20);
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// One `[[client]]`: a token and the hosts it may claim.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientEntry {
     /// Name for logs and for the daemon's greeting.
     pub name: String,

@@ -75,7 +75,7 @@ pub fn answer<B>(state: &State, req: &Request<B>) -> Response<Full<Bytes>> {
             let scrape = Scrape {
                 hosts_online: state.registry.online(),
                 daemons: &daemons,
-                replica: &state.config.cluster.replica,
+                replica: &state.config().cluster.replica,
             };
             let body = state.metrics.encode(&scrape);
             let mut resp = Response::new(Full::new(Bytes::from(body)));

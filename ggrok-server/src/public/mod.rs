@@ -84,7 +84,7 @@ async fn open_connection(state: Arc<State>, stream: TcpStream, peer: SocketAddr,
         Ok(slot) => slot,
         Err(over) => return refuse_pending(&state, stream, peer, over, tls.is_some()).await,
     };
-    let deadline = Instant::now() + state.config.limits.header_read_timeout;
+    let deadline = Instant::now() + state.config().limits.header_read_timeout;
     match tls {
         None => serve_io(state, stream, peer, false, deadline, slot).await,
         Some(acceptor) => match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
@@ -146,7 +146,7 @@ async fn serve_io<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let max = state.config.limits.max_header_bytes;
+    let max = state.config().limits.max_header_bytes;
     let head = match tokio::time::timeout_at(deadline, prelude::first_head(&mut io, max)).await {
         Ok(Ok(head)) => head,
         Ok(Err(NoHead::Closed)) => return,
@@ -181,12 +181,12 @@ async fn serve_io<S>(
     };
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(state.config.limits.header_read_timeout)
+        .header_read_timeout(state.config().limits.header_read_timeout)
         .max_buf_size(max.max(HYPER_BUFFER))
         .serve_connection(TokioIo::new(prelude::Prefixed::new(head, io)), service)
         .with_upgrades();
     tokio::pin!(conn);
-    let stalled_after = state.config.limits.stalled_read_timeout;
+    let stalled_after = state.config().limits.stalled_read_timeout;
     let stalled = stall::stalled(&progress, stalled_after);
     tokio::pin!(stalled);
     let result = tokio::select! {
@@ -199,7 +199,7 @@ async fn serve_io<S>(
         _ = state.shutdown.cancelled() => {
             // Answers from now on say `Connection: close`, so the connection usually ends after
             // its next one; idle ones are closed after the lame-duck time.
-            let lame_duck = tokio::time::sleep(LAME_DUCK.min(state.config.shutdown_grace));
+            let lame_duck = tokio::time::sleep(LAME_DUCK.min(state.config().shutdown_grace));
             tokio::select! {
                 r = conn.as_mut() => r,
                 _ = &mut stalled => return,
@@ -249,8 +249,8 @@ async fn route(
     req: http::Request<Incoming>,
 ) -> http::Response<ggrok_proto::http::Body> {
     let started = std::time::Instant::now();
-    let redirect = !conn.secure && state.config.tls.as_ref().is_some_and(|t| t.redirect_http);
-    if req.uri().path() == state.config.tunnel_path {
+    let redirect = !conn.secure && state.config().tls.as_ref().is_some_and(|t| t.redirect_http);
+    if req.uri().path() == state.config().tunnel_path {
         if redirect {
             state.metrics.rejected(Rejection::TlsRequired);
             return ggrok_proto::http::text(

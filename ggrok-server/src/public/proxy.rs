@@ -282,7 +282,7 @@ fn stream_permit(
     host: &str,
 ) -> Result<OwnedSemaphorePermit, Refusal> {
     session.stream_permit().map_err(|_| {
-        let max = state.config.limits.max_streams_per_session;
+        let max = state.config().limits.max_streams_per_session;
         state.metrics.limit_hit(Limit::MaxStreamsPerSession);
         if let Some(held_back) = state.limit_log.allow(Limit::MaxStreamsPerSession.key()) {
             warn!(peer = %conn.peer, host, held_back, "limit: {max} requests in flight on the tunnel: 503");

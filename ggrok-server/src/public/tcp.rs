@@ -27,7 +27,7 @@ pub async fn serve(state: Arc<State>, listener: std::net::TcpListener, port: u16
     };
     info!(port, "TCP tunnel port listening");
     // `[limits] max_tcp_connections_per_tunnel`: the port is the tunnel's.
-    let slots = Arc::new(Semaphore::new(state.config.limits.max_tcp_connections_per_tunnel));
+    let slots = Arc::new(Semaphore::new(state.config().limits.max_tcp_connections_per_tunnel));
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -36,7 +36,7 @@ pub async fn serve(state: Arc<State>, listener: std::net::TcpListener, port: u16
                         state.public.spawn(forward(state.clone(), socket, peer, port, slot));
                     }
                     Err(_) => {
-                        let max = state.config.limits.max_tcp_connections_per_tunnel;
+                        let max = state.config().limits.max_tcp_connections_per_tunnel;
                         super::limit_hit(&state, peer, Limit::MaxTcpConnectionsPerTunnel, &format!(
                             "TCP port {port} has {max} connections open: connection closed (max_tcp_connections_per_tunnel)"
                         ));
@@ -102,7 +102,7 @@ async fn forward(
         Err(e) => return debug!(port, %peer, "TCP connection: the tunnel failed: {}", error_chain(&e)),
     };
     let _held = permit;
-    let idle_after = state.config.limits.tcp_idle_timeout;
+    let idle_after = state.config().limits.tcp_idle_timeout;
     let spliced = ggrok_proto::tally::splice(socket, stream, Traffic(meter, activity.clone()), ());
     tokio::select! {
         result = spliced => if let Err(e) = result {

@@ -1,6 +1,6 @@
 //! Token checks for tunnel clients, in constant time.
 
-use crate::config::ClientEntry;
+use crate::config::{ClientEntry, ServerConfig};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -15,6 +15,26 @@ pub fn authenticate<'a>(clients: &'a [ClientEntry], token: &str) -> Option<&'a C
         }
     }
     found
+}
+
+/// How an anonymous client's name starts (`anonymous-N`; its token digest is all zeros).
+pub const ANONYMOUS: &str = "anonymous-";
+
+/// What the configuration in force admits for a session that authenticated as `name` with the
+/// token whose digest is `token_sha256`: its `[[client]]` (same name, same token), or for an
+/// anonymous client the anonymous hosts. `None` once a reload removed the client, changed its
+/// token or stopped allowing anonymous clients.
+pub fn current(config: &ServerConfig, name: &str, token_sha256: &[u8; 32]) -> Option<ClientEntry> {
+    if *token_sha256 == [0; 32] && name.starts_with(ANONYMOUS) {
+        let hosts = config.anonymous_hosts.clone()?;
+        return Some(ClientEntry {
+            name: name.to_owned(),
+            token_sha256: [0; 32],
+            hosts,
+            ports: Default::default(),
+        });
+    }
+    config.clients.iter().find(|c| c.name == name && c.token_sha256 == *token_sha256).cloned()
 }
 
 /// The token of an `Authorization: Bearer <token>` header value.

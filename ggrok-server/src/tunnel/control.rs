@@ -49,12 +49,13 @@ pub async fn greet(state: &State, ids: Ids<'_>, control: &mut Control) -> Result
         session: ids.session,
         worker: v2.then_some(ids.worker),
         workers: v2.then_some(state.workers),
-        replica: v2.then(|| state.config.cluster.replica.clone()),
+        replica: v2.then(|| state.config().cluster.replica.clone()),
     };
     if let Err(e) = control.send(hello).await {
         return Err(format!("control stream: {e}"));
     }
-    match tokio::time::timeout(state.config.limits.handshake_timeout, control.next()).await {
+    let timeout = state.config().limits.handshake_timeout;
+    match tokio::time::timeout(timeout, control.next()).await {
         Ok(Some(Ok(ClientMessage::Hello { version, agent, daemon, connection }))) => {
             info!(session = ids.session, agent, version, daemon, connection, "daemon identified");
             Ok(Greeting { daemon: daemon.filter(|_| v2), connection: connection.filter(|_| v2) })
@@ -155,6 +156,18 @@ struct Claimant<'a> {
 }
 
 impl Claimant<'_> {
+    /// What the configuration in force now lets this session's client claim (a reload may have
+    /// changed it since the session began); the reason when it no longer admits the client.
+    fn entry(&self) -> Result<ClientEntry, String> {
+        let config = self.state.config();
+        super::auth::current(&config, &self.client.name, &self.client.token_sha256).ok_or_else(|| {
+            format!(
+                "client {:?} is no longer admitted by the server's config (removed, or its token changed)",
+                self.client.name
+            )
+        })
+    }
+
     /// Claims `host` for the daemon; the reason when refused.
     fn claim(&self, host: &str, takeover: bool) -> Result<(), String> {
         let (session, client) = (self.session.id, &self.client.name);
@@ -163,14 +176,15 @@ impl Claimant<'_> {
             reason
         };
         let pattern = HostPattern::parse(host).map_err(|e| refuse(format!("invalid host {host:?}: {e}")))?;
-        if !self.client.hosts.iter().any(|allowed| allowed.allows(&pattern)) {
-            let allowed: Vec<String> = self.client.hosts.iter().map(|h| h.to_string()).collect();
+        let entry = self.entry().map_err(refuse)?;
+        if !entry.hosts.iter().any(|allowed| allowed.allows(&pattern)) {
+            let allowed: Vec<String> = entry.hosts.iter().map(|h| h.to_string()).collect();
             return Err(refuse(format!(
                 "client {client:?} may not claim {pattern}; its allowed hosts are {}",
                 allowed.join(", ")
             )));
         }
-        let max = self.state.config.limits.max_hosts_per_client;
+        let max = self.state.config().limits.max_hosts_per_client;
         match self.state.registry.claim(&pattern.to_string(), self.daemon, max, takeover) {
             Ok(Claim::Registered) => {
                 self.state.readiness.claimed();
@@ -207,11 +221,13 @@ impl Claimant<'_> {
     /// new; the port granted, or the reason when refused.
     fn claim_port(&self, port: u16, takeover: bool) -> Result<u16, String> {
         let (session, client) = (self.session.id, &self.client.name);
-        let granted = self.state.ports.claim(port, client, &self.client.ports, self.daemon, takeover);
-        let granted = granted.map_err(|refused| {
-            warn!(session, client, port, "TCP port refused: {refused}");
-            refused.to_string()
-        })?;
+        let refuse = |reason: String| {
+            warn!(session, client, port, "TCP port refused: {reason}");
+            reason
+        };
+        let entry = self.entry().map_err(refuse)?;
+        let granted = self.state.ports.claim(port, client, &entry.ports, self.daemon, takeover);
+        let granted = granted.map_err(|refused| refuse(refused.to_string()))?;
         let port = granted.port;
         self.state.readiness.claimed();
         if let Some((listener, stop)) = granted.bound {

@@ -106,6 +106,11 @@ pub struct Daemons {
 }
 
 impl Daemons {
+    /// Every connected daemon.
+    pub fn all(&self) -> Vec<Arc<Daemon>> {
+        self.table.lock().expect("daemons lock").values().cloned().collect()
+    }
+
     /// Adds `session` to its daemon (made when it is the first). `identity` is the daemon id
     /// from its greeting; `None` (version 1) makes the session a daemon of its own.
     pub fn join(&self, session: &Arc<Session>, identity: Option<&str>) -> Joined {

@@ -99,11 +99,11 @@ pub fn accept(state: &Arc<State>, peer: SocketAddr, mut req: Request<Incoming>) 
         }
     };
     let token = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer);
-    let client = match (token, &state.config.anonymous_hosts) {
-        (Some(t), _) => authenticate(&state.config.clients, t).cloned(),
+    let client = match (token, &state.config().anonymous_hosts) {
+        (Some(t), _) => authenticate(&state.config().clients, t).cloned(),
         // Each anonymous client is a client of its own: none can take over another's hosts.
         (None, Some(hosts)) => Some(ClientEntry {
-            name: format!("anonymous-{}", state.next_anonymous_id()),
+            name: format!("{}{}", auth::ANONYMOUS, state.next_anonymous_id()),
             token_sha256: [0; 32],
             hosts: hosts.clone(),
             ports: Default::default(),
@@ -161,8 +161,8 @@ async fn serve<IO>(
     let id = state.next_session_id();
     let worker = crate::workers::current();
     let setup = tokio::time::timeout(
-        state.config.limits.handshake_timeout,
-        open(io, state.config.keepalive_interval, state.budget.windows()),
+        state.config().limits.handshake_timeout,
+        open(io, state.config().keepalive_interval, state.budget.windows()),
     );
     let (sender, control, mut connection) = match setup.await {
         Ok(Ok(parts)) => parts,
@@ -176,7 +176,7 @@ async fn serve<IO>(
             return warn!(session = id, client = %client.name, %peer, "tunnel setup timed out");
         }
     };
-    let codec = ServerCodec::with_max_message(state.config.limits.max_control_message);
+    let codec = ServerCodec::with_max_message(state.config().limits.max_control_message);
     let mut control = Framed::new(control, codec);
     let ended = |done: Result<Result<(), h2c::Ended>, tokio::task::JoinError>| match done {
         Ok(Ok(())) => "connection closed".to_owned(),
@@ -200,11 +200,12 @@ async fn serve<IO>(
     let session = Arc::new(Session::new(session::Parts {
         id,
         client: client.name.clone(),
+        token_sha256: client.token_sha256,
         protocol,
         worker,
         connection: greeting.connection,
         sender,
-        max_streams: state.config.limits.max_streams_per_session,
+        max_streams: state.config().limits.max_streams_per_session,
         notify,
     }));
     let joined = state.daemons.join(&session, greeting.daemon.as_deref());
@@ -238,7 +239,7 @@ async fn serve<IO>(
             connection_done = true;
             ended(done)
         }
-        _ = session.closed() => "replaced by a new connection of the same daemon".to_owned(),
+        why = session.closed() => why,
         _ = state.close_sessions.cancelled() => "server shutting down".to_owned(),
     };
     // When this was the daemon's last session, new requests for its hosts now get "offline,

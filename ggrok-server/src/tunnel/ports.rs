@@ -209,6 +209,25 @@ impl<S: Owner> Ports<S> {
         gone
     }
 
+    /// Keeps the ports, online or offline, for which `keep(client, port)` holds and closes the
+    /// others at once (a reload no longer allows them); returns each port closed with the owner
+    /// that was serving it, if it was online.
+    pub fn retain_allowed(&self, keep: impl Fn(&str, u16) -> bool) -> Vec<(u16, Option<Arc<S>>)> {
+        let mut removed = Vec::new();
+        self.table.lock().expect("ports lock").retain(|port, entry| {
+            let (client, holder) = match &entry.holder {
+                Holder::Online(s) => (s.client().to_owned(), Some(s.clone())),
+                Holder::Offline { client, .. } => (client.clone(), None),
+            };
+            let kept = keep(&client, *port);
+            if !kept {
+                removed.push((*port, holder));
+            }
+            kept
+        });
+        removed
+    }
+
     /// Closes the offline ports older than the grace period.
     pub fn purge_offline(&self) {
         let grace = self.offline_grace;

@@ -196,6 +196,25 @@ impl<S: Owner, M: Clone> Registry<S, M> {
         mine
     }
 
+    /// Keeps the entries, online or offline, for which `keep(client, host)` holds and removes
+    /// the others at once (a reload no longer allows them); returns each host removed with the
+    /// owner that was serving it, if it was online.
+    pub fn retain_allowed(&self, keep: impl Fn(&str, &str) -> bool) -> Vec<(String, Option<Arc<S>>)> {
+        let mut removed = Vec::new();
+        self.hosts.write().expect("registry lock").retain(|host, entry| {
+            let (client, holder) = match entry {
+                Entry::Online(s, _) => (s.client().to_owned(), Some(s.clone())),
+                Entry::Offline { client, .. } => (client.clone(), None),
+            };
+            let kept = keep(&client, host);
+            if !kept {
+                removed.push((host.clone(), holder));
+            }
+            kept
+        });
+        removed
+    }
+
     /// Forgets offline hosts older than the grace period.
     pub fn purge_offline(&self) {
         let grace = self.offline_grace;

@@ -17,6 +17,9 @@ pub struct Session {
     pub id: u64,
     /// The `[[client]]` name it authenticated as.
     pub client: String,
+    /// SHA-256 of the token it authenticated with (zeros: anonymous), so a reload can tell
+    /// whether the token still admits it.
+    pub token_sha256: [u8; 32],
     /// The protocol version agreed on.
     pub protocol: u32,
     /// The worker whose runtime drives the connection.
@@ -29,6 +32,7 @@ pub struct Session {
     requests: AtomicU64,
     notify: mpsc::UnboundedSender<ServerMessage>,
     close: CancellationToken,
+    close_reason: std::sync::Mutex<Option<String>>,
 }
 
 /// What a session is made of.
@@ -37,6 +41,8 @@ pub struct Parts {
     pub id: u64,
     /// See [`Session::client`].
     pub client: String,
+    /// See [`Session::token_sha256`].
+    pub token_sha256: [u8; 32],
     /// See [`Session::protocol`].
     pub protocol: u32,
     /// See [`Session::worker`].
@@ -61,6 +67,7 @@ impl Session {
         Self {
             id: p.id,
             client: p.client,
+            token_sha256: p.token_sha256,
             protocol: p.protocol,
             worker: p.worker,
             connection: p.connection,
@@ -70,6 +77,7 @@ impl Session {
             requests: AtomicU64::new(0),
             notify: p.notify,
             close: CancellationToken::new(),
+            close_reason: Default::default(),
         }
     }
 
@@ -112,8 +120,17 @@ impl Session {
         self.close.cancel();
     }
 
-    /// Resolves when [`Session::close`] was called.
-    pub async fn closed(&self) {
-        self.close.cancelled().await
+    /// Ends the session, saying why in the server's log (a reload no longer admits it).
+    pub fn close_because(&self, reason: String) {
+        self.close_reason.lock().expect("close reason lock").get_or_insert(reason);
+        self.close.cancel();
+    }
+
+    /// Resolves when the session was closed ([`Session::close`], [`Session::close_because`]),
+    /// with the reason.
+    pub async fn closed(&self) -> String {
+        self.close.cancelled().await;
+        let reason = self.close_reason.lock().expect("close reason lock").clone();
+        reason.unwrap_or_else(|| "replaced by a new connection of the same daemon".to_owned())
     }
 }

@@ -14,10 +14,12 @@
 
 mod histogram;
 mod metered;
+mod reloads;
 mod tcp;
 
 pub use histogram::{BUCKETS, DurationHistogram};
 pub use metered::{Metered, PublicTraffic, respond};
+pub use reloads::ReloadSeries;
 pub use tcp::{TcpMeter, TcpSeries};
 
 use http::StatusCode;
@@ -226,6 +228,8 @@ pub struct Metrics {
     unrouted: Arc<HostMeter>,
     /// TCP tunnels' series, by port.
     pub tcp: TcpSeries,
+    /// Config reloads.
+    pub reloads: ReloadSeries,
 }
 
 impl Metrics {
@@ -310,6 +314,7 @@ impl Metrics {
         );
         let unrouted = HostMeter::new(&series, UNROUTED);
         let tcp = TcpSeries::register(&mut registry);
+        let reloads = ReloadSeries::register(&mut registry);
         Arc::new(Self {
             registry,
             series,
@@ -325,6 +330,7 @@ impl Metrics {
             rejections,
             unrouted,
             tcp,
+            reloads,
         })
     }
 
