@@ -85,8 +85,8 @@ fn log(o: &Outcome) {
     );
     if !o.need_restart.is_empty() {
         warn!(
-            "config reloaded, but these settings changed and take effect only after a restart \
-             (the old values stay in force): {}",
+            "these settings changed in the file and take effect only after a restart (the old \
+             values stay in force until then): {}",
             o.need_restart.join(", ")
         );
     }
@@ -100,9 +100,12 @@ pub fn reload(state: &Arc<State>, source: &Source) -> Result<Outcome, String> {
     let mut outcome = Outcome { need_restart: keep_bound_settings(&old, &mut new), ..Outcome::default() };
     // Certificates are loaded before anything changes: a bad one refuses the whole reload.
     let certificates = match (&new.tls, &state.certificates) {
-        (Some(tls), Some(current)) => Some((current, current.prepare(&tls.certificates).map_err(|e| {
-            format!("{}: [tls]: {e:#}", source.path.display())
-        })?)),
+        (Some(tls), Some(current)) => Some((
+            current,
+            current
+                .prepare(&tls.certificates)
+                .map_err(|e| format!("{}: [tls]: {e:#}", source.path.display()))?,
+        )),
         _ => None,
     };
     diff_clients(&old.clients, &new.clients, &mut outcome);
@@ -210,7 +213,8 @@ fn release_what_is_no_longer_allowed(state: &State, config: &ServerConfig, outco
         }
         outcome.released.push(host);
     }
-    let ports = state.ports.retain_allowed(|client, port| entry(client).is_some_and(|e| e.ports.allows(port)));
+    let ports =
+        state.ports.retain_allowed(|client, port| entry(client).is_some_and(|e| e.ports.allows(port)));
     for (port, holder) in ports {
         info!(port, "TCP port closed: its client may no longer claim it");
         if let Some(daemon) = holder {

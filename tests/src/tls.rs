@@ -73,21 +73,42 @@ pub async fn https_get(
     host: &str,
     path: &str,
 ) -> Result<(StatusCode, String, CertificateDer<'static>), String> {
-    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let name = ServerName::try_from(sni.to_owned()).map_err(|e| e.to_string())?;
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .map_err(|e| e.to_string())?;
-    let presented =
-        tls.get_ref().1.peer_certificates().and_then(|c| c.first()).cloned().ok_or("no certificate")?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(tls))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
-    let req = Request::get(path).header("host", host).body(Empty::new()).unwrap();
-    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-    let status = resp.status();
-    let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
-    Ok((status, String::from_utf8_lossy(&body).into_owned(), presented))
+    let mut connection = HttpsConnection::open(config, addr, sni).await?;
+    let (status, body) = connection.get(host, path).await?;
+    Ok((status, body, connection.presented))
+}
+
+/// An HTTPS/1.1 connection kept open for several requests.
+pub struct HttpsConnection {
+    sender: hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+    /// The certificate the server presented at the handshake.
+    pub presented: CertificateDer<'static>,
+}
+
+impl HttpsConnection {
+    /// Connects to `addr` with `sni` as TLS name.
+    pub async fn open(config: rustls::ClientConfig, addr: SocketAddr, sni: &str) -> Result<Self, String> {
+        let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        let name = ServerName::try_from(sni.to_owned()).map_err(|e| e.to_string())?;
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .map_err(|e| e.to_string())?;
+        let presented =
+            tls.get_ref().1.peer_certificates().and_then(|c| c.first()).cloned().ok_or("no certificate")?;
+        let (sender, conn) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(tls))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        Ok(Self { sender, presented })
+    }
+
+    /// `GET path` with `Host: host` on this connection: the status and the body.
+    pub async fn get(&mut self, host: &str, path: &str) -> Result<(StatusCode, String), String> {
+        let req = Request::get(path).header("host", host).body(Empty::new()).unwrap();
+        let resp = self.sender.send_request(req).await.map_err(|e| e.to_string())?;
+        let status = resp.status();
+        let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    }
 }
