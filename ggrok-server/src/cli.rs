@@ -9,6 +9,10 @@ use std::path::PathBuf;
 /// the ggrokd client that holds that host. Clients connect to the tunnel path of the same port,
 /// by an upgrade to raw HTTP/2 or by WebSocket; `threads` in the configuration sets the workers.
 ///
+/// SIGHUP reloads the configuration without dropping sessions that are still allowed: clients,
+/// tokens, hosts, ports, limits and certificates; an invalid file keeps the old one in force, and
+/// the log says why. SIGTERM drains requests in flight, then exits.
+///
 /// Example: ggrok-server --config /etc/ggrok/server.toml
 #[derive(Parser)]
 #[command(name = "ggrok-server", version, about, long_about)]
