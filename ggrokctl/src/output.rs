@@ -44,7 +44,7 @@ pub fn tunnel_table(tunnels: &[TunnelInfo], now: f64) -> String {
     if tunnels.is_empty() {
         return "no tunnels; add one with: ggrokctl add HOST PORT\n".into();
     }
-    let header = ["HOST", "LOCAL", "STATE", "REQUESTS", "4XX", "5XX", "ACTIVE", "LAST ERROR"];
+    let header = ["HOST", "LOCAL", "ACCESS", "STATE", "REQUESTS", "4XX", "5XX", "ACTIVE", "LAST ERROR"];
     let mut rows = vec![header.map(String::from).to_vec()];
     for t in tunnels {
         let mut state = t.state.as_str().to_owned();
@@ -57,6 +57,7 @@ pub fn tunnel_table(tunnels: &[TunnelInfo], now: f64) -> String {
         rows.push(vec![
             t.host.clone(),
             t.local.clone(),
+            t.access.as_ref().map_or_else(|| "-".into(), |a| a.brief()),
             state,
             t.requests.to_string(),
             t.status_4xx.to_string(),
@@ -268,6 +269,7 @@ mod tests {
             p99_ms: Some(250.0),
             last_error: None,
             saved: true,
+            access: None,
         }
     }
 
