@@ -33,6 +33,7 @@ mod tests {
             token_sha256: Sha256::digest(token).into(),
             hosts: vec![],
             ports: Default::default(),
+            require: Default::default(),
         }
     }
 

@@ -12,10 +12,12 @@
 //! released, or stays offline past its grace period) and no request in flight still uses them,
 //! so their number stays bounded as clients come and go.
 
+mod access;
 mod histogram;
 mod metered;
 mod tcp;
 
+pub use access::{AccessSeries, Denial};
 pub use histogram::{BUCKETS, DurationHistogram};
 pub use metered::{Metered, PublicTraffic, respond};
 pub use tcp::{TcpMeter, TcpSeries};
@@ -226,6 +228,8 @@ pub struct Metrics {
     unrouted: Arc<HostMeter>,
     /// TCP tunnels' series, by port.
     pub tcp: TcpSeries,
+    /// Clients turned away by access rules.
+    pub access: AccessSeries,
 }
 
 impl Metrics {
@@ -310,6 +314,7 @@ impl Metrics {
         );
         let unrouted = HostMeter::new(&series, UNROUTED);
         let tcp = TcpSeries::register(&mut registry);
+        let access = AccessSeries::register(&mut registry);
         Arc::new(Self {
             registry,
             series,
@@ -325,6 +330,7 @@ impl Metrics {
             rejections,
             unrouted,
             tcp,
+            access,
         })
     }
 
