@@ -197,14 +197,14 @@ mod tests {
             let wrong = gate.admit(&guard, ip("192.0.2.9"), "a.test", &mut headers, &metrics).await;
             assert_eq!(wrong.unwrap_err().status(), StatusCode::UNAUTHORIZED);
         }
-        headers.insert(header::AUTHORIZATION, basic("alice:right"));
+        headers.insert(header::AUTHORIZATION, basic("alice:another"));
         let blocked =
             gate.admit(&guard, ip("192.0.2.9"), "a.test", &mut headers, &metrics).await.unwrap_err();
         assert_eq!(blocked.status(), StatusCode::TOO_MANY_REQUESTS);
         assert!(blocked.headers().contains_key(header::RETRY_AFTER));
         // Credentials verified before are taken from memory, without a check, even then.
         headers.insert(header::AUTHORIZATION, basic("alice:right"));
-        gate.admit(&guard, ip("192.0.2.1"), "a.test", &mut headers, &metrics).await.unwrap();
+        gate.admit(&guard, ip("192.0.2.9"), "a.test", &mut headers, &metrics).await.unwrap();
     }
 
     #[test]
