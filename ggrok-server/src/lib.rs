@@ -4,6 +4,7 @@
 //!   forwarding through a tunnel;
 //! - [`tunnel`]: the tunnel endpoint: ggrokd's handshake, its sessions (one per connection), the
 //!   daemons they belong to and the registry of which daemon serves which host;
+//! - [`access`]: tunnels' access rules (allowed and denied addresses, basic authentication);
 //! - [`ops`]: what operators see: metrics, the admin listener, systemd notifications;
 //! - [`workers`]: the worker threads, each a current-thread runtime with its own listeners;
 //! - [`config`], [`tls`], [`cli`]: the configuration, certificates and command line.
@@ -15,6 +16,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod cli;
 pub mod config;
 pub mod ops;
@@ -76,6 +78,8 @@ pub struct State {
     pub pending: Arc<Pending>,
     /// Keeps limit-hit log lines to one a second.
     pub limit_log: LogLimiter,
+    /// Access rules' server-wide state: failed logins by address, the hash checker.
+    pub access: access::Gate,
     /// Every version this build speaks, read once at start; `GGROK_PROTOCOL_MAX` lowers the
     /// newest, so tests can play an older server.
     protocols: std::ops::RangeInclusive<u32>,
@@ -151,6 +155,7 @@ pub async fn run(
         workers,
         pending,
         limit_log: LogLimiter::default(),
+        access: access::Gate::default(),
         protocols: *ggrok_proto::version::SUPPORTED.start()..=ggrok_proto::version::newest_from_env(),
         next_session: AtomicU64::new(0),
         next_anonymous: AtomicU64::new(0),
@@ -206,6 +211,7 @@ async fn purge_offline_hosts(state: Arc<State>) {
             _ = tokio::time::sleep(PURGE_INTERVAL) => {
                 state.registry.purge_offline();
                 state.ports.purge_offline();
+                state.access.failures.purge(std::time::Instant::now());
             }
             _ = state.shutdown.cancelled() => return,
         }

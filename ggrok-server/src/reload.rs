@@ -4,7 +4,8 @@
 //! changes nothing and the log says why (file, line, key). A valid one replaces the configuration
 //! at once: clients, tokens, hosts, ports, limits and certificates. Then what the new file no
 //! longer allows goes: the sessions of a removed client (or one whose token changed) are closed,
-//! hosts and TCP ports a client may no longer claim are released (their daemon is told, as when
+//! hosts and TCP ports a client may no longer claim (or whose access rules no longer meet its
+//! `require`) are released (their daemon is told, as when
 //! another ggrokd takes a tunnel over), and every other session and request goes on untouched.
 //! Settings bound at start (listen addresses, `threads`, …) keep their old values until a
 //! restart, and the log names them.
@@ -13,6 +14,7 @@ use crate::State;
 use crate::config::{ClientEntry, ServerConfig};
 use crate::tunnel::daemons::Daemon;
 use crate::tunnel::registry::Owner;
+use ggrok_proto::access::AccessRules;
 use ggrok_proto::control::{ServerMessage, TunnelKey};
 use ggrok_proto::host::HostPattern;
 use std::path::PathBuf;
@@ -198,28 +200,37 @@ fn release_what_is_no_longer_allowed(state: &State, config: &ServerConfig, outco
             None => crate::tunnel::auth::current(config, client, &[0; 32]),
         }
     };
-    let hosts = state.registry.retain_allowed(|client, host| {
+    // An online tunnel must also still carry the rules its client's `require` asks for.
+    let required = |e: &ClientEntry, rules: Option<&AccessRules>, tcp: bool| {
+        rules.is_none_or(|rules| e.require.refusal(&e.name, rules, tcp).is_none())
+    };
+    let hosts = state.registry.retain_allowed(|client, host, rules| {
         let pattern = HostPattern::parse(host);
-        entry(client).is_some_and(|e| pattern.is_ok_and(|p| e.hosts.iter().any(|a| a.allows(&p))))
+        entry(client).is_some_and(|e| {
+            pattern.is_ok_and(|p| e.hosts.iter().any(|a| a.allows(&p))) && required(&e, rules, false)
+        })
     });
     for (host, holder) in hosts {
         info!(host, "host released: its client may no longer claim it");
         if let Some(daemon) = holder {
             let reason = format!(
-                "the server's config no longer lets client {:?} claim {host} (reloaded)",
+                "the server's config no longer lets client {:?} claim {host} as it is (reloaded: \
+                 its hosts or required access rules changed)",
                 daemon.client()
             );
             displace(&daemon, TunnelKey::Http { host: host.clone() }, 2, reason);
         }
         outcome.released.push(host);
     }
-    let ports =
-        state.ports.retain_allowed(|client, port| entry(client).is_some_and(|e| e.ports.allows(port)));
+    let ports = state.ports.retain_allowed(|client, port, rules| {
+        entry(client).is_some_and(|e| e.ports.allows(port) && required(&e, rules, true))
+    });
     for (port, holder) in ports {
         info!(port, "TCP port closed: its client may no longer claim it");
         if let Some(daemon) = holder {
             let reason = format!(
-                "the server's config no longer lets client {:?} claim TCP port {port} (reloaded)",
+                "the server's config no longer lets client {:?} claim TCP port {port} as it is \
+                 (reloaded: its ports or required access rules changed)",
                 daemon.client()
             );
             displace(&daemon, TunnelKey::Tcp { port }, 3, reason);

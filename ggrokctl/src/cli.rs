@@ -15,6 +15,7 @@ Exit codes:
 Examples:
   ggrokctl add api.example.com 8080
   ggrokctl add app.example.com http://localhost:5173 --rewrite-host
+  ggrokctl add demo.example.com 3000 --basic-auth guest:letmein --allow-ip 203.0.113.0/24
   ggrokctl add --tcp 5432          (any public port the server picks, to local port 5432)
   ggrokctl add --tcp 20022 22
   ggrokctl list
@@ -54,6 +55,12 @@ pub enum Sub {
     ///
     /// The tunnel is claimed on the server at once; the command waits (up to 5 s) for the server
     /// to accept it and fails, changing nothing, if the server refuses the host or port.
+    ///
+    /// Access rules, enforced by the server before anything reaches your service: --basic-auth
+    /// asks visitors for a user and password (401 until they give one; the password is hashed
+    /// with argon2id here, and only the hash is sent to ggrokd and saved); --allow-ip lets in only
+    /// the addresses or networks given, --deny-ip turns those given away (403). Each may be given
+    /// several times.
     #[command(
         override_usage = "ggrokctl add [OPTIONS] <HOST> <LOCAL>\n       ggrokctl add --tcp [OPTIONS] [PORT] <LOCAL>"
     )]
@@ -72,6 +79,25 @@ pub enum Sub {
         /// Keep the tunnel only until ggrokd restarts; do not write ggrokd.toml
         #[arg(long)]
         no_save: bool,
+        /// Ask visitors for this user and password (HTTP Basic); only a hash is saved. Repeatable
+        #[arg(long = "basic-auth", value_name = "USER:PASSWORD", conflicts_with = "tcp")]
+        basic_auth: Vec<String>,
+        /// Let in only clients from this address or network (203.0.113.0/24). Repeatable
+        #[arg(long = "allow-ip", value_name = "CIDR")]
+        allow_ip: Vec<String>,
+        /// Turn away clients from this address or network, whatever --allow-ip says. Repeatable
+        #[arg(long = "deny-ip", value_name = "CIDR")]
+        deny_ip: Vec<String>,
+    },
+    /// Print a basic_auth entry (USER:HASH, argon2id) for ggrokd.toml, reading the password from stdin.
+    ///
+    /// Example: ggrokctl hash-password alice   (then type the password and Enter)
+    ///
+    /// The first line of standard input is the password; the line printed goes into a tunnel's
+    /// basic_auth list. Needs no running ggrokd.
+    HashPassword {
+        /// The user name
+        user: String,
     },
     /// Stop a tunnel and remove it from ggrokd.toml.
     ///
@@ -170,13 +196,23 @@ impl Sub {
     /// The command for ggrokd, or what is wrong with the command line.
     pub fn add_or_remove(self) -> Result<Command, String> {
         match self {
-            Sub::Add { host, local, tcp: false, rewrite_host, no_save } => Ok(Command::Add {
-                host,
-                local: local.ok_or("the local service is missing: ggrokctl add HOST LOCAL")?,
-                host_header: rewrite_host.then_some(HostHeader::Rewrite),
-                save: !no_save,
-            }),
-            Sub::Add { host, local, tcp: true, no_save, .. } => {
+            Sub::Add { host, local, tcp: false, rewrite_host, no_save, basic_auth, allow_ip, deny_ip } => {
+                let local = local.ok_or("the local service is missing: ggrokctl add HOST LOCAL")?;
+                let basic_auth = basic_auth
+                    .iter()
+                    .map(|e| crate::password::basic_auth_entry(e))
+                    .collect::<Result<_, _>>()?;
+                Ok(Command::Add {
+                    host,
+                    local,
+                    host_header: rewrite_host.then_some(HostHeader::Rewrite),
+                    save: !no_save,
+                    basic_auth,
+                    allow_ips: allow_ip,
+                    deny_ips: deny_ip,
+                })
+            }
+            Sub::Add { host, local, tcp: true, no_save, allow_ip, deny_ip, .. } => {
                 let (port, local) = match local {
                     Some(local) => (
                         host.parse::<u16>().map_err(|_| {
@@ -186,7 +222,15 @@ impl Sub {
                     ),
                     None => (0, host),
                 };
-                Ok(Command::Add { host: format!("tcp:{port}"), local, host_header: None, save: !no_save })
+                Ok(Command::Add {
+                    host: format!("tcp:{port}"),
+                    local,
+                    host_header: None,
+                    save: !no_save,
+                    basic_auth: vec![],
+                    allow_ips: allow_ip,
+                    deny_ips: deny_ip,
+                })
             }
             Sub::Remove { host, tcp, no_save } => {
                 let host = match tcp {
@@ -245,6 +289,9 @@ mod tests {
             local: local.into(),
             host_header: None,
             save: true,
+            basic_auth: vec![],
+            allow_ips: vec![],
+            deny_ips: vec![],
         };
         assert_eq!(command(&["ggrokctl", "add", "--tcp", "5432"]), Ok(add("tcp:0", "5432")));
         assert_eq!(
@@ -259,6 +306,33 @@ mod tests {
         assert_eq!(command(&["ggrokctl", "remove", "--tcp", "20001", "--no-save"]), Ok(remove));
         assert!(command(&["ggrokctl", "remove"]).is_err());
         assert!(command(&["ggrokctl", "remove", "a.test", "--tcp", "1"]).is_err());
+    }
+
+    #[test]
+    fn access_flags_hash_passwords_here() {
+        let args = [
+            "ggrokctl",
+            "add",
+            "a.test",
+            "80",
+            "--basic-auth",
+            "alice:pw1",
+            "--basic-auth",
+            "bob:pw2",
+            "--allow-ip",
+            "127.0.0.2",
+            "--deny-ip",
+            "10.0.0.0/8",
+        ];
+        let Ok(Command::Add { basic_auth, allow_ips, deny_ips, .. }) = command(&args) else { panic!() };
+        assert_eq!(basic_auth.len(), 2);
+        assert!(basic_auth[0].starts_with("alice:$argon2id$") && basic_auth[1].starts_with("bob:$argon2id$"));
+        assert!(!basic_auth.concat().contains("pw1"));
+        assert_eq!((allow_ips, deny_ips), (vec!["127.0.0.2".to_owned()], vec!["10.0.0.0/8".to_owned()]));
+        let tcp = ["ggrokctl", "add", "--tcp", "22", "--allow-ip", "127.0.0.1"];
+        assert!(matches!(command(&tcp), Ok(Command::Add { allow_ips, .. }) if allow_ips.len() == 1));
+        assert!(command(&["ggrokctl", "add", "--tcp", "22", "--basic-auth", "a:b"]).is_err());
+        assert!(command(&["ggrokctl", "add", "a.test", "80", "--basic-auth", "nopassword"]).is_err());
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod client;
 pub mod logs;
 pub mod output;
+pub mod password;
 pub mod ready;
 pub mod replayed;
 

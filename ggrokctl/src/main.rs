@@ -38,6 +38,18 @@ fn main() -> ExitCode {
             let socket = ggrok_proto::ctl::socket_path(cli.socket);
             return ExitCode::from(ready::run(&socket, wait.unwrap_or_default(), cli.json));
         }
+        Sub::HashPassword { user } => {
+            return match ggrokctl::password::from_input(&user, std::io::stdin().lock()) {
+                Ok(entry) => {
+                    println!("{entry}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("ggrokctl: {e}");
+                    ExitCode::from(exit::FAILED)
+                }
+            };
+        }
         Sub::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "ggrokctl", &mut std::io::stdout());
             return ExitCode::SUCCESS;

@@ -44,8 +44,10 @@ pub fn tunnel_table(tunnels: &[TunnelInfo], now: f64) -> String {
     if tunnels.is_empty() {
         return "no tunnels; add one with: ggrokctl add HOST PORT\n".into();
     }
-    let header = ["HOST", "LOCAL", "STATE", "REQUESTS", "4XX", "5XX", "ACTIVE", "LAST ERROR"];
-    let mut rows = vec![header.map(String::from).to_vec()];
+    let header = ["HOST", "LOCAL", "ACCESS", "STATE", "REQUESTS", "4XX", "5XX", "ACTIVE", "LAST ERROR"];
+    // The ACCESS column (basic auth, ip rules) only when some tunnel has rules.
+    let access = tunnels.iter().any(|t| t.access.is_some());
+    let mut rows = vec![header.iter().filter(|h| access || **h != "ACCESS").map(|h| h.to_string()).collect()];
     for t in tunnels {
         let mut state = t.state.as_str().to_owned();
         if let Some(reason) = &t.reason {
@@ -54,9 +56,11 @@ pub fn tunnel_table(tunnels: &[TunnelInfo], now: f64) -> String {
         if !t.saved {
             state.push_str(" (not saved)");
         }
-        rows.push(vec![
-            t.host.clone(),
-            t.local.clone(),
+        let mut row = vec![t.host.clone(), t.local.clone()];
+        if access {
+            row.push(t.access.as_ref().map_or_else(|| "-".into(), |a| a.brief()));
+        }
+        row.extend([
             state,
             t.requests.to_string(),
             t.status_4xx.to_string(),
@@ -64,6 +68,7 @@ pub fn tunnel_table(tunnels: &[TunnelInfo], now: f64) -> String {
             t.active.to_string(),
             last_error(&t.last_error, now),
         ]);
+        rows.push(row);
     }
     aligned(&rows)
 }
@@ -268,6 +273,7 @@ mod tests {
             p99_ms: Some(250.0),
             last_error: None,
             saved: true,
+            access: None,
         }
     }
 
@@ -293,6 +299,22 @@ mod tests {
         assert!(lines[0].contains("REQUESTS  4XX  5XX  ACTIVE  LAST ERROR"), "{text}");
         let cells: Vec<&str> = lines[1].split_whitespace().collect();
         assert_eq!(cells, ["api.test", "localhost:8080", "online", "12", "3", "1", "2", "-"]);
+        assert!(!text.contains("ACCESS"), "no access column while no tunnel has rules");
+    }
+
+    #[test]
+    fn protected_tunnels_say_so_without_secrets() {
+        let mut locked = tunnel("api.test", "online");
+        locked.access = Some(ggrok_proto::ctl::AccessInfo {
+            basic_auth: vec!["alice".into()],
+            allow_ips: vec!["127.0.0.2/32".into()],
+            deny_ips: vec![],
+        });
+        let text = tunnel_table(&[locked, tunnel("open.test", "online")], 0.0);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("HOST       LOCAL           ACCESS                STATE"), "{text}");
+        assert!(lines[1].contains("basic auth, ip rules  online"), "{text}");
+        assert!(lines[2].contains("localhost:8080  -                     online"), "{text}");
     }
 
     #[test]

@@ -270,12 +270,18 @@ mod tests {
             panic!()
         };
         assert_eq!((version, daemon.as_deref(), connection), (2, Some("d"), Some(1)));
-        assert_eq!(next(&mut server).await, ClientMessage::Claim { tunnel: key("a.test"), takeover: true });
+        assert_eq!(
+            next(&mut server).await,
+            ClientMessage::Claim { tunnel: key("a.test"), takeover: true, access: Default::default() }
+        );
         let a = d.tunnels.get("a.test").unwrap();
         let mut state = a.watch_state();
         server.send(ServerMessage::Claimed { tunnel: key("a.test"), port: None }).await.unwrap();
         state.wait_for(|s| *s == TunnelState::Online).await.unwrap();
-        assert_eq!(a.claim(), Some(TunnelOp::Claim { host: "a.test".into(), takeover: false }));
+        assert_eq!(
+            a.claim(),
+            Some(TunnelOp::Claim { host: "a.test".into(), takeover: false, access: Default::default() })
+        );
         let session = link.session();
         assert_eq!(
             (session.session, session.worker, session.replica.as_deref()),

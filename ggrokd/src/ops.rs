@@ -119,6 +119,7 @@ pub async fn add(daemon: &Daemon, new: NewTunnel) -> Result<Added, OpError> {
             &tunnel.spec.host,
             new.local_as_written.trim(),
             tunnel.spec.rewrite_host,
+            &tunnel.spec.access,
         ) {
             daemon.tunnels.remove_exactly(&tunnel);
             if tunnel.state() == TunnelState::Online {
@@ -260,10 +261,11 @@ pub async fn reload(daemon: &Daemon) -> Result<Reloaded, String> {
                     done.reclaimed += 1;
                 }
             }
-            Some(_) => {
+            Some(existing) => {
                 info!(host = %key, local = %spec.local, "tunnel changed by reload");
                 let tunnel = daemon.tunnels.replace(spec.clone(), true);
-                if tunnel.state() != TunnelState::Online {
+                // New access rules reach the server only with a new claim.
+                if tunnel.state() != TunnelState::Online || existing.spec.access != spec.access {
                     claim(&tunnel);
                 }
                 done.changed += 1;

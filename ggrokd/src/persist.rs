@@ -4,6 +4,7 @@
 //! truncated config.
 
 use crate::config::{DaemonConfig, Public};
+use ggrok_proto::access::AccessRules;
 use ggrok_proto::host::HostPattern;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -12,8 +13,15 @@ use std::path::Path;
 use toml_edit::{ArrayOfTables, DocumentMut, Item, Table, value};
 
 /// Appends a `[[tunnel]]` with `host` (or `tcp = PORT` for a TCP tunnel), `local` (as the user
-/// wrote it) and, if `rewrite_host`, `host_header = "rewrite"`.
-pub fn add_tunnel(path: &Path, public: &Public, local: &str, rewrite_host: bool) -> Result<(), String> {
+/// wrote it), if `rewrite_host`, `host_header = "rewrite"`, and its access rules (hashes only:
+/// a [`Credential`](ggrok_proto::access::Credential) never holds a password).
+pub fn add_tunnel(
+    path: &Path,
+    public: &Public,
+    local: &str,
+    rewrite_host: bool,
+    access: &AccessRules,
+) -> Result<(), String> {
     edit(path, |doc| {
         let tunnels = doc
             .entry("tunnel")
@@ -28,6 +36,17 @@ pub fn add_tunnel(path: &Path, public: &Public, local: &str, rewrite_host: bool)
         table["local"] = value(local);
         if rewrite_host {
             table["host_header"] = value("rewrite");
+        }
+        let list = |items: Vec<String>| value(items.into_iter().collect::<toml_edit::Array>());
+        if !access.basic_auth.is_empty() {
+            table["basic_auth"] =
+                list(access.basic_auth.iter().map(|c| format!("{}:{}", c.user, c.hash)).collect());
+        }
+        if !access.allow_ips.is_empty() {
+            table["allow_ips"] = list(access.allow_ips.iter().map(ToString::to_string).collect());
+        }
+        if !access.deny_ips.is_empty() {
+            table["deny_ips"] = list(access.deny_ips.iter().map(ToString::to_string).collect());
         }
         tunnels.push(table);
         Ok(())
@@ -136,7 +155,7 @@ mod tests {
     #[test]
     fn add_keeps_comments_and_layout() {
         let (_dir, path) = file(ORIGINAL);
-        add_tunnel(&path, &http("new.test"), "http://127.0.0.1:9000", true).unwrap();
+        add_tunnel(&path, &http("new.test"), "http://127.0.0.1:9000", true, &AccessRules::default()).unwrap();
         let text = fs::read_to_string(&path).unwrap();
         assert!(text.starts_with(ORIGINAL), "existing text changed:\n{text}");
         assert!(text.ends_with(
@@ -159,9 +178,30 @@ mod tests {
     }
 
     #[test]
+    fn access_rules_are_saved_as_lists() {
+        let (_dir, path) = file("server = \"ws://t\"\n");
+        let hash = "$2b$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy";
+        let access = AccessRules {
+            basic_auth: vec![ggrok_proto::access::Credential::parse(&format!("alice:{hash}")).unwrap()],
+            allow_ips: vec!["127.0.0.2".parse().unwrap(), "10.0.0.0/8".parse().unwrap()],
+            deny_ips: vec![],
+        };
+        add_tunnel(&path, &http("a.test"), "8080", false, &access).unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains(&format!(
+                "basic_auth = [\"alice:{hash}\"]\nallow_ips = [\"127.0.0.2/32\", \"10.0.0.0/8\"]\n"
+            )),
+            "{text}"
+        );
+        assert!(!text.contains("deny_ips"));
+        assert_eq!(DaemonConfig::load(&path).unwrap().tunnels[0].access, access);
+    }
+
+    #[test]
     fn add_to_a_file_without_tunnels() {
         let (_dir, path) = file("server = \"ws://t\"\ntoken = \"x\"\n");
-        add_tunnel(&path, &http("a.test"), "8080", false).unwrap();
+        add_tunnel(&path, &http("a.test"), "8080", false, &AccessRules::default()).unwrap();
         let config = DaemonConfig::load(&path).unwrap();
         assert_eq!(config.tunnels[0].local.authority, "localhost:8080");
     }
@@ -179,7 +219,7 @@ mod tests {
     #[test]
     fn tcp_tunnels_are_added_and_removed_by_port() {
         let (_dir, path) = file(ORIGINAL);
-        add_tunnel(&path, &Public::Tcp(20001), "127.0.0.1:5432", false).unwrap();
+        add_tunnel(&path, &Public::Tcp(20001), "127.0.0.1:5432", false, &AccessRules::default()).unwrap();
         let text = fs::read_to_string(&path).unwrap();
         assert!(text.ends_with("[[tunnel]]\ntcp = 20001\nlocal = \"127.0.0.1:5432\"\n"), "{text}");
         assert!(!remove_tunnel(&path, &Public::Tcp(20002)).unwrap());
@@ -190,7 +230,8 @@ mod tests {
     #[test]
     fn an_edit_that_would_break_the_config_changes_nothing() {
         let (_dir, path) = file(ORIGINAL);
-        let err = add_tunnel(&path, &Public::Tcp(0), "http://a:1", false).unwrap_err();
+        let err =
+            add_tunnel(&path, &Public::Tcp(0), "http://a:1", false, &AccessRules::default()).unwrap_err();
         assert!(err.contains("a TCP tunnel's local service"), "{err}");
         assert_eq!(fs::read_to_string(&path).unwrap(), ORIGINAL);
         let leftovers: Vec<_> = fs::read_dir(path.parent().unwrap()).unwrap().collect();

@@ -91,7 +91,7 @@ impl Tunnel {
         if self.spec.host == Public::Tcp(0) && self.asking_any_port.swap(true, Ordering::SeqCst) {
             return None;
         }
-        Some(TunnelOp::Claim { host: self.host(), takeover })
+        Some(TunnelOp::Claim { host: self.host(), takeover, access: self.spec.access.clone() })
     }
 
     /// Connection `link` got the claim accepted. Returns whether the tunnel just came online.
@@ -175,6 +175,7 @@ impl Tunnel {
             p99_ms: latency.map(|p| ms(p.p99)),
             last_error: self.last_error.lock().expect("last_error lock").clone(),
             saved: self.is_saved(),
+            access: ggrok_proto::ctl::AccessInfo::of(&self.spec.access),
         }
     }
 }
@@ -303,6 +304,7 @@ mod tests {
             local: LocalAddr::parse(port).unwrap(),
             rewrite_host: false,
             proxy_protocol: false,
+            access: Default::default(),
         }
     }
 

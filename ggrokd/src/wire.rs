@@ -10,7 +10,10 @@
 //!   another ggrokd of the same client took a tunnel over.
 //! - Version 3: TCP tunnels: `Claim{tunnel: Tcp{port}}`, answered by `Claimed` with the port
 //!   granted. ggrokd knows a TCP tunnel by the key `tcp:PORT` ([`crate::config::Public`]).
+//! - Version 4: access rules in `Claim`. A tunnel with rules is never claimed from an older
+//!   server, which would ignore them and serve it to anyone: it is refused here instead.
 
+use ggrok_proto::access::AccessRules;
 use ggrok_proto::control::{ClientMessage, ServerMessage, TunnelKey};
 
 /// What ggrokd asks of the server about one tunnel.
@@ -23,6 +26,8 @@ pub enum TunnelOp {
         host: String,
         /// Whether this claim may displace another ggrokd.
         takeover: bool,
+        /// Who may use it (version 4).
+        access: AccessRules,
     },
     /// Stop serving `host` here.
     Release {
@@ -96,9 +101,21 @@ pub fn hello(version: u32, daemon: &str, connection: u32) -> ClientMessage {
     }
 }
 
+/// The oldest version that carries access rules.
+pub const ACCESS_SINCE: u32 = 4;
+
 /// `op` in the form `version` knows; the reason when that version cannot say it (a TCP tunnel
-/// before version 3).
+/// before version 3, access rules before version 4).
 pub fn encode(version: u32, op: TunnelOp) -> Result<ClientMessage, String> {
+    if let TunnelOp::Claim { access, .. } = &op
+        && !access.is_empty()
+        && version < ACCESS_SINCE
+    {
+        return Err(format!(
+            "the server speaks tunnel protocol version {version}, which cannot enforce access rules \
+             (basic_auth, allow_ips, deny_ips); not claimed, so that it is not served unprotected: upgrade the server"
+        ));
+    }
     let key = |key: String| match key.strip_prefix("tcp:").and_then(|p| p.parse::<u16>().ok()) {
         Some(port) if version >= 3 => Ok(TunnelKey::Tcp { port }),
         Some(_) => Err(format!(
@@ -109,7 +126,9 @@ pub fn encode(version: u32, op: TunnelOp) -> Result<ClientMessage, String> {
     Ok(match (version, op) {
         (1, TunnelOp::Claim { host, .. }) => ClientMessage::Register { host: host_only(host)? },
         (1, TunnelOp::Release { host }) => ClientMessage::Unregister { host: host_only(host)? },
-        (_, TunnelOp::Claim { host, takeover }) => ClientMessage::Claim { tunnel: key(host)?, takeover },
+        (_, TunnelOp::Claim { host, takeover, access }) => {
+            ClientMessage::Claim { tunnel: key(host)?, takeover, access }
+        }
         (_, TunnelOp::Release { host }) => ClientMessage::Release { tunnel: key(host)? },
     })
 }
@@ -156,7 +175,7 @@ mod tests {
     use super::*;
 
     fn claim(host: &str, takeover: bool) -> TunnelOp {
-        TunnelOp::Claim { host: host.into(), takeover }
+        TunnelOp::Claim { host: host.into(), takeover, access: AccessRules::default() }
     }
 
     fn http(host: &str) -> TunnelKey {
@@ -186,11 +205,11 @@ mod tests {
     fn version_two_claims_typed_tunnels_with_the_takeover_flag() {
         assert_eq!(
             encode(2, claim("a.test", true)).unwrap(),
-            ClientMessage::Claim { tunnel: http("a.test"), takeover: true }
+            ClientMessage::Claim { tunnel: http("a.test"), takeover: true, access: AccessRules::default() }
         );
         assert_eq!(
             encode(2, claim("a.test", false)).unwrap(),
-            ClientMessage::Claim { tunnel: http("a.test"), takeover: false }
+            ClientMessage::Claim { tunnel: http("a.test"), takeover: false, access: AccessRules::default() }
         );
         assert_eq!(
             encode(2, TunnelOp::Release { host: "a.test".into() }).unwrap(),
@@ -227,7 +246,7 @@ mod tests {
         let tcp = TunnelKey::Tcp { port: 0 };
         assert_eq!(
             encode(3, claim("tcp:0", true)).unwrap(),
-            ClientMessage::Claim { tunnel: tcp.clone(), takeover: true }
+            ClientMessage::Claim { tunnel: tcp.clone(), takeover: true, access: AccessRules::default() }
         );
         assert_eq!(
             encode(3, TunnelOp::Release { host: "tcp:5432".into() }).unwrap(),
@@ -243,6 +262,25 @@ mod tests {
             decode(ServerMessage::ClaimRefused { tunnel: tcp, reason: "no".into() }),
             Event::Refused { host: "tcp:0".into(), reason: "no".into() }
         );
+    }
+
+    #[test]
+    fn access_rules_go_only_to_a_server_that_enforces_them() {
+        let access = AccessRules { allow_ips: vec!["127.0.0.2".parse().unwrap()], ..Default::default() };
+        let op = |host: &str| TunnelOp::Claim { host: host.into(), takeover: true, access: access.clone() };
+        assert_eq!(
+            encode(4, op("a.test")).unwrap(),
+            ClientMessage::Claim { tunnel: http("a.test"), takeover: true, access: access.clone() }
+        );
+        for version in 1..=3 {
+            let err = encode(version, op("a.test")).unwrap_err();
+            assert!(
+                err.contains("cannot enforce access rules") && err.contains("upgrade the server"),
+                "{err}"
+            );
+        }
+        assert!(encode(3, op("tcp:22")).is_err());
+        assert!(encode(3, claim("a.test", true)).is_ok(), "a tunnel without rules is claimed as before");
     }
 
     #[test]

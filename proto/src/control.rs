@@ -6,9 +6,11 @@
 //! server answers each with its acceptance or refusal. Claims and releases may follow at any time.
 //! Version 1 (see [`crate::PROTOCOL_VERSION`]) claims hosts with `Register`/`Unregister`, answered
 //! by `Registered`/`Refused`/`Unregistered`; version 2 claims typed tunnels with `Claim`/`Release`,
-//! answered by `Claimed`/`ClaimRefused`/`Released`, and adds `Displaced`. Each side sends the
+//! answered by `Claimed`/`ClaimRefused`/`Released`, and adds `Displaced`; version 4 adds access
+//! rules to `Claim`. Each side sends the
 //! other only what the agreed version knows.
 
+use crate::access::AccessRules;
 use bytes::{Bytes, BytesMut};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -165,6 +167,11 @@ pub enum ClientMessage {
         /// another daemon ([`ServerMessage::Displaced`]).
         #[serde(default = "yes")]
         takeover: bool,
+        /// Version 4: who may use the tunnel, enforced by the server before anything reaches the
+        /// daemon. A daemon sends rules only to a server of version 4 or later: an older one would
+        /// ignore the field and serve the tunnel unprotected.
+        #[serde(default, skip_serializing_if = "AccessRules::is_empty")]
+        access: AccessRules,
     },
     /// Version 2: release a tunnel claimed before.
     Release {
@@ -260,7 +267,16 @@ mod tests {
             },
             ClientMessage::Register { host: "*.example.com".into() },
             ClientMessage::Unregister { host: "api.example.com".into() },
-            ClientMessage::Claim { tunnel: TunnelKey::Http { host: "a.test".into() }, takeover: false },
+            ClientMessage::Claim {
+                tunnel: TunnelKey::Http { host: "a.test".into() },
+                takeover: false,
+                access: AccessRules::default(),
+            },
+            ClientMessage::Claim {
+                tunnel: TunnelKey::Tcp { port: 22 },
+                takeover: true,
+                access: AccessRules { allow_ips: vec!["10.0.0.0/8".parse().unwrap()], ..Default::default() },
+            },
             ClientMessage::Release { tunnel: TunnelKey::Http { host: "a.test".into() } },
         ];
         for m in &sent {
@@ -318,7 +334,11 @@ mod tests {
             serde_json::from_str(r#"{"type":"claim","tunnel":{"kind":"http","host":"a.com"}}"#).unwrap();
         assert_eq!(
             claim,
-            ClientMessage::Claim { tunnel: TunnelKey::Http { host: "a.com".into() }, takeover: true }
+            ClientMessage::Claim {
+                tunnel: TunnelKey::Http { host: "a.com".into() },
+                takeover: true,
+                access: AccessRules::default()
+            }
         );
     }
 

@@ -44,6 +44,16 @@ pub enum Command {
         /// Write to the config file (default true).
         #[serde(default = "yes")]
         save: bool,
+        /// `user:HASH` entries (bcrypt or argon2; ggrokctl hashes `--basic-auth user:password`
+        /// itself, so no password crosses the socket). HTTP tunnels only.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        basic_auth: Vec<String>,
+        /// Addresses or CIDR networks allowed in (all others refused).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        allow_ips: Vec<String>,
+        /// Addresses or CIDR networks refused.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        deny_ips: Vec<String>,
     },
     /// Stop a tunnel and (unless `save` is false) remove it from the config file.
     Remove {
@@ -243,6 +253,44 @@ pub struct TunnelInfo {
     pub last_error: Option<TimedError>,
     /// Whether it is in the config file (false after `add --no-save`).
     pub saved: bool,
+    /// Who may use it, when the tunnel has access rules (no hashes: user names and networks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<AccessInfo>,
+}
+
+/// A tunnel's access rules as `list` shows them: no secrets.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessInfo {
+    /// The users of `basic_auth`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub basic_auth: Vec<String>,
+    /// `allow_ips`, as networks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_ips: Vec<String>,
+    /// `deny_ips`, as networks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny_ips: Vec<String>,
+}
+
+impl AccessInfo {
+    /// What `list` shows of the rules, if there are any.
+    pub fn of(rules: &crate::access::AccessRules) -> Option<Self> {
+        (!rules.is_empty()).then(|| {
+            let nets = |v: &[crate::access::Cidr]| v.iter().map(ToString::to_string).collect();
+            AccessInfo {
+                basic_auth: rules.basic_auth.iter().map(|c| c.user.clone()).collect(),
+                allow_ips: nets(&rules.allow_ips),
+                deny_ips: nets(&rules.deny_ips),
+            }
+        })
+    }
+
+    /// A few words for a table: `basic auth`, `ip rules`, or both.
+    pub fn brief(&self) -> String {
+        let auth = (!self.basic_auth.is_empty()).then_some("basic auth");
+        let ips = (!self.allow_ips.is_empty() || !self.deny_ips.is_empty()).then_some("ip rules");
+        [auth, ips].into_iter().flatten().collect::<Vec<_>>().join(", ")
+    }
 }
 
 /// An error and when it happened.
@@ -523,6 +571,9 @@ mod tests {
                 local: "8080".into(),
                 host_header: None,
                 save: true,
+                basic_auth: vec![],
+                allow_ips: vec![],
+                deny_ips: vec![],
             },
         };
         assert_eq!(

@@ -1,5 +1,6 @@
 //! Everything ggrok-server and ggrokd must agree on, and no sockets.
 //!
+//! - [`access`]: per-tunnel access rules (basic auth, allowed and denied networks);
 //! - [`wsio`]: WebSocket messages as one byte stream, the transport HTTP/2 runs on;
 //! - [`control`]: the messages of the control stream and their framing;
 //! - [`host`]: host names and host patterns (`*.example.com`), normalisation and matching;
@@ -20,6 +21,7 @@
 // One audited exception: the allocator settings in `malloc`.
 #![deny(unsafe_code)]
 
+pub mod access;
 pub mod budget;
 pub mod control;
 pub mod ctl;
@@ -50,7 +52,8 @@ use std::time::Duration;
 ///   typed claims (`Claim`/`Release` of a [`control::TunnelKey`]), `Displaced`.
 /// - 3: TCP tunnels: claims of [`control::TunnelKey::Tcp`], the port granted in `Claimed`, and
 ///   public TCP connections as extended CONNECT streams of [`TCP_PROTOCOL`].
-pub const PROTOCOL_VERSION: u32 = 3;
+/// - 4: access rules ([`access::AccessRules`]) in `Claim`, enforced by the server.
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Oldest version of the tunnel protocol this build still speaks.
 pub const PROTOCOL_MIN: u32 = 1;

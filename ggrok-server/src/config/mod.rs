@@ -1,12 +1,14 @@
 //! `server.toml`: parsed strictly (unknown keys are errors), then validated into [`ServerConfig`],
 //! the only form runtime code sees. Every error names the file, line and key.
 
+mod access;
 mod admin;
 mod cluster;
 mod limits;
 mod ports;
 mod tls;
 
+pub use access::Requirements;
 pub use admin::AdminSettings;
 pub use cluster::ClusterSettings;
 pub use limits::Limits;
@@ -38,6 +40,7 @@ struct RawConfig {
     threads: Option<Spanned<u64>>,
     allow_anonymous: Option<Spanned<bool>>,
     anonymous_hosts: Option<Spanned<Vec<Spanned<String>>>>,
+    proxy_protocol_from: Option<Vec<Spanned<String>>>,
     tls: Option<tls::RawTls>,
     admin: Option<admin::RawAdmin>,
     #[serde(default)]
@@ -56,6 +59,7 @@ struct RawClient {
     token_sha256: Option<Spanned<String>>,
     hosts: Option<Spanned<Vec<Spanned<String>>>>,
     ports: Option<Spanned<Vec<Spanned<toml::Value>>>>,
+    require: Option<Vec<Spanned<String>>>,
 }
 
 /// The validated server configuration.
@@ -86,6 +90,10 @@ pub struct ServerConfig {
     pub clients: Vec<ClientEntry>,
     /// Hosts that clients without a token may claim, when `allow_anonymous = true`.
     pub anonymous_hosts: Option<Vec<HostPattern>>,
+    /// Load balancers whose connections to the public listeners open with a PROXY protocol
+    /// header (v1 or v2) naming the client: that address is the client's for access rules,
+    /// `X-Forwarded-For`, limits and logs. Their connections without one are closed.
+    pub proxy_protocol_from: Vec<ggrok_proto::access::Cidr>,
 }
 
 /// Default [`ServerConfig::keepalive_interval`].
@@ -104,6 +112,8 @@ pub struct ClientEntry {
     pub hosts: Vec<HostPattern>,
     /// Public TCP ports this client may claim for TCP tunnels (none by default).
     pub ports: PortRanges,
+    /// Access rules every tunnel of this client must carry (`require`).
+    pub require: Requirements,
 }
 
 impl ServerConfig {
@@ -220,6 +230,11 @@ impl ServerConfig {
             None => Some(1),
         };
         let limits = raw.limits.validate(path, text)?;
+        let proxy_protocol_from = match &raw.proxy_protocol_from {
+            Some(list) => access::trusted(list)
+                .map_err(|(j, span, e)| at(span, &format!("proxy_protocol_from[{j}]"), e))?,
+            None => Vec::new(),
+        };
         let cluster = raw.cluster.validate(path, text)?;
         let mut clients: Vec<ClientEntry> = Vec::with_capacity(raw.clients.len());
         for (i, c) in raw.clients.iter().enumerate() {
@@ -297,7 +312,12 @@ impl ServerConfig {
                 })?;
                 hosts.push(pattern);
             }
-            clients.push(ClientEntry { name: name.to_owned(), token_sha256, hosts, ports });
+            let require = match &c.require {
+                Some(list) => Requirements::parse(list)
+                    .map_err(|(j, span, e)| at(span, &format!("client[{i}].require[{j}]"), e))?,
+                None => Requirements::default(),
+            };
+            clients.push(ClientEntry { name: name.to_owned(), token_sha256, hosts, ports, require });
         }
         Ok(Self {
             listen,
@@ -312,6 +332,7 @@ impl ServerConfig {
             cluster,
             clients,
             anonymous_hosts,
+            proxy_protocol_from,
         })
     }
 }

@@ -5,6 +5,7 @@
 mod paced;
 pub mod pending;
 pub mod prelude;
+pub mod proxied;
 pub mod proxy;
 pub mod stall;
 pub mod tcp;
@@ -79,7 +80,13 @@ fn serve(state: &Arc<State>, stream: TcpStream, peer: SocketAddr, tls: &Option<T
 
 /// A new connection: counted as pending until its first request head has arrived (TLS handshake
 /// included), which must happen within `header_read_timeout` (408) and `max_header_bytes` (431).
-async fn open_connection(state: Arc<State>, stream: TcpStream, peer: SocketAddr, tls: Option<TlsAcceptor>) {
+async fn open_connection(
+    state: Arc<State>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+) {
+    let Some(peer) = proxied::client_of(&state, &mut stream, peer).await else { return };
     let slot = match state.pending.enter(peer.ip()) {
         Ok(slot) => slot,
         Err(over) => return refuse_pending(&state, stream, peer, over, tls.is_some()).await,

@@ -33,7 +33,7 @@ pub async fn forward(
     state: Arc<State>,
     conn: Conn,
     writes: Arc<Progress>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     started: Instant,
 ) -> Response<Body> {
     let unrouted = |resp: Response<Body>| metrics::respond(state.metrics.unrouted().clone(), started, resp);
@@ -55,11 +55,11 @@ pub async fn forward(
             ));
         }
     };
-    let (session, meter) = match state.registry.lookup(&host) {
-        Route::Online(daemon, meter) => match daemon.pick(crate::workers::current()) {
+    let (session, meter, guard) = match state.registry.lookup(&host) {
+        Route::Online(daemon, meter, guard) => match daemon.pick(crate::workers::current()) {
             Some((session, local)) => {
                 state.metrics.stream_routed(local);
-                (session, meter)
+                (session, meter, guard)
             }
             // Its last session just ended; the registry marks the hosts offline right after.
             None => {
@@ -80,6 +80,14 @@ pub async fn forward(
     };
     let to =
         Routed { state: &state, session, meter, conn, writes, raw_host: &raw_host, host: &host, started };
+    // The tunnel's access rules, before anything is sent through it (upgrades included).
+    if let Some(guard) = &guard {
+        let admitted =
+            state.access.admit(guard, conn.peer.ip(), &host, req.headers_mut(), &state.metrics).await;
+        if let Err(refusal) = admitted {
+            return to.respond(refusal);
+        }
+    }
     if req.method() == Method::CONNECT {
         return to.respond(body::text(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -164,7 +172,7 @@ async fn forward_plain(mut to: Routed<'_>, req: Request<Incoming>) -> Response<B
         if !e.is_unprocessed() {
             break;
         }
-        let Route::Online(daemon, _) = to.state.registry.lookup(to.host) else { break };
+        let Route::Online(daemon, ..) = to.state.registry.lookup(to.host) else { break };
         let Some(session) = daemon.pick_other(crate::workers::current(), to.session.id) else { break };
         let Ok(p) = session.stream_permit() else { break };
         debug!(

@@ -64,16 +64,21 @@ pub async fn serve(state: Arc<State>, listener: std::net::TcpListener, port: u16
 /// daemon does (offline) or the daemon cannot reach its local service.
 async fn forward(
     state: Arc<State>,
-    socket: TcpStream,
+    mut socket: TcpStream,
     peer: SocketAddr,
     port: u16,
     _slot: OwnedSemaphorePermit,
 ) {
+    let Some(peer) = super::proxied::client_of(&state, &mut socket, peer).await else { return };
     let meter = state.metrics.tcp.connection(port);
     let activity = Activity::default();
-    let Some(daemon) = state.ports.holder(port) else {
+    let Some((daemon, guard)) = state.ports.holder(port) else {
         return debug!(port, %peer, "TCP connection closed: the tunnel is offline");
     };
+    if guard.is_some_and(|g| !g.allows_ip(peer.ip())) {
+        state.metrics.access.denied(crate::ops::metrics::Denial::Ip);
+        return debug!(port, %peer, "TCP connection closed: the address is not allowed (allow_ips/deny_ips)");
+    }
     let Some((session, _)) = daemon.pick(crate::workers::current()) else {
         return debug!(port, %peer, "TCP connection closed: the daemon has no session");
     };

@@ -32,6 +32,7 @@ pub fn current(config: &ServerConfig, name: &str, token_sha256: &[u8; 32]) -> Op
             token_sha256: [0; 32],
             hosts,
             ports: Default::default(),
+            require: Default::default(),
         });
     }
     config.clients.iter().find(|c| c.name == name && c.token_sha256 == *token_sha256).cloned()
@@ -53,6 +54,7 @@ mod tests {
             token_sha256: Sha256::digest(token).into(),
             hosts: vec![],
             ports: Default::default(),
+            require: Default::default(),
         }
     }
 

@@ -6,9 +6,11 @@ use super::daemons::Daemon;
 use super::registry::{Claim, Owner, Refused};
 use super::session::Session;
 use crate::State;
+use crate::access::{Access, Guard};
 use crate::config::ClientEntry;
 use crate::ops::metrics::Limit;
 use futures_util::{SinkExt, StreamExt};
+use ggrok_proto::access::AccessRules;
 use ggrok_proto::control::{ClientMessage, ControlError, ServerCodec, ServerMessage, TunnelKey};
 use ggrok_proto::host::HostPattern;
 use std::sync::Arc;
@@ -112,7 +114,8 @@ pub async fn serve(
             Some(Ok(ClientMessage::Hello { .. })) => {
                 ServerMessage::Error { message: "greeted twice".to_owned() }
             }
-            Some(Ok(ClientMessage::Register { host })) => match to.claim(&host, true) {
+            Some(Ok(ClientMessage::Register { host })) => match to.claim(&host, true, AccessRules::default())
+            {
                 Ok(()) => ServerMessage::Registered { host },
                 Err(reason) => ServerMessage::Refused { host, reason },
             },
@@ -120,12 +123,12 @@ pub async fn serve(
                 to.release(&host);
                 ServerMessage::Unregistered { host }
             }
-            Some(Ok(ClientMessage::Claim { tunnel, takeover })) => match &tunnel {
-                TunnelKey::Http { host } => match to.claim(host, takeover) {
+            Some(Ok(ClientMessage::Claim { tunnel, takeover, access })) => match &tunnel {
+                TunnelKey::Http { host } => match to.claim(host, takeover, access) {
                     Ok(()) => ServerMessage::Claimed { tunnel, port: None },
                     Err(reason) => ServerMessage::ClaimRefused { tunnel, reason },
                 },
-                TunnelKey::Tcp { port } => match to.claim_port(*port, takeover) {
+                TunnelKey::Tcp { port } => match to.claim_port(*port, takeover, access) {
                     Ok(granted) => ServerMessage::Claimed { tunnel, port: Some(granted) },
                     Err(reason) => ServerMessage::ClaimRefused { tunnel, reason },
                 },
@@ -168,8 +171,22 @@ impl Claimant<'_> {
         })
     }
 
-    /// Claims `host` for the daemon; the reason when refused.
-    fn claim(&self, host: &str, takeover: bool) -> Result<(), String> {
+    /// The guard of a claim's access rules, or why they are refused: malformed, or short of what
+    /// the client's `require` (in the config in force) asks. A session of a version before 4
+    /// carries no rules.
+    fn guard(&self, entry: &ClientEntry, access: AccessRules, tcp: bool) -> Result<Access, String> {
+        access.validate().map_err(|e| format!("invalid access rules: {e}"))?;
+        if tcp && !access.basic_auth.is_empty() {
+            return Err("basic_auth applies to HTTP tunnels only".into());
+        }
+        if let Some(why) = entry.require.refusal(&entry.name, &access, tcp) {
+            return Err(why);
+        }
+        Ok(Guard::of(access))
+    }
+
+    /// Claims `host` for the daemon, behind `access`; the reason when refused.
+    fn claim(&self, host: &str, takeover: bool, access: AccessRules) -> Result<(), String> {
         let (session, client) = (self.session.id, &self.client.name);
         let refuse = |reason: String| {
             warn!(session, client, host, "host refused: {reason}");
@@ -184,11 +201,13 @@ impl Claimant<'_> {
                 allowed.join(", ")
             )));
         }
+        let guard = self.guard(&entry, access, false).map_err(refuse)?;
+        let rules = guard.as_ref().map(|g| g.rules().summary());
         let max = self.state.config().limits.max_hosts_per_client;
-        match self.state.registry.claim(&pattern.to_string(), self.daemon, max, takeover) {
+        match self.state.registry.claim(&pattern.to_string(), self.daemon, max, takeover, guard) {
             Ok(Claim::Registered) => {
                 self.state.readiness.claimed();
-                info!(session, client, host = %pattern, "host registered");
+                info!(session, client, host = %pattern, access = rules, "host registered");
                 Ok(())
             }
             Ok(Claim::TookOver(old)) => {
@@ -219,14 +238,15 @@ impl Claimant<'_> {
 
     /// Claims the TCP `port` (0: any the client may claim) for the daemon, binding it when
     /// new; the port granted, or the reason when refused.
-    fn claim_port(&self, port: u16, takeover: bool) -> Result<u16, String> {
+    fn claim_port(&self, port: u16, takeover: bool, access: AccessRules) -> Result<u16, String> {
         let (session, client) = (self.session.id, &self.client.name);
         let refuse = |reason: String| {
             warn!(session, client, port, "TCP port refused: {reason}");
             reason
         };
         let entry = self.entry().map_err(refuse)?;
-        let granted = self.state.ports.claim(port, client, &entry.ports, self.daemon, takeover);
+        let guard = self.guard(&entry, access, true).map_err(refuse)?;
+        let granted = self.state.ports.claim(port, client, &entry.ports, self.daemon, takeover, guard);
         let granted = granted.map_err(|refused| refuse(refused.to_string()))?;
         let port = granted.port;
         self.state.readiness.claimed();

@@ -107,6 +107,7 @@ pub fn accept(state: &Arc<State>, peer: SocketAddr, mut req: Request<Incoming>) 
             token_sha256: [0; 32],
             hosts: hosts.clone(),
             ports: Default::default(),
+            require: Default::default(),
         }),
         (None, None) => None,
     };

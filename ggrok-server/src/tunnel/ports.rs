@@ -10,7 +10,9 @@
 //! back; then it is closed. A released port is closed at once.
 
 use super::registry::Owner;
+use crate::access::Access;
 use crate::config::PortRanges;
+use ggrok_proto::access::AccessRules;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -25,6 +27,8 @@ enum Holder<S> {
 
 struct Entry<S> {
     holder: Holder<S>,
+    /// The access rules of the latest claim granted (allowed and denied addresses).
+    access: Access,
     /// Stops the port's accept loop (and so closes the socket).
     stop: CancellationToken,
 }
@@ -100,7 +104,8 @@ impl<S: Owner> Ports<S> {
         Self { ip, table: Mutex::default(), offline_grace }
     }
 
-    /// Claims `port` (0: any free one of `allowed`) for `owner`, of client `client`.
+    /// Claims `port` (0: any free one of `allowed`) for `owner`, of client `client`, behind the
+    /// access rules `access` (which replace those of an earlier claim).
     pub fn claim(
         &self,
         port: u16,
@@ -108,15 +113,32 @@ impl<S: Owner> Ports<S> {
         allowed: &PortRanges,
         owner: &Arc<S>,
         takeover: bool,
+        access: Access,
     ) -> Result<Granted<S>, PortRefused> {
         let mut table = self.table.lock().expect("ports lock");
+        let granted = self.grant(&mut table, port, client, allowed, owner, takeover)?;
+        if let Some(entry) = table.get_mut(&granted.port) {
+            entry.access = access;
+        }
+        Ok(granted)
+    }
+
+    fn grant(
+        &self,
+        table: &mut HashMap<u16, Entry<S>>,
+        port: u16,
+        client: &str,
+        allowed: &PortRanges,
+        owner: &Arc<S>,
+        takeover: bool,
+    ) -> Result<Granted<S>, PortRefused> {
         if port == 0 {
             // Every port of the client is tried in file order; ports held are skipped, so the
             // daemon's own ports are not handed out twice.
             let mut last_error = None;
             for candidate in allowed.iter().filter(|p| !table.contains_key(p)) {
                 match self.bind(candidate) {
-                    Ok(listener) => return Ok(Self::insert(&mut table, candidate, owner, listener)),
+                    Ok(listener) => return Ok(Self::insert(table, candidate, owner, listener)),
                     Err(e) => last_error = Some(e),
                 }
             }
@@ -152,7 +174,7 @@ impl<S: Owner> Ports<S> {
             }
             None => {
                 let listener = self.bind(port)?;
-                Ok(Self::insert(&mut table, port, owner, listener))
+                Ok(Self::insert(table, port, owner, listener))
             }
         }
     }
@@ -164,7 +186,7 @@ impl<S: Owner> Ports<S> {
         listener: std::net::TcpListener,
     ) -> Granted<S> {
         let stop = CancellationToken::new();
-        table.insert(port, Entry { holder: Holder::Online(owner.clone()), stop: stop.clone() });
+        table.insert(port, Entry { holder: Holder::Online(owner.clone()), access: None, stop: stop.clone() });
         Granted { port, bound: Some((listener, stop)), took_over: None }
     }
 
@@ -186,10 +208,10 @@ impl<S: Owner> Ports<S> {
         false
     }
 
-    /// The daemon serving `port` now, if it is online.
-    pub fn holder(&self, port: u16) -> Option<Arc<S>> {
-        match self.table.lock().expect("ports lock").get(&port).map(|e| &e.holder) {
-            Some(Holder::Online(s)) => Some(s.clone()),
+    /// The daemon serving `port` now, if it is online, and the port's access rules.
+    pub fn holder(&self, port: u16) -> Option<(Arc<S>, Access)> {
+        match self.table.lock().expect("ports lock").get(&port) {
+            Some(Entry { holder: Holder::Online(s), access, .. }) => Some((s.clone(), access.clone())),
             _ => None,
         }
     }
@@ -209,17 +231,23 @@ impl<S: Owner> Ports<S> {
         gone
     }
 
-    /// Keeps the ports, online or offline, for which `keep(client, port)` holds and closes the
-    /// others at once (a reload no longer allows them); returns each port closed with the owner
-    /// that was serving it, if it was online.
-    pub fn retain_allowed(&self, keep: impl Fn(&str, u16) -> bool) -> Vec<(u16, Option<Arc<S>>)> {
+    /// Keeps the ports, online or offline, for which `keep(client, port, rules)` holds and
+    /// closes the others at once (a reload no longer allows them); `rules` are an online port's
+    /// access rules (empty when it has none), `None` for an offline one. Returns each port closed
+    /// with the owner that was serving it, if it was online.
+    pub fn retain_allowed(
+        &self,
+        keep: impl Fn(&str, u16, Option<&AccessRules>) -> bool,
+    ) -> Vec<(u16, Option<Arc<S>>)> {
+        let none = AccessRules::default();
         let mut removed = Vec::new();
         self.table.lock().expect("ports lock").retain(|port, entry| {
-            let (client, holder) = match &entry.holder {
-                Holder::Online(s) => (s.client().to_owned(), Some(s.clone())),
-                Holder::Offline { client, .. } => (client.clone(), None),
+            let rules = entry.access.as_ref().map_or(&none, |g| g.rules());
+            let (client, holder, rules) = match &entry.holder {
+                Holder::Online(s) => (s.client().to_owned(), Some(s.clone()), Some(rules)),
+                Holder::Offline { client, .. } => (client.clone(), None, None),
             };
-            let kept = keep(&client, *port);
+            let kept = keep(&client, *port, rules);
             if !kept {
                 removed.push((*port, holder));
             }
@@ -295,19 +323,25 @@ mod tests {
             Arc::new(S(3, "a", "d2")),
             Arc::new(S(4, "b", "d3")),
         );
-        let g = p.claim(first, "a", &range, &a, true).unwrap();
+        let g = p.claim(first, "a", &range, &a, true, None).unwrap();
         assert!(g.bound.is_some(), "bound on first claim");
-        assert!(p.claim(first, "a", &range, &a, true).unwrap().bound.is_none(), "again: nothing new");
-        assert_eq!(p.claim(first, "b", &range, &bob, true).unwrap_err(), PortRefused::Taken(first));
-        assert_eq!(p.claim(first, "a", &range, &sib, false).unwrap_err(), PortRefused::HeldBySibling(first));
-        assert!(p.claim(first, "a", &range, &a2, false).unwrap().took_over.is_none(), "same daemon back");
-        assert_eq!(p.holder(first).unwrap().id(), 2);
-        let took = p.claim(first, "a", &range, &sib, true).unwrap();
+        assert!(p.claim(first, "a", &range, &a, true, None).unwrap().bound.is_none(), "again: nothing new");
+        assert_eq!(p.claim(first, "b", &range, &bob, true, None).unwrap_err(), PortRefused::Taken(first));
+        assert_eq!(
+            p.claim(first, "a", &range, &sib, false, None).unwrap_err(),
+            PortRefused::HeldBySibling(first)
+        );
+        assert!(
+            p.claim(first, "a", &range, &a2, false, None).unwrap().took_over.is_none(),
+            "same daemon back"
+        );
+        assert_eq!(p.holder(first).unwrap().0.id(), 2);
+        let took = p.claim(first, "a", &range, &sib, true, None).unwrap();
         assert_eq!(took.took_over.as_ref().unwrap().id(), 2);
-        let err = p.claim(1, "a", &range, &a, true).unwrap_err();
+        let err = p.claim(1, "a", &range, &a, true, None).unwrap_err();
         assert!(err.to_string().contains("may not claim TCP port 1; its allowed ports are"), "{err}");
         // Port 0 picks the next free one of the range, never one held.
-        let any = p.claim(0, "a", &range, &a, true).unwrap();
+        let any = p.claim(0, "a", &range, &a, true, None).unwrap();
         assert_eq!(any.port, first + 1);
         drop((g, took, any));
     }
@@ -318,18 +352,18 @@ mod tests {
         let range = free_range(1);
         let port = *range.0[0].start();
         let a = Arc::new(S(1, "a", "d1"));
-        let (listener, stop) = p.claim(port, "a", &range, &a, true).unwrap().bound.unwrap();
+        let (listener, stop) = p.claim(port, "a", &range, &a, true, None).unwrap().bound.unwrap();
         assert_eq!(p.remove_owner(1), [port]);
         assert!(p.holder(port).is_none());
         assert!(!stop.is_cancelled(), "still bound while offline");
         let back = Arc::new(S(5, "a", "d1"));
-        assert!(p.claim(port, "a", &range, &back, false).unwrap().bound.is_none(), "same socket back");
+        assert!(p.claim(port, "a", &range, &back, false, None).unwrap().bound.is_none(), "same socket back");
         assert!(!p.release(port, 1), "not the holder any more");
         assert!(p.release(port, 5));
         assert!(stop.is_cancelled(), "released: closed");
         drop(listener);
         let busy = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
-        let err = p.claim(port, "a", &range, &a, true).unwrap_err();
+        let err = p.claim(port, "a", &range, &a, true, None).unwrap_err();
         assert!(
             matches!(err, PortRefused::Bind { .. })
                 && err.to_string().contains("cannot listen on 127.0.0.1:"),

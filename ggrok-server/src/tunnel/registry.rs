@@ -13,6 +13,8 @@
 //! function when the host is first claimed and kept while the entry lives, offline included, so a
 //! reconnecting client keeps its host's series.
 
+use crate::access::Access;
+use ggrok_proto::access::AccessRules;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -29,19 +31,16 @@ pub trait Owner {
 
 /// A host's entry: the session serving it, or the memory of one that went away; and its meter.
 enum Entry<S, M> {
-    Online(Arc<S>, M),
+    /// Served by this owner, behind these access rules.
+    Online(Arc<S>, M, Access),
     /// The session holding the host ended without releasing it: its client is expected back.
-    Offline {
-        client: String,
-        since: Instant,
-        meter: M,
-    },
+    Offline { client: String, since: Instant, meter: M },
 }
 
 impl<S, M> Entry<S, M> {
     fn meter(&self) -> &M {
         match self {
-            Entry::Online(_, meter) | Entry::Offline { meter, .. } => meter,
+            Entry::Online(_, meter, _) | Entry::Offline { meter, .. } => meter,
         }
     }
 }
@@ -115,8 +114,8 @@ pub enum Refused {
 
 /// Where a request for a host goes, with the meter of the entry it matched.
 pub enum Route<S, M> {
-    /// To this session.
-    Online(Arc<S>, M),
+    /// To this session, through these access rules.
+    Online(Arc<S>, M, Access),
     /// Nowhere yet: the session that served it is gone and its client is expected back.
     Offline(M),
     /// Nowhere: no tunnel serves it.
@@ -124,25 +123,34 @@ pub enum Route<S, M> {
 }
 
 impl<S: Owner, M: Clone> Registry<S, M> {
-    /// Gives `host` (a normalised host or pattern) to `owner`, or says why not. With `takeover`,
-    /// a host held by another daemon of the same client is taken from it. A client may hold at
-    /// most `max_per_client` hosts over all its daemons.
+    /// Gives `host` (a normalised host or pattern) to `owner`, behind the access rules `access`,
+    /// or says why not. With `takeover`, a host held by another daemon of the same client is
+    /// taken from it. A client may hold at most `max_per_client` hosts over all its daemons. The
+    /// same owner claiming again (each of its connections does, and a reload with new rules)
+    /// replaces the rules.
     pub fn claim(
         &self,
         host: &str,
         owner: &Arc<S>,
         max_per_client: usize,
         takeover: bool,
+        access: Access,
     ) -> Result<Claim<S>, Refused> {
         let mut hosts = self.hosts.write().expect("registry lock");
-        let (claim, new) = match hosts.get(host) {
-            Some(Entry::Online(holder, _)) if holder.id() == owner.id() => return Ok(Claim::Registered),
-            Some(Entry::Online(holder, _))
+        let (claim, new) = match hosts.get_mut(host) {
+            Some(Entry::Online(holder, _, rules)) if holder.id() == owner.id() => {
+                // Equal rules keep their guard, and with it the credentials verified lately.
+                if rules.as_ref().map(|g| g.rules()) != access.as_ref().map(|g| g.rules()) {
+                    *rules = access;
+                }
+                return Ok(Claim::Registered);
+            }
+            Some(Entry::Online(holder, ..))
                 if holder.client() == owner.client() && holder.identity() == owner.identity() =>
             {
                 (Claim::Registered, false)
             }
-            Some(Entry::Online(holder, _)) if holder.client() == owner.client() => {
+            Some(Entry::Online(holder, ..)) if holder.client() == owner.client() => {
                 if !takeover {
                     return Err(Refused::HeldBySibling(host.to_owned()));
                 }
@@ -154,7 +162,7 @@ impl<S: Owner, M: Clone> Registry<S, M> {
         if new {
             let held = hosts
                 .values()
-                .filter(|e| matches!(e, Entry::Online(s, _) if s.client() == owner.client()))
+                .filter(|e| matches!(e, Entry::Online(s, ..) if s.client() == owner.client()))
                 .count();
             if held >= max_per_client {
                 return Err(Refused::TooMany { client: owner.client().to_owned(), held });
@@ -164,14 +172,14 @@ impl<S: Owner, M: Clone> Registry<S, M> {
             Some(entry) => entry.meter().clone(),
             None => (self.new_meter)(host),
         };
-        hosts.insert(host.to_owned(), Entry::Online(owner.clone(), meter));
+        hosts.insert(host.to_owned(), Entry::Online(owner.clone(), meter, access));
         Ok(claim)
     }
 
     /// Releases `host` if the owner `session` holds it; returns whether it did.
     pub fn release(&self, host: &str, session: u64) -> bool {
         let mut hosts = self.hosts.write().expect("registry lock");
-        if matches!(hosts.get(host), Some(Entry::Online(s, _)) if s.id() == session) {
+        if matches!(hosts.get(host), Some(Entry::Online(s, ..)) if s.id() == session) {
             hosts.remove(host);
             return true;
         }
@@ -185,7 +193,7 @@ impl<S: Owner, M: Clone> Registry<S, M> {
         let now = Instant::now();
         let mut mine = Vec::new();
         for (host, entry) in hosts.iter_mut() {
-            if let Entry::Online(s, meter) = entry
+            if let Entry::Online(s, meter, _) = entry
                 && s.id() == session
             {
                 let meter = meter.clone();
@@ -196,17 +204,25 @@ impl<S: Owner, M: Clone> Registry<S, M> {
         mine
     }
 
-    /// Keeps the entries, online or offline, for which `keep(client, host)` holds and removes
-    /// the others at once (a reload no longer allows them); returns each host removed with the
-    /// owner that was serving it, if it was online.
-    pub fn retain_allowed(&self, keep: impl Fn(&str, &str) -> bool) -> Vec<(String, Option<Arc<S>>)> {
+    /// Keeps the entries, online or offline, for which `keep(client, host, rules)` holds and
+    /// removes the others at once (a reload no longer allows them); `rules` are an online entry's
+    /// access rules (empty when it has none), `None` for an offline one. Returns each host removed
+    /// with the owner that was serving it, if it was online.
+    pub fn retain_allowed(
+        &self,
+        keep: impl Fn(&str, &str, Option<&AccessRules>) -> bool,
+    ) -> Vec<(String, Option<Arc<S>>)> {
+        let none = AccessRules::default();
         let mut removed = Vec::new();
         self.hosts.write().expect("registry lock").retain(|host, entry| {
-            let (client, holder) = match entry {
-                Entry::Online(s, _) => (s.client().to_owned(), Some(s.clone())),
-                Entry::Offline { client, .. } => (client.clone(), None),
+            let (client, holder, rules) = match entry {
+                Entry::Online(s, _, access) => {
+                    let rules = access.as_ref().map_or(&none, |g| g.rules());
+                    (s.client().to_owned(), Some(s.clone()), Some(rules))
+                }
+                Entry::Offline { client, .. } => (client.clone(), None, None),
             };
-            let kept = keep(&client, host);
+            let kept = keep(&client, host, rules);
             if !kept {
                 removed.push((host.clone(), holder));
             }
@@ -241,7 +257,9 @@ impl<S: Owner, M: Clone> Registry<S, M> {
         let mut offline = None;
         for entry in candidates.into_iter().flatten() {
             match entry {
-                Entry::Online(s, meter) => return Route::Online(s.clone(), meter.clone()),
+                Entry::Online(s, meter, access) => {
+                    return Route::Online(s.clone(), meter.clone(), access.clone());
+                }
                 Entry::Offline { since, meter, .. } if since.elapsed() < self.offline_grace => {
                     offline = offline.or(Some(meter));
                 }
@@ -287,7 +305,7 @@ mod tests {
 
     fn id<M>(route: Route<S, M>) -> Option<u64> {
         match route {
-            Route::Online(s, _) => Some(s.id()),
+            Route::Online(s, ..) => Some(s.id()),
             _ => None,
         }
     }
@@ -308,8 +326,8 @@ mod tests {
     fn exact_before_wildcard() {
         let r = Registry::default();
         let (a, b) = (Arc::new(S(1, "alice")), Arc::new(S(2, "alice")));
-        r.claim("*.example.com", &a, 100, true).unwrap();
-        r.claim("api.example.com", &b, 100, true).unwrap();
+        r.claim("*.example.com", &a, 100, true, None).unwrap();
+        r.claim("api.example.com", &b, 100, true, None).unwrap();
         assert_eq!(id(r.lookup("api.example.com")), Some(2));
         assert_eq!(id(r.lookup("www.example.com")), Some(1));
         assert!(matches!(r.lookup("example.com"), Route::Unknown));
@@ -322,12 +340,18 @@ mod tests {
         let old = Arc::new(S(1, "alice"));
         let new = Arc::new(S(2, "alice"));
         let mallory = Arc::new(S(3, "mallory"));
-        assert!(registered(r.claim("a.test", &old, 100, true)));
-        assert!(registered(r.claim("a.test", &old, 100, true)));
+        assert!(registered(r.claim("a.test", &old, 100, true, None)));
+        assert!(registered(r.claim("a.test", &old, 100, true, None)));
         // Another daemon of the same client takes over only when it asks to.
-        assert_eq!(r.claim("a.test", &new, 100, false).unwrap_err(), Refused::HeldBySibling("a.test".into()));
-        assert_eq!(took_over(r.claim("a.test", &new, 100, true)), Some(1));
-        assert_eq!(r.claim("a.test", &mallory, 100, true).unwrap_err(), Refused::Taken("a.test".into()));
+        assert_eq!(
+            r.claim("a.test", &new, 100, false, None).unwrap_err(),
+            Refused::HeldBySibling("a.test".into())
+        );
+        assert_eq!(took_over(r.claim("a.test", &new, 100, true, None)), Some(1));
+        assert_eq!(
+            r.claim("a.test", &mallory, 100, true, None).unwrap_err(),
+            Refused::Taken("a.test".into())
+        );
         // The old session going away must not take the host from the new one.
         assert!(r.remove_owner(1).is_empty());
         assert_eq!(id(r.lookup("a.test")), Some(2));
@@ -341,9 +365,9 @@ mod tests {
     fn a_daemon_that_comes_back_gets_its_hosts_at_once() {
         let r = Registry::default();
         let (before, after) = (S::new(100, "alice"), S::new(101, "alice"));
-        r.claim("a.test", &before, 100, true).unwrap();
+        r.claim("a.test", &before, 100, true, None).unwrap();
         // The same daemon (identity "d") as a new owner: no takeover, and no sibling refusal.
-        assert!(registered(r.claim("a.test", &after, 100, false)));
+        assert!(registered(r.claim("a.test", &after, 100, false, None)));
         assert_eq!(id(r.lookup("a.test")), Some(101));
         // The old owner going away leaves the host with the new one.
         assert!(r.remove_owner(100).is_empty());
@@ -354,9 +378,9 @@ mod tests {
     fn offline_hosts_are_free_for_any_daemon_of_the_client() {
         let r = Registry::default();
         let (a, b) = (S::new(1, "alice"), S::new(2, "alice"));
-        r.claim("a.test", &a, 100, true).unwrap();
+        r.claim("a.test", &a, 100, true, None).unwrap();
         r.remove_owner(1);
-        assert!(registered(r.claim("a.test", &b, 100, false)));
+        assert!(registered(r.claim("a.test", &b, 100, false, None)));
     }
 
     #[test]
@@ -364,16 +388,16 @@ mod tests {
         let r = Registry::default();
         let a = Arc::new(S(1, "a"));
         let b = Arc::new(S(2, "b"));
-        r.claim("x.test", &a, 100, true).unwrap();
-        r.claim("y.test", &a, 100, true).unwrap();
-        r.claim("z.test", &b, 100, true).unwrap();
+        r.claim("x.test", &a, 100, true, None).unwrap();
+        r.claim("y.test", &a, 100, true, None).unwrap();
+        r.claim("z.test", &b, 100, true, None).unwrap();
         let mut gone = r.remove_owner(1);
         gone.sort();
         assert_eq!(gone, ["x.test", "y.test"]);
         assert_eq!(r.online(), 1);
         assert!(matches!(r.lookup("x.test"), Route::Offline(_)));
         // The same client, or another one, may claim an offline host again.
-        r.claim("x.test", &b, 100, true).unwrap();
+        r.claim("x.test", &b, 100, true, None).unwrap();
         assert_eq!(id(r.lookup("x.test")), Some(2));
     }
 
@@ -381,21 +405,21 @@ mod tests {
     fn a_client_holds_at_most_its_share_of_hosts() {
         let r = Registry::default();
         let (a, b) = (Arc::new(S(1, "a")), Arc::new(S(2, "a")));
-        r.claim("x.test", &a, 2, true).unwrap();
-        r.claim("y.test", &b, 2, true).unwrap();
-        let refused = r.claim("z.test", &a, 2, true).unwrap_err();
+        r.claim("x.test", &a, 2, true, None).unwrap();
+        r.claim("y.test", &b, 2, true, None).unwrap();
+        let refused = r.claim("z.test", &a, 2, true, None).unwrap_err();
         assert_eq!(refused, Refused::TooMany { client: "a".into(), held: 2 });
         assert!(refused.to_string().contains("max_hosts_per_client"));
         // Claiming again, or taking over its own host, is not a new host.
-        assert!(registered(r.claim("x.test", &a, 2, true)));
-        assert_eq!(took_over(r.claim("x.test", &b, 2, true)), Some(1));
+        assert!(registered(r.claim("x.test", &a, 2, true, None)));
+        assert_eq!(took_over(r.claim("x.test", &b, 2, true, None)), Some(1));
     }
 
     #[test]
     fn offline_hosts_are_forgotten_after_the_grace_period() {
         let r = Registry::new(Duration::ZERO);
         let a = Arc::new(S(1, "a"));
-        r.claim("x.test", &a, 100, true).unwrap();
+        r.claim("x.test", &a, 100, true, None).unwrap();
         r.remove_owner(1);
         assert!(matches!(r.lookup("x.test"), Route::Unknown));
         r.purge_offline();
@@ -406,13 +430,13 @@ mod tests {
     fn a_returning_client_forgets_the_hosts_it_no_longer_serves() {
         let r = Registry::default();
         let (old, other) = (Arc::new(S(1, "a")), Arc::new(S(2, "b")));
-        r.claim("kept.test", &old, 100, true).unwrap();
-        r.claim("dropped.test", &old, 100, true).unwrap();
-        r.claim("theirs.test", &other, 100, true).unwrap();
+        r.claim("kept.test", &old, 100, true, None).unwrap();
+        r.claim("dropped.test", &old, 100, true, None).unwrap();
+        r.claim("theirs.test", &other, 100, true, None).unwrap();
         r.remove_owner(1);
         r.remove_owner(2);
         let new = Arc::new(S(3, "a"));
-        r.claim("kept.test", &new, 100, true).unwrap();
+        r.claim("kept.test", &new, 100, true, None).unwrap();
         r.forget_offline("a", Instant::now());
         assert_eq!(id(r.lookup("kept.test")), Some(3));
         assert!(matches!(r.lookup("dropped.test"), Route::Unknown));
@@ -423,8 +447,8 @@ mod tests {
     fn an_offline_exact_host_falls_back_to_an_online_wildcard() {
         let r = Registry::default();
         let (a, b) = (Arc::new(S(1, "a")), Arc::new(S(2, "a")));
-        r.claim("x.test", &a, 100, true).unwrap();
-        r.claim("*.test", &b, 100, true).unwrap();
+        r.claim("x.test", &a, 100, true, None).unwrap();
+        r.claim("*.test", &b, 100, true, None).unwrap();
         r.remove_owner(1);
         assert_eq!(id(r.lookup("x.test")), Some(2));
     }
@@ -438,21 +462,21 @@ mod tests {
             (host.to_owned(), counter.fetch_add(1, Ordering::SeqCst))
         });
         let meter = |route: Route<S, (String, usize)>| match route {
-            Route::Online(_, m) | Route::Offline(m) => Some(m),
+            Route::Online(_, m, _) | Route::Offline(m) => Some(m),
             Route::Unknown => None,
         };
         let (a, b) = (Arc::new(S(1, "a")), Arc::new(S(2, "a")));
-        r.claim("*.test", &a, 100, true).unwrap();
+        r.claim("*.test", &a, 100, true, None).unwrap();
         assert_eq!(meter(r.lookup("x.test")), Some(("*.test".to_owned(), 0)), "the pattern's meter");
         // Offline, then claimed again by a new session: the same meter.
         r.remove_owner(1);
         assert_eq!(meter(r.lookup("x.test")), Some(("*.test".to_owned(), 0)));
-        r.claim("*.test", &b, 100, true).unwrap();
+        r.claim("*.test", &b, 100, true, None).unwrap();
         assert_eq!(meter(r.lookup("y.test")), Some(("*.test".to_owned(), 0)));
         // Released and claimed again: a new one.
         assert!(r.release("*.test", 2));
         assert_eq!(meter(r.lookup("x.test")), None);
-        r.claim("*.test", &b, 100, true).unwrap();
+        r.claim("*.test", &b, 100, true, None).unwrap();
         assert_eq!(meter(r.lookup("x.test")), Some(("*.test".to_owned(), 1)));
         assert_eq!(made.load(Ordering::SeqCst), 2);
     }

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::Spanned;
 
+mod access;
 mod address;
 mod inspect;
 mod servers;
@@ -200,6 +201,8 @@ pub struct TunnelSpec {
     pub rewrite_host: bool,
     /// TCP tunnels: send a PROXY protocol v2 header with the public client's address first.
     pub proxy_protocol: bool,
+    /// Who may use the tunnel (`basic_auth`, `allow_ips`, `deny_ips`), enforced by the server.
+    pub access: ggrok_proto::access::AccessRules,
 }
 
 /// `$XDG_CONFIG_HOME/ggrok/ggrokd.toml`, else `~/.config/ggrok/ggrokd.toml`.

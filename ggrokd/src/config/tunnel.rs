@@ -1,7 +1,8 @@
 //! The `[[tunnel]]` tables of `ggrokd.toml`: an HTTP tunnel (`host = "…"`) or a TCP tunnel
-//! (`tcp = PORT`, 0 for any port the server picks), each with its `local` service.
+//! (`tcp = PORT`, 0 for any port the server picks), each with its `local` service and its access
+//! rules ([`super::access`]).
 
-use super::{LocalAddr, TunnelSpec};
+use super::{LocalAddr, TunnelSpec, access};
 use ggrok_proto::diag::ConfigError;
 use ggrok_proto::host::HostPattern;
 use serde::Deserialize;
@@ -17,6 +18,9 @@ pub(super) struct RawTunnel {
     local: Spanned<String>,
     host_header: Option<Spanned<String>>,
     proxy_protocol: Option<Spanned<bool>>,
+    basic_auth: access::RawList,
+    allow_ips: access::RawList,
+    deny_ips: access::RawList,
 }
 
 /// What a tunnel serves publicly: a host (or `*.` pattern), or a TCP port of the server.
@@ -161,7 +165,10 @@ pub(super) fn parse(
             Some(p) => *p.get_ref(),
             None => false,
         };
-        tunnels.push(TunnelSpec { host: public, local, rewrite_host, proxy_protocol });
+        let raw_access =
+            access::RawAccess { basic_auth: &t.basic_auth, allow_ips: &t.allow_ips, deny_ips: &t.deny_ips };
+        let access = access::parse(path, text, i, raw_access, public.tcp_port().is_some())?;
+        tunnels.push(TunnelSpec { host: public, local, rewrite_host, proxy_protocol, access });
     }
     Ok(tunnels)
 }

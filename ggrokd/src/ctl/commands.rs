@@ -4,14 +4,19 @@
 use crate::config::{LocalAddr, Public, TunnelSpec};
 use crate::daemon::Daemon;
 use crate::ops::{self, AddOutcome, NewTunnel, OpError};
+use ggrok_proto::access::{AccessRules, Cidr, Credential};
 use ggrok_proto::ctl::{Command, ErrorCode, HostHeader, Reply};
 use ggrok_proto::host::HostPattern;
 
 /// Runs one command.
 pub async fn execute(daemon: &Daemon, command: Command) -> Reply {
     match command {
-        Command::Add { host, local, host_header, save } => {
-            add(daemon, &host, &local, host_header, save).await
+        Command::Add { host, local, host_header, save, basic_auth, allow_ips, deny_ips } => {
+            let access = match access(&basic_auth, &allow_ips, &deny_ips, host.trim().starts_with("tcp:")) {
+                Ok(a) => a,
+                Err(e) => return error(ErrorCode::InvalidArgument, e),
+            };
+            add(daemon, &host, &local, host_header, save, access).await
         }
         Command::Remove { host, save } => remove(daemon, &host, save).await,
         Command::List => Reply::Tunnels { tunnels: infos(daemon) },
@@ -86,7 +91,46 @@ fn public(host: &str) -> Result<Public, String> {
     HostPattern::parse(host).map(Public::Http).map_err(|e| format!("invalid host {host:?}: {e}"))
 }
 
-async fn add(daemon: &Daemon, host: &str, local: &str, host_header: Option<HostHeader>, save: bool) -> Reply {
+/// The access rules of `add`: hashes only (ggrokctl hashes `--basic-auth user:password`), and
+/// no basic authentication on a TCP tunnel.
+fn access(
+    basic_auth: &[String],
+    allow_ips: &[String],
+    deny_ips: &[String],
+    tcp: bool,
+) -> Result<AccessRules, String> {
+    if tcp && !basic_auth.is_empty() {
+        return Err(
+            "--basic-auth applies to HTTP tunnels only; use --allow-ip to limit who may connect".into()
+        );
+    }
+    let mut rules = AccessRules::default();
+    for entry in basic_auth {
+        let credential = Credential::parse(entry).map_err(|e| format!("--basic-auth: {e}"))?;
+        if rules.basic_auth.iter().any(|c| c.user == credential.user) {
+            return Err(format!("--basic-auth: user {:?} is given twice", credential.user));
+        }
+        rules.basic_auth.push(credential);
+    }
+    for (flag, list, into) in
+        [("--allow-ip", allow_ips, &mut rules.allow_ips), ("--deny-ip", deny_ips, &mut rules.deny_ips)]
+    {
+        for net in list {
+            into.push(net.parse::<Cidr>().map_err(|e| format!("{flag}: {e}"))?);
+        }
+    }
+    rules.validate()?;
+    Ok(rules)
+}
+
+async fn add(
+    daemon: &Daemon,
+    host: &str,
+    local: &str,
+    host_header: Option<HostHeader>,
+    save: bool,
+    access: AccessRules,
+) -> Reply {
     let public = match public(host) {
         Ok(p) => p,
         Err(e) => return error(ErrorCode::InvalidArgument, e),
@@ -110,6 +154,7 @@ async fn add(daemon: &Daemon, host: &str, local: &str, host_header: Option<HostH
         local: local_addr,
         rewrite_host: host_header == Some(HostHeader::Rewrite),
         proxy_protocol: false,
+        access,
     };
     let added = match ops::add(daemon, NewTunnel { spec, local_as_written: local.to_owned(), save }).await {
         Ok(added) => added,

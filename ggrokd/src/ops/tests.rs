@@ -44,6 +44,7 @@ fn new_tunnel(host: &str) -> NewTunnel {
             local: LocalAddr::parse("8080").unwrap(),
             rewrite_host: false,
             proxy_protocol: false,
+            access: Default::default(),
         },
         local_as_written: "8080".into(),
         save: true,
@@ -62,7 +63,10 @@ async fn add_claims_first_and_saves_once_accepted() {
         let (daemon, path) = (s.daemon.clone(), s.path.clone());
         tokio::spawn(async move {
             let op = server.recv().await.unwrap();
-            assert_eq!(op, TunnelOp::Claim { host: "new.test".into(), takeover: true });
+            assert_eq!(
+                op,
+                TunnelOp::Claim { host: "new.test".into(), takeover: true, access: Default::default() }
+            );
             let saved_before = std::fs::read_to_string(&path).unwrap().contains("new.test");
             on_event(&daemon, 0, Event::Claimed { host: "new.test".into(), port: None });
             (saved_before, server)
@@ -145,8 +149,8 @@ async fn reload_claims_displaced_tunnels_again_with_takeover() {
     assert_eq!(
         sent,
         [
-            TunnelOp::Claim { host: "first.test".into(), takeover: true },
-            TunnelOp::Claim { host: "second.test".into(), takeover: true }
+            TunnelOp::Claim { host: "first.test".into(), takeover: true, access: Default::default() },
+            TunnelOp::Claim { host: "second.test".into(), takeover: true, access: Default::default() }
         ]
     );
     std::fs::write(&s.path, "server = \"ws://t\"\nbroken").unwrap();

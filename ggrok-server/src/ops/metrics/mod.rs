@@ -12,11 +12,13 @@
 //! released, or stays offline past its grace period) and no request in flight still uses them,
 //! so their number stays bounded as clients come and go.
 
+mod access;
 mod histogram;
 mod metered;
 mod reloads;
 mod tcp;
 
+pub use access::{AccessSeries, Denial};
 pub use histogram::{BUCKETS, DurationHistogram};
 pub use metered::{Metered, PublicTraffic, respond};
 pub use reloads::ReloadSeries;
@@ -230,6 +232,8 @@ pub struct Metrics {
     pub tcp: TcpSeries,
     /// Config reloads.
     pub reloads: ReloadSeries,
+    /// Clients turned away by access rules.
+    pub access: AccessSeries,
 }
 
 impl Metrics {
@@ -315,6 +319,7 @@ impl Metrics {
         let unrouted = HostMeter::new(&series, UNROUTED);
         let tcp = TcpSeries::register(&mut registry);
         let reloads = ReloadSeries::register(&mut registry);
+        let access = AccessSeries::register(&mut registry);
         Arc::new(Self {
             registry,
             series,
@@ -331,6 +336,7 @@ impl Metrics {
             unrouted,
             tcp,
             reloads,
+            access,
         })
     }
 
