@@ -21,9 +21,10 @@ const USAGE: &str = "usage: cargo xtask TASK
 
   demo [PORT]                  a working tunnel on loopback: server, sample service, ggrokd (Ctrl-C stops)
   bench [--smoke] [--rounds R] [--seconds S] [--connections N] [--bulk-mib M]
-        [--only small|bulk|websocket|memory|stalled|wrk] [--compare DIR] [--inspector-cost]
+        [--only small|bulk|websocket|tcp|memory|stalled|wrk] [--compare DIR] [--inspector-cost]
                                ggrok against direct and rathole, side by side: small requests, 1 GiB each way,
-                               WebSocket round trips, memory, small requests with wrk against nginx
+                               WebSocket round trips, TCP tunnels (one stream each way, small connections),
+                               memory, small requests with wrk against nginx
                                (release builds; installs rathole; wrk and nginx from .ci/setup; docs/benchmarks.md)
   test                         every test: installs their tools (.ci/setup), cargo test --workspace, fuzz and
                                benchmark smoke runs

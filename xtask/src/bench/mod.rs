@@ -5,16 +5,20 @@
 //! the median of the per-round ratios. It prints figures and never asserts a speed.
 //!
 //! Measured: small requests (req/s, p50, p99), one 1 GiB stream each way (MB/s), WebSocket round
-//! trips, the memory of ggrok-server and ggrokd (idle with 10 tunnels, peak under each load, after
-//! each round), and a server holding 1,000 hosts over 100 ggrokd sessions. The part `wrk` ([`wrk`])
-//! measures small requests again with the tools users measure with: wrk, against nginx as the
-//! local service.
+//! trips, TCP tunnels ([`tcp`]: one stream each way and many small connections to a raw-TCP
+//! service, [`tcp_service`]), the memory of ggrok-server and ggrokd (idle with 10 tunnels, peak
+//! under each load, after each round), and a server holding 1,000 hosts over 100 ggrokd sessions.
+//! The part `wrk` ([`wrk`]) measures small requests again with the tools users measure with, wrk,
+//! against nginx as the local service.
 
 mod load;
 mod memory;
 mod paths;
 mod report;
 mod stalled;
+mod tcp;
+mod tcp_load;
+mod tcp_service;
 mod upstream;
 mod wrk;
 
@@ -27,7 +31,7 @@ use std::process::Command;
 use std::time::Duration;
 
 const USAGE: &str = "usage: cargo xtask bench [--smoke] [--rounds R] [--seconds S] [--connections N] \
-     [--bulk-mib M] [--only small|bulk|websocket|memory|stalled|wrk] [--compare DIR] [--two-tunnels] [--inspector-cost]";
+     [--bulk-mib M] [--only small|bulk|websocket|tcp|memory|stalled|wrk] [--compare DIR] [--two-tunnels] [--inspector-cost]";
 
 /// Settings of one run.
 pub struct Plan {
@@ -113,10 +117,10 @@ impl Plan {
                 "--connections" => plan.connections = value()?.max(1) as usize,
                 "--bulk-mib" => plan.bulk_bytes = value()?.max(1) << 20,
                 "--only" => match it.next().map(String::as_str) {
-                    Some(part @ ("small" | "bulk" | "websocket" | "memory" | "stalled" | "wrk")) => {
+                    Some(part @ ("small" | "bulk" | "websocket" | "tcp" | "memory" | "stalled" | "wrk")) => {
                         plan.only = Some(part.into())
                     }
-                    _ => bail!("--only takes small, bulk, websocket, memory, stalled or wrk; {USAGE}"),
+                    _ => bail!("--only takes small, bulk, websocket, tcp, memory, stalled or wrk; {USAGE}"),
                 },
                 "--compare" => {
                     let dir = it.next().with_context(|| format!("--compare needs a directory; {USAGE}"))?;
@@ -172,15 +176,21 @@ async fn measure(bin: &FsPath, rathole: &FsPath, plan: &Plan) -> anyhow::Result<
 /// The benchmark's own parts: its own load and local service ([`load`], [`upstream`]).
 async fn measure_own(bin: &FsPath, rathole: &FsPath, plan: &Plan, report: &mut Report) -> anyhow::Result<()> {
     let upstream = upstream::start().await?;
-    let ggrok = paths::start_ggrok(bin, upstream, plan.tunnels)?;
-    let rathole = paths::start_rathole(rathole, upstream).await?;
+    // The raw-TCP service and the tunnels to it only when the part `tcp` runs, so that the other
+    // parts' figures (idle memory above all) stay those of the HTTP tunnels alone.
+    let tcp_service = match plan.runs("tcp") {
+        true => Some(tcp_service::start().await?),
+        false => None,
+    };
+    let ggrok = paths::start_ggrok_with(bin, upstream, plan.tunnels, true, tcp_service)?;
+    let rathole = paths::start_rathole(rathole, upstream, tcp_service).await?;
     let direct = Target { addr: upstream, host: "direct.bench.test".into() };
     let baseline = match &plan.compare {
         Some(dir) => Some(paths::start_ggrok(dir, upstream, plan.tunnels)?),
         None => None,
     };
     let uninspected = match plan.inspector_cost {
-        true => Some(paths::start_ggrok_inspecting(bin, upstream, plan.tunnels, false)?),
+        true => Some(paths::start_ggrok_with(bin, upstream, plan.tunnels, false, None)?),
         false => None,
     };
     let second = match plan.two_tunnels && plan.runs("small") {
@@ -206,7 +216,25 @@ async fn measure_own(bin: &FsPath, rathole: &FsPath, plan: &Plan, report: &mut R
         let processes = vec![&ggrok.server, &ggrok.daemon, &second.server, &second.daemon];
         paths.push(path("ggrok×2", both, processes));
     }
+    // The part `tcp` measures direct, ggrok and rathole only (not baseline, insp-off or ggrok×2).
+    let tcp_paths: Vec<tcp::TcpPath> = match (tcp_service, ggrok.tcp, rathole.tcp) {
+        (Some(direct), Some(through_ggrok), Some(through_rathole)) => vec![
+            tcp::TcpPath { name: "direct", addr: direct, processes: vec![] },
+            tcp::TcpPath {
+                name: "ggrok",
+                addr: through_ggrok,
+                processes: vec![&ggrok.server, &ggrok.daemon],
+            },
+            tcp::TcpPath {
+                name: "rathole",
+                addr: through_rathole,
+                processes: vec![&rathole.server, &rathole.client],
+            },
+        ],
+        _ => vec![],
+    };
     report.idle = (ggrok.server.rss_kib(), ggrok.daemon.rss_kib());
+    tcp::probe(&tcp_paths).await?;
     let rathole_idle = (rathole.server.rss_kib(), rathole.client.rss_kib());
     let watched = [&ggrok.server, &ggrok.daemon];
     let bulk_gb = plan.bulk_bytes as f64 / 1e9;
@@ -239,6 +267,7 @@ async fn measure_own(bin: &FsPath, rathole: &FsPath, plan: &Plan, report: &mut R
             let (p50, p99) = load::websocket_round_trips(&path.targets[0], plan.ws_messages).await?;
             report.websocket.entry(path.name).push((p50, p99));
         }
+        tcp::round(&tcp_paths, plan, report, &watched).await?;
         report.after.push((ggrok.server.rss_kib(), ggrok.daemon.rss_kib()));
     }
     if plan.runs("stalled") {
@@ -251,7 +280,7 @@ async fn measure_own(bin: &FsPath, rathole: &FsPath, plan: &Plan, report: &mut R
             report.stalled.push(figures);
         }
     }
-    drop(paths);
+    drop((paths, tcp_paths));
     report.rathole = [rathole_idle, (rathole.server.peak_rss_kib(), rathole.client.peak_rss_kib())];
     ggrok.stop();
     if let Some(second) = second {

@@ -1,6 +1,6 @@
 //! The tunnels under test, started from their binaries on loopback: ggrok (ggrok-server and ggrokd
 //! with release builds) and rathole (installed by [`install_rathole`]), both in front of the same
-//! local service.
+//! local service; for the part `tcp` each also carries one TCP tunnel to the raw-TCP service.
 
 use super::load::Target;
 use anyhow::{Context, bail};
@@ -18,6 +18,8 @@ pub struct Ggrok {
     pub server: Process,
     pub daemon: Process,
     pub target: Target,
+    /// The public address of the TCP tunnel, when it was asked for.
+    pub tcp: Option<SocketAddr>,
     _dir: tempfile::TempDir,
 }
 
@@ -27,16 +29,18 @@ pub struct Ggrok {
 /// another): `$GGROK_BENCH_SERVER_THREADS` (the server's `threads`), `$GGROK_BENCH_CONNECTIONS`
 /// and `$GGROK_BENCH_TRANSPORT` (ggrokd's `connections` and `transport`).
 pub fn start_ggrok(bin: &Path, upstream: SocketAddr, tunnels: usize) -> anyhow::Result<Ggrok> {
-    start_ggrok_inspecting(bin, upstream, tunnels, true)
+    start_ggrok_with(bin, upstream, tunnels, true, None)
 }
 
 /// Like [`start_ggrok`], with the inspector capturing (its default; on a free port here) or
-/// `inspect = "off"`.
-pub fn start_ggrok_inspecting(
+/// `inspect = "off"`, and with `tcp` set one more tunnel: `[[tunnel]] tcp = P` to that address,
+/// for a free port P the server's client may claim (`ports = ["P"]`).
+pub fn start_ggrok_with(
     bin: &Path,
     upstream: SocketAddr,
     tunnels: usize,
     inspect: bool,
+    tcp: Option<SocketAddr>,
 ) -> anyhow::Result<Ggrok> {
     let dir = tempfile::tempdir()?;
     let token = "bench-token-0123456789abcdef";
@@ -47,11 +51,16 @@ pub fn start_ggrok_inspecting(
         Err(_) => String::new(),
     };
     let threads = setting("GGROK_BENCH_SERVER_THREADS", "threads", false);
+    let tcp = match tcp {
+        Some(local) => Some((free_port()?, local)),
+        None => None,
+    };
+    let ports = tcp.map_or(String::new(), |(port, _)| format!("ports = [\"{port}\"]\n"));
     std::fs::write(
         &server_toml,
         format!(
             "listen = \"127.0.0.1:0\"\nlog_level = \"warn,ggrok_server=info\"\n{threads}\n\
-             [[client]]\nname = \"bench\"\ntoken = \"{token}\"\nhosts = [\"*.bench.test\"]\n"
+             [[client]]\nname = \"bench\"\ntoken = \"{token}\"\nhosts = [\"*.bench.test\"]\n{ports}"
         ),
     )?;
     let server = spawn(bin, "ggrok-server", &["--config", path(&server_toml)]);
@@ -63,8 +72,13 @@ pub fn start_ggrok_inspecting(
     for i in 0..tunnels {
         daemon_toml += &format!("\n[[tunnel]]\nhost = \"t{i}.bench.test\"\nlocal = \"{upstream}\"\n");
     }
-    let daemon = start_daemon(bin, dir.path(), "ggrokd", &daemon_toml, tunnels)?;
-    Ok(Ggrok { server, daemon, target: Target { addr, host: "t0.bench.test".into() }, _dir: dir })
+    if let Some((port, local)) = tcp {
+        daemon_toml += &format!("\n[[tunnel]]\ntcp = {port}\nlocal = \"{local}\"\n");
+    }
+    let daemon = start_daemon(bin, dir.path(), "ggrokd", &daemon_toml, tunnels + usize::from(tcp.is_some()))?;
+    let target = Target { addr, host: "t0.bench.test".into() };
+    let tcp = tcp.map(|(port, _)| SocketAddr::from(([127, 0, 0, 1], port)));
+    Ok(Ggrok { server, daemon, target, tcp, _dir: dir })
 }
 
 impl Ggrok {
@@ -113,53 +127,74 @@ pub fn start_daemon(
     Ok(daemon)
 }
 
-/// A running rathole: its server and client, one TCP service to the local service.
+/// A running rathole: its server and client, one TCP service to the local service (and one to
+/// the raw-TCP service, when asked for).
 pub struct Rathole {
     pub server: Process,
     pub client: Process,
     pub target: Target,
+    /// The address of the service to the raw-TCP service, when it was asked for.
+    pub tcp: Option<SocketAddr>,
     _dir: tempfile::TempDir,
 }
 
-/// Starts a rathole server and client forwarding one port to `upstream`; returns once an HTTP
-/// request crosses it.
-pub async fn start_rathole(rathole: &Path, upstream: SocketAddr) -> anyhow::Result<Rathole> {
+/// Starts a rathole server and client forwarding one port to `upstream` and, with `tcp` set, a
+/// second port to that address; returns once an HTTP request (and a small TCP connection) crosses.
+pub async fn start_rathole(
+    rathole: &Path,
+    upstream: SocketAddr,
+    tcp: Option<SocketAddr>,
+) -> anyhow::Result<Rathole> {
     let dir = tempfile::tempdir()?;
     let (control, service) = (free_port()?, free_port()?);
     let token = "bench-token-0123456789abcdef";
-    let server_toml = dir.path().join("server.toml");
-    std::fs::write(
-        &server_toml,
-        format!(
-            "[server]\nbind_addr = \"127.0.0.1:{control}\"\n\n\
-             [server.services.bench]\ntoken = \"{token}\"\nbind_addr = \"127.0.0.1:{service}\"\n"
-        ),
-    )?;
-    let client_toml = dir.path().join("client.toml");
-    std::fs::write(
-        &client_toml,
-        format!(
-            "[client]\nremote_addr = \"127.0.0.1:{control}\"\n\n\
-             [client.services.bench]\ntoken = \"{token}\"\nlocal_addr = \"{upstream}\"\n"
-        ),
-    )?;
+    let mut server_config = format!(
+        "[server]\nbind_addr = \"127.0.0.1:{control}\"\n\n\
+         [server.services.bench]\ntoken = \"{token}\"\nbind_addr = \"127.0.0.1:{service}\"\n"
+    );
+    let mut client_config = format!(
+        "[client]\nremote_addr = \"127.0.0.1:{control}\"\n\n\
+         [client.services.bench]\ntoken = \"{token}\"\nlocal_addr = \"{upstream}\"\n"
+    );
+    let tcp = match tcp {
+        Some(local) => {
+            let port = free_port()?;
+            server_config +=
+                &format!("\n[server.services.tcp]\ntoken = \"{token}\"\nbind_addr = \"127.0.0.1:{port}\"\n");
+            client_config +=
+                &format!("\n[client.services.tcp]\ntoken = \"{token}\"\nlocal_addr = \"{local}\"\n");
+            Some(SocketAddr::from(([127, 0, 0, 1], port)))
+        }
+        None => None,
+    };
+    let (server_toml, client_toml) = (dir.path().join("server.toml"), dir.path().join("client.toml"));
+    std::fs::write(&server_toml, server_config)?;
+    std::fs::write(&client_toml, client_config)?;
     let env = [("RUST_LOG", "warn")];
     let server = Process::spawn_echo(rathole, &["--server", path(&server_toml)], &env, false);
     let client = Process::spawn_echo(rathole, &["--client", path(&client_toml)], &env, false);
     let target =
         Target { addr: SocketAddr::from(([127, 0, 0, 1], service)), host: "rathole.bench.test".into() };
-    // Ready when a request crosses: the service port opens once the client's control channel is up.
+    // Ready when a request crosses: a service port opens once the client's control channel is up.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        match super::load::small_requests(&target, 1, Duration::ZERO).await {
-            Ok(_) => break,
+        let crossed = match tcp {
+            Some(tcp) => super::tcp_load::ping(tcp, 0).await,
+            None => Ok(()),
+        };
+        let crossed = match crossed {
+            Ok(()) => super::load::small_requests(&target, 1, Duration::ZERO).await.map(drop),
+            Err(e) => Err(e),
+        };
+        match crossed {
+            Ok(()) => break,
             Err(e) if Instant::now() > deadline => {
                 bail!("rathole did not come up: {e}\nserver: {}\nclient: {}", server.log(), client.log())
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     }
-    Ok(Rathole { server, client, target, _dir: dir })
+    Ok(Rathole { server, client, target, tcp, _dir: dir })
 }
 
 /// The rathole binary: `~/.cache/ggrok/bench-tools/bin/rathole` (`$XDG_CACHE_HOME` if set; else

@@ -31,6 +31,11 @@ impl<T: Copy> ByPath<T> {
         &mut self.paths[at].1
     }
 
+    /// Whether no path has a value (the part did not run).
+    pub fn is_empty(&self) -> bool {
+        self.paths.iter().all(|(_, v)| v.is_empty())
+    }
+
     pub fn get(&self, path: &str) -> Vec<T> {
         self.paths.iter().find(|(p, _)| *p == path).map(|(_, v)| v.clone()).unwrap_or_default()
     }
@@ -100,9 +105,14 @@ pub struct Report {
     pub wrk: Option<super::wrk::Outcome>,
     /// The `stalled` part, per path.
     pub stalled: Vec<super::stalled::Stalled>,
+    /// The `tcp` part.
+    pub tcp: super::tcp::Figures,
+    /// Whether ggrokd held a TCP tunnel beside its HTTP ones (the `tcp` part ran).
+    tcp_tunnel: bool,
     stalled_count: usize,
     bulk_mib: u64,
-    /// Whether the benchmark's own parts (small, bulk, WebSocket, memory) ran: not with `--only wrk`.
+    /// Whether the benchmark's own parts (small, bulk, WebSocket, TCP, memory) ran: not with
+    /// `--only wrk` or `--only stalled`.
     own: bool,
     header: String,
     tunnels: usize,
@@ -136,6 +146,8 @@ impl Report {
             rathole: [(0, 0); 2],
             wrk: None,
             stalled: Vec::new(),
+            tcp: super::tcp::Figures::new(plan),
+            tcp_tunnel: plan.runs("tcp"),
             stalled_count: plan.stalled,
             bulk_mib: plan.bulk_bytes >> 20,
             own: !matches!(plan.only.as_deref(), Some("wrk" | "stalled")),
@@ -173,7 +185,7 @@ impl Report {
     }
 
     fn print_own(&self) {
-        println!("{}\n", self.header);
+        println!("{}", self.header);
         let optional = ["baseline", "insp-off", "ggrok×2"];
         let paths: Vec<&str> = ["direct", "ggrok", "rathole", "baseline", "insp-off", "ggrok×2"]
             .into_iter()
@@ -181,8 +193,25 @@ impl Report {
                 !optional.contains(p) || !self.small.get(p).is_empty() || !self.download.get(p).is_empty()
             })
             .collect();
-        println!("{:<9} {:>26} {:>22} {:>22}", "path", "requests/s", "p50 ms", "p99 ms");
-        for &path in &paths {
+        // `--only` leaves the other parts' figures empty: their sections are left out.
+        if !self.small.is_empty() {
+            self.print_small(&paths);
+        }
+        if !self.download.is_empty() || !self.upload.is_empty() {
+            self.print_bulk(&paths);
+        }
+        if !self.websocket.is_empty() {
+            self.print_websocket(&paths);
+        }
+        if !self.tcp.is_empty() {
+            super::tcp::print(&self.tcp);
+        }
+        self.print_memory();
+    }
+
+    fn print_small(&self, paths: &[&str]) {
+        println!("\n{:<9} {:>26} {:>22} {:>22}", "path", "requests/s", "p50 ms", "p99 ms");
+        for &path in paths {
             println!(
                 "{path:<9} {:>26} {:>22} {:>22}",
                 self.small.series(path, |r| r.per_second).show(0),
@@ -214,9 +243,11 @@ impl Report {
                 self.cpu_small.ratio("ggrok", other, |v| v).show(3)
             );
         }
+    }
 
+    fn print_bulk(&self, paths: &[&str]) {
         println!("\n{:<9} {:>26} {:>26}", "path", "download MB/s", "upload MB/s");
-        for &path in &paths {
+        for &path in paths {
             println!(
                 "{path:<9} {:>26} {:>26}",
                 self.download.series(path, |v| v).show(0),
@@ -240,9 +271,11 @@ impl Report {
                 );
             }
         }
+    }
 
+    fn print_websocket(&self, paths: &[&str]) {
         println!("\n{:<9} {:>26} {:>26}", "path", "WebSocket p50 µs", "WebSocket p99 µs");
-        for &path in &paths {
+        for &path in paths {
             println!(
                 "{path:<9} {:>26} {:>26}",
                 self.websocket.series(path, |(p50, _)| us(p50)).show(0),
@@ -252,7 +285,6 @@ impl Report {
         let p50 = |(p50, _): (Duration, Duration)| us(p50);
         println!("  WebSocket p50 ggrok/direct: {}", self.websocket.ratio("ggrok", "direct", p50).show(2));
         println!("  WebSocket p50 ggrok/rathole: {}", self.websocket.ratio("ggrok", "rathole", p50).show(2));
-        self.print_memory();
     }
 
     fn print_memory(&self) {
@@ -261,7 +293,8 @@ impl Report {
             println!("{what:<34} {:>14.1} {:>14.1}   {limit}", mib(server), mib(daemon));
         };
         let idle_ok = mib(self.idle.0.max(self.idle.1)) <= 12.0;
-        row(&format!("idle, {} tunnels", self.tunnels), self.idle, &verdict("≤ 12 MiB", idle_ok));
+        let tcp = if self.tcp_tunnel { " + 1 TCP" } else { "" };
+        row(&format!("idle, {} tunnels{tcp}", self.tunnels), self.idle, &verdict("≤ 12 MiB", idle_ok));
         for &(what, server, daemon) in &self.peaks {
             let ok = mib(server.max(daemon)) <= 48.0;
             row(&format!("peak under {what}"), (server, daemon), &verdict("≤ 48 MiB", ok));
@@ -284,7 +317,7 @@ impl Report {
         }
         println!(
             "{:<34} {:>14.1} {:>14.1}   (rathole server and client, idle; peak over the run {:.1} and {:.1})",
-            "rathole, idle, 1 service",
+            if self.tcp_tunnel { "rathole, idle, 2 services" } else { "rathole, idle, 1 service" },
             mib(self.rathole[0].0),
             mib(self.rathole[0].1),
             mib(self.rathole[1].0),

@@ -76,7 +76,7 @@ pub async fn measure(bin: &Path, rathole_bin: &Path, plan: &Plan) -> anyhow::Res
     };
     let nginx = Nginx::start(&nginx_bin)?;
     let ggrok = paths::start_ggrok(bin, nginx.addr, plan.tunnels)?;
-    let rathole = paths::start_rathole(rathole_bin, nginx.addr).await?;
+    let rathole = paths::start_rathole(rathole_bin, nginx.addr, None).await?;
     let direct = Target { addr: nginx.addr, host: "direct.bench.test".into() };
     // Each path answers with nginx's 100 bytes before it is measured (the probe checks the length).
     for t in [&direct, &ggrok.target] {
