@@ -72,6 +72,8 @@ pub struct State {
     pub sessions: TaskTracker,
     /// The port the HTTPS listener is bound to, for redirects.
     pub https_port: Option<u16>,
+    /// The port the plain listener is bound to, for public URLs.
+    pub http_port: u16,
     /// How many workers serve (the `threads` setting, resolved).
     pub workers: u32,
     /// Connections that have not yet sent a request head.
@@ -105,6 +107,17 @@ impl State {
 
     fn next_anonymous_id(&self) -> u64 {
         self.next_anonymous.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// The public URL of `host` (a host or `*.` pattern): `https://` with `[tls]`, else
+    /// `http://`, with the listener's port unless it is the scheme's default.
+    pub fn public_url(&self, host: &str) -> String {
+        match self.https_port {
+            Some(443) => format!("https://{host}"),
+            Some(port) => format!("https://{host}:{port}"),
+            None if self.http_port == 80 => format!("http://{host}"),
+            None => format!("http://{host}:{}", self.http_port),
+        }
     }
 
     /// The tunnel protocol versions this server accepts.
@@ -152,6 +165,7 @@ pub async fn run(
         public: TaskTracker::new(),
         sessions: TaskTracker::new(),
         https_port: listeners.https.as_ref().and_then(|(l, _)| l.local_addr().ok()).map(|a| a.port()),
+        http_port: listeners.plain.local_addr()?.port(),
         workers,
         pending,
         limit_log: LogLimiter::default(),

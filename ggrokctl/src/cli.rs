@@ -14,6 +14,8 @@ Exit codes:
 
 Examples:
   ggrokctl add api.example.com 8080
+  ggrokctl add myapp 8080          (myapp.<your domain>, when the server gives your client one)
+  ggrokctl add 8080                (a random name under your domain, saved so it stays)
   ggrokctl add app.example.com http://localhost:5173 --rewrite-host
   ggrokctl add demo.example.com 3000 --basic-auth guest:letmein --allow-ip 203.0.113.0/24
   ggrokctl add --tcp 5432          (any public port the server picks, to local port 5432)
@@ -49,6 +51,12 @@ pub enum Sub {
     ///
     /// Example: ggrokctl add api.example.com 8080
     ///
+    /// When the server gives your client a domain (`domain` of its [[client]]), a bare name is a
+    /// host under it (ggrokctl add myapp 8080: myapp.alice.example.com), and without a name the
+    /// tunnel gets a random one under it (ggrokctl add 8080), saved to ggrokd.toml so it stays.
+    /// A name another client holds is refused, never replaced by another. The public URL the
+    /// server gives is printed.
+    ///
     /// With --tcp, a TCP tunnel: ggrokctl add --tcp [PORT] LOCAL, where PORT is the public port
     /// on the server (left out or 0: any port of yours the server picks; the port granted is
     /// printed and saved to ggrokd.toml) and LOCAL a port or host:port.
@@ -62,10 +70,11 @@ pub enum Sub {
     /// the addresses or networks given, --deny-ip turns those given away (403). Each may be given
     /// several times.
     #[command(
-        override_usage = "ggrokctl add [OPTIONS] <HOST> <LOCAL>\n       ggrokctl add --tcp [OPTIONS] [PORT] <LOCAL>"
+        override_usage = "ggrokctl add [OPTIONS] [HOST|NAME] <LOCAL>\n       ggrokctl add --tcp [OPTIONS] [PORT] <LOCAL>"
     )]
     Add {
-        /// Public host name, or a pattern like *.example.com; with --tcp, the public port
+        /// Public host name, a pattern like *.example.com, or a bare name under your domain (left
+        /// out: a random one); with --tcp, the public port
         #[arg(value_name = "HOST|PORT")]
         host: String,
         /// Local service: a port (8080, on localhost), host:port, or http://host:port (TCP: no scheme)
@@ -197,7 +206,20 @@ impl Sub {
     pub fn add_or_remove(self) -> Result<Command, String> {
         match self {
             Sub::Add { host, local, tcp: false, rewrite_host, no_save, basic_auth, allow_ip, deny_ip } => {
-                let local = local.ok_or("the local service is missing: ggrokctl add HOST LOCAL")?;
+                // One argument: the local service (a port, host:port or URL), under a random name
+                // of the client's domain.
+                let (host, local) = match local {
+                    Some(local) => (host, local),
+                    None if host.bytes().all(|b| b.is_ascii_digit()) || host.contains(':') => {
+                        (String::new(), host)
+                    }
+                    None => {
+                        return Err(format!(
+                            "the local service is missing: ggrokctl add {host} LOCAL (or ggrokctl add \
+                             LOCAL for a random name under your domain)"
+                        ));
+                    }
+                };
                 let basic_auth = basic_auth
                     .iter()
                     .map(|e| crate::password::basic_auth_entry(e))
@@ -301,6 +323,12 @@ mod tests {
         assert_eq!(command(&["ggrokctl", "add", "a.test", "80"]), Ok(add("a.test", "80")));
         assert!(command(&["ggrokctl", "add", "--tcp", "x", "1"]).unwrap_err().contains("expected a port"));
         assert!(command(&["ggrokctl", "add", "a.test"]).unwrap_err().contains("local service is missing"));
+        assert_eq!(command(&["ggrokctl", "add", "8080"]), Ok(add("", "8080")), "a random name");
+        assert_eq!(
+            command(&["ggrokctl", "add", "http://localhost:3000"]),
+            Ok(add("", "http://localhost:3000"))
+        );
+        assert_eq!(command(&["ggrokctl", "add", "myapp", "80"]), Ok(add("myapp", "80")), "a bare name");
         assert!(command(&["ggrokctl", "add", "--tcp", "--rewrite-host", "1"]).is_err());
         let remove = Command::Remove { host: "tcp:20001".into(), save: false };
         assert_eq!(command(&["ggrokctl", "remove", "--tcp", "20001", "--no-save"]), Ok(remove));

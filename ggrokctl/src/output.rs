@@ -42,7 +42,8 @@ fn last_error(e: &Option<TimedError>, now: f64) -> String {
 /// The `list` table: what each tunnel is, its state, and how its requests fare.
 pub fn tunnel_table(tunnels: &[TunnelInfo], now: f64) -> String {
     if tunnels.is_empty() {
-        return "no tunnels; add one with: ggrokctl add HOST PORT\n".into();
+        return "no tunnels; add one with: ggrokctl add HOST PORT (or NAME PORT, or PORT, under your domain)\n"
+            .into();
     }
     let header = ["HOST", "LOCAL", "ACCESS", "STATE", "REQUESTS", "4XX", "5XX", "ACTIVE", "LAST ERROR"];
     // The ACCESS column (basic auth, ip rules) only when some tunnel has rules.
@@ -56,7 +57,9 @@ pub fn tunnel_table(tunnels: &[TunnelInfo], now: f64) -> String {
         if !t.saved {
             state.push_str(" (not saved)");
         }
-        let mut row = vec![t.host.clone(), t.local.clone()];
+        // The public URL the server gave, when it did (it names the host).
+        let public = t.url.clone().unwrap_or_else(|| t.host.clone());
+        let mut row = vec![public, t.local.clone()];
         if access {
             row.push(t.access.as_ref().map_or_else(|| "-".into(), |a| a.brief()));
         }
@@ -274,7 +277,17 @@ mod tests {
             last_error: None,
             saved: true,
             access: None,
+            url: None,
         }
+    }
+
+    #[test]
+    fn list_shows_the_public_url_when_the_server_gave_one() {
+        let mut online = tunnel("myapp.alice.test", "online");
+        online.url = Some("https://myapp.alice.test".into());
+        let text = tunnel_table(&[online, tunnel("b.test", "connecting")], 0.0);
+        assert!(text.lines().nth(1).unwrap().starts_with("https://myapp.alice.test "), "{text}");
+        assert!(text.lines().nth(2).unwrap().starts_with("b.test "), "{text}");
     }
 
     #[test]

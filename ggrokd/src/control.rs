@@ -78,7 +78,7 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
             "server greeted with protocol version {}, the handshake agreed on {protocol}", hello.version
         );
     }
-    link.greeted(hello.session, hello.replica.clone());
+    link.greeted(hello.session, hello.replica.clone(), hello.domain.clone());
     daemon.server_greeted(&link.server, protocol, hello.workers);
     if protocol < 2 && !daemon.first_to_its_server(link) {
         return End::Ending(Ending::Surplus);
@@ -152,7 +152,7 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
 /// send back on that link, if any. A tunnel's change is logged once, whichever link saw it.
 pub fn on_event(daemon: &Daemon, link: u32, event: Event) -> Option<TunnelOp> {
     match event {
-        Event::Claimed { host, port } => match daemon.tunnels.get(&host) {
+        Event::Claimed { host, port, url } => match daemon.tunnels.get(&host) {
             Some(t) if t.spec.host == Public::Tcp(0) => {
                 let Some(port) = port.filter(|p| *p != 0) else {
                     t.refused(link, "the server granted no port".into());
@@ -162,8 +162,12 @@ pub fn on_event(daemon: &Daemon, link: u32, event: Event) -> Option<TunnelOp> {
                 None
             }
             Some(t) => {
+                t.set_url(url);
                 if t.claimed(link) {
-                    info!(host, local = %t.spec.local, "tunnel online");
+                    match t.url() {
+                        Some(url) => info!(host, local = %t.spec.local, url, "tunnel online"),
+                        None => info!(host, local = %t.spec.local, "tunnel online"),
+                    }
                 } else {
                     debug!(host, "tunnel accepted on this connection too");
                 }
@@ -250,6 +254,7 @@ mod tests {
             worker,
             workers,
             replica: Some("r1".into()),
+            domain: None,
         }
     }
 
@@ -276,7 +281,7 @@ mod tests {
         );
         let a = d.tunnels.get("a.test").unwrap();
         let mut state = a.watch_state();
-        server.send(ServerMessage::Claimed { tunnel: key("a.test"), port: None }).await.unwrap();
+        server.send(ServerMessage::Claimed { tunnel: key("a.test"), port: None, url: None }).await.unwrap();
         state.wait_for(|s| *s == TunnelState::Online).await.unwrap();
         assert_eq!(
             a.claim(),
@@ -354,7 +359,7 @@ mod tests {
     }
 
     fn event_for(host: &str) -> Event {
-        Event::Claimed { host: host.into(), port: None }
+        Event::Claimed { host: host.into(), port: None, url: None }
     }
 
     #[test]

@@ -170,6 +170,11 @@ impl Daemon {
         }
     }
 
+    /// The client's domain, as the first connected server that names one said.
+    pub fn domain(&self) -> Option<String> {
+        self.links.read().expect("links lock").iter().find_map(|l| l.domain())
+    }
+
     /// Every server's endpoint, in config order.
     pub fn endpoints(&self) -> Vec<Endpoint> {
         self.groups.read().expect("groups lock").iter().map(|g| g.endpoint.clone()).collect()

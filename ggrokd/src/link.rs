@@ -28,6 +28,8 @@ pub struct Session {
     pub worker: Option<u32>,
     /// The server replica's name.
     pub replica: Option<String>,
+    /// The client's domain, as the server said (`[[client]] domain`).
+    pub domain: Option<String>,
 }
 
 #[derive(Debug)]
@@ -117,12 +119,19 @@ impl Link {
         });
     }
 
-    /// The server greeted: its session id and replica.
-    pub fn greeted(&self, session: u64, replica: Option<String>) {
+    /// The server greeted: its session id, replica and the client's domain.
+    pub fn greeted(&self, session: u64, replica: Option<String>, domain: Option<String>) {
         self.update(|r| {
             r.session.session = Some(session);
             r.session.replica = replica;
+            r.session.domain = domain;
         });
+    }
+
+    /// The client's domain the server named, while connected.
+    pub fn domain(&self) -> Option<String> {
+        let record = self.record.lock().expect("link lock");
+        record.session.domain.clone().filter(|_| record.state == LinkState::Connected)
     }
 
     /// The link dials `address` (chosen among the server's addresses), or lets the system pick
@@ -259,7 +268,7 @@ mod tests {
     fn state_changes_stamp_since_and_down_clears_the_session() {
         let link = Link::new(2, ServerUrl::parse("ws://t").unwrap(), CancellationToken::new());
         link.connected("raw", 2);
-        link.greeted(7, Some("eu-1".into()));
+        link.greeted(7, Some("eu-1".into()), None);
         link.hold_worker(3);
         link.requests.fetch_add(5, Ordering::Relaxed);
         let info = link.info();

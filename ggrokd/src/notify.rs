@@ -10,7 +10,32 @@ use tokio_util::sync::CancellationToken;
 
 /// The daemon is ready: `READY=1` with the current status, kept current until `shutdown`.
 pub fn ready(daemon: Arc<Daemon>, shutdown: CancellationToken) {
-    ggrok_proto::notify::ready(move || status_line(&daemon.status()), shutdown);
+    ggrok_proto::notify::ready(
+        move || {
+            let mut status = daemon.status();
+            status.tunnels = daemon.tunnels.all().iter().map(|t| t.info()).collect();
+            status_line(&status)
+        },
+        shutdown,
+    );
+}
+
+/// How many public URLs the status line names; the rest are counted.
+const URLS_SHOWN: usize = 3;
+
+/// `: https://a.example.com, https://b.example.com (+2 more)`: the public URLs of the tunnels
+/// online, as the servers gave them; empty when none is known.
+fn urls(s: &StatusInfo) -> String {
+    let online = |t: &&ggrok_proto::ctl::TunnelInfo| t.state == ggrok_proto::ctl::TunnelStatus::Online;
+    let urls: Vec<&str> = s.tunnels.iter().filter(online).filter_map(|t| t.url.as_deref()).collect();
+    if urls.is_empty() {
+        return String::new();
+    }
+    let mut text = format!(": {}", urls[..urls.len().min(URLS_SHOWN)].join(", "));
+    if urls.len() > URLS_SHOWN {
+        text.push_str(&format!(" (+{} more)", urls.len() - URLS_SHOWN));
+    }
+    text
 }
 
 /// The one-line status `systemctl --user status ggrokd` shows, such as
@@ -21,7 +46,7 @@ pub fn status_line(s: &StatusInfo) -> String {
         return several_servers(s);
     }
     let server = server_name(&s.server);
-    let mut tunnels = format!("{}/{} tunnels online", s.tunnels_online, s.tunnels_total);
+    let mut tunnels = format!("{}/{} tunnels online{}", s.tunnels_online, s.tunnels_total, urls(s));
     if !s.connections.is_empty() {
         tunnels.push_str(&format!("; {}", connections_up(s)));
     }
@@ -41,10 +66,11 @@ pub fn status_line(s: &StatusInfo) -> String {
 fn several_servers(s: &StatusInfo) -> String {
     let up = s.servers.iter().filter(|v| v.state == LinkState::Connected).count();
     let mut line = format!(
-        "connected to {up}/{} servers, {}/{} tunnels online; {}",
+        "connected to {up}/{} servers, {}/{} tunnels online{}; {}",
         s.servers.len(),
         s.tunnels_online,
         s.tunnels_total,
+        urls(s),
         connections_up(s)
     );
     if let Some(down) = s.servers.iter().find(|v| v.state != LinkState::Connected) {
@@ -173,5 +199,41 @@ mod tests {
     fn server_names_drop_scheme_and_path() {
         assert_eq!(server_name("ws://127.0.0.1:9/$$ggrok"), "127.0.0.1:9");
         assert_eq!(server_name("tunnel.example.com"), "tunnel.example.com");
+    }
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::*;
+
+    fn tunnel(host: &str, state: &str, url: Option<&str>) -> ggrok_proto::ctl::TunnelInfo {
+        serde_json::from_value(serde_json::json!({
+            "host": host, "local": "localhost:1", "host_header": "keep", "state": state,
+            "requests": 0, "errors": 0, "saved": true, "url": url,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_status_line_names_the_public_urls_of_tunnels_online() {
+        let mut s: StatusInfo = serde_json::from_value(serde_json::json!({
+            "daemon_version": "0", "pid": 1, "uptime_secs": 0, "config": "c.toml",
+            "server": "wss://tunnel.example.com", "connection": "connected", "since": 0,
+            "attempt": 0, "tunnels_online": 2, "tunnels_total": 6,
+        }))
+        .unwrap();
+        s.tunnels = vec![
+            tunnel("a.x.test", "online", Some("https://a.x.test")),
+            tunnel("b.x.test", "connecting", Some("https://b.x.test")),
+            tunnel("c.x.test", "online", None),
+        ];
+        assert_eq!(status_line(&s), "connected to tunnel.example.com, 2/6 tunnels online: https://a.x.test");
+        s.tunnels = (0..5).map(|i| tunnel("h", "online", Some(&format!("https://{i}.x.test")))).collect();
+        assert!(
+            status_line(&s)
+                .ends_with("online: https://0.x.test, https://1.x.test, https://2.x.test (+2 more)"),
+            "{}",
+            status_line(&s)
+        );
     }
 }

@@ -31,6 +31,8 @@ pub struct Tunnel {
     /// `tcp = 0`: a claim for any port is under way on some connection; the others wait for its
     /// answer rather than be granted ports of their own.
     asking_any_port: AtomicBool,
+    /// The public URL a server gave when it accepted the claim.
+    url: Mutex<Option<String>>,
 }
 
 /// Seconds since the Unix epoch.
@@ -48,6 +50,7 @@ impl Tunnel {
             stats,
             last_error: Mutex::new(None),
             last_ok: true.into(),
+            url: Mutex::new(None),
             asking_any_port: false.into(),
         }
     }
@@ -176,6 +179,20 @@ impl Tunnel {
             last_error: self.last_error.lock().expect("last_error lock").clone(),
             saved: self.is_saved(),
             access: ggrok_proto::ctl::AccessInfo::of(&self.spec.access),
+            url: self.url(),
+        }
+    }
+
+    /// The public URL a server gave (the first one to say; servers of one daemon serve the same
+    /// host).
+    pub fn url(&self) -> Option<String> {
+        self.url.lock().expect("url lock").clone()
+    }
+
+    /// Keeps the public URL a server gave when it accepted the claim.
+    pub fn set_url(&self, url: Option<String>) {
+        if let Some(url) = url {
+            self.url.lock().expect("url lock").get_or_insert(url);
         }
     }
 }

@@ -51,6 +51,8 @@ pub struct ServerHello {
     pub workers: Option<u32>,
     /// Version 2: the replica's name.
     pub replica: Option<String>,
+    /// The client's domain (`[[client]] domain`), for bare and random names.
+    pub domain: Option<String>,
 }
 
 /// A server message, as ggrokd acts on it.
@@ -64,6 +66,8 @@ pub enum Event {
         host: String,
         /// TCP tunnels: the port granted.
         port: Option<u16>,
+        /// HTTP tunnels: the public URL, when the server says it.
+        url: Option<String>,
     },
     /// A claim was refused.
     Refused {
@@ -155,11 +159,11 @@ fn key_of(tunnel: TunnelKey) -> String {
 /// version: a server never sends the other's, and reading them costs nothing.
 pub fn decode(message: ServerMessage) -> Event {
     match message {
-        ServerMessage::Hello { version, client, session, worker, workers, replica } => {
-            Event::Hello(ServerHello { version, client, session, worker, workers, replica })
+        ServerMessage::Hello { version, client, session, worker, workers, replica, domain } => {
+            Event::Hello(ServerHello { version, client, session, worker, workers, replica, domain })
         }
-        ServerMessage::Registered { host } => Event::Claimed { host, port: None },
-        ServerMessage::Claimed { tunnel, port } => Event::Claimed { host: key_of(tunnel), port },
+        ServerMessage::Registered { host } => Event::Claimed { host, port: None, url: None },
+        ServerMessage::Claimed { tunnel, port, url } => Event::Claimed { host: key_of(tunnel), port, url },
         ServerMessage::Refused { host, reason } => Event::Refused { host, reason },
         ServerMessage::ClaimRefused { tunnel, reason } => Event::Refused { host: key_of(tunnel), reason },
         ServerMessage::Unregistered { host } => Event::Released { host },
@@ -221,9 +225,9 @@ mod tests {
 
     #[test]
     fn answers_of_both_versions_read_as_one_set_of_events() {
-        let claimed = Event::Claimed { host: "a.test".into(), port: None };
+        let claimed = Event::Claimed { host: "a.test".into(), port: None, url: None };
         assert_eq!(decode(ServerMessage::Registered { host: "a.test".into() }), claimed);
-        assert_eq!(decode(ServerMessage::Claimed { tunnel: http("a.test"), port: None }), claimed);
+        assert_eq!(decode(ServerMessage::Claimed { tunnel: http("a.test"), port: None, url: None }), claimed);
         let refused = Event::Refused { host: "a.test".into(), reason: "held".into() };
         assert_eq!(decode(ServerMessage::Refused { host: "a.test".into(), reason: "held".into() }), refused);
         assert_eq!(
@@ -255,8 +259,8 @@ mod tests {
         assert!(encode(2, claim("tcp:1", true)).unwrap_err().contains("upgrade the server"));
         assert!(encode(1, claim("tcp:1", true)).unwrap_err().contains("upgrade the server"));
         assert_eq!(
-            decode(ServerMessage::Claimed { tunnel: tcp.clone(), port: Some(20001) }),
-            Event::Claimed { host: "tcp:0".into(), port: Some(20001) }
+            decode(ServerMessage::Claimed { tunnel: tcp.clone(), port: Some(20001), url: None }),
+            Event::Claimed { host: "tcp:0".into(), port: Some(20001), url: None }
         );
         assert_eq!(
             decode(ServerMessage::ClaimRefused { tunnel: tcp, reason: "no".into() }),
@@ -292,6 +296,7 @@ mod tests {
             worker: Some(1),
             workers: Some(4),
             replica: Some("eu-1".into()),
+            domain: Some("alice.example.com".into()),
         };
         let Event::Hello(h) = decode(hello) else { panic!() };
         assert_eq!(

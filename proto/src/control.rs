@@ -71,6 +71,11 @@ pub enum ServerMessage {
         /// Version 2: the name of this server replica (`[cluster] replica`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         replica: Option<String>,
+        /// Version 2: the client's own domain (`[[client]] domain`), under which a bare name
+        /// (`myapp`) or a random one becomes a host (`myapp.alice.example.com`). Daemons that
+        /// predate it ignore it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        domain: Option<String>,
     },
     /// Version 1: a host claim was accepted: public requests for it now reach this daemon.
     Registered {
@@ -98,6 +103,10 @@ pub enum ServerMessage {
         /// a claim of port 0).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         port: Option<u16>,
+        /// HTTP tunnels: the public URL the server serves it at (`https://myapp.example.com`,
+        /// with the port when it is not the scheme's default). Older daemons ignore it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        url: Option<String>,
     },
     /// Version 2: a claim was refused; the daemon's other tunnels are unaffected.
     ClaimRefused {
@@ -303,6 +312,7 @@ mod tests {
             worker: None,
             workers: None,
             replica: None,
+            domain: None,
         };
         assert_eq!(hello, v1);
         // What a version-1 daemon (which rejects unknown fields) reads: no version-2 fields.
@@ -310,12 +320,16 @@ mod tests {
             serde_json::to_string(&v1).unwrap(),
             r#"{"type":"hello","version":1,"client":"alice","session":7}"#
         );
-        let claimed = ServerMessage::Claimed { tunnel: TunnelKey::Http { host: "a.com".into() }, port: None };
+        let claimed = ServerMessage::Claimed {
+            tunnel: TunnelKey::Http { host: "a.com".into() },
+            port: None,
+            url: None,
+        };
         assert_eq!(
             serde_json::to_string(&claimed).unwrap(),
             r#"{"type":"claimed","tunnel":{"kind":"http","host":"a.com"}}"#
         );
-        let tcp = ServerMessage::Claimed { tunnel: TunnelKey::Tcp { port: 0 }, port: Some(20005) };
+        let tcp = ServerMessage::Claimed { tunnel: TunnelKey::Tcp { port: 0 }, port: Some(20005), url: None };
         assert_eq!(
             serde_json::to_string(&tcp).unwrap(),
             r#"{"type":"claimed","tunnel":{"kind":"tcp","port":0},"port":20005}"#

@@ -256,6 +256,10 @@ pub struct TunnelInfo {
     /// Who may use it, when the tunnel has access rules (no hashes: user names and networks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access: Option<AccessInfo>,
+    /// Where the public reaches it, as the server said (`https://myapp.example.com`); for a TCP
+    /// tunnel `tcp://SERVER:PORT`. Absent until a server accepted it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 /// A tunnel's access rules as `list` shows them: no secrets.

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The packages in a booted Debian container (systemd-nspawn, image.sh's image, pristine each boot
 # with --volatile=overlay, its own network namespace so port 80 clashes with nothing):
-#   server.sh: the server .deb: dpkg -i, the service as its dynamic user with its config through
-#     LoadCredential, port 80 with its one capability, reinstall restarts it, TLS files through
-#     more LoadCredential lines with a [tls] config;
+#   server.sh: the server .deb: dpkg -i, the service as its dynamic user reading its config
+#     through the group ggrok, port 80 with its one capability, reinstall restarts it, TLS files
+#     readable by the group with a [tls] config, and `systemctl reload` applying a new client;
 #   client.sh: the client .deb under a lingering user: curl → ggrok-server → the user's ggrokd →
 #     a local service, over HTTP and HTTPS; reload without procps; then purge removes both;
 #   rpm.sh: the .rpm files' scripts and dependencies, with rpm, in the same container.

@@ -59,7 +59,7 @@ test_rpms() {
     step "rpm -i ggrok-server.rpm" rpm_ct -i --nodeps /tmp/ggrok-server.rpm
     eq "ggrok-server after rpm -i" "$(s_show LoadState)/$(s_show ActiveState)/$(ct systemctl is-enabled ggrok-server.service || true)" \
         loaded/inactive/disabled
-    eq "/etc/ggrok/server.toml from the rpm" "$(ct stat -c '%U:%G %a' /etc/ggrok/server.toml)" "root:root 640"
+    eq "/etc/ggrok/server.toml from the rpm" "$(ct stat -c '%U:%G %a' /etc/ggrok/server.toml)" "root:ggrok 640"
     server_config | write /etc/ggrok/server.toml 640
     step "systemctl start ggrok-server (rpm)" ct timeout "$TMO" systemctl start ggrok-server.service
     eq "curl http://127.0.0.1/ (rpm)" "$(http -H 'Host: nobody.example.com' http://127.0.0.1/)" \

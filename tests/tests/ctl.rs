@@ -45,7 +45,9 @@ async fn add_goes_live_and_is_saved_remove_undoes_both() {
     let before = config_text(daemon);
 
     let text = ok(&daemon.ctl(&["add", "new.test", &up.port()]));
-    assert!(text.contains("new.test is online"), "{text}");
+    // The public URL the server gave: its scheme and port (not the default 80 here).
+    let url = format!("http://new.test:{}", cluster.addr().port());
+    assert!(text.contains(&format!("{url} is online")), "{text}");
     // Live at once: the add returned only after the server accepted the host.
     assert_eq!(public.get("new.test", "/x").await.status, StatusCode::OK);
     let after = config_text(daemon);

@@ -58,6 +58,7 @@ struct RawClient {
     token: Option<Spanned<Secret>>,
     token_sha256: Option<Spanned<String>>,
     hosts: Option<Spanned<Vec<Spanned<String>>>>,
+    domain: Option<Spanned<String>>,
     ports: Option<Spanned<Vec<Spanned<toml::Value>>>>,
     require: Option<Vec<Spanned<String>>>,
 }
@@ -108,12 +109,29 @@ pub struct ClientEntry {
     pub name: String,
     /// SHA-256 of the token; the token itself is not kept.
     pub token_sha256: [u8; 32],
-    /// Patterns of hosts this client may claim.
+    /// Patterns of hosts this client may claim (with `domain`, `*.DOMAIN` among them).
     pub hosts: Vec<HostPattern>,
+    /// The client's own domain (`domain = "alice.example.com"`): ggrokd names a tunnel `myapp`
+    /// or a random name under it.
+    pub domain: Option<String>,
     /// Public TCP ports this client may claim for TCP tunnels (none by default).
     pub ports: PortRanges,
     /// Access rules every tunnel of this client must carry (`require`).
     pub require: Requirements,
+}
+
+/// A client's `domain`, normalised, and the pattern of the names under it (`*.DOMAIN`).
+fn domain_pattern(domain: &str) -> Result<(String, HostPattern), String> {
+    let exact = HostPattern::parse(domain).map_err(|e| e.to_string())?;
+    let domain = exact.to_string();
+    if domain.starts_with("*.") {
+        return Err("a domain, not a pattern: names under it are allowed already".into());
+    }
+    if !domain.contains('.') {
+        return Err("expected a domain with at least two labels, such as alice.example.com".into());
+    }
+    let pattern = HostPattern::parse(&format!("*.{domain}")).map_err(|e| e.to_string())?;
+    Ok((domain, pattern))
 }
 
 impl ServerConfig {
@@ -297,15 +315,29 @@ impl ServerConfig {
             };
             let no_hosts: &[Spanned<String>] = &[];
             let raw_hosts = c.hosts.as_ref().map_or(no_hosts, |h| h.get_ref());
-            if raw_hosts.is_empty() && ports.is_empty() {
+            if raw_hosts.is_empty() && ports.is_empty() && c.domain.is_none() {
                 let span = c.hosts.as_ref().map_or(c.name.span(), |h| h.span());
                 return Err(at(
                     span,
                     &key("hosts"),
-                    "must list at least one host or pattern (or give the client TCP ports)".into(),
+                    "must list at least one host or pattern (or give the client a domain or TCP ports)"
+                        .into(),
                 ));
             }
             let mut hosts = Vec::new();
+            let domain = match &c.domain {
+                Some(d) => {
+                    let (domain, pattern) = domain_pattern(d.get_ref())
+                        .map_err(|e| at(d.span(), &key("domain"), format!("{:?}: {e}", d.get_ref())))?;
+                    if let Some(other) = clients.iter().find(|o| o.domain.as_deref() == Some(&domain)) {
+                        let why = format!("{domain:?} is already client {:?}'s domain", other.name);
+                        return Err(at(d.span(), &key("domain"), why));
+                    }
+                    hosts.push(pattern);
+                    Some(domain)
+                }
+                None => None,
+            };
             for (j, h) in raw_hosts.iter().enumerate() {
                 let pattern = HostPattern::parse(h.get_ref()).map_err(|e| {
                     at(h.span(), &format!("client[{i}].hosts[{j}]"), format!("{:?}: {e}", h.get_ref()))
@@ -317,7 +349,7 @@ impl ServerConfig {
                     .map_err(|(j, span, e)| at(span, &format!("client[{i}].require[{j}]"), e))?,
                 None => Requirements::default(),
             };
-            clients.push(ClientEntry { name: name.to_owned(), token_sha256, hosts, ports, require });
+            clients.push(ClientEntry { name: name.to_owned(), token_sha256, hosts, domain, ports, require });
         }
         Ok(Self {
             listen,

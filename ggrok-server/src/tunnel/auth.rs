@@ -31,6 +31,7 @@ pub fn current(config: &ServerConfig, name: &str, token_sha256: &[u8; 32]) -> Op
             name: name.to_owned(),
             token_sha256: [0; 32],
             hosts,
+            domain: None,
             ports: Default::default(),
             require: Default::default(),
         });
@@ -53,6 +54,7 @@ mod tests {
             name: name.into(),
             token_sha256: Sha256::digest(token).into(),
             hosts: vec![],
+            domain: None,
             ports: Default::default(),
             require: Default::default(),
         }

@@ -52,6 +52,8 @@ pub async fn greet(state: &State, ids: Ids<'_>, control: &mut Control) -> Result
         worker: v2.then_some(ids.worker),
         workers: v2.then_some(state.workers),
         replica: v2.then(|| state.config().cluster.replica.clone()),
+        // A version-1 daemon refuses fields it does not know.
+        domain: ids.client.domain.clone().filter(|_| v2),
     };
     if let Err(e) = control.send(hello).await {
         return Err(format!("control stream: {e}"));
@@ -125,11 +127,14 @@ pub async fn serve(
             }
             Some(Ok(ClientMessage::Claim { tunnel, takeover, access })) => match &tunnel {
                 TunnelKey::Http { host } => match to.claim(host, takeover, access) {
-                    Ok(()) => ServerMessage::Claimed { tunnel, port: None },
+                    Ok(()) => {
+                        let url = Some(state.public_url(host));
+                        ServerMessage::Claimed { tunnel, port: None, url }
+                    }
                     Err(reason) => ServerMessage::ClaimRefused { tunnel, reason },
                 },
                 TunnelKey::Tcp { port } => match to.claim_port(*port, takeover, access) {
-                    Ok(granted) => ServerMessage::Claimed { tunnel, port: Some(granted) },
+                    Ok(granted) => ServerMessage::Claimed { tunnel, port: Some(granted), url: None },
                     Err(reason) => ServerMessage::ClaimRefused { tunnel, reason },
                 },
             },

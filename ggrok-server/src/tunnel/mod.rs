@@ -106,6 +106,7 @@ pub fn accept(state: &Arc<State>, peer: SocketAddr, mut req: Request<Incoming>) 
             name: format!("{}{}", auth::ANONYMOUS, state.next_anonymous_id()),
             token_sha256: [0; 32],
             hosts: hosts.clone(),
+            domain: None,
             ports: Default::default(),
             require: Default::default(),
         }),

@@ -1,6 +1,7 @@
 //! The control socket's commands: parse the arguments, call the daemon operation
 //! ([`crate::ops`]), and put its outcome into a reply. No tunnel or file logic lives here.
 
+use super::names::{self, Named};
 use crate::config::{LocalAddr, Public, TunnelSpec};
 use crate::daemon::Daemon;
 use crate::ops::{self, AddOutcome, NewTunnel, OpError};
@@ -12,11 +13,28 @@ use ggrok_proto::host::HostPattern;
 pub async fn execute(daemon: &Daemon, command: Command) -> Reply {
     match command {
         Command::Add { host, local, host_header, save, basic_auth, allow_ips, deny_ips } => {
-            let access = match access(&basic_auth, &allow_ips, &deny_ips, host.trim().starts_with("tcp:")) {
+            let mut named = match names::resolve(daemon, &host) {
+                Ok(n) => n,
+                Err(e) => return error(ErrorCode::InvalidArgument, e),
+            };
+            let tcp = named.host().starts_with("tcp:");
+            let access = match access(&basic_auth, &allow_ips, &deny_ips, tcp) {
                 Ok(a) => a,
                 Err(e) => return error(ErrorCode::InvalidArgument, e),
             };
-            add(daemon, &host, &local, host_header, save, access).await
+            // A random name that another client holds is drawn again; a name the user gave is
+            // never silently replaced.
+            let mut tries = if matches!(named, Named::Random(_)) { names::RANDOM_TRIES } else { 1 };
+            loop {
+                let reply = add(daemon, named.host(), &local, host_header, save, access.clone()).await;
+                tries -= 1;
+                let taken = matches!(&reply, Reply::Error { code: ErrorCode::Refused, message }
+                    if message.contains("already served"));
+                match names::resolve(daemon, "") {
+                    Ok(again) if taken && tries > 0 => named = again,
+                    _ => return reply,
+                }
+            }
         }
         Command::Remove { host, save } => remove(daemon, &host, save).await,
         Command::List => Reply::Tunnels { tunnels: infos(daemon) },
@@ -78,6 +96,7 @@ fn info(daemon: &Daemon, tunnel: &crate::tunnels::Tunnel) -> ggrok_proto::ctl::T
             })
             .collect();
         info.host = urls.join(", ");
+        info.url = Some(info.host.clone());
     }
     info
 }
@@ -161,7 +180,9 @@ async fn add(
         Err(e) => return failed(e),
     };
     let shown = info(daemon, &added.tunnel);
-    let (key, to) = (shown.host.clone(), &added.tunnel.spec.local);
+    // The public URL the server gave, when it did.
+    let key = shown.url.clone().unwrap_or_else(|| shown.host.clone());
+    let to = &added.tunnel.spec.local;
     let saved = if save { "saved to the config" } else { "not saved" };
     let message = match added.outcome {
         AddOutcome::Online => format!("{key} is online, forwarding to {to} ({saved})"),

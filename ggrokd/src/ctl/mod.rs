@@ -4,6 +4,7 @@
 
 pub mod commands;
 pub mod logs;
+pub mod names;
 
 use crate::daemon::Daemon;
 use ggrok_proto::ctl::{COMMANDS, CTL_VERSION, Command, CtlRequest, CtlResponse, ErrorCode, MAX_CTL_LINE};

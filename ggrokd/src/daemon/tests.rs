@@ -81,17 +81,17 @@ fn a_link_on_a_held_worker_redials_while_another_is_free() {
 fn replicas_are_learned_held_and_explored() {
     let d = daemon("replicas = \"all\"\n");
     let a = link(&d, 0);
-    a.greeted(1, Some("a".into()));
+    a.greeted(1, Some("a".into()), None);
     assert!(d.keep_landing(&a, Some("a"), Some(0), Some(1)));
     assert_eq!(wanted(&d), 2, "one replica known, one link exploring");
     let b = link(&d, 1);
-    b.greeted(2, Some("a".into()));
+    b.greeted(2, Some("a".into()), None);
     assert!(!d.keep_landing(&b, Some("a"), Some(0), Some(1)), "a is held: explore");
-    b.greeted(3, Some("b".into()));
+    b.greeted(3, Some("b".into()), None);
     assert!(d.keep_landing(&b, Some("b"), Some(0), Some(1)), "a new replica");
     assert_eq!(wanted(&d), 3, "two replicas, and still exploring");
     let c = link(&d, 2);
-    c.greeted(4, Some("a".into()));
+    c.greeted(4, Some("a".into()), None);
     for _ in 1..coverage::MAX_REDIALS {
         assert!(!d.keep_landing(&c, Some("a"), Some(0), Some(1)));
     }
@@ -114,11 +114,11 @@ fn replicas_are_learned_held_and_explored() {
 fn replicas_seen_are_covered_without_exploring_by_default() {
     let d = daemon("");
     let a = link(&d, 0);
-    a.greeted(1, Some("a".into()));
+    a.greeted(1, Some("a".into()), None);
     assert!(d.keep_landing(&a, Some("a"), Some(0), Some(1)));
     assert_eq!(wanted(&d), 1, "no link more to explore");
     let b = link(&d, 1);
-    b.greeted(2, Some("b".into()));
+    b.greeted(2, Some("b".into()), None);
     assert!(d.keep_landing(&b, Some("b"), Some(0), Some(1)), "seen on a reconnect, say");
     assert_eq!(wanted(&d), 2, "one link per replica seen");
     b.down("lost".into(), 1, std::time::SystemTime::now());

@@ -68,7 +68,7 @@ async fn add_claims_first_and_saves_once_accepted() {
                 TunnelOp::Claim { host: "new.test".into(), takeover: true, access: Default::default() }
             );
             let saved_before = std::fs::read_to_string(&path).unwrap().contains("new.test");
-            on_event(&daemon, 0, Event::Claimed { host: "new.test".into(), port: None });
+            on_event(&daemon, 0, Event::Claimed { host: "new.test".into(), port: None, url: None });
             (saved_before, server)
         })
     };
@@ -101,7 +101,7 @@ async fn a_refused_add_leaves_the_file_alone_and_releases_nothing() {
     assert!(server.try_recv().is_err(), "a release was sent for a host never registered");
     // A late acceptance on another connection is released there.
     assert_eq!(
-        on_event(&s.daemon, 1, Event::Claimed { host: "taken.test".into(), port: None }),
+        on_event(&s.daemon, 1, Event::Claimed { host: "taken.test".into(), port: None, url: None }),
         Some(TunnelOp::Release { host: "taken.test".into() })
     );
 }
@@ -124,7 +124,7 @@ async fn an_add_without_a_connection_is_saved_and_pending() {
 async fn remove_releases_what_the_server_has_and_edits_the_file() {
     let s = setup();
     let mut server = connect(&s.daemon);
-    on_event(&s.daemon, 0, Event::Claimed { host: "first.test".into(), port: None });
+    on_event(&s.daemon, 0, Event::Claimed { host: "first.test".into(), port: None, url: None });
     let removed = remove(&s.daemon, &HostPattern::parse("first.test").unwrap().into(), true).await.unwrap();
     assert!(removed.from_file);
     assert!(!file(&s).contains("first.test") && file(&s).contains("# mine"));
@@ -137,7 +137,7 @@ async fn remove_releases_what_the_server_has_and_edits_the_file() {
 async fn reload_claims_displaced_tunnels_again_with_takeover() {
     let s = setup();
     let mut server = connect(&s.daemon);
-    on_event(&s.daemon, 0, Event::Claimed { host: "first.test".into(), port: None });
+    on_event(&s.daemon, 0, Event::Claimed { host: "first.test".into(), port: None, url: None });
     on_event(&s.daemon, 0, Event::Displaced { host: "first.test".into(), reason: "by laptop".into() });
     std::fs::write(&s.path, format!("{CONFIG}\n[[tunnel]]\nhost = \"second.test\"\nlocal = \"2\"\n"))
         .unwrap();

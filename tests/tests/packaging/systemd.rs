@@ -4,7 +4,7 @@
 //!   when ggrokd is ready, the status line, `ggrokctl status`, reload, the watchdog, stop, the
 //!   journal's fields, no restart loop on an invalid config; against a ggrok-server started here;
 //! - `container.sh`: the .debs in a Debian container booted with systemd-nspawn (the server as its
-//!   dynamic user with LoadCredential and port 80, TLS, reinstall, the client under a lingering
+//!   dynamic user in the group ggrok and port 80, TLS, reload, reinstall, the client under a lingering
 //!   user end to end, purge), and the .rpm files' dependencies and scripts with rpm there.
 //!
 //! They need root, mount namespaces and cgroups, and the tools `.ci/setup` installs; the image is
