@@ -68,8 +68,8 @@ test_unit_executables() {
 test_purge() {
     as_alice systemctl --user disable --now ggrokd.service
     ct systemctl stop ggrok-test-local.service
-    # The TLS files and drop-in are the administrator's, not the package's.
-    ct rm -f /etc/ggrok/tls.crt /etc/ggrok/tls.key "$DROPIN"
+    # The TLS files are the administrator's, not the package's.
+    ct rm -f /etc/ggrok/tls.crt /etc/ggrok/tls.key
     step "dpkg --purge ggrok ggrok-server" ct dpkg --purge ggrok ggrok-server >>"$WORK/dpkg.log"
     eq "ggrok-server after purge" "$(s_show LoadState)/$(s_show ActiveState)" not-found/inactive
     check "/etc/ggrok is still there after purge" ct test ! -e /etc/ggrok
