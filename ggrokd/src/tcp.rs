@@ -127,7 +127,7 @@ async fn connect(
     };
     let stream = StreamIo::new(send, recv);
     let mut counts = Counts::default();
-    let result = ggrok_proto::tally::splice(stream, socket, &mut counts, ()).await;
+    let result = ggrok_proto::splice::splice_socket(stream, socket, LocalSide(&mut counts)).await;
     stats.bytes_in.fetch_add(counts.from_public, Ordering::Relaxed);
     stats.bytes_out.fetch_add(counts.to_public, Ordering::Relaxed);
     stats.active.fetch_sub(1, Ordering::Relaxed);
@@ -144,11 +144,15 @@ struct Counts {
     to_public: u64,
 }
 
-impl ggrok_proto::tally::Tally for Counts {
+/// Counts the public side's bytes from the local socket's traffic: what the local service sends
+/// goes to the public client, what it is sent came from there.
+struct LocalSide<'a>(&'a mut Counts);
+
+impl ggrok_proto::tally::Tally for LocalSide<'_> {
     fn read(&mut self, n: usize) {
-        self.from_public += n as u64;
+        self.0.to_public += n as u64;
     }
     fn written(&mut self, n: usize) {
-        self.to_public += n as u64;
+        self.0.from_public += n as u64;
     }
 }

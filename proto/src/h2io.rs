@@ -142,7 +142,7 @@ async fn window(stream: &mut SendStream<Bytes>, wanted: usize) -> Option<usize> 
 
 /// Asks for window for `wanted` bytes on `stream` and says for how many it has some (at most
 /// `wanted`); the error when the stream failed, none when it was closed.
-fn poll_window(
+pub(crate) fn poll_window(
     stream: &mut SendStream<Bytes>,
     wanted: usize,
     cx: &mut Context<'_>,
@@ -178,9 +178,14 @@ impl StreamIo {
     pub fn new(send: SendStream<Bytes>, recv: RecvStream) -> Self {
         Self { send, recv, unread: Bytes::new() }
     }
+
+    /// The stream's halves, and what was received but not read yet.
+    pub fn into_parts(self) -> (SendStream<Bytes>, RecvStream, Bytes) {
+        (self.send, self.recv, self.unread)
+    }
 }
 
-fn to_io(e: h2::Error) -> io::Error {
+pub(crate) fn to_io(e: h2::Error) -> io::Error {
     if e.is_io() {
         return e.into_io().expect("an I/O error");
     }

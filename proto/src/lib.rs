@@ -37,6 +37,7 @@ pub mod seconds;
 pub mod secret;
 pub mod signals;
 pub mod size;
+pub mod splice;
 pub mod tally;
 pub mod version;
 pub mod wsio;

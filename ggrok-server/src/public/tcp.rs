@@ -108,7 +108,7 @@ async fn forward(
     };
     let _held = permit;
     let idle_after = state.config().limits.tcp_idle_timeout;
-    let spliced = ggrok_proto::tally::splice(socket, stream, Traffic(meter, activity.clone()), ());
+    let spliced = ggrok_proto::splice::splice_socket(stream, socket, Traffic(meter, activity.clone()));
     tokio::select! {
         result = spliced => if let Err(e) = result {
             debug!(port, %peer, "TCP connection ended: {e}");
