@@ -1,7 +1,7 @@
 //! The control socket's commands: parse the arguments, call the daemon operation
 //! ([`crate::ops`]), and put its outcome into a reply. No tunnel or file logic lives here.
 
-use crate::config::{LocalAddr, Public, TunnelSpec};
+use crate::config::{LocalAddr, LocalHttp, Public, TunnelSpec};
 use crate::daemon::Daemon;
 use crate::ops::{self, AddOutcome, NewTunnel, OpError};
 use ggrok_proto::access::{AccessRules, Cidr, Credential};
@@ -145,13 +145,18 @@ async fn add(
             return error(ErrorCode::InvalidArgument, "--rewrite-host applies to HTTP tunnels only");
         }
     }
-    let local_addr = match LocalAddr::parse(local) {
+    let mut local_addr = match LocalAddr::parse(local) {
+        Ok(l) => l,
+        Err(e) => return error(ErrorCode::InvalidArgument, e),
+    };
+    let local_http = match LocalHttp::of(&mut local_addr) {
         Ok(l) => l,
         Err(e) => return error(ErrorCode::InvalidArgument, e),
     };
     let spec = TunnelSpec {
         host: public,
         local: local_addr,
+        local_http,
         rewrite_host: host_header == Some(HostHeader::Rewrite),
         proxy_protocol: false,
         access,
