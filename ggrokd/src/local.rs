@@ -94,22 +94,28 @@ impl LocalClient {
                 (h2, Some(stream))
             }
         };
-        if h2 {
+        let sent = if h2 {
             to_h2(spec, &mut parts)?;
             let alpn =
                 if spec.local_http.app_protocol == AppProtocol::Http2 { Alpn::Http2 } else { Alpn::Either };
             let req = Request::from_parts(parts, body);
-            let resp = self.h2.send(&key, connect(spec, alpn), fresh, req).await?;
-            return Ok(resp.map(Either::Right));
-        }
-        parts.version = Version::HTTP_11;
-        let req = Request::from_parts(parts, body);
-        let resp = match fresh {
-            Some(stream) => self.pool.send_with(&key, std::future::ready(Ok(stream)), req).await?,
-            None if spec.local.scheme == LocalScheme::Http => self.pool.send(&key, req).await?,
-            None => self.pool.send_with(&key, connect(spec, Alpn::Http1), req).await?,
+            self.h2.send(&key, connect(spec, alpn), fresh, req).await.map(|r| r.map(Either::Right))
+        } else {
+            parts.version = Version::HTTP_11;
+            let req = Request::from_parts(parts, body);
+            let sent = match fresh {
+                Some(stream) => self.pool.send_with(&key, std::future::ready(Ok(stream)), req).await,
+                None if spec.local.scheme == LocalScheme::Http => self.pool.send(&key, req).await,
+                None => self.pool.send_with(&key, connect(spec, Alpn::Http1), req).await,
+            };
+            sent.map(|r| r.map(Either::Left))
         };
-        Ok(resp.map(Either::Left))
+        if sent.is_err() {
+            // The service may have changed what it speaks (restarted with other settings): ask
+            // again at the next request.
+            self.picked.lock().expect("picked lock").remove(&key);
+        }
+        sent
     }
 
     /// Sends `req` (a tunnel stream) to the tunnel's local service and streams back its answer;

@@ -362,4 +362,15 @@ async fn h2c_local_services_and_ggrokctl_add() {
     assert_eq!(reply.json()["version"], "HTTP/2.0");
     let out = cluster.daemon.ctl(&["add", "bad.test", "https://127.0.0.1:1/path"]);
     assert!(!out.status.success());
+
+    // The tunnel's own protocols are not for the public (here by HTTP/1.1 upgrade; HTTP/2
+    // extended CONNECT meets the same check).
+    for protocol in ["ggrok-tcp", "ggrok-control"] {
+        let req = Request::get("/")
+            .header("connection", "upgrade")
+            .header("upgrade", protocol)
+            .body(ggrok_tests::client::full(""))
+            .unwrap();
+        assert_eq!(public.send("h2c.test:5432", req).await.status(), StatusCode::BAD_REQUEST, "{protocol}");
+    }
 }

@@ -105,10 +105,17 @@ pub async fn forward(
         upgrade_protocol(req.headers())
     };
     match upgrade {
-        Some(p) if p.eq_ignore_ascii_case(ggrok_proto::CONTROL_PROTOCOL) => to.respond(body::text(
-            StatusCode::BAD_REQUEST,
-            format!("ggrok: upgrading to {p:?} is not allowed"),
-        )),
+        // The tunnel's own protocols: a public client must not open a control stream, nor reach a
+        // TCP tunnel of the daemon (past its access rules) by naming its port.
+        Some(p)
+            if p.eq_ignore_ascii_case(ggrok_proto::CONTROL_PROTOCOL)
+                || p.eq_ignore_ascii_case(ggrok_proto::TCP_PROTOCOL) =>
+        {
+            to.respond(body::text(
+                StatusCode::BAD_REQUEST,
+                format!("ggrok: upgrading to {p:?} is not allowed"),
+            ))
+        }
         // Upgrades cross as extended CONNECT, which has no request body: only a bodiless GET can
         // be upgraded. Anything else (a POST offering h2c, say) is forwarded as a plain request,
         // without its Upgrade header, as any proxy that does not speak the protocol would.

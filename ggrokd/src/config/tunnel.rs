@@ -147,7 +147,7 @@ pub(super) fn parse(
             ));
         }
         let mut local = LocalAddr::parse(local_raw).map_err(|e| at(t.local.span(), &key("local"), e))?;
-        let local_http = local_http(&t, public.tcp_port().is_some(), path, &mut local)
+        let local_http = local_http(t, public.tcp_port().is_some(), path, &mut local)
             .map_err(|(span, k, e)| at(span.unwrap_or(t.local.span()), &key(k), e))?;
         let rewrite_host = match t.host_header.as_ref().map(|h| (h, h.get_ref().as_str())) {
             Some((h, _)) if public.tcp_port().is_some() => {
