@@ -59,8 +59,19 @@ impl Certificates {
             .context("TLS protocol versions")?
             .with_no_client_auth()
             .with_cert_resolver(self.clone());
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // h2 first: clients that speak both get HTTP/2 (public::h2).
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(TlsAcceptor::from(Arc::new(config)))
+    }
+
+    /// Whether the certificate a client that asked for `sni` was presented also covers `host`. A
+    /// client may reuse a connection for another name only then (HTTP/2 connection coalescing);
+    /// a request for a name it does not cover gets 421 (`public::misdirected`).
+    pub fn covers(&self, sni: &str, host: &str) -> bool {
+        let resolver = self.current.load();
+        let presented = resolver.covering(sni).or_else(|| resolver.certs.first().cloned());
+        let host = ServerName::try_from(host);
+        presented.zip(host.ok()).is_some_and(|(cert, host)| valid_for(&cert, &host))
     }
 }
 
@@ -108,14 +119,13 @@ impl SniResolver {
 
     fn covering(&self, name: &str) -> Option<Arc<CertifiedKey>> {
         let name = ServerName::try_from(name).ok()?;
-        self.certs
-            .iter()
-            .find(|c| {
-                webpki::EndEntityCert::try_from(&c.cert[0])
-                    .is_ok_and(|ee| ee.verify_is_valid_for_subject_name(&name).is_ok())
-            })
-            .cloned()
+        self.certs.iter().find(|c| valid_for(c, &name)).cloned()
     }
+}
+
+fn valid_for(cert: &CertifiedKey, name: &ServerName<'_>) -> bool {
+    webpki::EndEntityCert::try_from(&cert.cert[0])
+        .is_ok_and(|ee| ee.verify_is_valid_for_subject_name(name).is_ok())
 }
 
 impl ResolvesServerCert for SniResolver {
@@ -156,6 +166,20 @@ mod tests {
         assert!(Arc::ptr_eq(&resolver.covering("x.alice.example.com").unwrap(), &certs[1]));
         assert!(resolver.covering("a.b.alice.example.com").is_none());
         assert!(resolver.covering("other.example.com").is_none());
+    }
+
+    #[test]
+    fn the_presented_certificate_covers_other_names_it_holds_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = pair(dir.path(), "a", &["api.example.com", "www.example.com"]);
+        let w = pair(dir.path(), "w", &["*.alice.example.com"]);
+        let certs = Certificates::load(&[a, w]).unwrap();
+        assert!(certs.covers("api.example.com", "www.example.com"));
+        assert!(certs.covers("x.alice.example.com", "y.alice.example.com"));
+        assert!(!certs.covers("x.alice.example.com", "api.example.com"));
+        assert!(!certs.covers("api.example.com", "x.alice.example.com"));
+        // A name no certificate covers got the first one.
+        assert!(certs.covers("unknown.test", "www.example.com"));
     }
 
     #[test]

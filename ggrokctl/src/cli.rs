@@ -17,6 +17,7 @@ Examples:
   ggrokctl add myapp 8080          (myapp.<your domain>, when the server gives your client one)
   ggrokctl add 8080                (a random name under your domain, saved so it stays)
   ggrokctl add app.example.com http://localhost:5173 --rewrite-host
+  ggrokctl add grpc.example.com h2c://localhost:50051      (gRPC without TLS)
   ggrokctl add demo.example.com 3000 --basic-auth guest:letmein --allow-ip 203.0.113.0/24
   ggrokctl add --tcp 5432          (any public port the server picks, to local port 5432)
   ggrokctl add --tcp 20022 22
@@ -77,7 +78,9 @@ pub enum Sub {
         /// out: a random one); with --tcp, the public port
         #[arg(value_name = "HOST|PORT")]
         host: String,
-        /// Local service: a port (8080, on localhost), host:port, or http://host:port (TCP: no scheme)
+        /// Local service: a port (8080, on localhost), host:port, http://host:port, https://host:port
+        /// (its certificate verified against the system roots; ca_file and tls_skip_verify are
+        /// ggrokd.toml keys) or h2c://host:port (HTTP/2 without TLS, for gRPC). TCP: no scheme
         local: Option<String>,
         /// A TCP tunnel: a public port of the server to a local port
         #[arg(long, conflicts_with = "rewrite_host")]

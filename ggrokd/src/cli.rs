@@ -21,7 +21,8 @@ pub struct Cli {
     /// Control socket [default: $GGROK_SOCKET, else $XDG_RUNTIME_DIR/ggrok/ggrokd.sock, else /tmp/ggrok-$UID/ggrokd.sock]
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
-    /// Validate the configuration and exit: 0 when valid, 2 with the file, line and key when not.
+    /// Validate the configuration and exit: 0 when valid (with a warning for each tunnel whose
+    /// local certificate goes unverified, tls_skip_verify), 2 with the file, line and key when not.
     #[arg(long)]
     pub check: bool,
 }

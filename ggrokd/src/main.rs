@@ -24,9 +24,15 @@ fn main() -> ExitCode {
             config.connections,
             config.transport.as_str()
         );
+        for warning in unverified(&config) {
+            println!("warning: {warning}");
+        }
         return ExitCode::SUCCESS;
     }
     ggrok_proto::logging::init(&config.log_level);
+    for warning in unverified(&config) {
+        tracing::warn!("{warning}");
+    }
     let socket = ggrok_proto::ctl::socket_path(cli.socket);
     match serve(config, &socket) {
         Ok(()) => ExitCode::SUCCESS,
@@ -35,6 +41,20 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The tunnels whose local service's certificate goes unchecked (`tls_skip_verify = true`).
+fn unverified(config: &DaemonConfig) -> Vec<String> {
+    let skipping = config.tunnels.iter().filter(|t| t.local_http.skips_verify());
+    skipping
+        .map(|t| {
+            format!(
+                "tunnel {}: tls_skip_verify = true: the certificate of {} is not verified; use it for a \
+                 self-signed development certificate only",
+                t.host, t.local
+            )
+        })
+        .collect()
 }
 
 /// One thread for the control socket, signals and notifications. Requests never run here: each

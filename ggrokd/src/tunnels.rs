@@ -319,6 +319,7 @@ mod tests {
         TunnelSpec {
             host: HostPattern::parse(host).unwrap().into(),
             local: LocalAddr::parse(port).unwrap(),
+            local_http: Default::default(),
             rewrite_host: false,
             proxy_protocol: false,
             access: Default::default(),

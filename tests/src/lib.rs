@@ -13,6 +13,7 @@
 //! - [`tls`]: a test CA and an HTTPS client;
 //! - [`upstream`]: local services to put behind tunnels (HTTP echo, byte streams, WebSocket echo);
 //! - [`cluster`]: a server and a daemon with tunnels, ready to use;
+//! - [`grpc`]: a gRPC service and client (tonic, no code generation);
 //! - [`client`]: public-side HTTP helpers;
 //! - [`haproxy`]: a real load balancer in front of server replicas;
 //! - [`load`]: a steady public load whose answers are checked byte for byte;
@@ -27,6 +28,7 @@ pub mod bins;
 pub mod browser;
 pub mod client;
 pub mod cluster;
+pub mod grpc;
 pub mod haproxy;
 pub mod inspector;
 pub mod load;

@@ -64,6 +64,52 @@ impl TestCa {
     }
 }
 
+/// A TLS server configuration presenting `cert` and `key` (PEM files), offering `alpn`.
+pub fn acceptor(cert: &Path, key: &Path, alpn: &[&[u8]]) -> tokio_rustls::TlsAcceptor {
+    let chain = CertificateDer::pem_file_iter(cert).unwrap().collect::<Result<Vec<_>, _>>().unwrap();
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_file(key).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+/// An HTTP/2 connection over TLS (ALPN `h2`) to `addr` with `sni` as TLS name: the handle
+/// requests are sent on (its connection runs as a task). Fails when the server does not agree
+/// on `h2`.
+pub async fn h2_connect<B>(
+    mut config: rustls::ClientConfig,
+    addr: SocketAddr,
+    sni: &str,
+) -> Result<hyper::client::conn::http2::SendRequest<B>, String>
+where
+    B: hyper::body::Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let name = ServerName::try_from(sni.to_owned()).map_err(|e| e.to_string())?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
+        return Err("the server did not agree on h2".into());
+    }
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
 /// `GET path` over HTTPS to `addr`, with `sni` as TLS name and `Host: host`. Returns the status,
 /// the body, and the certificate the server presented.
 pub async fn https_get(

@@ -10,7 +10,10 @@
 //! - `/hop-headers`: a response carrying hop-by-hop headers next to an end-to-end one;
 //! - `/trailers`: a chunked response ending in an `x-checksum` trailer;
 //! - anything else: a JSON report of the request — method, path, query, headers in order, HTTP
-//!   version, body length and SHA-256 (the body is hashed as it streams, never held whole).
+//!   version, body length and SHA-256 (the body is hashed as it streams, never held whole), and
+//!   the request's trailers.
+//!
+//! [`Upstream::start_tls`] serves the same over TLS (HTTPS, `h2` too when the acceptor offers it).
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -96,7 +99,13 @@ impl Upstream {
 
     /// Binds `addr` (to restart a service on the port it had) and serves until [`Upstream::stop`].
     pub async fn start_on(addr: SocketAddr) -> Self {
-        Self::serve(TcpListener::bind(addr).await.expect("bind upstream"))
+        Self::serve(TcpListener::bind(addr).await.expect("bind upstream"), None)
+    }
+
+    /// Like [`Upstream::start`], over TLS with `acceptor`; HTTP/1.1 or HTTP/2, whichever the
+    /// client speaks.
+    pub async fn start_tls(acceptor: tokio_rustls::TlsAcceptor) -> Self {
+        Self::serve(TcpListener::bind("127.0.0.1:0").await.expect("bind upstream"), Some(acceptor))
     }
 
     /// Like [`Upstream::start`], with the kernel's send buffer of each connection fixed at
@@ -106,10 +115,10 @@ impl Upstream {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         socket.set_send_buffer_size(send_buffer).unwrap();
         socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        Self::serve(socket.listen(1024).unwrap())
+        Self::serve(socket.listen(1024).unwrap(), None)
     }
 
-    fn serve(listener: TcpListener) -> Self {
+    fn serve(listener: TcpListener, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let addr = listener.local_addr().unwrap();
         let (release, released) = watch::channel(false);
         let (stop, stopped) = watch::channel(false);
@@ -126,12 +135,22 @@ impl Upstream {
                     _ = stop_accepting.wait_for(|s| *s) => return,
                 };
                 let (released, counter, mut stopped) = (released.clone(), counter.clone(), stopped.clone());
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req| {
                         counter.fetch_add(1, Ordering::Relaxed);
                         handle(req, released.clone())
                     });
                     let builder = auto::Builder::new(TokioExecutor::new());
+                    let Some(tls) = tls else {
+                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        tokio::select! {
+                            _ = conn => {}
+                            _ = stopped.wait_for(|s| *s) => {}
+                        }
+                        return;
+                    };
+                    let Ok(stream) = tls.accept(stream).await else { return };
                     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                     tokio::select! {
                         _ = conn => {}
@@ -241,8 +260,17 @@ async fn echo(req: Request<Incoming>) -> Response<Body> {
     let mut hash = Sha256::new();
     let mut len = 0u64;
     let mut first = Vec::new();
+    let mut trailers = Vec::new();
     while let Some(frame) = body.frame().await {
         let Ok(frame) = frame else { return text(StatusCode::BAD_REQUEST, "body error") };
+        let frame = match frame.into_trailers() {
+            Ok(fields) => {
+                let text = |v: &http::HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned();
+                trailers.extend(fields.iter().map(|(k, v)| (k.as_str().to_owned(), text(v))));
+                continue;
+            }
+            Err(frame) => frame,
+        };
         if let Ok(data) = frame.into_data() {
             hash.update(&data);
             len += data.len() as u64;
@@ -265,6 +293,7 @@ async fn echo(req: Request<Incoming>) -> Response<Body> {
         "body_len": len,
         "body_sha256": hex::encode(hash.finalize()),
         "body_start": String::from_utf8_lossy(&first),
+        "trailers": trailers,
     });
     Response::builder()
         .header(header::CONTENT_TYPE, "application/json")

@@ -1,7 +1,11 @@
 //! The public side: accepting connections on the public listeners, the limits on connections
 //! that have not sent a request yet ([`pending`], [`prelude`]), and routing each request by its
 //! `Host` through a tunnel ([`proxy`]). Requests on the tunnel path go to [`crate::tunnel`].
+//! Connections that start with the HTTP/2 preface (ALPN `h2`, or h2c with prior knowledge) are
+//! served by [`h2`]; the others by hyper's HTTP/1.1 server.
 
+pub mod h2;
+pub mod misdirected;
 mod paced;
 pub mod pending;
 pub mod prelude;
@@ -93,9 +97,12 @@ async fn open_connection(
     };
     let deadline = Instant::now() + state.config().limits.header_read_timeout;
     match tls {
-        None => serve_io(state, stream, peer, false, deadline, slot).await,
+        None => serve_io(state, stream, peer, None, deadline, slot).await,
         Some(acceptor) => match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
-            Ok(Ok(stream)) => serve_io(state, stream, peer, true, deadline, slot).await,
+            Ok(Ok(stream)) => {
+                let sni = stream.get_ref().1.server_name().map(Arc::from);
+                serve_io(state, stream, peer, Some(Tls { sni }), deadline, slot).await
+            }
             Ok(Err(e)) => debug!(%peer, "TLS handshake failed: {e}"),
             Err(_) => limit_hit(
                 &state,
@@ -143,11 +150,18 @@ fn limit_hit(state: &State, peer: SocketAddr, limit: Limit, what: &str) {
     }
 }
 
+/// What the TLS handshake of a connection told.
+#[derive(Debug, Clone)]
+struct Tls {
+    /// The name the client asked for (SNI), which chose the certificate presented.
+    sni: Option<Arc<str>>,
+}
+
 async fn serve_io<S>(
     state: Arc<State>,
     mut io: S,
     peer: SocketAddr,
-    secure: bool,
+    tls: Option<Tls>,
     deadline: Instant,
     slot: Slot,
 ) where
@@ -182,10 +196,16 @@ async fn serve_io<S>(
     };
     drop(slot);
     let (io, progress) = stall::WriteWatch::new(io);
+    let conn = Conn { peer, secure: tls.is_some() };
+    let sni = tls.and_then(|t| t.sni);
     let service = {
         let (state, writes) = (state.clone(), progress.clone());
-        service_fn(move |req| handle(state.clone(), Conn { peer, secure }, writes.clone(), req))
+        service_fn(move |req| handle(state.clone(), conn, sni.clone(), writes.clone(), req))
     };
+    if h2::is_preface(&head) {
+        let io = prelude::Prefixed::new(head, io);
+        return h2::serve(state, io, progress, peer, service).await;
+    }
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(state.config().limits.header_read_timeout)
@@ -237,13 +257,15 @@ pub struct Conn {
 async fn handle(
     state: Arc<State>,
     conn: Conn,
+    sni: Option<Arc<str>>,
     writes: Arc<stall::Progress>,
     req: http::Request<Incoming>,
 ) -> Result<http::Response<ggrok_proto::http::Body>, std::convert::Infallible> {
-    let mut resp = route(state.clone(), conn, writes, req).await;
+    let http1 = req.version() < http::Version::HTTP_2;
+    let mut resp = route(state.clone(), conn, sni, writes, req).await;
     // Shutting down: this connection ends after this answer, and the client knows it (no request
-    // of its own goes on this connection and is lost when it closes).
-    if state.shutdown.is_cancelled() && resp.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+    // of its own goes on this connection and is lost when it closes). HTTP/2 says it by GOAWAY.
+    if http1 && state.shutdown.is_cancelled() && resp.status() != http::StatusCode::SWITCHING_PROTOCOLS {
         resp.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
     }
     Ok(resp)
@@ -252,6 +274,7 @@ async fn handle(
 async fn route(
     state: Arc<State>,
     conn: Conn,
+    sni: Option<Arc<str>>,
     writes: Arc<stall::Progress>,
     req: http::Request<Incoming>,
 ) -> http::Response<ggrok_proto::http::Body> {
@@ -269,6 +292,11 @@ async fn route(
     }
     if redirect {
         let resp = proxy::redirect_to_https(&state, &req);
+        return metrics::respond(state.metrics.unrouted().clone(), started, resp);
+    }
+    if let (Some(sni), Some(certificates)) = (&sni, &state.certificates)
+        && let Some(resp) = misdirected::check(certificates, sni, &req)
+    {
         return metrics::respond(state.metrics.unrouted().clone(), started, resp);
     }
     proxy::forward(state, conn, writes, req, started).await

@@ -1,5 +1,7 @@
-//! Public requests: find the tunnel by `Host`, send the request through it as one HTTP/2 stream,
-//! stream the answer back. Upgrades (WebSocket) cross as extended CONNECT and are then spliced.
+//! Public requests: find the tunnel by `Host` (HTTP/1.1) or `:authority` (HTTP/2), send the
+//! request through it as one HTTP/2 stream, stream the answer back. Upgrades (WebSocket over an
+//! HTTP/1.1 `Upgrade`, or over HTTP/2 extended CONNECT, RFC 8441) cross as extended CONNECT and
+//! are then spliced.
 //! Every answer is counted in the metrics of the registry entry it was routed to.
 
 use crate::State;
@@ -88,20 +90,36 @@ pub async fn forward(
             return to.respond(refusal);
         }
     }
-    if req.method() == Method::CONNECT {
-        return to.respond(body::text(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "ggrok: CONNECT requests are not forwarded",
-        ));
-    }
-    match upgrade_protocol(req.headers()) {
-        Some(p) if p.eq_ignore_ascii_case(ggrok_proto::CONTROL_PROTOCOL) => to.respond(body::text(
-            StatusCode::BAD_REQUEST,
-            format!("ggrok: upgrading to {p:?} is not allowed"),
-        )),
+    let upgrade = if req.method() == Method::CONNECT {
+        match req.extensions().get::<hyper::ext::Protocol>() {
+            // RFC 8441: an HTTP/2 stream that becomes the upgraded connection once answered 2xx.
+            Some(p) => Some(p.as_str().to_owned()),
+            None => {
+                return to.respond(body::text(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "ggrok: CONNECT requests are not forwarded",
+                ));
+            }
+        }
+    } else {
+        upgrade_protocol(req.headers())
+    };
+    match upgrade {
+        // The tunnel's own protocols: a public client must not open a control stream, nor reach a
+        // TCP tunnel of the daemon (past its access rules) by naming its port.
+        Some(p)
+            if p.eq_ignore_ascii_case(ggrok_proto::CONTROL_PROTOCOL)
+                || p.eq_ignore_ascii_case(ggrok_proto::TCP_PROTOCOL) =>
+        {
+            to.respond(body::text(
+                StatusCode::BAD_REQUEST,
+                format!("ggrok: upgrading to {p:?} is not allowed"),
+            ))
+        }
         // Upgrades cross as extended CONNECT, which has no request body: only a bodiless GET can
         // be upgraded. Anything else (a POST offering h2c, say) is forwarded as a plain request,
         // without its Upgrade header, as any proxy that does not speak the protocol would.
+        Some(protocol) if req.method() == Method::CONNECT => forward_upgrade(to, req, protocol).await,
         Some(protocol) if is_upgradable(&req, &protocol) => forward_upgrade(to, req, protocol).await,
         _ => forward_plain(to, req).await,
     }
@@ -138,10 +156,18 @@ fn is_upgradable(req: &Request<Incoming>, protocol: &str) -> bool {
     req.method() == Method::GET && no_body && !protocol.eq_ignore_ascii_case("h2c")
 }
 
-fn host_of(req: &Request<Incoming>) -> Option<String> {
+/// The host a request is for: HTTP/2's `:authority` (RFC 9113 §8.3.1: it wins over a `Host`),
+/// else the `Host` header, else an absolute HTTP/1.1 target's authority.
+pub(crate) fn host_of<B>(req: &Request<B>) -> Option<String> {
+    let authority = || req.uri().authority().map(|a| a.to_string());
+    if req.version() >= Version::HTTP_2
+        && let Some(authority) = authority()
+    {
+        return Some(authority);
+    }
     match req.headers().get(header::HOST) {
         Some(v) => v.to_str().ok().map(str::to_owned),
-        None => req.uri().authority().map(|a| a.to_string()),
+        None => authority(),
     }
 }
 
@@ -212,8 +238,12 @@ async fn forward_upgrade(to: Routed<'_>, mut req: Request<Incoming>, protocol: S
     };
     let public = hyper::upgrade::on(&mut req);
     let (mut parts, _) = req.into_parts();
+    let over_h2 = parts.method == Method::CONNECT;
     if let Err(refusal) = prepare(&mut parts, to.conn, to.raw_host) {
         return to.respond(refusal.into_response());
+    }
+    if over_h2 {
+        websocket_over_h2::request(&protocol, &mut parts.headers);
     }
     parts.method = Method::CONNECT;
     parts.headers.remove(header::CONTENT_LENGTH);
@@ -248,6 +278,12 @@ async fn forward_upgrade(to: Routed<'_>, mut req: Request<Incoming>, protocol: S
     });
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.remove(header::CONTENT_LENGTH);
+    if over_h2 {
+        // RFC 8441: 200 opens the stream's bytes; no Upgrade, Connection or accept key.
+        websocket_over_h2::response(&mut parts.headers);
+        parts.status = StatusCode::OK;
+        return to.respond(Response::from_parts(parts, body::empty()));
+    }
     parts.status = StatusCode::SWITCHING_PROTOCOLS;
     parts.version = Version::HTTP_11;
     parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -255,6 +291,31 @@ async fn forward_upgrade(to: Routed<'_>, mut req: Request<Incoming>, protocol: S
         parts.headers.insert(header::UPGRADE, value);
     }
     to.respond(Response::from_parts(parts, body::empty()))
+}
+
+/// A WebSocket opened by HTTP/2 extended CONNECT (RFC 8441) reaches the local service as an
+/// HTTP/1.1 upgrade, which needs the handshake key HTTP/2 does without: the server makes one up,
+/// and drops the local service's answer to it.
+mod websocket_over_h2 {
+    use base64::Engine as _;
+    use http::{HeaderMap, HeaderValue, header};
+
+    pub fn request(protocol: &str, headers: &mut HeaderMap) {
+        if protocol.eq_ignore_ascii_case("websocket") && !headers.contains_key(header::SEC_WEBSOCKET_KEY) {
+            let nonce: [u8; 16] = std::array::from_fn(|_| fastrand::u8(..));
+            let key = base64::engine::general_purpose::STANDARD.encode(nonce);
+            headers.insert(
+                header::SEC_WEBSOCKET_KEY,
+                HeaderValue::from_str(&key).expect("base64 is a valid value"),
+            );
+        }
+    }
+
+    pub fn response(headers: &mut HeaderMap) {
+        headers.remove(header::SEC_WEBSOCKET_ACCEPT);
+        headers.remove(header::CONNECTION);
+        headers.remove(header::UPGRADE);
+    }
 }
 
 /// How many times a request refused unprocessed is sent again, each time on another connection.

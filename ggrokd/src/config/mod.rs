@@ -13,10 +13,12 @@ use toml::Spanned;
 mod access;
 mod address;
 mod inspect;
+mod local;
 mod servers;
 mod tunnel;
-pub use address::{LocalAddr, ServerUrl};
+pub use address::{LocalAddr, LocalScheme, ServerUrl};
 pub use inspect::InspectSettings;
+pub use local::{AppProtocol, LocalHttp, LocalTls};
 pub use servers::MAX_SERVERS;
 pub use tunnel::Public;
 
@@ -197,6 +199,8 @@ pub struct TunnelSpec {
     pub host: Public,
     /// The local service.
     pub local: LocalAddr,
+    /// How it is spoken to: HTTP version, TLS (`app_protocol`, `ca_file`, `tls_skip_verify`).
+    pub local_http: LocalHttp,
     /// Send the local address as `Host` instead of the public host (for dev servers that check it).
     pub rewrite_host: bool,
     /// TCP tunnels: send a PROXY protocol v2 header with the public client's address first.
@@ -507,7 +511,9 @@ mod tests {
         assert_eq!(ok("http://devbox:5173"), "devbox:5173");
         assert_eq!(ok("http://devbox/"), "devbox:80");
         assert_eq!(ok("[::1]:8080"), "[::1]:8080");
-        for bad in ["", "0", "70000", "host", "http://a/b", "ftp://a:1", "https://a:1", "a:b", ":80"] {
+        for bad in
+            ["", "0", "70000", "host", "http://a/b", "ftp://a:1", "https://a:0", "h2c://", "a:b", ":80"]
+        {
             assert!(LocalAddr::parse(bad).is_err(), "{bad:?} accepted");
         }
     }

@@ -2,7 +2,7 @@
 //! (`tcp = PORT`, 0 for any port the server picks), each with its `local` service and its access
 //! rules ([`super::access`]).
 
-use super::{LocalAddr, TunnelSpec, access};
+use super::{AppProtocol, LocalAddr, LocalHttp, TunnelSpec, access};
 use ggrok_proto::diag::ConfigError;
 use ggrok_proto::host::HostPattern;
 use serde::Deserialize;
@@ -18,6 +18,9 @@ pub(super) struct RawTunnel {
     local: Spanned<String>,
     host_header: Option<Spanned<String>>,
     proxy_protocol: Option<Spanned<bool>>,
+    app_protocol: Option<Spanned<String>>,
+    ca_file: Option<Spanned<String>>,
+    tls_skip_verify: Option<Spanned<bool>>,
     basic_auth: access::RawList,
     allow_ips: access::RawList,
     deny_ips: access::RawList,
@@ -143,7 +146,9 @@ pub(super) fn parse(
                 ),
             ));
         }
-        let local = LocalAddr::parse(local_raw).map_err(|e| at(t.local.span(), &key("local"), e))?;
+        let mut local = LocalAddr::parse(local_raw).map_err(|e| at(t.local.span(), &key("local"), e))?;
+        let local_http = local_http(t, public.tcp_port().is_some(), path, &mut local)
+            .map_err(|(span, k, e)| at(span.unwrap_or(t.local.span()), &key(k), e))?;
         let rewrite_host = match t.host_header.as_ref().map(|h| (h, h.get_ref().as_str())) {
             Some((h, _)) if public.tcp_port().is_some() => {
                 return Err(at(h.span(), &key("host_header"), "applies to HTTP tunnels only".into()));
@@ -168,9 +173,33 @@ pub(super) fn parse(
         let raw_access =
             access::RawAccess { basic_auth: &t.basic_auth, allow_ips: &t.allow_ips, deny_ips: &t.deny_ips };
         let access = access::parse(path, text, i, raw_access, public.tcp_port().is_some())?;
-        tunnels.push(TunnelSpec { host: public, local, rewrite_host, proxy_protocol, access });
+        tunnels.push(TunnelSpec { host: public, local, local_http, rewrite_host, proxy_protocol, access });
     }
     Ok(tunnels)
+}
+
+type KeyFailure = (Option<std::ops::Range<usize>>, &'static str, String);
+
+/// `app_protocol`, `ca_file` (relative to the config file) and `tls_skip_verify`, checked against
+/// the scheme of `local`.
+fn local_http(t: &RawTunnel, tcp: bool, path: &Path, local: &mut LocalAddr) -> Result<LocalHttp, KeyFailure> {
+    let spans = [
+        ("app_protocol", t.app_protocol.as_ref().map(Spanned::span)),
+        ("ca_file", t.ca_file.as_ref().map(Spanned::span)),
+        ("tls_skip_verify", t.tls_skip_verify.as_ref().map(Spanned::span)),
+    ];
+    let span_of = |k: &str| spans.iter().find(|(name, _)| *name == k).and_then(|(_, s)| s.clone());
+    if tcp && let Some((k, span)) = spans.iter().find(|(_, s)| s.is_some()) {
+        return Err((span.clone(), k, "applies to HTTP tunnels only".into()));
+    }
+    let app_protocol = match &t.app_protocol {
+        Some(p) => Some(AppProtocol::parse(p.get_ref()).map_err(|e| (Some(p.span()), "app_protocol", e))?),
+        None => None,
+    };
+    let ca_file = t.ca_file.as_ref().map(|f| path.parent().unwrap_or(Path::new(".")).join(f.get_ref()));
+    let skip_verify = t.tls_skip_verify.as_ref().is_some_and(|s| *s.get_ref());
+    LocalHttp::new(local, app_protocol, ca_file.as_deref(), skip_verify)
+        .map_err(|e| (span_of(e.key), e.key, e.message))
 }
 
 #[cfg(test)]
@@ -211,6 +240,44 @@ mod tests {
         assert!(err.starts_with("g.toml:4: tunnel[0].tcp: ") && err.contains("replicas = \"all\""), "{err}");
         let given = "server = [\"ws://a\", \"ws://b\"]\n[[tunnel]]\ntcp = 2222\nlocal = \"22\"\n";
         assert!(DaemonConfig::parse(Path::new("g.toml"), given).is_ok(), "a given port is fine");
+    }
+
+    #[test]
+    fn local_protocols_and_tls_keys() {
+        let c = parse(
+            "[[tunnel]]\nhost = \"g.test\"\nlocal = \"http://127.0.0.1:50051\"\napp_protocol = \"http2\"\n\
+             [[tunnel]]\nhost = \"s.test\"\nlocal = \"https://localhost:8443\"\ntls_skip_verify = true\n",
+        )
+        .unwrap();
+        assert_eq!(c.tunnels[0].local.to_string(), "h2c://127.0.0.1:50051");
+        assert_eq!(c.tunnels[0].local_http.app_protocol, super::AppProtocol::Http2);
+        assert!(c.tunnels[1].local_http.skips_verify());
+        let cases = [
+            (
+                "[[tunnel]]\nhost = \"a.test\"\nlocal = \"8080\"\ntls_skip_verify = true\n",
+                "g.toml:5: tunnel[0].tls_skip_verify: applies to https://",
+            ),
+            (
+                "[[tunnel]]\nhost = \"a.test\"\nlocal = \"h2c://a:1\"\napp_protocol = \"http1\"\n",
+                "g.toml:5: tunnel[0].app_protocol: \"http1\" contradicts",
+            ),
+            (
+                "[[tunnel]]\nhost = \"a.test\"\nlocal = \"https://a:1\"\napp_protocol = \"grpc\"\n",
+                "g.toml:5: tunnel[0].app_protocol: \"grpc\": expected",
+            ),
+            (
+                "[[tunnel]]\nhost = \"a.test\"\nlocal = \"https://a:1\"\nca_file = \"nope.pem\"\n",
+                "g.toml:5: tunnel[0].ca_file: cannot read CA certificates from nope.pem",
+            ),
+            (
+                "[[tunnel]]\ntcp = 1\nlocal = \"1\"\napp_protocol = \"http2\"\n",
+                "g.toml:5: tunnel[0].app_protocol: applies to HTTP tunnels only",
+            ),
+        ];
+        for (text, expected) in cases {
+            let err = parse(text).unwrap_err();
+            assert!(err.starts_with(expected), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! ([`crate::ops`]), and put its outcome into a reply. No tunnel or file logic lives here.
 
 use super::names::{self, Named};
-use crate::config::{LocalAddr, Public, TunnelSpec};
+use crate::config::{LocalAddr, LocalHttp, Public, TunnelSpec};
 use crate::daemon::Daemon;
 use crate::ops::{self, AddOutcome, NewTunnel, OpError};
 use ggrok_proto::access::{AccessRules, Cidr, Credential};
@@ -164,13 +164,18 @@ async fn add(
             return error(ErrorCode::InvalidArgument, "--rewrite-host applies to HTTP tunnels only");
         }
     }
-    let local_addr = match LocalAddr::parse(local) {
+    let mut local_addr = match LocalAddr::parse(local) {
+        Ok(l) => l,
+        Err(e) => return error(ErrorCode::InvalidArgument, e),
+    };
+    let local_http = match LocalHttp::of(&mut local_addr) {
         Ok(l) => l,
         Err(e) => return error(ErrorCode::InvalidArgument, e),
     };
     let spec = TunnelSpec {
         host: public,
         local: local_addr,
+        local_http,
         rewrite_host: host_header == Some(HostHeader::Rewrite),
         proxy_protocol: false,
         access,

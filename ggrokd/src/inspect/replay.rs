@@ -3,12 +3,12 @@
 
 use super::store::{Arrival, Entry, Side};
 use super::view::{self, Detail};
+use crate::config::TunnelSpec;
 use crate::daemon::Daemon;
 use base64::Engine;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, header};
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use std::time::{Duration, Instant};
 
@@ -78,7 +78,7 @@ pub async fn replay(daemon: &Daemon, id: u64, edits: Edits) -> Result<Detail, Re
     let tunnel =
         daemon.tunnels.get(&original.tunnel).ok_or_else(|| ReplayError::NoTunnel(original.tunnel.clone()))?;
     let (method, path, headers, body) = request_of(&original, edits)?;
-    let local = tunnel.spec.local.authority.clone();
+    let local = tunnel.spec.local.to_string();
     let entry = store.begin(&Arrival {
         host: &original.host,
         tunnel: &original.tunnel,
@@ -93,7 +93,7 @@ pub async fn replay(daemon: &Daemon, id: u64, edits: Edits) -> Result<Detail, Re
     let started = Instant::now();
     let mut outgoing = headers;
     if tunnel.spec.rewrite_host
-        && let Ok(v) = HeaderValue::from_str(&local)
+        && let Ok(v) = HeaderValue::from_str(&tunnel.spec.local.authority)
     {
         outgoing.insert(header::HOST, v);
     }
@@ -105,7 +105,7 @@ pub async fn replay(daemon: &Daemon, id: u64, edits: Edits) -> Result<Detail, Re
         ReplayError::Invalid(error)
     })?;
     *req.headers_mut() = outgoing;
-    let sent = tokio::time::timeout(REPLAY_TIMEOUT, send(&local, req, &entry)).await;
+    let sent = tokio::time::timeout(REPLAY_TIMEOUT, send(&tunnel.spec, req, &entry)).await;
     let outcome = sent.unwrap_or_else(|_| Err(format!("no answer within {}s", REPLAY_TIMEOUT.as_secs())));
     let duration = started.elapsed().as_micros() as u64;
     match outcome {
@@ -184,13 +184,9 @@ fn request_of(original: &Entry, edits: Edits) -> Result<(Method, String, HeaderM
 
 /// Sends `req` to `local` over a connection of its own and captures the answer into `entry`;
 /// returns its status.
-async fn send(local: &str, req: Request<Full<Bytes>>, entry: &Entry) -> Result<u16, String> {
-    let stream = crate::pool::dial(local).await.map_err(|e| ggrok_proto::headers::error_chain(&*e))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| ggrok_proto::headers::error_chain(&e))?;
-    tokio::spawn(conn);
-    let resp = sender.send_request(req).await.map_err(|e| ggrok_proto::headers::error_chain(&e))?;
+async fn send(spec: &TunnelSpec, req: Request<Full<Bytes>>, entry: &Entry) -> Result<u16, String> {
+    let resp =
+        crate::local::send_once(spec, req).await.map_err(|e| ggrok_proto::headers::error_chain(&*e))?;
     let status = resp.status().as_u16();
     entry.answered(status, resp.headers());
     let mut body = resp.into_body();

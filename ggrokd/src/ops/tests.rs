@@ -42,6 +42,7 @@ fn new_tunnel(host: &str) -> NewTunnel {
         spec: TunnelSpec {
             host: HostPattern::parse(host).unwrap().into(),
             local: LocalAddr::parse("8080").unwrap(),
+            local_http: Default::default(),
             rewrite_host: false,
             proxy_protocol: false,
             access: Default::default(),

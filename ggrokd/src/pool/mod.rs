@@ -12,6 +12,15 @@
 //! before the service closes it under a request. One checked out is polled once first: one that
 //! the service closed meanwhile is seen and dropped. A request refused by a reused connection before
 //! any of it was written is sent again on the next connection.
+//!
+//! Connections are TCP or TLS ([`LocalStream`]), kept under a key that says both where they go
+//! and how they were checked (an `https://` service's CA or `tls_skip_verify`), so a connection
+//! opened for one tunnel's settings never serves another's. Local services that speak HTTP/2
+//! get one multiplexed connection each instead ([`h2`]).
+
+pub mod h2;
+mod stream;
+pub use stream::LocalStream;
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -61,7 +70,7 @@ struct Idle<B: RequestBody> {
 /// One connection: the handle requests are sent on, and its I/O until the connection ends.
 struct Conn<B: RequestBody> {
     sender: SendRequest<B>,
-    io: Option<Connection<TokioIo<TcpStream>, B>>,
+    io: Option<Connection<TokioIo<LocalStream>, B>>,
 }
 
 impl<B: RequestBody> Clone for Pool<B> {
@@ -84,11 +93,34 @@ impl<B: RequestBody> Pool<B> {
 
     /// Sends `req` (its URI in origin form) to `address` on an idle connection, or a new one, and
     /// returns the answer; its body holds the connection until it ends.
-    pub async fn send(&self, address: &str, mut req: Request<B>) -> Result<Response<Pooled<B>>, Error> {
+    pub async fn send(&self, address: &str, req: Request<B>) -> Result<Response<Pooled<B>>, Error> {
+        let tcp = async { Ok(LocalStream::Tcp(dial(address).await?)) };
+        self.send_with(address, tcp, req).await
+    }
+
+    /// Like [`Pool::send`], for connections kept under `key`; a new one is made by `connect` (at
+    /// most once).
+    pub async fn send_with<C>(
+        &self,
+        key: &str,
+        connect: C,
+        mut req: Request<B>,
+    ) -> Result<Response<Pooled<B>>, Error>
+    where
+        C: Future<Output = Result<LocalStream, Error>>,
+    {
+        let address = key;
+        let mut connect = Some(connect);
         loop {
-            let (mut conn, reused) = match self.checkout(address) {
-                Some(conn) => (conn, true),
-                None => (connect(address).await?, false),
+            let (mut conn, reused) = match (self.checkout(address), connect.take()) {
+                (Some(conn), again) => {
+                    connect = again;
+                    (conn, true)
+                }
+                (None, Some(connect)) => (handshake(connect.await?).await?, false),
+                (None, None) => {
+                    return Err("the local service closed every connection before the request".into());
+                }
             };
             match conn.send(req).await {
                 Ok(resp) => {
@@ -180,16 +212,14 @@ pub async fn dial(address: &str) -> Result<TcpStream, Error> {
 /// what a thousand stalled downloads cost here; hyper's default is 400 KiB.
 const LOCAL_READ_BUFFER: usize = 64 << 10;
 
-async fn connect<B: RequestBody>(address: &str) -> Result<Conn<B>, Error> {
-    let (sender, io) = http1::Builder::new()
-        .max_buf_size(LOCAL_READ_BUFFER)
-        .handshake(TokioIo::new(dial(address).await?))
-        .await?;
+async fn handshake<B: RequestBody>(stream: LocalStream) -> Result<Conn<B>, Error> {
+    let (sender, io) =
+        http1::Builder::new().max_buf_size(LOCAL_READ_BUFFER).handshake(TokioIo::new(stream)).await?;
     Ok(Conn { sender, io: Some(io) })
 }
 
 /// Does a connection's pending I/O; once it has ended, nothing.
-fn drive<B: RequestBody>(io: &mut Option<Connection<TokioIo<TcpStream>, B>>, cx: &mut Context<'_>) {
+fn drive<B: RequestBody>(io: &mut Option<Connection<TokioIo<LocalStream>, B>>, cx: &mut Context<'_>) {
     if let Some(conn) = io
         && let Poll::Ready(result) = Pin::new(conn).poll(cx)
     {
