@@ -103,7 +103,7 @@ impl Answers<'_> {
         let mut params = rcgen::CertificateParams::new(vec![name.to_owned()])?;
         params.custom_extensions = vec![rcgen::CustomExtension::new_acme_identifier(digest)];
         let cert = params.self_signed(&key)?;
-        let certified = self.certificates.certified(&cert.pem(), &key.serialize_pem())?;
+        let certified = self.certificates.challenge_key(&cert.pem(), &key.serialize_pem())?;
         self.certificates.set_challenge(name, Some(certified));
         self.alpn.push(name.to_owned());
         Ok(())

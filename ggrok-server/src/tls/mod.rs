@@ -113,6 +113,21 @@ impl Certificates {
             .map_err(|e| anyhow!("the certificate and key do not make a usable pair: {e}"))
     }
 
+    /// A TLS-ALPN-01 challenge certificate and its key. Not checked as a pair: webpki rejects
+    /// the critical acmeIdentifier extension such a certificate must carry.
+    pub fn challenge_key(&self, cert_pem: &str, key_pem: &str) -> anyhow::Result<Arc<CertifiedKey>> {
+        let cert = CertificateDer::from_pem_slice(cert_pem.as_bytes())
+            .map_err(|e| anyhow!("the challenge certificate: {e}"))?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+            .map_err(|e| anyhow!("the challenge certificate's key: {e}"))?;
+        let key = self
+            .provider
+            .key_provider
+            .load_private_key(key)
+            .map_err(|e| anyhow!("the challenge key: {e}"))?;
+        Ok(Arc::new(CertifiedKey::new(vec![cert], key)))
+    }
+
     /// Presents `cert` for `name` (an ACME certificate) from the next handshake on.
     pub fn issue(&self, name: &str, cert: Arc<CertifiedKey>) {
         self.issued.rcu(|map| {
