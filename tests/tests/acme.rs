@@ -1,5 +1,6 @@
 //! `[acme]` against a real ACME CA (Pebble, `tests/src/pebble.rs`), with real validation: names
-//! at start by HTTP-01 (answered before the redirect to HTTPS) and by TLS-ALPN-01, the cache
+//! at start by HTTP-01 (answered before the redirect to HTTPS) and by TLS-ALPN-01, names added by
+//! a reload, the cache
 //! reused after a restart (no new order), on-demand certificates for hosts a ggrokd claims and
 //! none for a stranger's SNI or a wildcard, and the renewal of short-lived certificates.
 
@@ -143,7 +144,7 @@ async fn names_at_start_by_http_01_and_the_cache_after_a_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn names_at_start_by_tls_alpn_01() {
+async fn names_at_start_by_tls_alpn_01_and_names_added_by_a_reload() {
     let (pebble, ports, cache) = start(None).await;
     let acme = "names = [\"tls.acme.test\"]\nchallenge = [\"tls-alpn-01\"]";
     let server = Server::start_with(&server_toml(&pebble, &ports, cache.path(), false, acme));
@@ -159,6 +160,23 @@ async fn names_at_start_by_tls_alpn_01() {
     config.alpn_protocols = vec![b"acme-tls/1".to_vec()];
     let err = https_get(config, tls_addr(&ports), "tls.acme.test", "tls.acme.test", "/").await.unwrap_err();
     assert!(!err.is_empty());
+
+    // A reload: a name added is ordered; the account's settings wait for a restart.
+    let path = server.dir.path().join("server.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text = text
+        .replace("names = [\"tls.acme.test\"]", "names = [\"tls.acme.test\", \"more.acme.test\"]")
+        .replace("ops@acme.test", "other@acme.test");
+    std::fs::write(&path, text).unwrap();
+    server.process.signal("HUP");
+    let line = server.process.wait_for(&["take effect only after a restart"]);
+    assert!(line.contains("acme.email"), "{line}");
+    server.process.wait_for(&["ACME: certificate issued", "more.acme.test"]);
+    let (_, _, presented) =
+        https_get(pebble.client_config(), tls_addr(&ports), "more.acme.test", "more.acme.test", "/")
+            .await
+            .unwrap();
+    assert!(issued_by_pebble(&presented));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

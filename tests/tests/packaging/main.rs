@@ -267,6 +267,8 @@ fn units_have_notify_reload_restart_and_hardening() {
         "Restart=on-failure",
         "WatchdogSec=30s",
         "LoadCredential=server.toml:/etc/ggrok/server.toml",
+        "StateDirectory=ggrok-server",
+        "StateDirectoryMode=0700",
         "WantedBy=multi-user.target",
     ] {
         assert!(has(&server, line), "ggrok-server.service lacks {line}");
