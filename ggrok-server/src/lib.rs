@@ -192,7 +192,7 @@ pub async fn run(
     // Logged after the public addresses, which tools read from the first "listening on" line.
     let admin_done = CancellationToken::new();
     if let Some(admin) = listeners.admin {
-        info!("admin listening on {} (/metrics, /healthz)", admin.local_addr()?);
+        info!("admin listening on {} (/metrics, /healthz, /certificates)", admin.local_addr()?);
         tokio::spawn(ops::admin::serve(state.clone(), admin, admin_done.clone()));
     }
     let _stop_admin = admin_done.drop_guard();
