@@ -247,3 +247,18 @@ async fn short_lived_certificates_are_renewed_in_the_background() {
         Duration::from_secs(5),
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_beyond_max_orders_per_day_wait() {
+    let (pebble, ports, cache) = start(None).await;
+    let acme = "names = [\"a.acme.test\", \"b.acme.test\"]\nmax_orders_per_day = 1";
+    let server = Server::start_with(&server_toml(&pebble, &ports, cache.path(), false, acme));
+    server.process.wait_for(&["ACME: certificate issued", "a.acme.test"]);
+    server.process.wait_for(&["max_orders_per_day reached"]);
+    let report = Admin::of(&server).request(Method::GET, "/certificates").await.json();
+    let waiting = &report["acme"]["names"]["b.acme.test"];
+    assert_eq!(waiting["status"], "pending", "{report:#}");
+    assert!(waiting["next_attempt"].is_string(), "{report:#}");
+    assert_eq!(report["acme"]["orders_last_24h"], 1, "{report:#}");
+    assert_eq!(server.process.count(&["ACME: ordering"]), 1, "{}", server.process.log());
+}

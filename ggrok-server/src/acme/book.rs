@@ -93,6 +93,9 @@ pub enum Next {
     Order(String),
     /// Nothing before this time.
     Wait(SystemTime),
+    /// Names are due, but `max_orders_per_day` orders were made in the last 24 hours: nothing
+    /// before this time.
+    Capped(SystemTime),
     /// Nothing planned.
     Idle,
 }
@@ -200,7 +203,7 @@ impl Book {
             .map(|(name, _)| name.clone());
         match due {
             Some(name) if self.orders_today(now) < max as usize => Next::Order(name),
-            Some(_) => Next::Wait(self.orders.front().map_or(now, |t| *t + DAY)),
+            Some(_) => Next::Capped(self.orders.front().map_or(now, |t| *t + DAY)),
             None => match self.names.values().filter_map(|n| n.next_attempt).min() {
                 Some(t) => Next::Wait(t),
                 None => Next::Idle,
@@ -264,7 +267,7 @@ mod tests {
         book.ordered(now);
         // The cap: two orders today.
         book.want("third.test", Origin::OnDemand, now, &policy);
-        assert_eq!(book.next(now, 2), Next::Wait(now + DAY));
+        assert_eq!(book.next(now, 2), Next::Capped(now + DAY));
         assert_eq!(book.next(now + DAY, 2), Next::Order("conf.test".into()));
     }
 

@@ -20,6 +20,7 @@ pub async fn supervise(state: Arc<State>) {
     let (Some(acme), Some(certificates)) = (state.acme.clone(), state.certificates.clone()) else { return };
     let Some(mut demands) = acme.queue.lock().expect("queue lock").take() else { return };
     let mut account: Option<Account> = None;
+    let mut capped = false;
     loop {
         let config = state.config_now();
         let Some(settings) = &config.acme else { return };
@@ -35,7 +36,20 @@ pub async fn supervise(state: Arc<State>) {
                 }
                 continue;
             }
-            Next::Wait(at) => Some(at),
+            Next::Capped(at) => {
+                if !std::mem::replace(&mut capped, true) {
+                    warn!(
+                        max_orders_per_day = settings.max_orders_per_day,
+                        "ACME: max_orders_per_day reached; the names due wait until {}",
+                        crate::tls::info::rfc3339(crate::tls::info::unix(at))
+                    );
+                }
+                Some(at)
+            }
+            Next::Wait(at) => {
+                capped = false;
+                Some(at)
+            }
             Next::Idle => None,
         };
         let sleep = async {
