@@ -84,7 +84,8 @@ fn want_configured(acme: &Acme, settings: &AcmeSettings, certificates: &Certific
         book.unconfigure(&name);
     }
     for name in &settings.names {
-        if book.get(name).is_none() && certificates.file_covers(name) {
+        // Files win: nothing to order (and a name a file covers stays idle in the book).
+        if certificates.file_covers(name) {
             continue;
         }
         if book.want(name, Origin::Configured, now, &acme.policy) {
@@ -122,7 +123,11 @@ async fn attempt(
         let Some(entry) = book.get(name) else { return };
         (entry.origin, entry.cert.is_some(), entry.challenge)
     };
-    // An on-demand certificate is renewed only while a client holds its host.
+    // An on-demand certificate is renewed only while a client holds its host, and on_demand is on.
+    if origin == Origin::OnDemand && !settings.on_demand {
+        info!(name, "ACME: not ordering: on_demand is off now and the name is not in [acme] names");
+        return acme.book().idle(name);
+    }
     if origin == Origin::OnDemand && renewal && !state.registry.holds(name) {
         info!(name, "ACME: not renewing: no client claims this host now (it is renewed when one does)");
         return acme.book().idle(name);
