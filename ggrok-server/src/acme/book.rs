@@ -126,9 +126,10 @@ impl Book {
                     changed = true;
                 }
                 if entry.status == Status::Idle {
-                    // Claimed again: renew when due (now, if it already was).
-                    entry.status = Status::Valid;
-                    entry.next_attempt = entry.cert.as_ref().map(|c| policy.renew_at(c).max(now));
+                    // Wanted again: renew when due (now, if it already was), or order now.
+                    entry.status = if entry.cert.is_some() { Status::Valid } else { Status::Pending };
+                    entry.next_attempt =
+                        Some(entry.cert.as_ref().map_or(now, |c| policy.renew_at(c).max(now)));
                     changed = true;
                 }
                 changed
