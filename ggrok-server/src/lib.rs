@@ -7,7 +7,8 @@
 //! - [`access`]: tunnels' access rules (allowed and denied addresses, basic authentication);
 //! - [`ops`]: what operators see: metrics, the admin listener, systemd notifications;
 //! - [`workers`]: the worker threads, each a current-thread runtime with its own listeners;
-//! - [`config`], [`tls`], [`cli`]: the configuration, certificates and command line.
+//! - [`config`], [`tls`], [`cli`]: the configuration, certificates and command line;
+//! - [`acme`]: certificates from an ACME CA (`[acme]`), ordered and renewed in the background.
 //!
 //! One listener serves public HTTP and, on the tunnel path, ggrokd's connections; with `[tls]`, a
 //! second one does the same over HTTPS. With `[admin]`, a third serves `/metrics` and `/healthz`.
@@ -17,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod acme;
 pub mod cli;
 pub mod config;
 pub mod ops;
@@ -50,6 +52,8 @@ pub struct State {
     config: arc_swap::ArcSwap<ServerConfig>,
     /// The certificates the HTTPS listener presents, replaced by a reload.
     pub certificates: Option<Arc<tls::Certificates>>,
+    /// ACME's challenges and names, with `[acme]`.
+    pub acme: Option<Arc<acme::Acme>>,
     /// Host → the daemon serving it, and the host's metrics.
     pub registry: Registry<tunnel::daemons::Daemon, Arc<HostMeter>>,
     /// Public TCP port → the daemon serving it, and the ports' sockets.
@@ -138,8 +142,12 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let certificates = match &config.tls {
-        Some(tls) => Some(Arc::new(tls::Certificates::load(&tls.certificates)?)),
+        Some(tls) => Some(Arc::new(tls::Certificates::load(&tls.certificates, config.acme.is_some())?)),
         None => None,
+    };
+    let acme = match (&config.acme, &certificates) {
+        (Some(settings), Some(certificates)) => Some(Arc::new(acme::Acme::start(settings, certificates)?)),
+        _ => None,
     };
     let listeners = workers::Listeners::bind(&config, certificates.as_ref()).await?;
     let limits = &config.limits;
@@ -154,6 +162,7 @@ pub async fn run(
     let state = Arc::new(State {
         config: arc_swap::ArcSwap::from_pointee(config),
         certificates,
+        acme,
         registry: Registry::with_meters(tunnel::registry::OFFLINE_GRACE, move |host| meters.meter(host)),
         ports,
         daemons: Daemons::default(),
@@ -175,6 +184,12 @@ pub async fn run(
         next_anonymous: AtomicU64::new(0),
     });
     tokio::spawn(purge_offline_hosts(state.clone()));
+    if state.certificates.is_some() {
+        tokio::spawn(tls::expiry::watch(state.clone()));
+    }
+    if state.acme.is_some() {
+        tokio::spawn(acme::supervise(state.clone()));
+    }
     if let Some(source) = source {
         tokio::spawn(reload::on_sighup(state.clone(), source));
     }
@@ -191,7 +206,7 @@ pub async fn run(
     // Logged after the public addresses, which tools read from the first "listening on" line.
     let admin_done = CancellationToken::new();
     if let Some(admin) = listeners.admin {
-        info!("admin listening on {} (/metrics, /healthz)", admin.local_addr()?);
+        info!("admin listening on {} (/metrics, /healthz, /certificates)", admin.local_addr()?);
         tokio::spawn(ops::admin::serve(state.clone(), admin, admin_done.clone()));
     }
     let _stop_admin = admin_done.drop_guard();

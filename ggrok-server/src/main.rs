@@ -16,12 +16,18 @@ fn main() -> std::process::ExitCode {
         }
     };
     if cli.check {
-        if let Some(tls) = &config.tls
-            && let Err(e) = ggrok_server::tls::Certificates::load(&tls.certificates)
-        {
-            eprintln!("ggrok-server: {}: [tls]: {e:#}", cli.config.display());
-            return std::process::ExitCode::from(2);
-        }
+        let certificates = match &config.tls {
+            Some(tls) => {
+                match ggrok_server::tls::Certificates::load(&tls.certificates, config.acme.is_some()) {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        eprintln!("ggrok-server: {}: [tls]: {e:#}", cli.config.display());
+                        return std::process::ExitCode::from(2);
+                    }
+                }
+            }
+            None => None,
+        };
         let admin = config.admin.as_ref().map(|a| format!(", admin {}", a.listen)).unwrap_or_default();
         println!(
             "{}: ok ({} clients, listen {}{admin})",
@@ -29,6 +35,19 @@ fn main() -> std::process::ExitCode {
             config.clients.len(),
             config.listen
         );
+        if let Some(certificates) = &certificates {
+            let now = std::time::SystemTime::now();
+            for (source, info) in certificates.in_use() {
+                if let ggrok_server::tls::Source::File(path) = source {
+                    println!("certificate file {}: {}", path.display(), info.describe(now));
+                }
+            }
+            if let Some(acme) = &config.acme {
+                for line in ggrok_server::acme::report::check_lines(acme, certificates) {
+                    println!("{line}");
+                }
+            }
+        }
         return std::process::ExitCode::SUCCESS;
     }
     ggrok_proto::logging::init(&config.log_level);

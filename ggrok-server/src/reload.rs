@@ -116,6 +116,10 @@ pub fn reload(state: &Arc<State>, source: &Source) -> Result<Outcome, String> {
         current.install(loaded);
         outcome.certificates = true;
     }
+    // `[acme]` names added are ordered, names removed no longer renewed unless claimed.
+    if let Some(acme) = &state.acme {
+        acme.reconfigured();
+    }
     let config = state.config_now();
     close_sessions_no_longer_admitted(state, &config, &mut outcome);
     release_what_is_no_longer_allowed(state, &config, &mut outcome);
@@ -144,6 +148,17 @@ fn keep_bound_settings(old: &ServerConfig, new: &mut ServerConfig) -> Vec<&'stat
     keep!(limits.max_pending_per_ip, "limits.max_pending_per_ip");
     keep!(limits.buffer_memory, "limits.buffer_memory");
     keep!(limits.send_buffer, "limits.send_buffer");
+    match (&old.acme, &mut new.acme) {
+        (Some(old), Some(new)) if old.account != new.account => {
+            differ.push("acme.directory, acme.email, acme.cache_dir, acme.ca_file");
+            new.account = old.account.clone();
+        }
+        (Some(_), Some(_)) | (None, None) => {}
+        (None, Some(_)) | (Some(_), None) => {
+            differ.push("[acme] (added or removed)");
+            new.acme = old.acme.clone();
+        }
+    }
     match (&old.tls, &mut new.tls) {
         (Some(old), Some(new)) if old.listen != new.listen => {
             differ.push("tls.listen");

@@ -8,6 +8,7 @@
 //! - [`relay`]: a TCP relay that can freeze or cut the path between daemon and server;
 //! - [`notify`]: a stand-in for systemd's notification socket;
 //! - [`packages`]: the .deb and .rpm files, built once;
+//! - [`pebble`]: a real ACME CA (Pebble) and its DNS server, for `[acme]`;
 //! - [`rogue`]: a tunnel client that misbehaves on purpose;
 //! - [`tcp`]: TCP tunnels' helpers (free port ranges, an echo service, checksummed round trips);
 //! - [`tls`]: a test CA and an HTTPS client;
@@ -35,6 +36,7 @@ pub mod load;
 pub mod logs;
 pub mod notify;
 pub mod packages;
+pub mod pebble;
 pub mod process;
 pub mod relay;
 pub mod replicas;

@@ -2,6 +2,7 @@
 //! the only form runtime code sees. Every error names the file, line and key.
 
 mod access;
+mod acme;
 mod admin;
 mod cluster;
 mod limits;
@@ -9,6 +10,7 @@ mod ports;
 mod tls;
 
 pub use access::Requirements;
+pub use acme::{AcmeAccount, AcmeSettings, ChallengeKind, LETS_ENCRYPT, LETS_ENCRYPT_STAGING};
 pub use admin::AdminSettings;
 pub use cluster::ClusterSettings;
 pub use limits::Limits;
@@ -42,6 +44,7 @@ struct RawConfig {
     anonymous_hosts: Option<Spanned<Vec<Spanned<String>>>>,
     proxy_protocol_from: Option<Vec<Spanned<String>>>,
     tls: Option<tls::RawTls>,
+    acme: Option<acme::RawAcme>,
     admin: Option<admin::RawAdmin>,
     #[serde(default)]
     cluster: cluster::RawCluster,
@@ -81,6 +84,8 @@ pub struct ServerConfig {
     pub threads: Option<usize>,
     /// HTTPS, when configured.
     pub tls: Option<TlsSettings>,
+    /// Certificates from an ACME CA for the HTTPS listener, when configured.
+    pub acme: Option<AcmeSettings>,
     /// The admin listener (`/metrics`, `/healthz`), when configured.
     pub admin: Option<AdminSettings>,
     /// What clients and connections may use.
@@ -228,7 +233,15 @@ impl ServerConfig {
                  (or set allow_anonymous = true with anonymous_hosts to let anyone connect)",
             ));
         }
-        let tls = raw.tls.as_ref().map(|t| t.validate(path, text)).transpose()?;
+        let state_dir = std::env::var("STATE_DIRECTORY").ok();
+        let acme = raw.acme.as_ref().map(|a| a.validate(path, text, state_dir.as_deref())).transpose()?;
+        let tls = raw.tls.as_ref().map(|t| t.validate(path, text, acme.is_some())).transpose()?;
+        if acme.is_some() && tls.is_none() {
+            return Err(ConfigError::file(
+                path,
+                "[acme] needs [tls] with a listen address: its certificates are presented there",
+            ));
+        }
         let mut public = vec![(listen, "listen")];
         public.extend(tls.as_ref().map(|t| (t.listen, "tls.listen")));
         let admin = raw.admin.as_ref().map(|a| a.validate(path, text, &public)).transpose()?;
@@ -359,6 +372,7 @@ impl ServerConfig {
             log_level,
             threads,
             tls,
+            acme,
             admin,
             limits,
             cluster,

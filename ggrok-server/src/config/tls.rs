@@ -14,7 +14,7 @@ pub(super) struct RawTls {
     #[serde(default)]
     redirect_http: bool,
     #[serde(rename = "certificate")]
-    certificates: Spanned<Vec<RawCert>>,
+    certificates: Option<Spanned<Vec<RawCert>>>,
 }
 
 #[derive(Deserialize)]
@@ -31,12 +31,13 @@ pub struct TlsSettings {
     pub listen: SocketAddr,
     /// Answer plain HTTP with a redirect to HTTPS (the tunnel endpoint then requires `wss://`).
     pub redirect_http: bool,
-    /// Certificates, the first being the default; chosen by SNI.
+    /// Certificate files, the first being the default; chosen by SNI. Empty only with `[acme]`.
     pub certificates: Vec<CertPair>,
 }
 
 impl RawTls {
-    pub(super) fn validate(&self, path: &Path, text: &str) -> Result<TlsSettings, ConfigError> {
+    /// Validates `[tls]`; with `acme`, certificate files are optional.
+    pub(super) fn validate(&self, path: &Path, text: &str, acme: bool) -> Result<TlsSettings, ConfigError> {
         let at = |span, key: &str, msg: String| ConfigError::at(path, text, span, key, msg);
         let listen = self.listen.get_ref().parse().map_err(|_| {
             at(
@@ -45,16 +46,16 @@ impl RawTls {
                 format!("{:?} is not an address such as \"0.0.0.0:443\"", self.listen.get_ref()),
             )
         })?;
-        if self.certificates.get_ref().is_empty() {
+        let files = self.certificates.as_ref().map(|c| c.get_ref().as_slice()).unwrap_or_default();
+        if files.is_empty() && !acme {
+            let span = self.certificates.as_ref().map_or(self.listen.span(), |c| c.span());
             return Err(at(
-                self.certificates.span(),
+                span,
                 "tls.certificate",
-                "add at least one [[tls.certificate]] with cert and key".into(),
+                "add at least one [[tls.certificate]] with cert and key (or certificates from [acme])".into(),
             ));
         }
-        let certificates = self
-            .certificates
-            .get_ref()
+        let certificates = files
             .iter()
             .map(|c| CertPair {
                 cert: crate::tls::relative_to(path, c.cert.get_ref()),

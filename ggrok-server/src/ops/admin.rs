@@ -5,6 +5,8 @@
 //!   load balancer stops sending traffic while requests in flight finish), and, with
 //!   `[cluster] wait_for_sessions`, `503 waiting for tunnel sessions` after a start until a daemon
 //!   has claimed a host or that many seconds have passed;
+//! - `GET /certificates`: the certificates in use (source, names, issuer, expiry) and ACME's
+//!   state of each name (pending, valid, failed with the last error, next attempt), as JSON;
 //! - any other path: 404; any method but GET and HEAD: 405.
 //!
 //! It keeps answering during the shutdown grace period and stops when the server does.
@@ -77,10 +79,27 @@ pub fn answer<B>(state: &State, req: &Request<B>) -> Response<Full<Bytes>> {
                 daemons: &daemons,
                 replica: &state.config().cluster.replica,
             };
+            if let Some(certificates) = &state.certificates {
+                let names = state.acme.as_ref().map(|a| a.counts());
+                state
+                    .metrics
+                    .certificates
+                    .set(&certificates.in_use(), names.as_ref().map_or(&[], |n| &n[..]));
+            }
             let body = state.metrics.encode(&scrape);
             let mut resp = Response::new(Full::new(Bytes::from(body)));
             resp.headers_mut()
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static(crate::ops::metrics::CONTENT_TYPE));
+            resp
+        }
+        "/certificates" => {
+            let report = crate::acme::report::json(
+                &state.config(),
+                state.certificates.as_deref(),
+                state.acme.as_deref(),
+            );
+            let mut resp = Response::new(Full::new(Bytes::from(format!("{report:#}\n"))));
+            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
             resp
         }
         "/healthz" if state.shutdown.is_cancelled() => text(StatusCode::SERVICE_UNAVAILABLE, "stopping\n"),
@@ -88,9 +107,10 @@ pub fn answer<B>(state: &State, req: &Request<B>) -> Response<Full<Bytes>> {
             text(StatusCode::SERVICE_UNAVAILABLE, "waiting for tunnel sessions\n")
         }
         "/healthz" => text(StatusCode::OK, "ok\n"),
-        _ => {
-            text(StatusCode::NOT_FOUND, "not found: this is ggrok-server's admin port (/metrics, /healthz)\n")
-        }
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found: this is ggrok-server's admin port (/metrics, /healthz, /certificates)\n",
+        ),
     }
 }
 

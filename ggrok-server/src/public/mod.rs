@@ -99,6 +99,10 @@ async fn open_connection(
     match tls {
         None => serve_io(state, stream, peer, None, deadline, slot).await,
         Some(acceptor) => match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+            // A CA's TLS-ALPN-01 validation ends with the handshake.
+            Ok(Ok(stream)) if stream.get_ref().1.alpn_protocol() == Some(crate::tls::ACME_TLS_ALPN) => {
+                debug!(%peer, "acme-tls/1 handshake done");
+            }
             Ok(Ok(stream)) => {
                 let sni = stream.get_ref().1.server_name().map(Arc::from);
                 serve_io(state, stream, peer, Some(Tls { sni }), deadline, slot).await
@@ -279,6 +283,17 @@ async fn route(
     req: http::Request<Incoming>,
 ) -> http::Response<ggrok_proto::http::Body> {
     let started = std::time::Instant::now();
+    // ACME's HTTP-01 validations, before routing and before any redirect to HTTPS.
+    if let Some(acme) = &state.acme
+        && let Some(answer) = acme.answer_http(req.uri().path())
+    {
+        use http_body_util::BodyExt;
+        let body = http_body_util::Full::new(bytes::Bytes::from(answer)).map_err(|never| match never {});
+        let mut resp = http::Response::new(body.boxed());
+        resp.headers_mut()
+            .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/octet-stream"));
+        return metrics::respond(state.metrics.unrouted().clone(), started, resp);
+    }
     let redirect = !conn.secure && state.config().tls.as_ref().is_some_and(|t| t.redirect_http);
     if req.uri().path() == state.config().tunnel_path {
         if redirect {

@@ -213,6 +213,7 @@ impl Claimant<'_> {
             Ok(Claim::Registered) => {
                 self.state.readiness.claimed();
                 info!(session, client, host = %pattern, access = rules, "host registered");
+                self.demand_certificate(&pattern);
                 Ok(())
             }
             Ok(Claim::TookOver(old)) => {
@@ -230,6 +231,7 @@ impl Claimant<'_> {
                 for s in old.sessions().iter().filter(|s| s.protocol >= 2) {
                     s.tell(ServerMessage::Displaced { tunnel: tunnel.clone(), reason: reason.clone() });
                 }
+                self.demand_certificate(&pattern);
                 Ok(())
             }
             Err(refused) => {
@@ -238,6 +240,14 @@ impl Claimant<'_> {
                 }
                 Err(refuse(refused.to_string()))
             }
+        }
+    }
+
+    /// With `[acme] on_demand`, a successful claim of an exact host asks for its certificate
+    /// (in the background: the claim never waits for the CA).
+    fn demand_certificate(&self, host: &HostPattern) {
+        if let Some(acme) = &self.state.acme {
+            acme.demand(self.state.config().acme.as_ref(), host, &self.client.name);
         }
     }
 

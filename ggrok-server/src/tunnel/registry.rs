@@ -272,6 +272,16 @@ impl<S: Owner, M: Clone> Registry<S, M> {
         }
     }
 
+    /// Whether `host` (a normalised host or pattern) is claimed: online, or offline within its
+    /// grace period.
+    pub fn holds(&self, host: &str) -> bool {
+        match self.hosts.read().expect("registry lock").get(host) {
+            Some(Entry::Online(..)) => true,
+            Some(Entry::Offline { since, .. }) => since.elapsed() < self.offline_grace,
+            None => false,
+        }
+    }
+
     /// Number of hosts online.
     pub fn online(&self) -> usize {
         self.hosts.read().expect("registry lock").values().filter(|e| matches!(e, Entry::Online(..))).count()

@@ -273,6 +273,8 @@ fn units_have_notify_reload_restart_and_hardening() {
         "ExecStart=/usr/bin/ggrok-server --config /etc/ggrok/server.toml",
         "ExecReload=/bin/sh -c 'kill -HUP \"$MAINPID\"'",
         "SupplementaryGroups=ggrok",
+        "StateDirectory=ggrok-server",
+        "StateDirectoryMode=0700",
         "WantedBy=multi-user.target",
     ] {
         assert!(has(&server, line), "ggrok-server.service lacks {line}");

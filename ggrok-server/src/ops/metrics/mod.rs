@@ -13,12 +13,14 @@
 //! so their number stays bounded as clients come and go.
 
 mod access;
+mod certificates;
 mod histogram;
 mod metered;
 mod reloads;
 mod tcp;
 
 pub use access::{AccessSeries, Denial};
+pub use certificates::CertificateSeries;
 pub use histogram::{BUCKETS, DurationHistogram};
 pub use metered::{Metered, PublicTraffic, respond};
 pub use reloads::ReloadSeries;
@@ -234,6 +236,8 @@ pub struct Metrics {
     pub reloads: ReloadSeries,
     /// Clients turned away by access rules.
     pub access: AccessSeries,
+    /// Certificates in use and ACME orders.
+    pub certificates: CertificateSeries,
 }
 
 impl Metrics {
@@ -320,6 +324,7 @@ impl Metrics {
         let tcp = TcpSeries::register(&mut registry);
         let reloads = ReloadSeries::register(&mut registry);
         let access = AccessSeries::register(&mut registry);
+        let certificates = CertificateSeries::register(&mut registry);
         Arc::new(Self {
             registry,
             series,
@@ -337,6 +342,7 @@ impl Metrics {
             tcp,
             reloads,
             access,
+            certificates,
         })
     }
 
