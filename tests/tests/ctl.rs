@@ -166,8 +166,10 @@ async fn list_and_status_in_text_and_json() {
     let text = ok(&daemon.ctl(&["list"]));
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines[0].starts_with("HOST") && lines[0].contains("STATE") && lines[0].contains("LAST ERROR"));
-    assert!(lines.iter().any(|l| l.starts_with("api.test") && l.contains("online")), "{text}");
-    assert!(lines.iter().any(|l| l.starts_with("down.test") && l.contains("error")), "{text}");
+    // Each tunnel by the public URL the server gave.
+    let url = |host: &str| format!("http://{host}:{} ", cluster.addr().port());
+    assert!(lines.iter().any(|l| l.starts_with(&url("api.test")) && l.contains("online")), "{text}");
+    assert!(lines.iter().any(|l| l.starts_with(&url("down.test")) && l.contains("error")), "{text}");
 
     let status = json(&daemon.ctl(&["status", "--json"]));
     assert_eq!(status["connection"], "connected");

@@ -65,8 +65,8 @@ fn check_label(label: &str) -> Result<(), String> {
     match ok {
         true => Ok(()),
         false => Err(format!(
-            "{label:?}: a name under your domain is one DNS label (letters, digits and inner hyphens, \
-             at most 63)"
+            "invalid host {label:?}: a host name has dots (api.example.com), and a name under your \
+             domain is one DNS label (letters, digits and inner hyphens, at most 63)"
         )),
     }
 }
