@@ -278,7 +278,7 @@ async fn list_and_status_count_what_passed() {
     let list = String::from_utf8(cluster.daemon.ctl(&["list"]).stdout).unwrap();
     assert!(list.lines().next().unwrap().contains("REQUESTS  4XX  5XX  ACTIVE"), "{list}");
     let row: Vec<&str> =
-        list.lines().find(|l| l.starts_with("count.test")).unwrap().split_whitespace().collect();
+        list.lines().find(|l| l.starts_with("http://count.test:")).unwrap().split_whitespace().collect();
     assert_eq!(row[3..7], ["8", "2", "1", "1"], "{list}");
     up.release_slow();
     assert_eq!(slow.await.unwrap().text(), "slow done");
