@@ -5,9 +5,11 @@ use crate::config::DEFAULT_PATH;
 use clap::Parser;
 use std::path::PathBuf;
 
-/// The public side of ggrok: serves HTTP on one port and routes each request by its Host header to
-/// the ggrokd client that holds that host. Clients connect to the tunnel path of the same port,
-/// by an upgrade to raw HTTP/2 or by WebSocket; `threads` in the configuration sets the workers.
+/// The public side of ggrok: serves HTTP/1.1 and HTTP/2 on one port (and HTTPS with `[tls]`,
+/// its certificates from files or from an ACME CA such as Let's Encrypt with `[acme]`) and routes
+/// each request by its Host to the ggrokd client that holds that host; TCP tunnels get ports of
+/// their own. Clients connect to the tunnel path of the same port, by an upgrade to raw HTTP/2 or
+/// by WebSocket; `threads` in the configuration sets the workers.
 ///
 /// SIGHUP reloads the configuration without dropping sessions that are still allowed: clients,
 /// tokens, hosts, ports, limits and certificates; an invalid file keeps the old one in force, and
@@ -20,7 +22,8 @@ pub struct Cli {
     /// Configuration file.
     #[arg(long, short, value_name = "PATH", default_value = DEFAULT_PATH)]
     pub config: PathBuf,
-    /// Validate the configuration and exit: 0 when valid, 2 with the file, line and key when not.
+    /// Validate the configuration and exit: 0 when valid (listing the certificates in use, with
+    /// names, issuer and expiry), 2 with the file, line and key when not.
     #[arg(long)]
     pub check: bool,
 }
