@@ -21,6 +21,7 @@ Examples:
   ggrokctl add demo.example.com 3000 --basic-auth guest:letmein --allow-ip 203.0.113.0/24
   ggrokctl add --tcp 5432          (any public port the server picks, to local port 5432)
   ggrokctl add --tcp 20022 22
+  ggrokctl add --tcp 5432 5432 --proxy-protocol
   ggrokctl list
   ggrokctl status --json
   ggrokctl logs -f api.example.com
@@ -100,6 +101,9 @@ pub enum Sub {
         /// Turn away clients from this address or network, whatever --allow-ip says. Repeatable
         #[arg(long = "deny-ip", value_name = "CIDR")]
         deny_ip: Vec<String>,
+        /// With --tcp: send the local service a PROXY protocol v2 header naming the public client
+        #[arg(long, requires = "tcp")]
+        proxy_protocol: bool,
     },
     /// Print a basic_auth entry (USER:HASH, argon2id) for ggrokd.toml, reading the password from stdin.
     ///
@@ -208,7 +212,17 @@ impl Sub {
     /// The command for ggrokd, or what is wrong with the command line.
     pub fn add_or_remove(self) -> Result<Command, String> {
         match self {
-            Sub::Add { host, local, tcp: false, rewrite_host, no_save, basic_auth, allow_ip, deny_ip } => {
+            Sub::Add {
+                host,
+                local,
+                tcp: false,
+                rewrite_host,
+                no_save,
+                basic_auth,
+                allow_ip,
+                deny_ip,
+                ..
+            } => {
                 // One argument: the local service (a port, host:port or URL), under a random name
                 // of the client's domain.
                 let (host, local) = match local {
@@ -235,9 +249,10 @@ impl Sub {
                     basic_auth,
                     allow_ips: allow_ip,
                     deny_ips: deny_ip,
+                    proxy_protocol: false,
                 })
             }
-            Sub::Add { host, local, tcp: true, no_save, allow_ip, deny_ip, .. } => {
+            Sub::Add { host, local, tcp: true, no_save, allow_ip, deny_ip, proxy_protocol, .. } => {
                 let (port, local) = match local {
                     Some(local) => (
                         host.parse::<u16>().map_err(|_| {
@@ -255,6 +270,7 @@ impl Sub {
                     basic_auth: vec![],
                     allow_ips: allow_ip,
                     deny_ips: deny_ip,
+                    proxy_protocol,
                 })
             }
             Sub::Remove { host, tcp, no_save } => {
@@ -317,8 +333,16 @@ mod tests {
             basic_auth: vec![],
             allow_ips: vec![],
             deny_ips: vec![],
+            proxy_protocol: false,
         };
         assert_eq!(command(&["ggrokctl", "add", "--tcp", "5432"]), Ok(add("tcp:0", "5432")));
+        let Ok(Command::Add { host, proxy_protocol, .. }) =
+            command(&["ggrokctl", "add", "--tcp", "20001", "5432", "--proxy-protocol"])
+        else {
+            panic!("an add")
+        };
+        assert_eq!((host.as_str(), proxy_protocol), ("tcp:20001", true));
+        assert!(command(&["ggrokctl", "add", "a.test", "80", "--proxy-protocol"]).is_err(), "TCP only");
         assert_eq!(
             command(&["ggrokctl", "add", "--tcp", "20001", "db:5432"]),
             Ok(add("tcp:20001", "db:5432"))

@@ -119,6 +119,7 @@ pub async fn add(daemon: &Daemon, new: NewTunnel) -> Result<Added, OpError> {
             &tunnel.spec.host,
             new.local_as_written.trim(),
             tunnel.spec.rewrite_host,
+            tunnel.spec.proxy_protocol,
             &tunnel.spec.access,
         ) {
             daemon.tunnels.remove_exactly(&tunnel);

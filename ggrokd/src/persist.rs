@@ -20,6 +20,7 @@ pub fn add_tunnel(
     public: &Public,
     local: &str,
     rewrite_host: bool,
+    proxy_protocol: bool,
     access: &AccessRules,
 ) -> Result<(), String> {
     edit(path, |doc| {
@@ -36,6 +37,9 @@ pub fn add_tunnel(
         table["local"] = value(local);
         if rewrite_host {
             table["host_header"] = value("rewrite");
+        }
+        if proxy_protocol {
+            table["proxy_protocol"] = value(true);
         }
         let list = |items: Vec<String>| value(items.into_iter().collect::<toml_edit::Array>());
         if !access.basic_auth.is_empty() {
@@ -155,7 +159,8 @@ mod tests {
     #[test]
     fn add_keeps_comments_and_layout() {
         let (_dir, path) = file(ORIGINAL);
-        add_tunnel(&path, &http("new.test"), "http://127.0.0.1:9000", true, &AccessRules::default()).unwrap();
+        add_tunnel(&path, &http("new.test"), "http://127.0.0.1:9000", true, false, &AccessRules::default())
+            .unwrap();
         let text = fs::read_to_string(&path).unwrap();
         assert!(text.starts_with(ORIGINAL), "existing text changed:\n{text}");
         assert!(text.ends_with(
@@ -186,7 +191,7 @@ mod tests {
             allow_ips: vec!["127.0.0.2".parse().unwrap(), "10.0.0.0/8".parse().unwrap()],
             deny_ips: vec![],
         };
-        add_tunnel(&path, &http("a.test"), "8080", false, &access).unwrap();
+        add_tunnel(&path, &http("a.test"), "8080", false, false, &access).unwrap();
         let text = fs::read_to_string(&path).unwrap();
         assert!(
             text.contains(&format!(
@@ -201,7 +206,7 @@ mod tests {
     #[test]
     fn add_to_a_file_without_tunnels() {
         let (_dir, path) = file("server = \"ws://t\"\ntoken = \"x\"\n");
-        add_tunnel(&path, &http("a.test"), "8080", false, &AccessRules::default()).unwrap();
+        add_tunnel(&path, &http("a.test"), "8080", false, false, &AccessRules::default()).unwrap();
         let config = DaemonConfig::load(&path).unwrap();
         assert_eq!(config.tunnels[0].local.authority, "localhost:8080");
     }
@@ -219,9 +224,13 @@ mod tests {
     #[test]
     fn tcp_tunnels_are_added_and_removed_by_port() {
         let (_dir, path) = file(ORIGINAL);
-        add_tunnel(&path, &Public::Tcp(20001), "127.0.0.1:5432", false, &AccessRules::default()).unwrap();
+        add_tunnel(&path, &Public::Tcp(20001), "127.0.0.1:5432", false, true, &AccessRules::default())
+            .unwrap();
         let text = fs::read_to_string(&path).unwrap();
-        assert!(text.ends_with("[[tunnel]]\ntcp = 20001\nlocal = \"127.0.0.1:5432\"\n"), "{text}");
+        assert!(
+            text.ends_with("[[tunnel]]\ntcp = 20001\nlocal = \"127.0.0.1:5432\"\nproxy_protocol = true\n"),
+            "{text}"
+        );
         assert!(!remove_tunnel(&path, &Public::Tcp(20002)).unwrap());
         assert!(remove_tunnel(&path, &Public::Tcp(20001)).unwrap());
         assert_eq!(fs::read_to_string(&path).unwrap(), ORIGINAL);
@@ -230,8 +239,8 @@ mod tests {
     #[test]
     fn an_edit_that_would_break_the_config_changes_nothing() {
         let (_dir, path) = file(ORIGINAL);
-        let err =
-            add_tunnel(&path, &Public::Tcp(0), "http://a:1", false, &AccessRules::default()).unwrap_err();
+        let err = add_tunnel(&path, &Public::Tcp(0), "http://a:1", false, false, &AccessRules::default())
+            .unwrap_err();
         assert!(err.contains("a TCP tunnel's local service"), "{err}");
         assert_eq!(fs::read_to_string(&path).unwrap(), ORIGINAL);
         let leftovers: Vec<_> = fs::read_dir(path.parent().unwrap()).unwrap().collect();

@@ -57,6 +57,9 @@ pub enum Command {
         /// Addresses or CIDR networks refused.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         deny_ips: Vec<String>,
+        /// TCP tunnels: send the local service a PROXY protocol v2 header first.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        proxy_protocol: bool,
     },
     /// Stop a tunnel and (unless `save` is false) remove it from the config file.
     Remove {

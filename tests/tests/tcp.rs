@@ -227,10 +227,21 @@ async fn proxy_protocol_sends_the_public_client_to_the_local_service_first() {
             });
         }
     });
+    // From the file first, then the same tunnel added by `ggrokctl add --tcp --proxy-protocol`.
     let tunnel = format!("{}proxy_protocol = true\n", tcp_tunnel(port, local));
     let daemon = Daemon::start(&server.ws_url(), TEST_TOKEN, &[], &tunnel);
     wait_all_online(&daemon, 1);
-    for _ in 0..2 {
+    for round in 0..2 {
+        if round == 1 {
+            ctl(&daemon, &["remove", "--tcp", &port.to_string()], 0);
+            wait_closed(port).await;
+            ctl(&daemon, &["add", "--tcp", &port.to_string(), &local.to_string(), "--proxy-protocol"], 0);
+            let text = std::fs::read_to_string(&daemon.config).unwrap();
+            assert!(
+                text.contains(&format!("tcp = {port}\nlocal = \"{local}\"\nproxy_protocol = true")),
+                "{text}"
+            );
+        }
         let mut client = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
         let me = client.local_addr().unwrap();
         client.write_all(b"after the header").await.unwrap();

@@ -12,7 +12,7 @@ use ggrok_proto::host::HostPattern;
 /// Runs one command.
 pub async fn execute(daemon: &Daemon, command: Command) -> Reply {
     match command {
-        Command::Add { host, local, host_header, save, basic_auth, allow_ips, deny_ips } => {
+        Command::Add { host, local, host_header, save, basic_auth, allow_ips, deny_ips, proxy_protocol } => {
             let mut named = match names::resolve(daemon, &host) {
                 Ok(n) => n,
                 Err(e) => return error(ErrorCode::InvalidArgument, e),
@@ -26,7 +26,8 @@ pub async fn execute(daemon: &Daemon, command: Command) -> Reply {
             // never silently replaced.
             let mut tries = if matches!(named, Named::Random(_)) { names::RANDOM_TRIES } else { 1 };
             loop {
-                let reply = add(daemon, named.host(), &local, host_header, save, access.clone()).await;
+                let how = How { host_header, proxy_protocol, save };
+                let reply = add(daemon, named.host(), &local, how, access.clone()).await;
                 tries -= 1;
                 let taken = matches!(&reply, Reply::Error { code: ErrorCode::Refused, message }
                     if message.contains("already served"));
@@ -142,14 +143,15 @@ fn access(
     Ok(rules)
 }
 
-async fn add(
-    daemon: &Daemon,
-    host: &str,
-    local: &str,
+/// How a tunnel is added, beside its host and local service.
+#[derive(Clone, Copy)]
+struct How {
     host_header: Option<HostHeader>,
+    proxy_protocol: bool,
     save: bool,
-    access: AccessRules,
-) -> Reply {
+}
+
+async fn add(daemon: &Daemon, host: &str, local: &str, how: How, access: AccessRules) -> Reply {
     let public = match public(host) {
         Ok(p) => p,
         Err(e) => return error(ErrorCode::InvalidArgument, e),
@@ -160,10 +162,13 @@ async fn add(
                 format!("{local:?}: a TCP tunnel's local service is a port or host:port, without a scheme");
             return error(ErrorCode::InvalidArgument, e);
         }
-        if host_header.is_some() {
+        if how.host_header.is_some() {
             return error(ErrorCode::InvalidArgument, "--rewrite-host applies to HTTP tunnels only");
         }
+    } else if how.proxy_protocol {
+        return error(ErrorCode::InvalidArgument, "--proxy-protocol applies to TCP tunnels only");
     }
+    let How { host_header, proxy_protocol, save } = how;
     let mut local_addr = match LocalAddr::parse(local) {
         Ok(l) => l,
         Err(e) => return error(ErrorCode::InvalidArgument, e),
@@ -177,7 +182,7 @@ async fn add(
         local: local_addr,
         local_http,
         rewrite_host: host_header == Some(HostHeader::Rewrite),
-        proxy_protocol: false,
+        proxy_protocol,
         access,
     };
     let added = match ops::add(daemon, NewTunnel { spec, local_as_written: local.to_owned(), save }).await {
