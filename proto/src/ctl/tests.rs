@@ -14,6 +14,7 @@ fn requests_have_a_stable_json_form() {
             basic_auth: vec![],
             allow_ips: vec![],
             deny_ips: vec![],
+            proxy_protocol: false,
         },
     };
     assert_eq!(
