@@ -104,6 +104,12 @@ pub enum Sub {
         /// With --tcp: send the local service a PROXY protocol v2 header naming the public client
         #[arg(long, requires = "tcp")]
         proxy_protocol: bool,
+        /// An https:// local service: verify its certificate against this CA file
+        #[arg(long, value_name = "PATH", conflicts_with_all = ["tcp", "tls_skip_verify"])]
+        ca_file: Option<PathBuf>,
+        /// An https:// local service: accept any certificate (a self-signed development one)
+        #[arg(long, conflicts_with = "tcp")]
+        tls_skip_verify: bool,
     },
     /// Print a basic_auth entry (USER:HASH, argon2id) for ggrokd.toml, reading the password from stdin.
     ///
@@ -221,6 +227,8 @@ impl Sub {
                 basic_auth,
                 allow_ip,
                 deny_ip,
+                ca_file,
+                tls_skip_verify,
                 ..
             } => {
                 // One argument: the local service (a port, host:port or URL), under a random name
@@ -250,6 +258,17 @@ impl Sub {
                     allow_ips: allow_ip,
                     deny_ips: deny_ip,
                     proxy_protocol: false,
+                    // ggrokd runs elsewhere: the path as an absolute one, checked here.
+                    ca_file: match ca_file {
+                        Some(path) => Some(
+                            std::fs::canonicalize(&path)
+                                .map_err(|e| format!("--ca-file {}: {e}", path.display()))?
+                                .display()
+                                .to_string(),
+                        ),
+                        None => None,
+                    },
+                    tls_skip_verify,
                 })
             }
             Sub::Add { host, local, tcp: true, no_save, allow_ip, deny_ip, proxy_protocol, .. } => {
@@ -271,6 +290,8 @@ impl Sub {
                     allow_ips: allow_ip,
                     deny_ips: deny_ip,
                     proxy_protocol,
+                    ca_file: None,
+                    tls_skip_verify: false,
                 })
             }
             Sub::Remove { host, tcp, no_save } => {
@@ -334,6 +355,8 @@ mod tests {
             allow_ips: vec![],
             deny_ips: vec![],
             proxy_protocol: false,
+            ca_file: None,
+            tls_skip_verify: false,
         };
         assert_eq!(command(&["ggrokctl", "add", "--tcp", "5432"]), Ok(add("tcp:0", "5432")));
         let Ok(Command::Add { host, proxy_protocol, .. }) =

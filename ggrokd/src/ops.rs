@@ -114,14 +114,17 @@ pub async fn add(daemon: &Daemon, new: NewTunnel) -> Result<Added, OpError> {
         let _edit = daemon.edits.lock().await;
         let tunnel = successor(daemon, &tunnel)
             .ok_or_else(|| OpError::NotFound(format!("{key} was removed while it was being added")))?;
-        if let Err(e) = persist::add_tunnel(
-            &daemon.config_path,
-            &tunnel.spec.host,
-            new.local_as_written.trim(),
-            tunnel.spec.rewrite_host,
-            tunnel.spec.proxy_protocol,
-            &tunnel.spec.access,
-        ) {
+        let tls = tunnel.spec.local_http.tls.as_ref();
+        let keys = persist::Keys {
+            rewrite_host: tunnel.spec.rewrite_host,
+            proxy_protocol: tunnel.spec.proxy_protocol,
+            ca_file: tls.and_then(|t| t.ca_file.clone()),
+            tls_skip_verify: tls.is_some_and(|t| t.skip_verify),
+            access: tunnel.spec.access.clone(),
+        };
+        if let Err(e) =
+            persist::add_tunnel(&daemon.config_path, &tunnel.spec.host, new.local_as_written.trim(), &keys)
+        {
             daemon.tunnels.remove_exactly(&tunnel);
             if tunnel.state() == TunnelState::Online {
                 daemon.send_everywhere(&TunnelOp::Release { host: tunnel.host() });

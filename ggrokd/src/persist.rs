@@ -12,17 +12,25 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use toml_edit::{ArrayOfTables, DocumentMut, Item, Table, value};
 
+/// The keys of a `[[tunnel]]` that `add` writes beside its public side and `local`.
+#[derive(Debug, Default, Clone)]
+pub struct Keys {
+    /// `host_header = "rewrite"`.
+    pub rewrite_host: bool,
+    /// `proxy_protocol = true` (TCP tunnels).
+    pub proxy_protocol: bool,
+    /// `ca_file` (an `https://` local service), as an absolute path.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// `tls_skip_verify = true` (an `https://` local service).
+    pub tls_skip_verify: bool,
+    /// `basic_auth`, `allow_ips`, `deny_ips`.
+    pub access: AccessRules,
+}
+
 /// Appends a `[[tunnel]]` with `host` (or `tcp = PORT` for a TCP tunnel), `local` (as the user
-/// wrote it), if `rewrite_host`, `host_header = "rewrite"`, and its access rules (hashes only:
-/// a [`Credential`](ggrok_proto::access::Credential) never holds a password).
-pub fn add_tunnel(
-    path: &Path,
-    public: &Public,
-    local: &str,
-    rewrite_host: bool,
-    proxy_protocol: bool,
-    access: &AccessRules,
-) -> Result<(), String> {
+/// wrote it) and the `keys` that differ from their defaults, access rules as hashes only (a
+/// [`Credential`](ggrok_proto::access::Credential) never holds a password).
+pub fn add_tunnel(path: &Path, public: &Public, local: &str, keys: &Keys) -> Result<(), String> {
     edit(path, |doc| {
         let tunnels = doc
             .entry("tunnel")
@@ -35,12 +43,19 @@ pub fn add_tunnel(
             Public::Tcp(port) => table["tcp"] = value(i64::from(*port)),
         }
         table["local"] = value(local);
-        if rewrite_host {
+        if keys.rewrite_host {
             table["host_header"] = value("rewrite");
         }
-        if proxy_protocol {
+        if keys.proxy_protocol {
             table["proxy_protocol"] = value(true);
         }
+        if let Some(ca_file) = &keys.ca_file {
+            table["ca_file"] = value(ca_file.display().to_string());
+        }
+        if keys.tls_skip_verify {
+            table["tls_skip_verify"] = value(true);
+        }
+        let access = &keys.access;
         let list = |items: Vec<String>| value(items.into_iter().collect::<toml_edit::Array>());
         if !access.basic_auth.is_empty() {
             table["basic_auth"] =
@@ -159,8 +174,13 @@ mod tests {
     #[test]
     fn add_keeps_comments_and_layout() {
         let (_dir, path) = file(ORIGINAL);
-        add_tunnel(&path, &http("new.test"), "http://127.0.0.1:9000", true, false, &AccessRules::default())
-            .unwrap();
+        add_tunnel(
+            &path,
+            &http("new.test"),
+            "http://127.0.0.1:9000",
+            &Keys { rewrite_host: true, ..Keys::default() },
+        )
+        .unwrap();
         let text = fs::read_to_string(&path).unwrap();
         assert!(text.starts_with(ORIGINAL), "existing text changed:\n{text}");
         assert!(text.ends_with(
@@ -191,7 +211,8 @@ mod tests {
             allow_ips: vec!["127.0.0.2".parse().unwrap(), "10.0.0.0/8".parse().unwrap()],
             deny_ips: vec![],
         };
-        add_tunnel(&path, &http("a.test"), "8080", false, false, &access).unwrap();
+        add_tunnel(&path, &http("a.test"), "8080", &Keys { access: access.clone(), ..Keys::default() })
+            .unwrap();
         let text = fs::read_to_string(&path).unwrap();
         assert!(
             text.contains(&format!(
@@ -206,7 +227,7 @@ mod tests {
     #[test]
     fn add_to_a_file_without_tunnels() {
         let (_dir, path) = file("server = \"ws://t\"\ntoken = \"x\"\n");
-        add_tunnel(&path, &http("a.test"), "8080", false, false, &AccessRules::default()).unwrap();
+        add_tunnel(&path, &http("a.test"), "8080", &Keys::default()).unwrap();
         let config = DaemonConfig::load(&path).unwrap();
         assert_eq!(config.tunnels[0].local.authority, "localhost:8080");
     }
@@ -224,8 +245,13 @@ mod tests {
     #[test]
     fn tcp_tunnels_are_added_and_removed_by_port() {
         let (_dir, path) = file(ORIGINAL);
-        add_tunnel(&path, &Public::Tcp(20001), "127.0.0.1:5432", false, true, &AccessRules::default())
-            .unwrap();
+        add_tunnel(
+            &path,
+            &Public::Tcp(20001),
+            "127.0.0.1:5432",
+            &Keys { proxy_protocol: true, ..Keys::default() },
+        )
+        .unwrap();
         let text = fs::read_to_string(&path).unwrap();
         assert!(
             text.ends_with("[[tunnel]]\ntcp = 20001\nlocal = \"127.0.0.1:5432\"\nproxy_protocol = true\n"),
@@ -239,8 +265,7 @@ mod tests {
     #[test]
     fn an_edit_that_would_break_the_config_changes_nothing() {
         let (_dir, path) = file(ORIGINAL);
-        let err = add_tunnel(&path, &Public::Tcp(0), "http://a:1", false, false, &AccessRules::default())
-            .unwrap_err();
+        let err = add_tunnel(&path, &Public::Tcp(0), "http://a:1", &Keys::default()).unwrap_err();
         assert!(err.contains("a TCP tunnel's local service"), "{err}");
         assert_eq!(fs::read_to_string(&path).unwrap(), ORIGINAL);
         let leftovers: Vec<_> = fs::read_dir(path.parent().unwrap()).unwrap().collect();

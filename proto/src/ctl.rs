@@ -60,6 +60,13 @@ pub enum Command {
         /// TCP tunnels: send the local service a PROXY protocol v2 header first.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         proxy_protocol: bool,
+        /// `https://` local services: verify the certificate against this CA file (an absolute
+        /// path) instead of the system's roots.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ca_file: Option<String>,
+        /// `https://` local services: accept any certificate (a self-signed development one).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        tls_skip_verify: bool,
     },
     /// Stop a tunnel and (unless `save` is false) remove it from the config file.
     Remove {

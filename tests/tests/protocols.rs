@@ -334,6 +334,30 @@ async fn https_local_services_are_verified_unless_told_otherwise() {
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("warning: tunnel skip.test: tls_skip_verify = true"), "{stdout}");
     assert_eq!(stdout.matches("tls_skip_verify").count(), 1, "{stdout}");
+
+    // The same from ggrokctl: --ca-file (saved as an absolute path) and --tls-skip-verify.
+    let ctl = |args: &[&str], code: i32| {
+        let out = cluster.daemon.ctl(args);
+        let text =
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.status.code(), Some(code), "ggrokctl {args:?}: {text}");
+        text
+    };
+    let ca = local_ca_file.to_str().unwrap();
+    ctl(&["add", "ctl-ca.test", &url(&both), "--ca-file", ca], 0);
+    ctl(&["add", "ctl-skip.test", &url(&both), "--tls-skip-verify"], 0);
+    for host in ["ctl-ca.test", "ctl-skip.test"] {
+        let reply = public.get(host, "/").await;
+        assert_eq!(reply.status, StatusCode::OK, "{host}: {}", reply.text());
+    }
+    let saved = std::fs::read_to_string(&cluster.daemon.config).unwrap();
+    let absolute = std::fs::canonicalize(&local_ca_file).unwrap();
+    assert!(saved.contains(&format!("ca_file = {:?}", absolute.display().to_string())), "{saved}");
+    assert!(
+        saved.contains("host = \"ctl-skip.test\"") && saved.matches("tls_skip_verify = true").count() == 2
+    );
+    let err = ctl(&["add", "plain.test", "8080", "--tls-skip-verify"], 1);
+    assert!(err.contains("--tls-skip-verify: applies to https:// local services only"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,7 +12,18 @@ use ggrok_proto::host::HostPattern;
 /// Runs one command.
 pub async fn execute(daemon: &Daemon, command: Command) -> Reply {
     match command {
-        Command::Add { host, local, host_header, save, basic_auth, allow_ips, deny_ips, proxy_protocol } => {
+        Command::Add {
+            host,
+            local,
+            host_header,
+            save,
+            basic_auth,
+            allow_ips,
+            deny_ips,
+            proxy_protocol,
+            ca_file,
+            tls_skip_verify,
+        } => {
             let mut named = match names::resolve(daemon, &host) {
                 Ok(n) => n,
                 Err(e) => return error(ErrorCode::InvalidArgument, e),
@@ -26,7 +37,13 @@ pub async fn execute(daemon: &Daemon, command: Command) -> Reply {
             // never silently replaced.
             let mut tries = if matches!(named, Named::Random(_)) { names::RANDOM_TRIES } else { 1 };
             loop {
-                let how = How { host_header, proxy_protocol, save };
+                let how = How {
+                    host_header,
+                    proxy_protocol,
+                    save,
+                    ca_file: ca_file.clone().map(std::path::PathBuf::from),
+                    tls_skip_verify,
+                };
                 let reply = add(daemon, named.host(), &local, how, access.clone()).await;
                 tries -= 1;
                 let taken = matches!(&reply, Reply::Error { code: ErrorCode::Refused, message }
@@ -144,11 +161,13 @@ fn access(
 }
 
 /// How a tunnel is added, beside its host and local service.
-#[derive(Clone, Copy)]
 struct How {
     host_header: Option<HostHeader>,
     proxy_protocol: bool,
     save: bool,
+    /// `https://` local services: the CA to verify against, or no verification.
+    ca_file: Option<std::path::PathBuf>,
+    tls_skip_verify: bool,
 }
 
 async fn add(daemon: &Daemon, host: &str, local: &str, how: How, access: AccessRules) -> Reply {
@@ -168,14 +187,21 @@ async fn add(daemon: &Daemon, host: &str, local: &str, how: How, access: AccessR
     } else if how.proxy_protocol {
         return error(ErrorCode::InvalidArgument, "--proxy-protocol applies to TCP tunnels only");
     }
-    let How { host_header, proxy_protocol, save } = how;
+    let How { host_header, proxy_protocol, save, ca_file, tls_skip_verify } = how;
     let mut local_addr = match LocalAddr::parse(local) {
         Ok(l) => l,
         Err(e) => return error(ErrorCode::InvalidArgument, e),
     };
-    let local_http = match LocalHttp::of(&mut local_addr) {
+    let local_http = match LocalHttp::new(&mut local_addr, None, ca_file.as_deref(), tls_skip_verify) {
         Ok(l) => l,
-        Err(e) => return error(ErrorCode::InvalidArgument, e),
+        Err(e) => {
+            let flag = match e.key {
+                "ca_file" => "--ca-file",
+                "tls_skip_verify" => "--tls-skip-verify",
+                _ => "the local service",
+            };
+            return error(ErrorCode::InvalidArgument, format!("{flag}: {}", e.message));
+        }
     };
     let spec = TunnelSpec {
         host: public,

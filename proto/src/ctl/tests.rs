@@ -15,6 +15,8 @@ fn requests_have_a_stable_json_form() {
             allow_ips: vec![],
             deny_ips: vec![],
             proxy_protocol: false,
+            ca_file: None,
+            tls_skip_verify: false,
         },
     };
     assert_eq!(
