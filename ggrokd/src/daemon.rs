@@ -161,13 +161,8 @@ impl Daemon {
     /// Why the servers would each pick a different port for `tcp = 0` (several servers, or every
     /// replica of one), in the words of the config error; `None` when one server picks it.
     pub fn tcp_any_port_refused(&self) -> Option<&'static str> {
-        if self.groups.read().expect("groups lock").len() > 1 {
-            Some("with several servers in `server`")
-        } else if *self.replicas.read().expect("replicas lock") == Replicas::All {
-            Some("with replicas = \"all\" (every replica of the server)")
-        } else {
-            None
-        }
+        let servers = self.groups.read().expect("groups lock").len();
+        crate::config::any_port_refused(servers, *self.replicas.read().expect("replicas lock"))
     }
 
     /// The client's domain, as the first connected server that names one said.

@@ -12,9 +12,14 @@ use tokio_util::sync::CancellationToken;
 pub fn ready(daemon: Arc<Daemon>, shutdown: CancellationToken) {
     ggrok_proto::notify::ready(
         move || {
-            let mut status = daemon.status();
-            status.tunnels = daemon.tunnels.all().iter().map(|t| t.info()).collect();
-            status_line(&status)
+            let urls: Vec<String> = daemon
+                .tunnels
+                .all()
+                .iter()
+                .filter(|t| t.state() == crate::claims::TunnelState::Online)
+                .filter_map(|t| t.url())
+                .collect();
+            status_line(&daemon.status(), &urls)
         },
         shutdown,
     );
@@ -25,9 +30,7 @@ const URLS_SHOWN: usize = 3;
 
 /// `: https://a.example.com, https://b.example.com (+2 more)`: the public URLs of the tunnels
 /// online, as the servers gave them; empty when none is known.
-fn urls(s: &StatusInfo) -> String {
-    let online = |t: &&ggrok_proto::ctl::TunnelInfo| t.state == ggrok_proto::ctl::TunnelStatus::Online;
-    let urls: Vec<&str> = s.tunnels.iter().filter(online).filter_map(|t| t.url.as_deref()).collect();
+fn listed(urls: &[String]) -> String {
     if urls.is_empty() {
         return String::new();
     }
@@ -41,12 +44,12 @@ fn urls(s: &StatusInfo) -> String {
 /// The one-line status `systemctl --user status ggrokd` shows, such as
 /// `connected to tunnel.example.com:443, 3/3 tunnels online; connections 4/4 up`.
 /// With several servers: `connected to 2/3 servers, 3/3 tunnels online; connections 5/6 up`.
-pub fn status_line(s: &StatusInfo) -> String {
+pub fn status_line(s: &StatusInfo, urls: &[String]) -> String {
     if s.servers.len() > 1 {
-        return several_servers(s);
+        return several_servers(s, urls);
     }
     let server = server_name(&s.server);
-    let mut tunnels = format!("{}/{} tunnels online{}", s.tunnels_online, s.tunnels_total, urls(s));
+    let mut tunnels = format!("{}/{} tunnels online{}", s.tunnels_online, s.tunnels_total, listed(urls));
     if !s.connections.is_empty() {
         tunnels.push_str(&format!("; {}", connections_up(s)));
     }
@@ -63,14 +66,14 @@ pub fn status_line(s: &StatusInfo) -> String {
 
 /// The status line of a daemon with several servers: how many are connected, then, while some
 /// are not, the first one that is not, with its latest error.
-fn several_servers(s: &StatusInfo) -> String {
+fn several_servers(s: &StatusInfo, urls: &[String]) -> String {
     let up = s.servers.iter().filter(|v| v.state == LinkState::Connected).count();
     let mut line = format!(
         "connected to {up}/{} servers, {}/{} tunnels online{}; {}",
         s.servers.len(),
         s.tunnels_online,
         s.tunnels_total,
-        urls(s),
+        listed(urls),
         connections_up(s)
     );
     if let Some(down) = s.servers.iter().find(|v| v.state != LinkState::Connected) {
@@ -129,17 +132,17 @@ mod tests {
     #[test]
     fn status_lines_say_where_and_how_many() {
         assert_eq!(
-            status_line(&status(LinkState::Connected, 0, Some("old"))),
+            status_line(&status(LinkState::Connected, 0, Some("old")), &[]),
             "connected to tunnel.example.com, 3/3 tunnels online"
         );
         assert_eq!(
-            status_line(&status(LinkState::Connecting, 0, None)),
+            status_line(&status(LinkState::Connecting, 0, None), &[]),
             "connecting to tunnel.example.com, 0/3 tunnels online"
         );
         let reconnecting =
             "reconnecting to tunnel.example.com (2 failed attempts, last: refused), 0/3 tunnels online";
-        assert_eq!(status_line(&status(LinkState::Disconnected, 2, Some("refused"))), reconnecting);
-        assert_eq!(status_line(&status(LinkState::Connecting, 2, Some("refused"))), reconnecting);
+        assert_eq!(status_line(&status(LinkState::Disconnected, 2, Some("refused")), &[]), reconnecting);
+        assert_eq!(status_line(&status(LinkState::Connecting, 2, Some("refused")), &[]), reconnecting);
     }
 
     #[test]
@@ -163,11 +166,11 @@ mod tests {
         let mut s = status(LinkState::Connected, 0, None);
         s.connections = (0..4).map(|i| link(i, LinkState::Connected)).collect();
         assert_eq!(
-            status_line(&s),
+            status_line(&s, &[]),
             "connected to tunnel.example.com, 3/3 tunnels online; connections 4/4 up"
         );
         s.connections[2].state = LinkState::Disconnected;
-        assert!(status_line(&s).ends_with("; connections 3/4 up"), "{}", status_line(&s));
+        assert!(status_line(&s, &[]).ends_with("; connections 3/4 up"), "{}", status_line(&s, &[]));
     }
 
     #[test]
@@ -187,10 +190,10 @@ mod tests {
             server("ws://a:80/$$ggrok", LinkState::Connected),
             server("ws://b:80/$$ggrok", LinkState::Connected),
         ];
-        assert_eq!(status_line(&s), "connected to 2/2 servers, 3/3 tunnels online; connections 0/0 up");
+        assert_eq!(status_line(&s, &[]), "connected to 2/2 servers, 3/3 tunnels online; connections 0/0 up");
         s.servers[0].state = LinkState::Disconnected;
         assert_eq!(
-            status_line(&s),
+            status_line(&s, &[]),
             "connected to 1/2 servers, 3/3 tunnels online; connections 0/0 up; a:80 disconnected"
         );
     }
@@ -206,34 +209,25 @@ mod tests {
 mod url_tests {
     use super::*;
 
-    fn tunnel(host: &str, state: &str, url: Option<&str>) -> ggrok_proto::ctl::TunnelInfo {
-        serde_json::from_value(serde_json::json!({
-            "host": host, "local": "localhost:1", "host_header": "keep", "state": state,
-            "requests": 0, "errors": 0, "saved": true, "url": url,
-        }))
-        .unwrap()
-    }
-
     #[test]
     fn the_status_line_names_the_public_urls_of_tunnels_online() {
-        let mut s: StatusInfo = serde_json::from_value(serde_json::json!({
+        let s: StatusInfo = serde_json::from_value(serde_json::json!({
             "daemon_version": "0", "pid": 1, "uptime_secs": 0, "config": "c.toml",
             "server": "wss://tunnel.example.com", "connection": "connected", "since": 0,
             "attempt": 0, "tunnels_online": 2, "tunnels_total": 6,
         }))
         .unwrap();
-        s.tunnels = vec![
-            tunnel("a.x.test", "online", Some("https://a.x.test")),
-            tunnel("b.x.test", "connecting", Some("https://b.x.test")),
-            tunnel("c.x.test", "online", None),
-        ];
-        assert_eq!(status_line(&s), "connected to tunnel.example.com, 2/6 tunnels online: https://a.x.test");
-        s.tunnels = (0..5).map(|i| tunnel("h", "online", Some(&format!("https://{i}.x.test")))).collect();
+        let one = ["https://a.x.test".to_owned()];
+        assert_eq!(
+            status_line(&s, &one),
+            "connected to tunnel.example.com, 2/6 tunnels online: https://a.x.test"
+        );
+        let five: Vec<String> = (0..5).map(|i| format!("https://{i}.x.test")).collect();
         assert!(
-            status_line(&s)
+            status_line(&s, &five)
                 .ends_with("online: https://0.x.test, https://1.x.test, https://2.x.test (+2 more)"),
             "{}",
-            status_line(&s)
+            status_line(&s, &five)
         );
     }
 }

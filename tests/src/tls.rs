@@ -93,12 +93,7 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     config.alpn_protocols = vec![b"h2".to_vec()];
-    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let name = ServerName::try_from(sni.to_owned()).map_err(|e| e.to_string())?;
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .map_err(|e| e.to_string())?;
+    let tls = tls_connect(config, addr, sni).await?;
     if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
         return Err("the server did not agree on h2".into());
     }
@@ -108,6 +103,17 @@ where
             .map_err(|e| e.to_string())?;
     tokio::spawn(conn);
     Ok(sender)
+}
+
+/// A TLS connection to `addr` with `sni` as TLS name.
+async fn tls_connect(
+    config: rustls::ClientConfig,
+    addr: SocketAddr,
+    sni: &str,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let name = ServerName::try_from(sni.to_owned()).map_err(|e| e.to_string())?;
+    tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.map_err(|e| e.to_string())
 }
 
 /// `GET path` over HTTPS to `addr`, with `sni` as TLS name and `Host: host`. Returns the status,
@@ -134,12 +140,7 @@ pub struct HttpsConnection {
 impl HttpsConnection {
     /// Connects to `addr` with `sni` as TLS name.
     pub async fn open(config: rustls::ClientConfig, addr: SocketAddr, sni: &str) -> Result<Self, String> {
-        let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-        let name = ServerName::try_from(sni.to_owned()).map_err(|e| e.to_string())?;
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-            .connect(name, tcp)
-            .await
-            .map_err(|e| e.to_string())?;
+        let tls = tls_connect(config, addr, sni).await?;
         let presented =
             tls.get_ref().1.peer_certificates().and_then(|c| c.first()).cloned().ok_or("no certificate")?;
         let (sender, conn) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(tls))

@@ -26,17 +26,22 @@ pub const ANONYMOUS: &str = "anonymous-";
 /// token or stopped allowing anonymous clients.
 pub fn current(config: &ServerConfig, name: &str, token_sha256: &[u8; 32]) -> Option<ClientEntry> {
     if *token_sha256 == [0; 32] && name.starts_with(ANONYMOUS) {
-        let hosts = config.anonymous_hosts.clone()?;
-        return Some(ClientEntry {
-            name: name.to_owned(),
-            token_sha256: [0; 32],
-            hosts,
-            domain: None,
-            ports: Default::default(),
-            require: Default::default(),
-        });
+        return Some(anonymous(name.to_owned(), config.anonymous_hosts.clone()?));
     }
     config.clients.iter().find(|c| c.name == name && c.token_sha256 == *token_sha256).cloned()
+}
+
+/// The entry of an anonymous client named `name` (`anonymous-N`): the anonymous hosts, no token,
+/// domain, ports or requirements.
+pub fn anonymous(name: String, hosts: Vec<ggrok_proto::host::HostPattern>) -> ClientEntry {
+    ClientEntry {
+        name,
+        token_sha256: [0; 32],
+        hosts,
+        domain: None,
+        ports: Default::default(),
+        require: Default::default(),
+    }
 }
 
 /// The token of an `Authorization: Bearer <token>` header value.

@@ -99,19 +99,16 @@ pub fn accept(state: &Arc<State>, peer: SocketAddr, mut req: Request<Incoming>) 
         }
     };
     let token = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer);
-    let client = match (token, &state.config().anonymous_hosts) {
-        (Some(t), _) => authenticate(&state.config().clients, t).cloned(),
+    let config = state.config();
+    let client = match (token, &config.anonymous_hosts) {
+        (Some(t), _) => authenticate(&config.clients, t).cloned(),
         // Each anonymous client is a client of its own: none can take over another's hosts.
-        (None, Some(hosts)) => Some(ClientEntry {
-            name: format!("{}{}", auth::ANONYMOUS, state.next_anonymous_id()),
-            token_sha256: [0; 32],
-            hosts: hosts.clone(),
-            domain: None,
-            ports: Default::default(),
-            require: Default::default(),
-        }),
+        (None, Some(hosts)) => {
+            Some(auth::anonymous(format!("{}{}", auth::ANONYMOUS, state.next_anonymous_id()), hosts.clone()))
+        }
         (None, None) => None,
     };
+    drop(config);
     let Some(client) = client else {
         warn!(%peer, "tunnel client refused: unauthorized (missing or unknown token)");
         state.metrics.rejected(Rejection::Unauthorized);

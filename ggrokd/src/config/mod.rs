@@ -209,6 +209,19 @@ pub struct TunnelSpec {
     pub access: ggrok_proto::access::AccessRules,
 }
 
+/// Why `tcp = 0` (any port the server picks) cannot be served by `servers` servers with
+/// `replicas`: each would pick a port of its own, so the port must be given. `None` when one
+/// server picks it.
+pub fn any_port_refused(servers: usize, replicas: Replicas) -> Option<&'static str> {
+    if servers > 1 {
+        Some("with several servers in `server`")
+    } else if replicas == Replicas::All {
+        Some("with replicas = \"all\" (every replica of the server)")
+    } else {
+        None
+    }
+}
+
 /// `$XDG_CONFIG_HOME/ggrok/ggrokd.toml`, else `~/.config/ggrok/ggrokd.toml`.
 pub fn default_path() -> PathBuf {
     let base = std::env::var_os("XDG_CONFIG_HOME")
@@ -383,14 +396,7 @@ impl DaemonConfig {
         // The inspector keeps as many requests as `ggrokctl logs` does.
         inspect.limits.count = request_log;
 
-        // Each server picks a port of its own for `tcp = 0`: with several, the ports must be given.
-        let several = if servers.len() > 1 {
-            Some("with several servers in `server`")
-        } else if replicas == Replicas::All {
-            Some("with replicas = \"all\" (every replica of the server)")
-        } else {
-            None
-        };
+        let several = any_port_refused(servers.len(), replicas);
         let tunnels = tunnel::parse(path, text, &raw.tunnels, several)?;
         Ok(Self {
             path: path.to_owned(),

@@ -210,23 +210,13 @@ impl Report {
     }
 
     fn print_small(&self, paths: &[&str]) {
-        println!("\n{:<9} {:>26} {:>22} {:>22}", "path", "requests/s", "p50 ms", "p99 ms");
-        for &path in paths {
-            println!(
-                "{path:<9} {:>26} {:>22} {:>22}",
-                self.small.series(path, |r| r.per_second).show(0),
-                self.small.series(path, |r| ms(r.p50)).show(2),
-                self.small.series(path, |r| ms(r.p99)).show(2),
-            );
-        }
+        rate_table("requests/s", &self.small, paths);
         let rate = |r: Rate| r.per_second;
         target("requests/s ggrok/direct", self.small.ratio("ggrok", "direct", rate), ">=", 0.5);
         target("requests/s ggrok/rathole", self.small.ratio("ggrok", "rathole", rate), ">=", 1.0);
         target("p99 ggrok/rathole", self.small.ratio("ggrok", "rathole", |r| ms(r.p99)), "<=", 1.0);
         cpu("tunnel CPU µs per request", &self.cpu_small, 1);
-        let busy: Vec<String> =
-            paths.iter().map(|p| format!("{p} {}", self.busy_small.series(p, |v| v).show(0))).collect();
-        println!("  machine CPU busy % (under 100: waiting, not CPU, set the pace): {}", busy.join(", "));
+        busy_line(&self.busy_small, paths);
         if paths.contains(&"ggrok×2") {
             println!(
                 "  ggrok×2 (two server/ggrokd pairs, a model of one thread per tunnel connection): \
@@ -337,6 +327,25 @@ impl Report {
             );
         }
     }
+}
+
+/// Per path: `what` (the rate per second), and the p50 and p99 latencies.
+pub fn rate_table(what: &str, rates: &ByPath<Rate>, paths: &[&str]) {
+    println!("\n{:<9} {:>26} {:>22} {:>22}", "path", what, "p50 ms", "p99 ms");
+    for &path in paths {
+        println!(
+            "{path:<9} {:>26} {:>22} {:>22}",
+            rates.series(path, |r| r.per_second).show(0),
+            rates.series(path, |r| ms(r.p50)).show(2),
+            rates.series(path, |r| ms(r.p99)).show(2),
+        );
+    }
+}
+
+/// How busy the whole machine was on each path.
+pub fn busy_line(busy: &ByPath<f64>, paths: &[&str]) {
+    let busy: Vec<String> = paths.iter().map(|p| format!("{p} {}", busy.series(p, |v| v).show(0))).collect();
+    println!("  machine CPU busy % (under 100: waiting, not CPU, set the pace): {}", busy.join(", "));
 }
 
 /// The CPU the tunnel processes used (both ends; the load and the local service are not counted).

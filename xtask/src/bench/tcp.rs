@@ -10,7 +10,7 @@
 
 use super::Plan;
 use super::load::Rate;
-use super::report::{ByPath, Report, cpu};
+use super::report::{ByPath, Report, busy_line, cpu, rate_table};
 use super::tcp_load;
 use ggrok_tests::process::Process;
 use std::net::SocketAddr;
@@ -150,16 +150,8 @@ pub fn print(figures: &Figures) {
     cpu("tunnel CPU s per GB downloaded", &figures.cpu_download, 2);
     cpu("tunnel CPU s per GB uploaded", &figures.cpu_upload, 2);
 
-    println!("\n{:<9} {:>26} {:>22} {:>22}", "path", "TCP connections/s", "p50 ms", "p99 ms");
+    rate_table("TCP connections/s", &figures.connections, &paths);
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    for path in paths {
-        println!(
-            "{path:<9} {:>26} {:>22} {:>22}",
-            figures.connections.series(path, |r| r.per_second).show(0),
-            figures.connections.series(path, |r| ms(r.p50)).show(2),
-            figures.connections.series(path, |r| ms(r.p99)).show(2),
-        );
-    }
     let rate = |r: Rate| r.per_second;
     for other in ["direct", "rathole"] {
         println!(
@@ -170,7 +162,5 @@ pub fn print(figures: &Figures) {
         );
     }
     cpu("tunnel CPU µs per connection", &figures.cpu_connection, 1);
-    let busy: Vec<String> =
-        paths.iter().map(|p| format!("{p} {}", figures.busy.series(p, |v| v).show(0))).collect();
-    println!("  machine CPU busy % (under 100: waiting, not CPU, set the pace): {}", busy.join(", "));
+    busy_line(&figures.busy, &paths);
 }
