@@ -9,8 +9,8 @@ use crate::tunnels::unix_now;
 use crate::wire::TunnelOp;
 use ggrok_proto::ctl::{ConnectionInfo, LinkState, TimedError};
 use std::net::SocketAddr;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -89,6 +89,12 @@ impl Link {
             stop,
             redials: 0.into(),
         }
+    }
+
+    /// The link, its local connections' read buffers sized by `budget`.
+    pub fn with_budget(mut self, budget: Arc<ggrok_proto::budget::Budget>) -> Self {
+        self.local = LocalClient::new(budget);
+        self
     }
 
     fn update(&self, f: impl FnOnce(&mut Record)) {

@@ -117,7 +117,7 @@ fn start(
     server: ServerUrl,
     shutdown: &CancellationToken,
 ) -> std::io::Result<(Arc<Link>, JoinHandle<()>)> {
-    let link = Arc::new(Link::new(index, server, shutdown.child_token()));
+    let link = Arc::new(Link::new(index, server, shutdown.child_token()).with_budget(daemon.budget.clone()));
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     daemon.add_link(link.clone());
     let thread = {

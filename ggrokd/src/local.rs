@@ -64,6 +64,12 @@ fn to_h2(spec: &TunnelSpec, parts: &mut http::request::Parts) -> Result<(), http
 }
 
 impl LocalClient {
+    /// A client whose HTTP/1.1 connections' read buffers `budget` sizes (by default they read
+    /// 64 KiB at most).
+    pub fn new(budget: Arc<ggrok_proto::budget::Budget>) -> Self {
+        Self { pool: Pool::with_budget(budget), h2: Multiplexed::default(), picked: Arc::default() }
+    }
+
     fn route(&self, spec: &TunnelSpec, key: &str) -> Route {
         match (spec.local_http.app_protocol, &spec.local_http.tls) {
             (AppProtocol::Http2, _) => Route::Http2,

@@ -13,6 +13,14 @@
 //! opens, hold in all less than the budget: the sum of two windows each over `n` is about 0.7 of
 //! it (below the floor of [`MIN_WINDOW`], each adds its two floors).
 //! A reader that moves gets its window back as it reads; none is cut for being slow.
+//!
+//! The budget also sizes the read buffers of the HTTP/1 connections bodies come in on (the
+//! server's public connections, ggrokd's local ones): a body arrives in pieces of at most that
+//! size, and a body that waits for window holds about two (the piece, the next read). Large reads
+//! ([`LARGE_READ_BUFFER`]) move a bulk body with a quarter of the system calls; they go to at most
+//! `budget / 2 MiB` connections at a time, so together they hold at most a quarter of the budget
+//! however their bodies stall, and every other connection reads [`READ_BUFFER`] at a time
+//! ([`Budget::read_buffer`]).
 
 use crate::tuning;
 use std::sync::Arc;
@@ -28,19 +36,51 @@ pub const LIMITS: std::ops::RangeInclusive<u64> = 1 << 20..=1 << 40;
 /// What a `buffer_memory` outside [`LIMITS`] is told.
 pub const LIMITS_MESSAGE: &str = "must be between 1 MiB and 1 TiB";
 
+/// The read buffer of a connection bodies come in on while [`LARGE_READ_BUFFER`]s are all taken.
+pub const READ_BUFFER: usize = 64 << 10;
+
+/// The read buffer of a connection bodies come in on while few connections hold one this large.
+pub const LARGE_READ_BUFFER: usize = 256 << 10;
+
 /// The process-wide budget; see the module comment.
 #[derive(Debug)]
 pub struct Budget {
     limit: AtomicU64,
     open: AtomicUsize,
     window: watch::Sender<u32>,
+    /// Connections holding a [`LARGE_READ_BUFFER`].
+    large_reads: AtomicUsize,
 }
 
 impl Budget {
     /// A budget of `limit` bytes.
     pub fn new(limit: u64) -> Arc<Self> {
         let (window, _) = watch::channel(window_for(limit, 0));
-        Arc::new(Self { limit: AtomicU64::new(limit), open: AtomicUsize::new(0), window })
+        Arc::new(Self {
+            limit: AtomicU64::new(limit),
+            open: AtomicUsize::new(0),
+            window,
+            large_reads: AtomicUsize::new(0),
+        })
+    }
+
+    /// The read buffer for a new connection bodies come in on, held until the returned value is
+    /// dropped: [`LARGE_READ_BUFFER`] while fewer than `budget / 2 MiB` connections hold one (two
+    /// such buffers each are then at most a quarter of the budget), else [`READ_BUFFER`].
+    pub fn read_buffer(self: &Arc<Self>) -> ReadBuffer {
+        let most = (self.limit() / (8 * LARGE_READ_BUFFER as u64)) as usize;
+        let taken = self
+            .large_reads
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < most).then_some(n + 1));
+        match taken {
+            Ok(_) => ReadBuffer { size: LARGE_READ_BUFFER, budget: Some(self.clone()) },
+            Err(_) => ReadBuffer { size: READ_BUFFER, budget: None },
+        }
+    }
+
+    /// Connections holding a [`LARGE_READ_BUFFER`] now.
+    pub fn large_reads(&self) -> usize {
+        self.large_reads.load(Ordering::Relaxed)
     }
 
     /// Changes the budget to `limit` bytes (a reloaded configuration): the window follows at once.
@@ -108,6 +148,29 @@ impl Drop for Answer {
     }
 }
 
+/// A connection's read buffer size, from [`Budget::read_buffer`].
+#[derive(Debug)]
+pub struct ReadBuffer {
+    size: usize,
+    /// The budget whose large buffer this is.
+    budget: Option<Arc<Budget>>,
+}
+
+impl ReadBuffer {
+    /// The size, in bytes.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+}
+
+impl Drop for ReadBuffer {
+    fn drop(&mut self) {
+        if let Some(budget) = &self.budget {
+            budget.large_reads.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
 /// The stream window for `n` answers in flight under `limit`; see the module comment.
 pub fn window_for(limit: u64, n: usize) -> u32 {
     let n = n.max(1) as f64;
@@ -169,6 +232,22 @@ mod tests {
         answers.clear();
         assert_eq!(budget.window(), tuning::STREAM_WINDOW);
         assert_eq!(budget.open(), 0);
+    }
+
+    #[test]
+    fn large_read_buffers_go_to_a_quarter_of_the_budget_and_come_back() {
+        let budget = Budget::new(64 * MIB);
+        let buffers: Vec<ReadBuffer> = (0..40).map(|_| budget.read_buffer()).collect();
+        let large = buffers.iter().filter(|b| b.size() == LARGE_READ_BUFFER).count();
+        assert_eq!(large, 32, "64 MiB / 2 MiB");
+        assert_eq!(budget.large_reads(), 32);
+        assert!(buffers[32..].iter().all(|b| b.size() == READ_BUFFER));
+        // Two buffers each, the piece waiting for window and the next read.
+        assert!(2 * (large * LARGE_READ_BUFFER) as u64 <= 64 * MIB / 4);
+        drop(buffers);
+        assert_eq!(budget.large_reads(), 0);
+        assert_eq!(budget.read_buffer().size(), LARGE_READ_BUFFER);
+        assert_eq!(Budget::new(MIB).read_buffer().size(), READ_BUFFER, "too small a budget for one");
     }
 
     #[tokio::test]

@@ -37,6 +37,7 @@ fn sample(metrics: &str, name: &str) -> f64 {
 
 const WINDOW: &str = "ggrok_tunnel_stream_window_bytes";
 const ANSWERS: &str = "ggrok_answers_in_flight";
+const LARGE_READS: &str = "ggrok_large_read_buffers";
 const STALLED_CUT: &str = "ggrok_limit_hits_total{limit=\"stalled_read_timeout\"}";
 
 /// A connection that asks for 64 MiB and never reads; a small receive buffer, so the kernel does
@@ -119,6 +120,14 @@ async fn a_thousand_stalled_downloads_stay_within_the_buffer_budget() {
         full_window / 1024.0
     );
     assert!(shrunk < full_window / 16.0, "the window shrank under pressure: {shrunk}");
+    // A thousand connections at each end, but at most budget / 2 MiB of them read with 256 KiB
+    // buffers (fewer when some that held one have closed since); the others read 64 KiB.
+    let large = sample(&metrics, LARGE_READS);
+    assert!((1.0..=(BUDGET / (2 << 20)) as f64).contains(&large), "the server's large read buffers: {large}");
+    let status = cluster.daemon.status();
+    let (large, most) =
+        (&status["buffers"]["large_read_buffers"], status["buffers"]["limit"].as_u64().unwrap() / (2 << 20));
+    assert!((1..=most).contains(&large.as_u64().unwrap()), "ggrokd's large read buffers: {status:#}");
 
     // Meanwhile: small requests on every tunnel, a slow reader, a fast download.
     let public = Public::new(addr);

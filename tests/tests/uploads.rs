@@ -183,6 +183,10 @@ async fn uploads_a_local_service_does_not_read_stay_within_the_buffer_budget() {
     assert_eq!(buffers["bodies_in_flight"], UPLOADS, "{status:#}");
     assert_eq!(buffers["stream_window"], 16 << 10, "{status:#}");
     assert_eq!(buffers["limit"], BUDGET, "{status:#}");
+    // Of its 500 local connections, at most budget / 2 MiB read with 256 KiB buffers (fewer when
+    // some that held one have closed since).
+    let large = buffers["large_read_buffers"].as_u64().unwrap();
+    assert!((1..=BUDGET / (2 << 20)).contains(&large), "{status:#}");
 
     // Meanwhile, small requests on another tunnel are answered.
     for i in 0..20 {

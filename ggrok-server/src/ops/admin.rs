@@ -72,7 +72,7 @@ pub fn answer<B>(state: &State, req: &Request<B>) -> Response<Full<Bytes>> {
     }
     match req.uri().path() {
         "/metrics" => {
-            state.metrics.set_budget(state.budget.window(), state.budget.open());
+            state.metrics.set_budget(&state.budget);
             let daemons = state.daemons.sessions_per_daemon();
             let scrape = Scrape {
                 hosts_online: state.registry.online(),

@@ -33,14 +33,15 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
-/// hyper's read and write buffer limit. It also bounds the request heads after the first on a
-/// connection (the first is checked exactly against `max_header_bytes`). An upload waiting for
-/// window holds about two of these (the piece read, the next read), so it is what a thousand
-/// uploads to a local service that stopped reading cost the server (`tests/tests/uploads.rs`):
-/// hyper's default, 400 KiB, made that 900 KiB each. Larger reads would make uploads somewhat
-/// faster (docs/benchmarks.md). How much of an answer hyper may queue for a client is bounded
-/// apart from it, by [`paced`].
-const HYPER_BUFFER: usize = 64 * 1024;
+/// hyper's read and write buffer limit comes from the budget ([`Budget::read_buffer`]): 256 KiB
+/// while few connections hold one that large, else 64 KiB. It also bounds the request heads after
+/// the first on a connection (the first is checked exactly against `max_header_bytes`). An upload
+/// waiting for window holds about two of these (the piece read, the next read), so it is what a
+/// thousand uploads to a local service that stopped reading cost the server
+/// (`tests/tests/uploads.rs`): hyper's default, 400 KiB, made that 900 KiB each. How much of an
+/// answer hyper may queue for a client is bounded apart from it, by [`paced`].
+///
+/// [`Budget::read_buffer`]: ggrok_proto::budget::Budget::read_buffer
 /// How long ggrok's own error answer may take to write before the connection is dropped.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
 /// Once shutdown has begun, how long a keep-alive connection may still bring requests (each
@@ -210,10 +211,11 @@ async fn serve_io<S>(
         let io = prelude::Prefixed::new(head, io);
         return h2::serve(state, io, progress, peer, service).await;
     }
+    let read_buffer = state.budget.read_buffer();
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(state.config().limits.header_read_timeout)
-        .max_buf_size(max.max(HYPER_BUFFER))
+        .max_buf_size(max.max(read_buffer.size()))
         .serve_connection(TokioIo::new(prelude::Prefixed::new(head, io)), service)
         .with_upgrades();
     tokio::pin!(conn);

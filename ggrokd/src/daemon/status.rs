@@ -43,6 +43,7 @@ impl Daemon {
                 limit: self.budget.limit(),
                 stream_window: self.budget.window(),
                 bodies_in_flight: self.budget.open(),
+                large_read_buffers: self.budget.large_reads(),
             }),
         }
     }

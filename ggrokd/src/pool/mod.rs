@@ -23,6 +23,7 @@ mod stream;
 pub use stream::LocalStream;
 
 use bytes::Bytes;
+use ggrok_proto::budget::{Budget, READ_BUFFER, ReadBuffer};
 use http::{Request, Response};
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::{self, Connection, SendRequest};
@@ -54,6 +55,8 @@ impl<B: HttpBody<Data = Bytes, Error: Into<Error>> + Send + Unpin + 'static> Req
 pub struct Pool<B: RequestBody> {
     shared: Arc<Mutex<Shared<B>>>,
     idle_timeout: Duration,
+    /// Sizes each new connection's read buffer; without one, [`READ_BUFFER`].
+    budget: Option<Arc<Budget>>,
 }
 
 struct Shared<B: RequestBody> {
@@ -71,11 +74,13 @@ struct Idle<B: RequestBody> {
 struct Conn<B: RequestBody> {
     sender: SendRequest<B>,
     io: Option<Connection<TokioIo<LocalStream>, B>>,
+    /// The size of hyper's read buffer, held while the connection lives.
+    _read_buffer: Option<ReadBuffer>,
 }
 
 impl<B: RequestBody> Clone for Pool<B> {
     fn clone(&self) -> Self {
-        Self { shared: self.shared.clone(), idle_timeout: self.idle_timeout }
+        Self { shared: self.shared.clone(), idle_timeout: self.idle_timeout, budget: self.budget.clone() }
     }
 }
 
@@ -88,7 +93,12 @@ impl<B: RequestBody> Default for Pool<B> {
 impl<B: RequestBody> Pool<B> {
     pub fn with_idle_timeout(idle_timeout: Duration) -> Self {
         let shared = Shared { idle: HashMap::new(), reaping: false };
-        Self { shared: Arc::new(Mutex::new(shared)), idle_timeout }
+        Self { shared: Arc::new(Mutex::new(shared)), idle_timeout, budget: None }
+    }
+
+    /// A pool whose connections' read buffers `budget` sizes ([`Budget::read_buffer`]).
+    pub fn with_budget(budget: Arc<Budget>) -> Self {
+        Self { budget: Some(budget), ..Self::default() }
     }
 
     /// Sends `req` (its URI in origin form) to `address` on an idle connection, or a new one, and
@@ -117,7 +127,7 @@ impl<B: RequestBody> Pool<B> {
                     connect = again;
                     (conn, true)
                 }
-                (None, Some(connect)) => (handshake(connect.await?).await?, false),
+                (None, Some(connect)) => (self.handshake(connect.await?).await?, false),
                 (None, None) => {
                     return Err("the local service closed every connection before the request".into());
                 }
@@ -137,6 +147,17 @@ impl<B: RequestBody> Pool<B> {
                 },
             }
         }
+    }
+
+    /// A new connection on `stream`. Its read buffer comes from the budget: 256 KiB while few
+    /// connections hold one, else 64 KiB (hyper's default is 400 KiB). An answer whose public
+    /// client stopped reading holds about two of these in ggrokd (the piece waiting for window,
+    /// the next read), so it bounds what a thousand stalled downloads cost here.
+    async fn handshake(&self, stream: LocalStream) -> Result<Conn<B>, Error> {
+        let read_buffer = self.budget.as_ref().map(|b| b.read_buffer());
+        let size = read_buffer.as_ref().map_or(READ_BUFFER, ReadBuffer::size);
+        let (sender, io) = http1::Builder::new().max_buf_size(size).handshake(TokioIo::new(stream)).await?;
+        Ok(Conn { sender, io: Some(io), _read_buffer: read_buffer })
     }
 
     /// How many idle connections to `address` the pool holds.
@@ -207,17 +228,6 @@ pub async fn dial(address: &str) -> Result<TcpStream, Error> {
     Ok(stream)
 }
 
-/// hyper's read buffer limit on a local connection. An answer whose public client stopped reading
-/// holds about two of these in ggrokd (the piece waiting for window, the next read), so it bounds
-/// what a thousand stalled downloads cost here; hyper's default is 400 KiB.
-const LOCAL_READ_BUFFER: usize = 64 << 10;
-
-async fn handshake<B: RequestBody>(stream: LocalStream) -> Result<Conn<B>, Error> {
-    let (sender, io) =
-        http1::Builder::new().max_buf_size(LOCAL_READ_BUFFER).handshake(TokioIo::new(stream)).await?;
-    Ok(Conn { sender, io: Some(io) })
-}
-
 /// Does a connection's pending I/O; once it has ended, nothing.
 fn drive<B: RequestBody>(io: &mut Option<Connection<TokioIo<LocalStream>, B>>, cx: &mut Context<'_>) {
     if let Some(conn) = io
@@ -243,7 +253,7 @@ impl<B: RequestBody> Conn<B> {
         &mut self,
         req: Request<B>,
     ) -> Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<B>>> {
-        let Conn { sender, io } = self;
+        let Conn { sender, io, .. } = self;
         let mut answer = std::pin::pin!(sender.try_send_request(req));
         poll_fn(|cx| {
             drive(io, cx);

@@ -187,6 +187,10 @@ pub struct BufferInfo {
     pub stream_window: u32,
     /// Request bodies on their way to local services.
     pub bodies_in_flight: usize,
+    /// Local connections reading answers with 256 KiB buffers: at most `buffer_memory / 2 MiB`,
+    /// the others read 64 KiB (absent from older daemons).
+    #[serde(default)]
+    pub large_read_buffers: usize,
 }
 
 /// Where a tunnel stands, as `list` shows it.

@@ -121,6 +121,7 @@ pub struct Metrics {
     hosts_online: Gauge,
     stream_window: Gauge,
     answers: Gauge,
+    large_reads: Gauge,
     streams: [Counter; 2],
     limits: [Counter; Limit::ALL.len()],
     rejections: [Counter; Rejection::ALL.len()],
@@ -161,7 +162,7 @@ impl Metrics {
             "This server: its replica name and version (always 1)",
             info.clone(),
         );
-        let (stream_window, answers) = (Gauge::default(), Gauge::default());
+        let (stream_window, answers, large_reads) = (Gauge::default(), Gauge::default(), Gauge::default());
         registry.register_with_unit(
             "tunnel_stream_window",
             "The receive window each tunnel stream gets now: set by [limits] buffer_memory and the answers in flight",
@@ -172,6 +173,11 @@ impl Metrics {
             "answers_in_flight",
             "Answers from tunnels whose bodies are on their way to public clients",
             answers.clone(),
+        );
+        registry.register(
+            "large_read_buffers",
+            "Public HTTP/1 connections reading with 256 KiB buffers now: at most [limits] buffer_memory / 2 MiB, the others read 64 KiB",
+            large_reads.clone(),
         );
         let routes = Family::<RouteLabels, Counter>::default();
         let streams =
@@ -230,6 +236,7 @@ impl Metrics {
             hosts_online,
             stream_window,
             answers,
+            large_reads,
             streams,
             limits,
             rejections,
@@ -282,10 +289,13 @@ impl Metrics {
         self.streams[usize::from(!local)].inc();
     }
 
-    /// Sets the buffer budget's gauges: the stream window granted and the answers in flight.
-    pub fn set_budget(&self, stream_window: u32, answers: usize) {
-        self.stream_window.set(i64::from(stream_window));
-        self.answers.set(i64::try_from(answers).unwrap_or(i64::MAX));
+    /// Sets the buffer budget's gauges: the stream window granted, the answers in flight and the
+    /// connections holding large read buffers.
+    pub fn set_budget(&self, budget: &ggrok_proto::budget::Budget) {
+        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.stream_window.set(i64::from(budget.window()));
+        self.answers.set(count(budget.open()));
+        self.large_reads.set(count(budget.large_reads()));
     }
 
     /// Every metric in the Prometheus text format, with what `scrape` read at scrape time.
