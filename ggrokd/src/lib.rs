@@ -60,11 +60,7 @@ pub async fn run(config: DaemonConfig, socket: &Path, shutdown: CancellationToke
     );
     let daemon = Arc::new(Daemon::new(&config, id));
     tokio::spawn(control_socket.serve(daemon.clone(), shutdown.clone()));
-    if let Some(address) = config.inspect.address
-        && let Some(listener) = inspect::server::bind(address).await
-    {
-        tokio::spawn(inspect::server::serve(daemon.clone(), listener, shutdown.clone()));
-    }
+    daemon.inspector.listener.start(&daemon, config.inspect.address, shutdown.clone());
     tokio::spawn(reload_on_sighup(daemon.clone(), shutdown.clone()));
     // Ready without waiting for the server: ggrokctl works from now on, and a server that is down
     // must not hold up `systemctl start`.

@@ -289,14 +289,8 @@ pub async fn reload(daemon: &Daemon) -> Result<Reloaded, String> {
     daemon.set_connections(config.connections);
     daemon.set_replicas(config.replicas);
     daemon.inspector.store.set_limits(config.inspect.limits);
-    if config.inspect.address.is_some() != daemon.inspector.enabled() {
-        // The listener itself starts and stops with ggrokd: a changed `inspect` address needs a
-        // restart, and the log says so.
-        warn!(
-            "`inspect` changed: capture follows at once; the inspector's listener needs a restart of ggrokd"
-        );
-        daemon.inspector.set_enabled(config.inspect.address.is_some());
-    }
+    daemon.inspector.set_enabled(config.inspect.address.is_some());
+    daemon.inspector.listener.follow(config.inspect.address);
     done.reconnect = daemon.set_endpoints(Endpoint::all_of(&config));
     if done.reconnect {
         info!("server settings changed: reconnecting");

@@ -26,6 +26,11 @@ impl Inspector {
         Self { addr, client: Public::new(addr) }
     }
 
+    /// The inspector at `addr`.
+    pub fn at(addr: SocketAddr) -> Self {
+        Self { addr, client: Public::new(addr) }
+    }
+
     /// `METHOD path` with `body` (JSON text, or empty), read whole; `Host` is the inspector's.
     pub async fn request(&self, method: Method, path: &str, body: &str) -> Reply {
         let req = Request::builder().method(method).uri(path).body(full(body.to_owned())).unwrap();

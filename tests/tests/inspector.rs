@@ -276,3 +276,64 @@ async fn a_busy_inspector_port_is_a_warning_and_off_is_off() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("the inspector is off"), "{out:?}");
 }
+
+/// The config file with its `inspect` line set to `value`.
+fn set_inspect(config: &std::path::Path, value: &str) {
+    let text = std::fs::read_to_string(config).unwrap();
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| if l.starts_with("inspect =") { format!("inspect = {value:?}") } else { l.to_owned() })
+        .collect();
+    assert!(lines.iter().any(|l| l.starts_with("inspect =")), "{text}");
+    std::fs::write(config, lines.join("\n") + "\n").unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_moves_stops_and_starts_the_inspector() {
+    let (_up, cluster, first, public) = cluster().await;
+    assert_eq!(public.get("a.test", "/before-the-move").await.status, StatusCode::OK);
+    first.list_when("", |l| !l.is_empty()).await;
+    let reload = |what: &str| {
+        let out = cluster.daemon.ctl(&["reload"]);
+        assert!(out.status.success(), "{what}: {out:?}");
+    };
+    let refused = |addr: std::net::SocketAddr| std::net::TcpStream::connect(addr).is_err();
+
+    // Moved: the new address answers, with what was captured before; the old one is closed.
+    let moved = ggrok_tests::haproxy::free_addr();
+    set_inspect(&cluster.daemon.config, &moved.to_string());
+    reload("moved");
+    cluster.daemon.process.wait_for(&[&format!("inspector on http://{moved}")]);
+    let second = Inspector::at(moved);
+    let list = second.list("").await;
+    assert!(list.iter().any(|r| r["path"] == "/before-the-move"), "{list:?}");
+    assert!(refused(first.addr), "the old address still answers");
+    assert_eq!(public.get("a.test", "/after-the-move").await.status, StatusCode::OK);
+    second.list_when("", |l| l.iter().any(|r| r["path"] == "/after-the-move")).await;
+
+    // A reload that leaves `inspect` alone leaves the listener alone.
+    reload("unchanged");
+    assert_eq!(second.list("").await.len(), 2);
+    assert_eq!(cluster.daemon.process.count(&[&format!("inspector on http://{moved}")]), 1);
+
+    // Off: nothing listens, nothing is captured, and replay says so.
+    set_inspect(&cluster.daemon.config, "off");
+    reload("off");
+    cluster.daemon.process.wait_for(&[&format!("inspector on {moved} stopped")]);
+    assert!(refused(moved), "the inspector still answers when off");
+    assert_eq!(public.get("a.test", "/while-off").await.status, StatusCode::OK);
+    let out = cluster.daemon.ctl(&["replay", "1"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the inspector is off"), "{out:?}");
+
+    // On again, at the same address: the requests from before, none while it was off.
+    set_inspect(&cluster.daemon.config, &moved.to_string());
+    reload("on again");
+    let line = format!("inspector on http://{moved}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while cluster.daemon.process.count(&[&line]) < 2 {
+        assert!(std::time::Instant::now() < deadline, "{}", cluster.daemon.process.log());
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let paths: Vec<Value> = Inspector::at(moved).list("").await.iter().map(|r| r["path"].clone()).collect();
+    assert_eq!(paths, [json!("/after-the-move"), json!("/before-the-move")], "newest first");
+}

@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod har;
+pub mod listener;
 pub mod replay;
 pub mod server;
 pub mod store;
@@ -31,13 +32,19 @@ pub const DEFAULT_ADDRESS: &str = "127.0.0.1:4040";
 pub struct Inspector {
     /// What it captured.
     pub store: Store,
+    /// Its listener, which follows `inspect` through reloads.
+    pub listener: listener::Listener,
     enabled: AtomicBool,
 }
 
 impl Inspector {
     /// An inspector with `limits`, capturing when `enabled`.
     pub fn new(enabled: bool, limits: Limits) -> Arc<Self> {
-        Arc::new(Self { store: Store::new(limits), enabled: AtomicBool::new(enabled) })
+        Arc::new(Self {
+            store: Store::new(limits),
+            listener: listener::Listener::default(),
+            enabled: AtomicBool::new(enabled),
+        })
     }
 
     /// Whether requests are captured.

@@ -24,8 +24,11 @@ const SCRIPT: &str = include_str!("page/app.js");
 const STYLE: &str = include_str!("page/style.css");
 
 /// Binds `address`; a failure (the port is busy) is a warning, and ggrokd runs without it.
-pub async fn bind(address: SocketAddr) -> Option<TcpListener> {
-    match TcpListener::bind(address).await {
+pub fn bind(address: SocketAddr) -> Option<TcpListener> {
+    let bound = std::net::TcpListener::bind(address)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .and_then(TcpListener::from_std);
+    match bound {
         Ok(listener) => {
             let local = listener.local_addr().ok()?;
             info!("inspector on http://{local}");
