@@ -5,6 +5,7 @@
 //! served by [`h2`]; the others by hyper's HTTP/1.1 server.
 
 pub mod h2;
+mod head;
 pub mod misdirected;
 mod paced;
 pub mod pending;

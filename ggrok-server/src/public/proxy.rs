@@ -12,7 +12,7 @@ use crate::public::stall::Progress;
 use crate::tunnel::Session;
 use crate::tunnel::registry::Route;
 use ggrok_proto::HEADER_DECLINED_STATUS;
-use ggrok_proto::headers::{detach_values, error_chain, strip_hop_by_hop, upgrade_protocol};
+use ggrok_proto::headers::{error_chain, strip_hop_by_hop, upgrade_protocol};
 use ggrok_proto::host::normalize_host;
 use ggrok_proto::http::{self as body, Body, BodyError, Refusal};
 use h2::ext::Protocol;
@@ -25,9 +25,8 @@ use std::time::Instant;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::{debug, warn};
 
-const X_FORWARDED_FOR: &str = "x-forwarded-for";
-const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
-const X_FORWARDED_HOST: &str = "x-forwarded-host";
+use super::head::prepare;
+pub(crate) use super::head::{host_of, redirect_to_https};
 
 /// Routes one public request that arrived at `started`. Never fails: errors become 4xx/5xx
 /// responses that say what failed.
@@ -154,21 +153,6 @@ fn is_upgradable(req: &Request<Incoming>, protocol: &str) -> bool {
     let no_body = !headers.contains_key(header::TRANSFER_ENCODING)
         && headers.get(header::CONTENT_LENGTH).is_none_or(|v| v.as_bytes() == b"0");
     req.method() == Method::GET && no_body && !protocol.eq_ignore_ascii_case("h2c")
-}
-
-/// The host a request is for: HTTP/2's `:authority` (RFC 9113 §8.3.1: it wins over a `Host`),
-/// else the `Host` header, else an absolute HTTP/1.1 target's authority.
-pub(crate) fn host_of<B>(req: &Request<B>) -> Option<String> {
-    let authority = || req.uri().authority().map(|a| a.to_string());
-    if req.version() >= Version::HTTP_2
-        && let Some(authority) = authority()
-    {
-        return Some(authority);
-    }
-    match req.headers().get(header::HOST) {
-        Some(v) => v.to_str().ok().map(str::to_owned),
-        None => authority(),
-    }
 }
 
 async fn forward_plain(mut to: Routed<'_>, req: Request<Incoming>) -> Response<Body> {
@@ -361,55 +345,6 @@ fn stream_permit(
             format!("ggrok: too many requests in flight for {host} (limit {max}); try again shortly"),
         )
     })
-}
-
-/// The answer to plain HTTP when `[tls] redirect_http` is on: 308 to the same URL over HTTPS.
-pub fn redirect_to_https(state: &State, req: &Request<Incoming>) -> Response<Body> {
-    let Some(host) = host_of(req).and_then(|h| normalize_host(&h).ok()) else {
-        return body::text(StatusCode::BAD_REQUEST, "ggrok: the request has no valid Host header");
-    };
-    let port = state.https_port.unwrap_or(443);
-    let authority = if port == 443 { host } else { format!("{host}:{port}") };
-    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    let location = format!("https://{authority}{path}");
-    let mut resp = body::text(
-        StatusCode::PERMANENT_REDIRECT,
-        format!("ggrok: this site is served over HTTPS: {location}"),
-    );
-    if let Ok(value) = HeaderValue::from_str(&location) {
-        resp.headers_mut().insert(header::LOCATION, value);
-    }
-    resp
-}
-
-/// Turns a public request head into the head of a tunnel stream: absolute URI with the public
-/// host as authority, no hop-by-hop headers, `X-Forwarded-*` added.
-fn prepare(parts: &mut Parts, conn: Conn, raw_host: &str) -> Result<(), Refusal> {
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    parts.uri = Uri::builder()
-        .scheme(if conn.secure { "https" } else { "http" })
-        .authority(raw_host)
-        .path_and_query(path)
-        .build()
-        .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, format!("ggrok: invalid request target: {e}")))?;
-    parts.version = Version::HTTP_2;
-    strip_hop_by_hop(&mut parts.headers);
-    let headers = &mut parts.headers;
-    headers.remove(header::HOST);
-    let client_ip = conn.peer.ip().to_string();
-    let prior: Vec<&str> = headers.get_all(X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()).collect();
-    let forwarded_for =
-        if prior.is_empty() { client_ip } else { format!("{}, {client_ip}", prior.join(", ")) };
-    let value = |s: &str| {
-        HeaderValue::from_str(s)
-            .map_err(|_| Refusal::new(StatusCode::BAD_REQUEST, "ggrok: invalid header value"))
-    };
-    headers.insert(X_FORWARDED_FOR, value(&forwarded_for)?);
-    let proto = if conn.secure { "https" } else { "http" };
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
-    headers.insert(X_FORWARDED_HOST, value(raw_host)?);
-    detach_values(headers);
-    Ok(())
 }
 
 fn tunnel_failed(host: &str, err: &crate::tunnel::SendError) -> Response<Body> {

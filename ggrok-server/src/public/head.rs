@@ -1,0 +1,79 @@
+//! The public request head: the host it is for, the redirect to HTTPS, and the head a tunnel
+//! stream carries (absolute URI, no hop-by-hop headers, `X-Forwarded-*`).
+
+use crate::State;
+use crate::public::Conn;
+use ggrok_proto::headers::{detach_values, strip_hop_by_hop};
+use ggrok_proto::host::normalize_host;
+use ggrok_proto::http::{self as body, Body, Refusal};
+use http::request::Parts;
+use http::{HeaderValue, Request, Response, StatusCode, Uri, Version, header};
+use hyper::body::Incoming;
+
+const X_FORWARDED_FOR: &str = "x-forwarded-for";
+const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
+const X_FORWARDED_HOST: &str = "x-forwarded-host";
+
+/// The host a request is for: HTTP/2's `:authority` (RFC 9113 §8.3.1: it wins over a `Host`),
+/// else the `Host` header, else an absolute HTTP/1.1 target's authority.
+pub(crate) fn host_of<B>(req: &Request<B>) -> Option<String> {
+    let authority = || req.uri().authority().map(|a| a.to_string());
+    if req.version() >= Version::HTTP_2
+        && let Some(authority) = authority()
+    {
+        return Some(authority);
+    }
+    match req.headers().get(header::HOST) {
+        Some(v) => v.to_str().ok().map(str::to_owned),
+        None => authority(),
+    }
+}
+
+/// The answer to plain HTTP when `[tls] redirect_http` is on: 308 to the same URL over HTTPS.
+pub fn redirect_to_https(state: &State, req: &Request<Incoming>) -> Response<Body> {
+    let Some(host) = host_of(req).and_then(|h| normalize_host(&h).ok()) else {
+        return body::text(StatusCode::BAD_REQUEST, "ggrok: the request has no valid Host header");
+    };
+    let port = state.https_port.unwrap_or(443);
+    let authority = if port == 443 { host } else { format!("{host}:{port}") };
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let location = format!("https://{authority}{path}");
+    let mut resp = body::text(
+        StatusCode::PERMANENT_REDIRECT,
+        format!("ggrok: this site is served over HTTPS: {location}"),
+    );
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, value);
+    }
+    resp
+}
+
+/// Turns a public request head into the head of a tunnel stream: absolute URI with the public
+/// host as authority, no hop-by-hop headers, `X-Forwarded-*` added.
+pub(crate) fn prepare(parts: &mut Parts, conn: Conn, raw_host: &str) -> Result<(), Refusal> {
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    parts.uri = Uri::builder()
+        .scheme(if conn.secure { "https" } else { "http" })
+        .authority(raw_host)
+        .path_and_query(path)
+        .build()
+        .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, format!("ggrok: invalid request target: {e}")))?;
+    parts.version = Version::HTTP_2;
+    strip_hop_by_hop(&mut parts.headers);
+    let headers = &mut parts.headers;
+    headers.remove(header::HOST);
+    let client_ip = conn.peer.ip().to_string();
+    let prior: Vec<&str> = headers.get_all(X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()).collect();
+    let forwarded_for =
+        if prior.is_empty() { client_ip } else { format!("{}, {client_ip}", prior.join(", ")) };
+    let value = |s: &str| {
+        HeaderValue::from_str(s)
+            .map_err(|_| Refusal::new(StatusCode::BAD_REQUEST, "ggrok: invalid header value"))
+    };
+    headers.insert(X_FORWARDED_FOR, value(&forwarded_for)?);
+    let proto = if conn.secure { "https" } else { "http" };
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+    headers.insert(X_FORWARDED_HOST, value(raw_host)?);
+    detach_values(headers);
+    Ok(())
+}
