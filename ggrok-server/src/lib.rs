@@ -113,9 +113,13 @@ impl State {
         self.next_anonymous.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    /// The public URL of `host` (a host or `*.` pattern): `https://` with `[tls]`, else
-    /// `http://`, with the listener's port unless it is the scheme's default.
+    /// The public URL of `host` (a host or `*.` pattern): as `public_url` says when set; else
+    /// `https://` with `[tls]`, else `http://`, with the listener's port unless it is the
+    /// scheme's default.
     pub fn public_url(&self, host: &str) -> String {
+        if let Some(public) = self.config().public_url {
+            return public.url(host);
+        }
         match self.https_port {
             Some(443) => format!("https://{host}"),
             Some(port) => format!("https://{host}:{port}"),

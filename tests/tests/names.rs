@@ -110,3 +110,30 @@ async fn a_taken_name_is_refused_and_no_other_is_taken_instead() {
     let err = stderr(&carol.ctl(&["add", &up.port()]), 1);
     assert!(err.contains("random name") && err.contains("give the full host name"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn urls_name_the_balancer_when_public_url_says_so() {
+    let up = Upstream::start().await;
+    // The server listens on a free port; users reach it through a balancer on 443 with TLS.
+    let clients = format!("[[client]]\nname = \"alice\"\ntoken = {ALICE:?}\ndomain = \"alice.test\"\n");
+    let server = Server::start_with(&format!(
+        "listen = \"127.0.0.1:0\"\npublic_url = \"https://{{host}}\"\n{clients}"
+    ));
+    let daemon = Daemon::start(&server.ws_url(), ALICE, &[], "");
+    daemon.wait_status("connected", |s| s["connection"] == "connected");
+    let text = stdout(&daemon.ctl(&["add", "myapp", &up.port()]));
+    assert!(text.contains("https://myapp.alice.test is online"), "{text}");
+    let list = stdout(&daemon.ctl(&["list"]));
+    assert!(list.contains("https://myapp.alice.test") && !list.contains("http://"), "{list}");
+    // The tunnel itself is served where the server listens, as always.
+    assert_eq!(Public::new(server.addr).get("myapp.alice.test", "/").await.status, StatusCode::OK);
+
+    // A reload moves it (for claims from then on): a plain balancer on 8080.
+    let path = server.dir.path().join("server.toml");
+    let text = std::fs::read_to_string(&path).unwrap().replace("https://{host}", "http://{host}:8080");
+    std::fs::write(&path, text).unwrap();
+    server.process.signal("HUP");
+    server.process.wait_for(&["config reloaded"]);
+    let text = stdout(&daemon.ctl(&["add", "other", &up.port()]));
+    assert!(text.contains("http://other.alice.test:8080 is online"), "{text}");
+}

@@ -84,6 +84,15 @@ async fn plain_http_is_redirected_and_the_plain_tunnel_endpoint_refused() {
     assert_eq!(reply.status, StatusCode::PERMANENT_REDIRECT);
     assert_eq!(reply.headers["location"], format!("https://api.tls.test:{}/path?q=1", tls.https.port()));
 
+    // Behind a balancer that users reach HTTPS through on 8443 (`public_url`, reloaded): there.
+    let path = tls.server.dir.path().join("server.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, format!("public_url = \"https://{{host}}:8443\"\n{text}")).unwrap();
+    tls.server.process.signal("HUP");
+    tls.server.process.wait_for(&["config reloaded"]);
+    let reply = public.get("api.tls.test", "/path?q=1").await;
+    assert_eq!(reply.headers["location"], "https://api.tls.test:8443/path?q=1");
+
     let daemon = Daemon::start(&tls.server.ws_url(), TEST_TOKEN, &[("api.tls.test", "1")], "");
     let line = daemon.process.wait_for(&["cannot connect to the server"]);
     assert!(line.contains("403") && line.contains("wss://"), "{line}");

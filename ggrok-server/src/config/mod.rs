@@ -7,6 +7,7 @@ mod admin;
 mod cluster;
 mod limits;
 mod ports;
+mod public_url;
 mod tls;
 
 pub use access::Requirements;
@@ -15,6 +16,7 @@ pub use admin::AdminSettings;
 pub use cluster::ClusterSettings;
 pub use limits::Limits;
 pub use ports::PortRanges;
+pub use public_url::PublicUrl;
 pub use tls::TlsSettings;
 
 use ggrok_proto::diag::ConfigError;
@@ -36,6 +38,7 @@ pub const DEFAULT_PATH: &str = "/etc/ggrok/server.toml";
 struct RawConfig {
     listen: Option<Spanned<String>>,
     tunnel_path: Option<Spanned<String>>,
+    public_url: Option<Spanned<String>>,
     keepalive_interval: Option<Spanned<Seconds>>,
     shutdown_grace: Option<Spanned<Seconds>>,
     log_level: Option<Spanned<String>>,
@@ -73,6 +76,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Path of the tunnel endpoint, `/$$ggrok` by default.
     pub tunnel_path: String,
+    /// Where users reach the tunnels, when not at the server's own listener (`public_url`).
+    pub public_url: Option<PublicUrl>,
     /// Interval of HTTP/2 PINGs to each ggrokd; one silent for two intervals is disconnected.
     pub keepalive_interval: Duration,
     /// How long shutdown waits for requests in flight.
@@ -186,6 +191,10 @@ impl ServerConfig {
             Some(k) => check_range(k, "keepalive_interval", 0.1, 3600.0)
                 .map_err(|m| at(k.span(), "keepalive_interval", m))?,
             None => DEFAULT_KEEPALIVE,
+        };
+        let public_url = match &raw.public_url {
+            Some(u) => Some(PublicUrl::parse(u.get_ref()).map_err(|m| at(u.span(), "public_url", m))?),
+            None => None,
         };
         let shutdown_grace = match &raw.shutdown_grace {
             Some(g) => check_range(g, "shutdown_grace", 0.0, 3600.0)
@@ -367,6 +376,7 @@ impl ServerConfig {
         Ok(Self {
             listen,
             tunnel_path,
+            public_url,
             keepalive_interval,
             shutdown_grace,
             log_level,

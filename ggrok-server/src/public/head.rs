@@ -34,7 +34,11 @@ pub fn redirect_to_https(state: &State, req: &Request<Incoming>) -> Response<Bod
     let Some(host) = host_of(req).and_then(|h| normalize_host(&h).ok()) else {
         return body::text(StatusCode::BAD_REQUEST, "ggrok: the request has no valid Host header");
     };
-    let port = state.https_port.unwrap_or(443);
+    // Behind a balancer, the port users reach HTTPS at, when `public_url` names one.
+    let port = match state.config().public_url {
+        Some(public) if public.https => public.port.unwrap_or(443),
+        _ => state.https_port.unwrap_or(443),
+    };
     let authority = if port == 443 { host } else { format!("{host}:{port}") };
     let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let location = format!("https://{authority}{path}");
