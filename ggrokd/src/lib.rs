@@ -59,8 +59,8 @@ pub async fn run(config: DaemonConfig, socket: &Path, shutdown: CancellationToke
         env!("CARGO_PKG_VERSION")
     );
     let daemon = Arc::new(Daemon::new(&config, id));
+    daemon.inspector.listener.start(&daemon, config.inspect.address, shutdown.clone()).await;
     tokio::spawn(control_socket.serve(daemon.clone(), shutdown.clone()));
-    daemon.inspector.listener.start(&daemon, config.inspect.address, shutdown.clone());
     tokio::spawn(reload_on_sighup(daemon.clone(), shutdown.clone()));
     // Ready without waiting for the server: ggrokctl works from now on, and a server that is down
     // must not hold up `systemctl start`.

@@ -290,7 +290,7 @@ pub async fn reload(daemon: &Daemon) -> Result<Reloaded, String> {
     daemon.set_replicas(config.replicas);
     daemon.inspector.store.set_limits(config.inspect.limits);
     daemon.inspector.set_enabled(config.inspect.address.is_some());
-    daemon.inspector.listener.follow(config.inspect.address);
+    daemon.inspector.listener.follow(config.inspect.address).await;
     done.reconnect = daemon.set_endpoints(Endpoint::all_of(&config));
     if done.reconnect {
         info!("server settings changed: reconnecting");

@@ -20,7 +20,9 @@
 //! ([`LARGE_READ_BUFFER`]) move a bulk body with a quarter of the system calls; they go to at most
 //! `budget / 2 MiB` connections at a time, so together they hold at most a quarter of the budget
 //! however their bodies stall, and every other connection reads [`READ_BUFFER`] at a time
-//! ([`Budget::read_buffer`]).
+//! ([`Budget::read_buffer`]). A connection keeps its buffer size for life, idle or not: the first
+//! connections of a busy process may hold the large ones while later bulk transfers read 64 KiB,
+//! and after a reload that shrinks the budget, holders keep theirs until they close.
 
 use crate::tuning;
 use std::sync::Arc;

@@ -125,8 +125,10 @@ async fn urls_name_the_balancer_when_public_url_says_so() {
     assert!(text.contains("https://myapp.alice.test is online"), "{text}");
     let list = stdout(&daemon.ctl(&["list"]));
     assert!(list.contains("https://myapp.alice.test") && !list.contains("http://"), "{list}");
-    // The tunnel itself is served where the server listens, as always.
-    assert_eq!(Public::new(server.addr).get("myapp.alice.test", "/").await.status, StatusCode::OK);
+    // The tunnel itself is served where the server listens, as always; the balancer ends TLS, so
+    // the local service is told the user came over HTTPS.
+    let public = Public::new(server.addr);
+    assert_eq!(forwarded_proto(&public, "myapp.alice.test").await, ["https"]);
 
     // A reload moves it (for claims from then on): a plain balancer on 8080.
     let path = server.dir.path().join("server.toml");
@@ -136,4 +138,14 @@ async fn urls_name_the_balancer_when_public_url_says_so() {
     server.process.wait_for(&["config reloaded"]);
     let text = stdout(&daemon.ctl(&["add", "other", &up.port()]));
     assert!(text.contains("http://other.alice.test:8080 is online"), "{text}");
+    assert_eq!(forwarded_proto(&public, "other.alice.test").await, ["http"]);
+}
+
+/// The `X-Forwarded-Proto` values the local service got for a request to `host`.
+async fn forwarded_proto(public: &Public, host: &str) -> Vec<String> {
+    let reply = public.get(host, "/report").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let report = reply.json();
+    let pairs = report["headers"].as_array().unwrap().iter();
+    pairs.filter(|h| h[0] == "x-forwarded-proto").map(|h| h[1].as_str().unwrap().to_owned()).collect()
 }

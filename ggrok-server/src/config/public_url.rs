@@ -19,7 +19,10 @@ impl PublicUrl {
     /// Parses `text`; the error says what the value must be.
     pub fn parse(text: &str) -> Result<Self, String> {
         let wrong = || format!("{text:?} {FORM}");
-        let (https, rest) = match (text.strip_prefix("https://"), text.strip_prefix("http://")) {
+        let scheme_of = |prefix: &str| {
+            text.get(..prefix.len()).filter(|s| s.eq_ignore_ascii_case(prefix)).map(|_| &text[prefix.len()..])
+        };
+        let (https, rest) = match (scheme_of("https://"), scheme_of("http://")) {
             (Some(rest), _) => (true, rest),
             (None, Some(rest)) => (false, rest),
             (None, None) => return Err(wrong()),
@@ -27,7 +30,11 @@ impl PublicUrl {
         let rest = rest.strip_suffix('/').unwrap_or(rest);
         let port = match rest.strip_prefix("{host}").ok_or_else(wrong)? {
             "" => None,
-            port => match port.strip_prefix(':').and_then(|p| p.parse::<u16>().ok()) {
+            port => match port
+                .strip_prefix(':')
+                .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|p| p.parse::<u16>().ok())
+            {
                 Some(0) | None => return Err(wrong()),
                 Some(p) if p == if https { 443 } else { 80 } => None,
                 Some(p) => Some(p),
@@ -59,6 +66,7 @@ mod tests {
         assert_eq!(url("https://{host}:8443"), "https://a.example.com:8443");
         assert_eq!(url("http://{host}"), "http://a.example.com");
         assert_eq!(url("http://{host}:8080"), "http://a.example.com:8080");
+        assert_eq!(url("HTTPS://{host}"), "https://a.example.com");
     }
 
     #[test]
@@ -71,6 +79,7 @@ mod tests {
             "https://{host}:x",
             "https://{host}/path",
             "https://{host}:99999",
+            "https://{host}:+8443",
             "https://x.{host}",
         ] {
             let e = PublicUrl::parse(bad).unwrap_err();

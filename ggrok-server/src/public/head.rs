@@ -53,11 +53,14 @@ pub fn redirect_to_https(state: &State, req: &Request<Incoming>) -> Response<Bod
 }
 
 /// Turns a public request head into the head of a tunnel stream: absolute URI with the public
-/// host as authority, no hop-by-hop headers, `X-Forwarded-*` added.
-pub(crate) fn prepare(parts: &mut Parts, conn: Conn, raw_host: &str) -> Result<(), Refusal> {
+/// host as authority, no hop-by-hop headers, `X-Forwarded-*` added. The scheme is `https` for a
+/// TLS connection, or when `public_url` says users reach the tunnels over HTTPS (a balancer that
+/// ends TLS in front).
+pub(crate) fn prepare(parts: &mut Parts, conn: Conn, raw_host: &str, state: &State) -> Result<(), Refusal> {
+    let secure = conn.secure || state.config().public_url.is_some_and(|p| p.https);
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     parts.uri = Uri::builder()
-        .scheme(if conn.secure { "https" } else { "http" })
+        .scheme(if secure { "https" } else { "http" })
         .authority(raw_host)
         .path_and_query(path)
         .build()
@@ -75,7 +78,7 @@ pub(crate) fn prepare(parts: &mut Parts, conn: Conn, raw_host: &str) -> Result<(
             .map_err(|_| Refusal::new(StatusCode::BAD_REQUEST, "ggrok: invalid header value"))
     };
     headers.insert(X_FORWARDED_FOR, value(&forwarded_for)?);
-    let proto = if conn.secure { "https" } else { "http" };
+    let proto = if secure { "https" } else { "http" };
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     headers.insert(X_FORWARDED_HOST, value(raw_host)?);
     detach_values(headers);

@@ -19,6 +19,9 @@ pub mod tcp_idle;
 use crate::State;
 use crate::ops::metrics::{self, Limit, Rejection};
 use futures_util::FutureExt;
+#[cfg(doc)]
+use ggrok_proto::budget::Budget;
+use ggrok_proto::budget::{LARGE_READ_BUFFER, ReadBuffer};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -34,15 +37,6 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
-/// hyper's read and write buffer limit comes from the budget ([`Budget::read_buffer`]): 256 KiB
-/// while few connections hold one that large, else 64 KiB. It also bounds the request heads after
-/// the first on a connection (the first is checked exactly against `max_header_bytes`). An upload
-/// waiting for window holds about two of these (the piece read, the next read), so it is what a
-/// thousand uploads to a local service that stopped reading cost the server
-/// (`tests/tests/uploads.rs`): hyper's default, 400 KiB, made that 900 KiB each. How much of an
-/// answer hyper may queue for a client is bounded apart from it, by [`paced`].
-///
-/// [`Budget::read_buffer`]: ggrok_proto::budget::Budget::read_buffer
 /// How long ggrok's own error answer may take to write before the connection is dropped.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
 /// Once shutdown has begun, how long a keep-alive connection may still bring requests (each
@@ -212,11 +206,18 @@ async fn serve_io<S>(
         let io = prelude::Prefixed::new(head, io);
         return h2::serve(state, io, progress, peer, service).await;
     }
-    let read_buffer = state.budget.read_buffer();
+    // hyper's read and write buffer limit: 256 KiB while few connections hold one that large,
+    // else 64 KiB ([`Budget::read_buffer`], held while the connection lives, idle or not). It
+    // also bounds the request heads after the first (the first is checked exactly against
+    // `max_header_bytes`, so no smaller). An upload waiting for window holds about two of these
+    // (the piece read, the next read): hyper's default, 400 KiB, made a thousand uploads to a
+    // local service that stopped reading cost 900 KiB each (`tests/tests/uploads.rs`). How much of
+    // an answer hyper may queue for a client is bounded apart from it, by [`paced`].
+    let read_buffer = (max < LARGE_READ_BUFFER).then(|| state.budget.read_buffer());
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(state.config().limits.header_read_timeout)
-        .max_buf_size(max.max(read_buffer.size()))
+        .max_buf_size(max.max(read_buffer.as_ref().map_or(0, ReadBuffer::size)))
         .serve_connection(TokioIo::new(prelude::Prefixed::new(head, io)), service)
         .with_upgrades();
     tokio::pin!(conn);

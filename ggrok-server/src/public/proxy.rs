@@ -161,7 +161,7 @@ async fn forward_plain(mut to: Routed<'_>, req: Request<Incoming>) -> Response<B
         Err(refusal) => return to.respond(refusal.into_response()),
     };
     let (mut parts, body) = req.into_parts();
-    if let Err(refusal) = prepare(&mut parts, to.conn, to.raw_host) {
+    if let Err(refusal) = prepare(&mut parts, to.conn, to.raw_host, to.state) {
         return to.respond(refusal.into_response());
     }
     // Without a body, the request can be sent again as it is.
@@ -223,7 +223,7 @@ async fn forward_upgrade(to: Routed<'_>, mut req: Request<Incoming>, protocol: S
     let public = hyper::upgrade::on(&mut req);
     let (mut parts, _) = req.into_parts();
     let over_h2 = parts.method == Method::CONNECT;
-    if let Err(refusal) = prepare(&mut parts, to.conn, to.raw_host) {
+    if let Err(refusal) = prepare(&mut parts, to.conn, to.raw_host, to.state) {
         return to.respond(refusal.into_response());
     }
     if over_h2 {

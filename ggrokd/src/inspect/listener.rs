@@ -6,7 +6,8 @@
 use super::server;
 use crate::daemon::Daemon;
 use std::net::SocketAddr;
-use std::sync::{Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -17,43 +18,61 @@ pub struct Listener {
     ///
     /// [`start`]: Listener::start
     runner: OnceLock<(Weak<Daemon>, CancellationToken)>,
-    /// The configured address of the listener running now, and what stops it.
-    current: Mutex<Option<(SocketAddr, CancellationToken)>>,
+    /// The listener running now, if one is.
+    current: Mutex<Option<Running>>,
+}
+
+struct Running {
+    /// The address configured (`127.0.0.1:0` stays on the port it was given).
+    configured: SocketAddr,
+    /// The address bound.
+    local: SocketAddr,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
 }
 
 impl Listener {
     /// Starts the listener on `address` (none: `inspect = "off"`) for `daemon` until `shutdown`.
-    pub fn start(
+    pub async fn start(
         &self,
-        daemon: &std::sync::Arc<Daemon>,
+        daemon: &Arc<Daemon>,
         address: Option<SocketAddr>,
         shutdown: CancellationToken,
     ) {
-        let _ = self.runner.set((std::sync::Arc::downgrade(daemon), shutdown));
-        self.follow(address);
+        let _ = self.runner.set((Arc::downgrade(daemon), shutdown));
+        self.follow(address).await;
     }
 
-    /// Makes the listener follow `address` (a reload): nothing when it is the one configured
-    /// already; else the running one stops and one on `address`, if any, starts (a busy port is
-    /// a warning, as at start). The configured address is compared, so `127.0.0.1:0` stays on
-    /// the port it was given.
-    pub fn follow(&self, address: Option<SocketAddr>) {
+    /// Makes the listener follow `address` (a reload): nothing when one runs at that configured
+    /// address already; else the new one binds first, and only once it listens does the old one
+    /// stop (its socket closed when this returns). A new address that cannot be bound (a busy
+    /// port) is a warning, the old listener stays, and the next reload tries again.
+    pub async fn follow(&self, address: Option<SocketAddr>) {
         let Some((daemon, shutdown)) = self.runner.get() else { return };
-        let mut current = self.current.lock().expect("inspector listener lock");
-        if current.as_ref().map(|(a, _)| *a) == address {
+        if self.lock().as_ref().map(|r| r.configured) == address {
             return;
         }
-        if let Some((old, stop)) = current.take() {
-            stop.cancel();
-            info!("inspector on {old} stopped");
+        let started = match address {
+            None => None,
+            Some(configured) => {
+                let (Some(listener), Some(daemon)) = (server::bind(configured), daemon.upgrade()) else {
+                    return;
+                };
+                let Ok(local) = listener.local_addr() else { return };
+                let stop = shutdown.child_token();
+                let task = tokio::spawn(server::serve(daemon, listener, stop.clone()));
+                Some(Running { configured, local, stop, task })
+            }
+        };
+        let old = std::mem::replace(&mut *self.lock(), started);
+        if let Some(old) = old {
+            old.stop.cancel();
+            let _ = old.task.await;
+            info!("inspector on http://{} stopped", old.local);
         }
-        let (Some(address), Some(daemon)) = (address, daemon.upgrade()) else { return };
-        let stop = shutdown.child_token();
-        // Remembered even when the port is busy, so the next reload does not warn again unless
-        // the address changed.
-        *current = Some((address, stop.clone()));
-        if let Some(listener) = server::bind(address) {
-            tokio::spawn(server::serve(daemon, listener, stop));
-        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Running>> {
+        self.current.lock().expect("inspector listener lock")
     }
 }
