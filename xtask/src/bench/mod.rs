@@ -31,7 +31,7 @@ use std::process::Command;
 use std::time::Duration;
 
 const USAGE: &str = "usage: cargo xtask bench [--smoke] [--rounds R] [--seconds S] [--connections N] \
-     [--bulk-mib M] [--only small|bulk|websocket|tcp|memory|stalled|wrk] [--compare DIR] [--two-tunnels] [--inspector-cost]";
+     [--bulk-mib M] [--only small|bulk|websocket|tcp|memory|stalled|wrk] [--compare DIR] [--two-tunnels] [--inspector-cost] [--budget-cost]";
 
 /// Settings of one run.
 pub struct Plan {
@@ -58,6 +58,9 @@ pub struct Plan {
     /// Also measure ggrok with `inspect = "off"` (the path `insp-off`), beside ggrok with its
     /// default inspector capturing: the inspector's cost, side by side.
     pub inspector_cost: bool,
+    /// Also measure ggrok with `buffer_memory` at its largest on both ends (the path `no-budget`):
+    /// windows always 4 MiB and 256 KiB reads on every connection; the budget's cost, side by side.
+    pub budget_cost: bool,
 }
 
 impl Plan {
@@ -77,6 +80,7 @@ impl Plan {
             compare: None,
             two_tunnels: false,
             inspector_cost: false,
+            budget_cost: false,
         }
     }
 
@@ -97,6 +101,7 @@ impl Plan {
             compare: None,
             two_tunnels: true,
             inspector_cost: true,
+            budget_cost: true,
         }
     }
 
@@ -112,6 +117,7 @@ impl Plan {
                 "--smoke" => {}
                 "--two-tunnels" => plan.two_tunnels = true,
                 "--inspector-cost" => plan.inspector_cost = true,
+                "--budget-cost" => plan.budget_cost = true,
                 "--rounds" => plan.rounds = value()?.max(1) as usize,
                 "--seconds" => plan.duration = Duration::from_secs(value()?.max(1)),
                 "--connections" => plan.connections = value()?.max(1) as usize,
@@ -182,7 +188,7 @@ async fn measure_own(bin: &FsPath, rathole: &FsPath, plan: &Plan, report: &mut R
         true => Some(tcp_service::start().await?),
         false => None,
     };
-    let ggrok = paths::start_ggrok_with(bin, upstream, plan.tunnels, true, tcp_service)?;
+    let ggrok = paths::start_ggrok_with(bin, upstream, plan.tunnels, true, tcp_service, false)?;
     let rathole = paths::start_rathole(rathole, upstream, tcp_service).await?;
     let direct = Target { addr: upstream, host: "direct.bench.test".into() };
     let baseline = match &plan.compare {
@@ -190,7 +196,11 @@ async fn measure_own(bin: &FsPath, rathole: &FsPath, plan: &Plan, report: &mut R
         None => None,
     };
     let uninspected = match plan.inspector_cost {
-        true => Some(paths::start_ggrok_with(bin, upstream, plan.tunnels, false, None)?),
+        true => Some(paths::start_ggrok_with(bin, upstream, plan.tunnels, false, None, false)?),
+        false => None,
+    };
+    let unbudgeted = match plan.budget_cost {
+        true => Some(paths::start_ggrok_with(bin, upstream, plan.tunnels, true, None, true)?),
         false => None,
     };
     let second = match plan.two_tunnels && plan.runs("small") {
@@ -212,11 +222,15 @@ async fn measure_own(bin: &FsPath, rathole: &FsPath, plan: &Plan, report: &mut R
     if let Some(u) = &uninspected {
         paths.push(path("insp-off", std::slice::from_ref(&u.target), vec![&u.server, &u.daemon]));
     }
+    if let Some(u) = &unbudgeted {
+        paths.push(path("no-budget", std::slice::from_ref(&u.target), vec![&u.server, &u.daemon]));
+    }
     if let (Some(second), Some(both)) = (&second, &both) {
         let processes = vec![&ggrok.server, &ggrok.daemon, &second.server, &second.daemon];
         paths.push(path("ggrok×2", both, processes));
     }
-    // The part `tcp` measures direct, ggrok and rathole only (not baseline, insp-off or ggrok×2).
+    // The part `tcp` measures direct, ggrok and rathole only (not baseline, insp-off, no-budget or
+    // ggrok×2).
     let tcp_paths: Vec<tcp::TcpPath> = match (tcp_service, ggrok.tcp, rathole.tcp) {
         (Some(direct), Some(through_ggrok), Some(through_rathole)) => vec![
             tcp::TcpPath { name: "direct", addr: direct, processes: vec![] },
@@ -286,7 +300,7 @@ async fn measure_own(bin: &FsPath, rathole: &FsPath, plan: &Plan, report: &mut R
     if let Some(second) = second {
         second.stop();
     }
-    drop((rathole, baseline, uninspected));
+    drop((rathole, baseline, uninspected, unbudgeted));
     if plan.runs("memory") {
         eprintln!("{} ggrokd sessions with {} hosts each ...", plan.sessions, plan.hosts_each);
         report.many = Some(memory::many_hosts(bin, upstream, plan.sessions, plan.hosts_each).await?);

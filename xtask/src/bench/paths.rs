@@ -29,19 +29,22 @@ pub struct Ggrok {
 /// another): `$GGROK_BENCH_SERVER_THREADS` (the server's `threads`), `$GGROK_BENCH_CONNECTIONS`
 /// and `$GGROK_BENCH_TRANSPORT` (ggrokd's `connections` and `transport`).
 pub fn start_ggrok(bin: &Path, upstream: SocketAddr, tunnels: usize) -> anyhow::Result<Ggrok> {
-    start_ggrok_with(bin, upstream, tunnels, true, None)
+    start_ggrok_with(bin, upstream, tunnels, true, None, false)
 }
 
 /// Like [`start_ggrok`], with the inspector capturing (its default; on a free port here) or
 /// `inspect = "off"`, and with `tcp` set one more tunnel: `[[tunnel]] tcp = P` to that address,
-/// for a free port P the server's client may claim (`ports = ["P"]`).
+/// for a free port P the server's client may claim (`ports = ["P"]`), and with `unbudgeted`
+/// `buffer_memory` at its largest (1024 GiB) on both ends: the buffer budget out of the way.
 pub fn start_ggrok_with(
     bin: &Path,
     upstream: SocketAddr,
     tunnels: usize,
     inspect: bool,
     tcp: Option<SocketAddr>,
+    unbudgeted: bool,
 ) -> anyhow::Result<Ggrok> {
+    let budget = if unbudgeted { "buffer_memory = \"1024 GiB\"\n" } else { "" };
     let dir = tempfile::tempdir()?;
     let token = "bench-token-0123456789abcdef";
     let server_toml = dir.path().join("server.toml");
@@ -60,13 +63,14 @@ pub fn start_ggrok_with(
         &server_toml,
         format!(
             "listen = \"127.0.0.1:0\"\nlog_level = \"warn,ggrok_server=info\"\n{threads}\n\
-             [[client]]\nname = \"bench\"\ntoken = \"{token}\"\nhosts = [\"*.bench.test\"]\n{ports}"
+             [limits]\n{budget}\n[[client]]\nname = \"bench\"\ntoken = \"{token}\"\nhosts = [\"*.bench.test\"]\n{ports}"
         ),
     )?;
     let server = spawn(bin, "ggrok-server", &["--config", path(&server_toml)]);
     let addr = listening_address(&server.wait_for(&["listening on"])).context("server address")?;
     let mut daemon_toml = format!("server = \"ws://{addr}\"\ntoken = \"{token}\"\nlog_level = \"info\"\n");
     daemon_toml += if inspect { "inspect = \"127.0.0.1:0\"\n" } else { "inspect = \"off\"\n" };
+    daemon_toml += budget;
     daemon_toml += &setting("GGROK_BENCH_CONNECTIONS", "connections", false);
     daemon_toml += &setting("GGROK_BENCH_TRANSPORT", "transport", true);
     for i in 0..tunnels {

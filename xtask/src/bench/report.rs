@@ -186,8 +186,8 @@ impl Report {
 
     fn print_own(&self) {
         println!("{}", self.header);
-        let optional = ["baseline", "insp-off", "ggrok×2"];
-        let paths: Vec<&str> = ["direct", "ggrok", "rathole", "baseline", "insp-off", "ggrok×2"]
+        let optional = ["baseline", "insp-off", "no-budget", "ggrok×2"];
+        let paths: Vec<&str> = ["direct", "ggrok", "rathole", "baseline", "insp-off", "no-budget", "ggrok×2"]
             .into_iter()
             .filter(|p| {
                 !optional.contains(p) || !self.small.get(p).is_empty() || !self.download.get(p).is_empty()
@@ -225,7 +225,7 @@ impl Report {
                 self.small.ratio("ggrok×2", "rathole", |r| ms(r.p99)).show(2)
             );
         }
-        for other in ["baseline", "insp-off"].into_iter().filter(|p| paths.contains(p)) {
+        for other in ["baseline", "insp-off", "no-budget"].into_iter().filter(|p| paths.contains(p)) {
             println!(
                 "  requests/s ggrok/{other}: {}; p99 ggrok/{other}: {}; tunnel CPU per request ggrok/{other}: {}",
                 self.small.ratio("ggrok", other, rate).show(3),
@@ -250,7 +250,7 @@ impl Report {
         target("upload ggrok/rathole", self.upload.ratio("ggrok", "rathole", |v| v), ">=", 2.0);
         cpu("tunnel CPU s per GB downloaded", &self.cpu_download, 2);
         cpu("tunnel CPU s per GB uploaded", &self.cpu_upload, 2);
-        for other in ["baseline", "insp-off"].into_iter().filter(|p| paths.contains(p)) {
+        for other in ["baseline", "insp-off", "no-budget"].into_iter().filter(|p| paths.contains(p)) {
             for (what, rates, cpu) in
                 [("download", &self.download, &self.cpu_download), ("upload", &self.upload, &self.cpu_upload)]
             {
