@@ -237,6 +237,11 @@ pub fn status_text(s: &StatusInfo, now: f64) -> String {
     if let Some(e) = &s.last_error {
         out.push_str(&format!("last error:  {}: {}\n", ago(e.at, now), e.message));
     }
+    let inspector = s
+        .inspector
+        .as_deref()
+        .unwrap_or("not listening (inspect = \"off\", or its port was busy: see the log)");
+    out.push_str(&format!("inspector:   {inspector}\n"));
     out.push_str(&format!("tunnels:     {} of {} online", s.tunnels_online, s.tunnels_total));
     if !s.connections.is_empty() {
         let up = s.connections.iter().filter(|c| c.state == LinkState::Connected).count();

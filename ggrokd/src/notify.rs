@@ -126,6 +126,7 @@ mod tests {
             tunnels_total: 3,
             tunnels: Vec::new(),
             buffers: None,
+            inspector: None,
         }
     }
 

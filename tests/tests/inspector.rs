@@ -332,6 +332,11 @@ async fn a_reload_moves_stops_and_starts_the_inspector() {
     set_inspect(&cluster.daemon.config, &moved.to_string());
     reload("moved");
     assert!(refused(first.addr), "the old address still answers");
+    assert_eq!(
+        cluster.daemon.status()["inspector"],
+        format!("http://{moved}"),
+        "ggrokctl status shows where"
+    );
     let second = Inspector::at(moved);
     let list = second.list("").await;
     assert!(list.iter().any(|r| r["path"] == "/before-the-move"), "{list:?}");
@@ -352,6 +357,7 @@ async fn a_reload_moves_stops_and_starts_the_inspector() {
     set_inspect(&cluster.daemon.config, "off");
     reload("off");
     assert!(refused(moved), "the inspector still answers when off");
+    assert!(cluster.daemon.status().get("inspector").is_none(), "{:#}", cluster.daemon.status());
     assert_eq!(public.get("a.test", "/while-off").await.status, StatusCode::OK);
     let out = cluster.daemon.ctl(&["replay", "1"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("the inspector is off"), "{out:?}");

@@ -93,8 +93,10 @@ fn status_shows_every_counter() {
         tunnels_total: 1,
         tunnels: vec![tunnel("api.test", "online")],
         buffers: None,
+        inspector: Some("http://127.0.0.1:4040".into()),
     };
     let text = status_text(&status, 60.0);
+    assert!(text.contains("\ninspector:   http://127.0.0.1:4040\n"), "{text}");
     let header = text.lines().find(|l| l.starts_with("HOST")).expect(&text);
     assert_eq!(
         header.split_whitespace().collect::<Vec<_>>(),
@@ -147,9 +149,11 @@ fn status_lists_every_connection() {
         tunnels_total: 3,
         tunnels: Vec::new(),
         buffers: None,
+        inspector: None,
     };
     let text = status_text(&status, 60.0);
     assert!(text.contains("tunnels:     3 of 3 online; connections 1/2 up\n"), "{text}");
+    assert!(text.contains("inspector:   not listening (inspect = \"off\""), "{text}");
     let lines: Vec<&str> = text.lines().skip_while(|l| !l.starts_with("CONN")).collect();
     assert_eq!(
         lines[0].split_whitespace().collect::<Vec<_>>(),

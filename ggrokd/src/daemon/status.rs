@@ -45,6 +45,7 @@ impl Daemon {
                 bodies_in_flight: self.budget.open(),
                 large_read_buffers: self.budget.large_reads(),
             }),
+            inspector: self.inspector.listener.url(),
         }
     }
 }

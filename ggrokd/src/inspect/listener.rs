@@ -72,6 +72,11 @@ impl Listener {
         }
     }
 
+    /// Where the listener runs now, as a URL; none when it does not.
+    pub fn url(&self) -> Option<String> {
+        self.lock().as_ref().map(|r| format!("http://{}", r.local))
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Running>> {
         self.current.lock().expect("inspector listener lock")
     }

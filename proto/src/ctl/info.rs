@@ -175,6 +175,10 @@ pub struct StatusInfo {
     /// The buffer budget; absent from daemons that have none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub buffers: Option<BufferInfo>,
+    /// The inspector's URL (`http://127.0.0.1:4040`) while it listens; absent when `inspect` is
+    /// off or its port was busy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inspector: Option<String>,
 }
 
 /// ggrokd's buffer budget (`buffer_memory`), which bounds the request bodies on their way to local
