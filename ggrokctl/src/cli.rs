@@ -139,7 +139,7 @@ pub enum Sub {
     ///
     /// Example: ggrokctl list
     List,
-    /// Show the daemon (version, uptime, config, server), each of its connections, and every tunnel's traffic.
+    /// Show the daemon (version, uptime, config, server, the inspector's URL), each of its connections, and every tunnel's traffic.
     ///
     /// Example: ggrokctl status
     ///
