@@ -170,6 +170,22 @@ async fn wrong_passwords_are_rate_limited_per_address_and_counted() {
     for line in ["{reason=\"auth\"} 10", "{reason=\"rate\"} 1", "{reason=\"ip\"} 0"] {
         assert!(metrics.contains(&format!("ggrok_access_denied_total{line}")), "{line}:\n{metrics}");
     }
+
+    // Stricter limits, reloaded: three wrong passwords, then ten minutes of 429.
+    let path = cluster.server.dir.path().join("server.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, format!("{text}\n[limits]\nmax_auth_failures = 3\nauth_block = 600\n")).unwrap();
+    cluster.server.process.signal("HUP");
+    cluster.server.process.wait_for(&["config reloaded"]);
+    for n in 0..3 {
+        let wrong = elsewhere.fetch("guarded.test", get("/", Some(&basic(&format!("bob:again-{n}"))))).await;
+        assert_eq!(wrong.status, StatusCode::UNAUTHORIZED, "guess {n}");
+    }
+    // (Credentials this address got through with before are remembered, so try others.)
+    let blocked = elsewhere.fetch("guarded.test", get("/", Some(&basic("bob:not-tried")))).await;
+    assert_eq!(blocked.status, StatusCode::TOO_MANY_REQUESTS, "after 3: {}", blocked.text());
+    let retry: u64 = blocked.headers[header::RETRY_AFTER].to_str().unwrap().parse().unwrap();
+    assert!((540..=600).contains(&retry), "Retry-After {retry}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

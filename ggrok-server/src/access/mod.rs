@@ -9,10 +9,10 @@
 //! header is then removed, so the local service never sees the tunnel's password. A TCP
 //! connection is checked against the IP rules only, at accept.
 
-mod failures;
+pub mod failures;
 mod verify;
 
-pub use failures::Failures;
+pub use failures::{Failures, Policy};
 pub use verify::Checker;
 
 use crate::ops::metrics::{Denial, Metrics};
@@ -79,10 +79,18 @@ impl Guard {
 pub struct Gate {
     /// Failed logins by address.
     pub failures: Failures,
+    /// How many failures turn an address away, and for how long: `[limits]`, set at start and
+    /// by each reload.
+    policy: std::sync::Mutex<failures::Policy>,
     checker: Checker,
 }
 
 impl Gate {
+    /// Sets how many failures turn an address away, and for how long (from `[limits]`).
+    pub fn set_policy(&self, policy: failures::Policy) {
+        *self.policy.lock().expect("policy lock") = policy;
+    }
+
     /// Lets a request for `host` from `client` through `guard`, or answers it: 403, 429 or 401.
     /// On the way through, the `Authorization` header that passed is removed from `headers`.
     pub async fn admit(
@@ -123,8 +131,9 @@ impl Gate {
             };
             if !ok {
                 metrics.access.denied(Denial::Auth);
-                if self.failures.failed(client, now) {
-                    warn!(%client, host, "access: too many wrong passwords; the address gets 429 for {}s", failures::BLOCK.as_secs());
+                let policy = *self.policy.lock().expect("policy lock");
+                if self.failures.failed(client, now, policy) {
+                    warn!(%client, host, "access: too many wrong passwords; the address gets 429 for {}s", policy.block.as_secs_f64());
                 } else {
                     debug!(%client, host, "access: wrong user name or password: 401");
                 }

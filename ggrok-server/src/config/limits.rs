@@ -25,6 +25,8 @@ pub(super) struct RawLimits {
     tcp_idle_timeout: Option<Spanned<Seconds>>,
     buffer_memory: Option<Spanned<Size>>,
     send_buffer: Option<Spanned<Size>>,
+    max_auth_failures: Option<Spanned<u64>>,
+    auth_block: Option<Spanned<Seconds>>,
 }
 
 /// The validated limits.
@@ -59,10 +61,23 @@ pub struct Limits {
     /// The kernel's send buffer for each public connection (`SO_SNDBUF`, which the kernel
     /// doubles); none: the kernel's autotuning, up to `net.ipv4.tcp_wmem`'s maximum.
     pub send_buffer: Option<u32>,
+    /// Wrong user names or passwords (a tunnel's `basic_auth`) one address may send within a
+    /// minute before it gets 429 for [`Limits::auth_block`].
+    pub max_auth_failures: usize,
+    /// How long an address that sent too many wrong passwords gets 429.
+    pub auth_block: Duration,
 }
 
 /// The values `send_buffer` may take, in bytes.
 pub const SEND_BUFFERS: std::ops::RangeInclusive<u64> = 4 << 10..=64 << 20;
+
+impl Limits {
+    /// The access rules' failure policy these limits set.
+    pub fn auth_policy(&self) -> crate::access::Policy {
+        let max_failures = u32::try_from(self.max_auth_failures).unwrap_or(u32::MAX);
+        crate::access::Policy { max_failures, block: self.auth_block }
+    }
+}
 
 impl Default for Limits {
     fn default() -> Self {
@@ -80,6 +95,8 @@ impl Default for Limits {
             tcp_idle_timeout: Duration::from_secs(3600),
             buffer_memory: 256 << 20,
             send_buffer: None,
+            max_auth_failures: crate::access::failures::MAX_FAILURES as usize,
+            auth_block: crate::access::failures::BLOCK,
         }
     }
 }
@@ -158,6 +175,14 @@ impl RawLimits {
                 16 << 20,
                 d.max_control_message,
             )?,
+            max_auth_failures: count(
+                &self.max_auth_failures,
+                "max_auth_failures",
+                1,
+                1_000_000,
+                d.max_auth_failures,
+            )?,
+            auth_block: secs(&self.auth_block, "auth_block", d.auth_block)?,
             stalled_read_timeout: secs(
                 &self.stalled_read_timeout,
                 "stalled_read_timeout",
