@@ -226,7 +226,7 @@ async fn foreign_hosts_and_origins_are_refused_and_the_page_is_served() {
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.headers["content-type"].to_str().unwrap().starts_with("text/html"));
     assert!(page.headers["content-security-policy"].to_str().unwrap().contains("default-src 'self'"));
-    for path in ["/app.js", "/style.css"] {
+    for path in ["/app.js", "/views.js", "/style.css"] {
         assert_eq!(client.get(&format!("127.0.0.1:{port}"), path).await.status, StatusCode::OK, "{path}");
     }
 }

@@ -21,6 +21,7 @@ use tracing::{debug, info, warn};
 
 const INDEX: &str = include_str!("page/index.html");
 const SCRIPT: &str = include_str!("page/app.js");
+const VIEWS: &str = include_str!("page/views.js");
 const STYLE: &str = include_str!("page/style.css");
 
 /// Binds `address`; a failure (the port is busy) is a warning, and ggrokd runs without it.
@@ -117,6 +118,7 @@ async fn answer(daemon: &Arc<Daemon>, local: SocketAddr, req: Request<Incoming>)
     let (content_type, text) = match path {
         "/" | "/index.html" => ("text/html; charset=utf-8", INDEX),
         "/app.js" => ("text/javascript; charset=utf-8", SCRIPT),
+        "/views.js" => ("text/javascript; charset=utf-8", VIEWS),
         "/style.css" => ("text/css; charset=utf-8", STYLE),
         _ => return body::text(StatusCode::NOT_FOUND, "not found: the inspector serves / and /api/"),
     };
