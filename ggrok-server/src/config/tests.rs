@@ -1,6 +1,7 @@
 //! Tests of `config`.
 
 use super::*;
+use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 
 fn fixtures(kind: &str) -> Vec<(PathBuf, Option<String>)> {
