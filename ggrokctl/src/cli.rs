@@ -19,6 +19,7 @@ Examples:
   ggrokctl add app.example.com http://localhost:5173 --rewrite-host
   ggrokctl add grpc.example.com h2c://localhost:50051      (gRPC without TLS)
   ggrokctl add demo.example.com 3000 --basic-auth guest:letmein --allow-ip 203.0.113.0/24
+  ggrokctl add demo.example.com 3000 --basic-auth guest      (asks for the password)
   ggrokctl add --tcp 5432          (any public port the server picks, to local port 5432)
   ggrokctl add --tcp 20022 22
   ggrokctl add --tcp 5432 5432 --proxy-protocol
@@ -68,7 +69,9 @@ pub enum Sub {
     ///
     /// Access rules, enforced by the server before anything reaches your service: --basic-auth
     /// asks visitors for a user and password (401 until they give one; the password is hashed
-    /// with argon2id here, and only the hash is sent to ggrokd and saved); --allow-ip lets in only
+    /// with argon2id here, and only the hash is sent to ggrokd and saved; --basic-auth USER alone
+    /// asks for the password on the terminal, twice and without echo, or reads it as a line of
+    /// standard input, so it stays out of the shell's history and the process list); --allow-ip lets in only
     /// the addresses or networks given, --deny-ip turns those given away (403). Each may be given
     /// several times.
     #[command(
@@ -93,7 +96,7 @@ pub enum Sub {
         #[arg(long)]
         no_save: bool,
         /// Ask visitors for this user and password (HTTP Basic); only a hash is saved. Repeatable
-        #[arg(long = "basic-auth", value_name = "USER:PASSWORD", conflicts_with = "tcp")]
+        #[arg(long = "basic-auth", value_name = "USER[:PASSWORD]", conflicts_with = "tcp")]
         basic_auth: Vec<String>,
         /// Let in only clients from this address or network (203.0.113.0/24). Repeatable
         #[arg(long = "allow-ip", value_name = "CIDR")]
@@ -247,7 +250,7 @@ impl Sub {
                 };
                 let basic_auth = basic_auth
                     .iter()
-                    .map(|e| crate::password::basic_auth_entry(e))
+                    .map(|e| crate::password::basic_auth_entry(e, crate::password::ask))
                     .collect::<Result<_, _>>()?;
                 Ok(Command::Add {
                     host,

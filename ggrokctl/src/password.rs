@@ -9,10 +9,17 @@ use ggrok_proto::access::Credential;
 use std::io::BufRead;
 
 /// `user:HASH` for `--basic-auth user:password`. An entry whose part after the colon is already
-/// a bcrypt or argon2 hash (from `htpasswd -B`, or `ggrokctl hash-password`) is kept as it is.
-pub fn basic_auth_entry(entry: &str) -> Result<String, String> {
-    let (user, password) =
-        entry.split_once(':').ok_or_else(|| "--basic-auth: expected USER:PASSWORD".to_owned())?;
+/// a bcrypt or argon2 hash (from `htpasswd -B`, or `ggrokctl hash-password`) is kept as it is. For
+/// `--basic-auth user` alone, `ask` gives the password (kept out of the shell's history and the
+/// process list): [`ask`] prompts on the terminal, or reads the next line of standard input.
+pub fn basic_auth_entry(
+    entry: &str,
+    ask: impl FnOnce(&str) -> Result<String, String>,
+) -> Result<String, String> {
+    let Some((user, password)) = entry.split_once(':') else {
+        let password = ask(entry).map_err(|e| format!("--basic-auth {entry}: {e}"))?;
+        return credential(entry, &password).map_err(|e| format!("--basic-auth: {e}"));
+    };
     if Credential::parse(entry).is_ok() {
         return Ok(entry.to_owned());
     }
@@ -37,11 +44,48 @@ pub fn credential(user: &str, password: &str) -> Result<String, String> {
 /// `ggrokctl hash-password USER`: the password is the first line of `input` (so that it stays out
 /// of the shell's history and the process list).
 pub fn from_input(user: &str, input: impl BufRead) -> Result<String, String> {
+    credential(user, &read_line(input)?)
+}
+
+/// One line of `input`, without its line end.
+fn read_line(input: impl BufRead) -> Result<String, String> {
     let mut line = String::new();
     input.take(64 * 1024).read_line(&mut line).map_err(|e| format!("reading the password: {e}"))?;
     let password = line.strip_suffix('\n').unwrap_or(&line);
-    let password = password.strip_suffix('\r').unwrap_or(password);
-    credential(user, password)
+    Ok(password.strip_suffix('\r').unwrap_or(password).to_owned())
+}
+
+/// The password for `user`: typed twice at the terminal without echo when standard input is one,
+/// else the next line of standard input (one line per user, in order).
+pub fn ask(user: &str) -> Result<String, String> {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        return read_line(std::io::stdin().lock());
+    }
+    let first = prompt(&format!("Password for {user}: "))?;
+    let again = prompt(&format!("Password for {user} again: "))?;
+    if first != again {
+        return Err("the two passwords differ".into());
+    }
+    Ok(first)
+}
+
+/// Asks on the terminal with echo off, and turns it back on.
+fn prompt(question: &str) -> Result<String, String> {
+    use nix::sys::termios::{LocalFlags, SetArg, tcgetattr, tcsetattr};
+    use std::io::Write;
+    let fail = |e: &dyn std::fmt::Display| format!("cannot ask for the password on the terminal: {e}");
+    let mut tty =
+        std::fs::OpenOptions::new().read(true).write(true).open("/dev/tty").map_err(|e| fail(&e))?;
+    let before = tcgetattr(&tty).map_err(|e| fail(&e))?;
+    let mut quiet = before.clone();
+    quiet.local_flags.remove(LocalFlags::ECHO);
+    tcsetattr(&tty, SetArg::TCSANOW, &quiet).map_err(|e| fail(&e))?;
+    let _ = write!(tty, "{question}").and_then(|()| tty.flush());
+    let line = read_line(std::io::BufReader::new(&tty));
+    let _ = tcsetattr(&tty, SetArg::TCSANOW, &before);
+    let _ = writeln!(tty);
+    line
 }
 
 #[cfg(test)]
@@ -49,24 +93,36 @@ mod tests {
     use super::*;
     use argon2::password_hash::{PasswordHash, PasswordVerifier};
 
+    fn unasked(_: &str) -> Result<String, String> {
+        Err("not asked".into())
+    }
+
     #[test]
     fn passwords_become_argon2id_hashes() {
-        let entry = basic_auth_entry("alice:s3cret:with:colons").unwrap();
+        let entry = basic_auth_entry("alice:s3cret:with:colons", unasked).unwrap();
         assert!(entry.starts_with("alice:$argon2id$v=19$m=19456,t=2,p=1$"), "{entry}");
         assert!(!entry.contains("s3cret"));
         let c = Credential::parse(&entry).unwrap();
         let parsed = PasswordHash::new(&c.hash).unwrap();
         assert!(Argon2::default().verify_password(b"s3cret:with:colons", &parsed).is_ok());
-        assert_ne!(basic_auth_entry("alice:x").unwrap(), basic_auth_entry("alice:x").unwrap(), "salted");
+        assert_ne!(
+            basic_auth_entry("alice:x", unasked).unwrap(),
+            basic_auth_entry("alice:x", unasked).unwrap(),
+            "salted"
+        );
     }
 
     #[test]
     fn hashes_pass_through_and_mistakes_are_named() {
         let bcrypt = "bob:$2y$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy";
-        assert_eq!(basic_auth_entry(bcrypt).unwrap(), bcrypt);
-        assert!(basic_auth_entry("alice").unwrap_err().contains("USER:PASSWORD"));
-        assert!(basic_auth_entry("alice:").unwrap_err().contains("empty password"));
-        assert!(basic_auth_entry(":pw").unwrap_err().contains("user name"));
+        assert_eq!(basic_auth_entry(bcrypt, unasked).unwrap(), bcrypt);
+        assert!(basic_auth_entry("alice", unasked).unwrap_err().contains("--basic-auth alice: not asked"));
+        let typed = basic_auth_entry("alice", |user| Ok(format!("{user}-typed"))).unwrap();
+        let c = Credential::parse(&typed).unwrap();
+        let parsed = PasswordHash::new(&c.hash).unwrap();
+        assert!(Argon2::default().verify_password(b"alice-typed", &parsed).is_ok(), "the password asked for");
+        assert!(basic_auth_entry("alice:", unasked).unwrap_err().contains("empty password"));
+        assert!(basic_auth_entry(":pw", unasked).unwrap_err().contains("user name"));
     }
 
     #[test]

@@ -113,6 +113,40 @@ async fn basic_auth_added_with_ggrokctl_keeps_unauthenticated_requests_out() {
     let json: serde_json::Value =
         serde_json::from_slice(&cluster.daemon.ctl(&["--json", "list"]).stdout).unwrap();
     assert_eq!(json["tunnels"][0]["access"]["basic_auth"], serde_json::json!(["alice"]));
+
+    // `--basic-auth USER` alone: the password is asked for (here a line of standard input), so it
+    // never appears on a command line.
+    let mut child = std::process::Command::new(bin("ggrokctl"))
+        .arg("--socket")
+        .arg(&cluster.daemon.socket)
+        .args([
+            "add",
+            "asked.test",
+            &upstream.port(),
+            "--basic-auth",
+            "carol",
+            "--basic-auth",
+            "dave:dave-pw",
+        ])
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "carol-typed-pw").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let saved = std::fs::read_to_string(&cluster.daemon.config).unwrap();
+    assert!(!saved.contains("carol-typed-pw"), "no plaintext in the file:\n{saved}");
+    for (who, status) in [
+        ("carol:carol-typed-pw", StatusCode::OK),
+        ("dave:dave-pw", StatusCode::OK),
+        ("carol:", StatusCode::UNAUTHORIZED),
+    ] {
+        let reply = public.fetch("asked.test", get("/", Some(&basic(who)))).await;
+        assert_eq!(reply.status, status, "{who}: {}", reply.text());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -343,4 +377,57 @@ async fn tcp_tunnels_check_ip_rules_at_accept() {
     assert!(got.is_empty(), "closed without reaching the local service: {got:?}");
     let list = String::from_utf8(daemon.ctl(&["list"]).stdout).unwrap();
     assert!(list.contains("ip rules"), "{list}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_auth_passwords_are_asked_for_on_the_terminal_without_echo() {
+    // `script` (util-linux) runs ggrokctl on a pseudo-terminal: what a person at a shell sees.
+    let upstream = Upstream::start().await;
+    let cluster = Cluster::start(&[]);
+    let command = format!(
+        "{} --socket {} add tty.test {} --basic-auth erin",
+        bin("ggrokctl").display(),
+        cluster.daemon.socket.display(),
+        upstream.port()
+    );
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env_clear()
+        .env("TERM", "dumb")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("script (util-linux)");
+    let mut stdin = child.stdin.take().unwrap();
+    let (lines, seen) = std::sync::mpsc::channel();
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let mut buf = [0u8; 256];
+        while let Ok(n) = std::io::Read::read(&mut stdout, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            all.extend_from_slice(&buf[..n]);
+            let _ = lines.send(String::from_utf8_lossy(&all).into_owned());
+        }
+        String::from_utf8_lossy(&all).into_owned()
+    });
+    let wait_for = |text: &str| loop {
+        let so_far = seen.recv_timeout(std::time::Duration::from_secs(30)).expect("ggrokctl's prompt");
+        if so_far.contains(text) {
+            return so_far;
+        }
+    };
+    wait_for("Password for erin: ");
+    writeln!(stdin, "erin-tty-pw").unwrap();
+    wait_for("Password for erin again: ");
+    writeln!(stdin, "erin-tty-pw").unwrap();
+    let status = child.wait().unwrap();
+    let transcript = reader.join().unwrap();
+    assert!(status.success(), "{transcript}");
+    assert!(!transcript.contains("erin-tty-pw"), "the password was echoed: {transcript:?}");
+    let public = Public::new(cluster.addr());
+    let right = public.fetch("tty.test", get("/", Some(&basic("erin:erin-tty-pw")))).await;
+    assert_eq!(right.status, StatusCode::OK, "{}", right.text());
 }
