@@ -78,6 +78,8 @@ async fn basic_auth_added_with_ggrokctl_keeps_unauthenticated_requests_out() {
     let saved = std::fs::read_to_string(&cluster.daemon.config).unwrap();
     assert!(saved.contains("basic_auth = [\"alice:$argon2id$"), "{saved}");
     assert!(!saved.contains("s3cret-pw"), "no plaintext in the file:\n{saved}");
+    // (`add` before the daemon's first connection saves the tunnel and claims it on connecting.)
+    cluster.daemon.wait_online("locked.test");
     let public = Public::new(cluster.addr());
 
     let none = public.fetch("locked.test", get("/", None)).await;
@@ -139,6 +141,7 @@ async fn basic_auth_added_with_ggrokctl_keeps_unauthenticated_requests_out() {
     assert!(out.status.success(), "{out:?}");
     let saved = std::fs::read_to_string(&cluster.daemon.config).unwrap();
     assert!(!saved.contains("carol-typed-pw"), "no plaintext in the file:\n{saved}");
+    cluster.daemon.wait_online("asked.test");
     for (who, status) in [
         ("carol:carol-typed-pw", StatusCode::OK),
         ("dave:dave-pw", StatusCode::OK),
@@ -427,6 +430,7 @@ async fn basic_auth_passwords_are_asked_for_on_the_terminal_without_echo() {
     let transcript = reader.join().unwrap();
     assert!(status.success(), "{transcript}");
     assert!(!transcript.contains("erin-tty-pw"), "the password was echoed: {transcript:?}");
+    cluster.daemon.wait_online("tty.test");
     let public = Public::new(cluster.addr());
     let right = public.fetch("tty.test", get("/", Some(&basic("erin:erin-tty-pw")))).await;
     assert_eq!(right.status, StatusCode::OK, "{}", right.text());
