@@ -187,7 +187,6 @@ pub async fn run(
         next_session: AtomicU64::new(0),
         next_anonymous: AtomicU64::new(0),
     });
-    state.access.set_policy(state.config().limits.auth_policy());
     tokio::spawn(purge_offline_hosts(state.clone()));
     if state.certificates.is_some() {
         tokio::spawn(tls::expiry::watch(state.clone()));

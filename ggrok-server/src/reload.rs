@@ -121,7 +121,6 @@ pub fn reload(state: &Arc<State>, source: &Source) -> Result<Outcome, String> {
         acme.reconfigured();
     }
     let config = state.config_now();
-    state.access.set_policy(config.limits.auth_policy());
     close_sessions_no_longer_admitted(state, &config, &mut outcome);
     release_what_is_no_longer_allowed(state, &config, &mut outcome);
     state.metrics.reloads.count(true);

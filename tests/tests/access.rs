@@ -20,18 +20,25 @@ use tokio::net::{TcpSocket, TcpStream};
 
 const OTHER: [u8; 4] = [127, 0, 0, 2];
 
-/// `user:HASH`, from `ggrokctl hash-password USER` with the password on standard input.
-fn hash(user: &str, password: &str) -> String {
+/// Runs ggrokctl with `args` and `line` on its standard input; it must succeed.
+fn ggrokctl_given(args: &[&str], line: &str) -> std::process::Output {
     let mut child = std::process::Command::new(bin("ggrokctl"))
-        .args(["hash-password", user])
+        .args(args)
         .env_clear()
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    writeln!(child.stdin.take().unwrap(), "{line}").unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{out:?}");
+    out
+}
+
+/// `user:HASH`, from `ggrokctl hash-password USER` with the password on standard input.
+fn hash(user: &str, password: &str) -> String {
+    let out = ggrokctl_given(&["hash-password", user], password);
     let line = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     assert!(line.starts_with(&format!("{user}:$argon2id$")) && !line.contains(password), "{line}");
     line
@@ -118,27 +125,20 @@ async fn basic_auth_added_with_ggrokctl_keeps_unauthenticated_requests_out() {
 
     // `--basic-auth USER` alone: the password is asked for (here a line of standard input), so it
     // never appears on a command line.
-    let mut child = std::process::Command::new(bin("ggrokctl"))
-        .arg("--socket")
-        .arg(&cluster.daemon.socket)
-        .args([
-            "add",
-            "asked.test",
-            &upstream.port(),
-            "--basic-auth",
-            "carol",
-            "--basic-auth",
-            "dave:dave-pw",
-        ])
-        .env_clear()
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "carol-typed-pw").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{out:?}");
+    let socket = cluster.daemon.socket.to_str().unwrap();
+    let port = upstream.port();
+    let args = [
+        "--socket",
+        socket,
+        "add",
+        "asked.test",
+        &port,
+        "--basic-auth",
+        "carol",
+        "--basic-auth",
+        "dave:dave-pw",
+    ];
+    ggrokctl_given(&args, "carol-typed-pw");
     let saved = std::fs::read_to_string(&cluster.daemon.config).unwrap();
     assert!(!saved.contains("carol-typed-pw"), "no plaintext in the file:\n{saved}");
     cluster.daemon.wait_online("asked.test");

@@ -79,20 +79,14 @@ impl Guard {
 pub struct Gate {
     /// Failed logins by address.
     pub failures: Failures,
-    /// How many failures turn an address away, and for how long: `[limits]`, set at start and
-    /// by each reload.
-    policy: std::sync::Mutex<failures::Policy>,
     checker: Checker,
 }
 
 impl Gate {
-    /// Sets how many failures turn an address away, and for how long (from `[limits]`).
-    pub fn set_policy(&self, policy: failures::Policy) {
-        *self.policy.lock().expect("policy lock") = policy;
-    }
-
     /// Lets a request for `host` from `client` through `guard`, or answers it: 403, 429 or 401.
     /// On the way through, the `Authorization` header that passed is removed from `headers`.
+    /// `policy` (from `[limits]`) says how many wrong passwords turn an address away, and for how
+    /// long.
     pub async fn admit(
         &self,
         guard: &Guard,
@@ -100,6 +94,7 @@ impl Gate {
         host: &str,
         headers: &mut HeaderMap,
         metrics: &Metrics,
+        policy: Policy,
     ) -> Result<(), Response<Body>> {
         if !guard.allows_ip(client) {
             metrics.access.denied(Denial::Ip);
@@ -131,7 +126,6 @@ impl Gate {
             };
             if !ok {
                 metrics.access.denied(Denial::Auth);
-                let policy = *self.policy.lock().expect("policy lock");
                 if self.failures.failed(client, now, policy) {
                     warn!(%client, host, "access: too many wrong passwords; the address gets 429 for {}s", policy.block.as_secs_f64());
                 } else {
@@ -193,27 +187,39 @@ mod tests {
         let (gate, guard, metrics) = (Gate::default(), guard(), Metrics::new());
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         let mut headers = HeaderMap::new();
-        let denied = gate.admit(&guard, ip("192.0.2.66"), "a.test", &mut headers, &metrics).await;
+        let denied =
+            gate.admit(&guard, ip("192.0.2.66"), "a.test", &mut headers, &metrics, Policy::default()).await;
         assert_eq!(denied.unwrap_err().status(), StatusCode::FORBIDDEN);
-        let none = gate.admit(&guard, ip("192.0.2.1"), "a.test", &mut headers, &metrics).await.unwrap_err();
+        let none = gate
+            .admit(&guard, ip("192.0.2.1"), "a.test", &mut headers, &metrics, Policy::default())
+            .await
+            .unwrap_err();
         assert_eq!(none.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(none.headers()[header::WWW_AUTHENTICATE], "Basic realm=\"a.test\", charset=\"UTF-8\"");
         headers.insert(header::AUTHORIZATION, basic("alice:right"));
-        gate.admit(&guard, ip("192.0.2.1"), "a.test", &mut headers, &metrics).await.unwrap();
+        gate.admit(&guard, ip("192.0.2.1"), "a.test", &mut headers, &metrics, Policy::default())
+            .await
+            .unwrap();
         assert!(!headers.contains_key(header::AUTHORIZATION), "removed once checked");
         for _ in 0..failures::MAX_FAILURES {
             headers.insert(header::AUTHORIZATION, basic("alice:wrong"));
-            let wrong = gate.admit(&guard, ip("192.0.2.9"), "a.test", &mut headers, &metrics).await;
+            let wrong = gate
+                .admit(&guard, ip("192.0.2.9"), "a.test", &mut headers, &metrics, Policy::default())
+                .await;
             assert_eq!(wrong.unwrap_err().status(), StatusCode::UNAUTHORIZED);
         }
         headers.insert(header::AUTHORIZATION, basic("alice:another"));
-        let blocked =
-            gate.admit(&guard, ip("192.0.2.9"), "a.test", &mut headers, &metrics).await.unwrap_err();
+        let blocked = gate
+            .admit(&guard, ip("192.0.2.9"), "a.test", &mut headers, &metrics, Policy::default())
+            .await
+            .unwrap_err();
         assert_eq!(blocked.status(), StatusCode::TOO_MANY_REQUESTS);
         assert!(blocked.headers().contains_key(header::RETRY_AFTER));
         // Credentials verified before are taken from memory, without a check, even then.
         headers.insert(header::AUTHORIZATION, basic("alice:right"));
-        gate.admit(&guard, ip("192.0.2.9"), "a.test", &mut headers, &metrics).await.unwrap();
+        gate.admit(&guard, ip("192.0.2.9"), "a.test", &mut headers, &metrics, Policy::default())
+            .await
+            .unwrap();
     }
 
     #[test]

@@ -19,8 +19,6 @@ pub mod tcp_idle;
 use crate::State;
 use crate::ops::metrics::{self, Limit, Rejection};
 use futures_util::FutureExt;
-#[cfg(doc)]
-use ggrok_proto::budget::Budget;
 use ggrok_proto::budget::{LARGE_READ_BUFFER, ReadBuffer};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -207,12 +205,12 @@ async fn serve_io<S>(
         return h2::serve(state, io, progress, peer, service).await;
     }
     // hyper's read and write buffer limit: 256 KiB while few connections hold one that large,
-    // else 64 KiB ([`Budget::read_buffer`], held while the connection lives, idle or not). It
+    // else 64 KiB (`Budget::read_buffer`, held while the connection lives, idle or not). It
     // also bounds the request heads after the first (the first is checked exactly against
     // `max_header_bytes`, so no smaller). An upload waiting for window holds about two of these
     // (the piece read, the next read): hyper's default, 400 KiB, made a thousand uploads to a
     // local service that stopped reading cost 900 KiB each (`tests/tests/uploads.rs`). How much of
-    // an answer hyper may queue for a client is bounded apart from it, by [`paced`].
+    // an answer hyper may queue for a client is bounded apart from it, by `paced`.
     let read_buffer = (max < LARGE_READ_BUFFER).then(|| state.budget.read_buffer());
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())

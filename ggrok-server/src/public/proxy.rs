@@ -83,8 +83,9 @@ pub async fn forward(
         Routed { state: &state, session, meter, conn, writes, raw_host: &raw_host, host: &host, started };
     // The tunnel's access rules, before anything is sent through it (upgrades included).
     if let Some(guard) = &guard {
+        let policy = state.config().limits.auth_policy();
         let admitted =
-            state.access.admit(guard, conn.peer.ip(), &host, req.headers_mut(), &state.metrics).await;
+            state.access.admit(guard, conn.peer.ip(), &host, req.headers_mut(), &state.metrics, policy).await;
         if let Err(refusal) = admitted {
             return to.respond(refusal);
         }
