@@ -70,7 +70,8 @@ pub fn ask(user: &str) -> Result<String, String> {
     Ok(first)
 }
 
-/// Asks on the terminal with echo off, and turns it back on.
+/// Asks on the terminal with echo off, and turns it back on, also when the question is
+/// interrupted (Ctrl-C, `Ctrl-\`, a hangup or `kill`): see [`restore_on_signal`].
 fn prompt(question: &str) -> Result<String, String> {
     use nix::sys::termios::{LocalFlags, SetArg, tcgetattr, tcsetattr};
     use std::io::Write;
@@ -78,6 +79,7 @@ fn prompt(question: &str) -> Result<String, String> {
     let mut tty =
         std::fs::OpenOptions::new().read(true).write(true).open("/dev/tty").map_err(|e| fail(&e))?;
     let before = tcgetattr(&tty).map_err(|e| fail(&e))?;
+    restore_on_signal(tty.try_clone().map_err(|e| fail(&e))?, before.clone()).map_err(|e| fail(&e))?;
     let mut quiet = before.clone();
     quiet.local_flags.remove(LocalFlags::ECHO);
     tcsetattr(&tty, SetArg::TCSANOW, &quiet).map_err(|e| fail(&e))?;
@@ -86,6 +88,43 @@ fn prompt(question: &str) -> Result<String, String> {
     let _ = tcsetattr(&tty, SetArg::TCSANOW, &before);
     let _ = writeln!(tty);
     line
+}
+
+/// The signals that end ggrokctl while it asks for a password.
+const ENDING: [nix::sys::signal::Signal; 4] = {
+    use nix::sys::signal::Signal::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+    [SIGINT, SIGQUIT, SIGHUP, SIGTERM]
+};
+
+/// From now on, a signal in [`ENDING`] puts `tty` back as `before` (echo on) and ends ggrokctl
+/// with 128 + the signal's number, as the signal would have: without this, Ctrl-C at the prompt
+/// left the shell without echo. The signals are blocked in this thread and taken by a thread that
+/// waits for them (no code runs in a signal handler); the first call sets it up, later calls
+/// (the second question) find it in place.
+fn restore_on_signal(tty: std::fs::File, before: nix::sys::termios::Termios) -> nix::Result<()> {
+    use nix::sys::signal::SigSet;
+    use nix::sys::termios::{SetArg, tcsetattr};
+    use std::io::Write;
+    static WAITING: std::sync::Once = std::sync::Once::new();
+    let mut result = Ok(());
+    WAITING.call_once(|| {
+        let mut signals = SigSet::empty();
+        ENDING.iter().for_each(|&s| signals.add(s));
+        // Blocked before the thread starts, so that it and this thread both have them blocked
+        // and the one that waits for them gets them.
+        result = signals.thread_block();
+        if result.is_err() {
+            return;
+        }
+        std::thread::spawn(move || {
+            if let Ok(signal) = signals.wait() {
+                let _ = tcsetattr(&tty, SetArg::TCSANOW, &before);
+                let _ = writeln!(&tty);
+                std::process::exit(128 + signal as i32);
+            }
+        });
+    });
+    result
 }
 
 #[cfg(test)]

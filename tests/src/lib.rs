@@ -42,6 +42,7 @@ pub mod relay;
 pub mod replicas;
 pub mod rogue;
 pub mod tcp;
+pub mod terminal;
 pub mod tls;
 pub mod upstream;
 

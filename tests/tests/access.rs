@@ -9,6 +9,7 @@ use ggrok_tests::bins::bin;
 use ggrok_tests::client::{Public, full, read_response};
 use ggrok_tests::cluster::{Cluster, Daemon, Server};
 use ggrok_tests::tcp::{echo, free_range, server_extra};
+use ggrok_tests::terminal::Terminal;
 use ggrok_tests::upstream::{SEEN_FORWARDED_FOR, Upstream};
 use http::{Request, StatusCode, header};
 use std::io::Write;
@@ -384,54 +385,37 @@ async fn tcp_tunnels_check_ip_rules_at_accept() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn basic_auth_passwords_are_asked_for_on_the_terminal_without_echo() {
-    // `script` (util-linux) runs ggrokctl on a pseudo-terminal: what a person at a shell sees.
     let upstream = Upstream::start().await;
     let cluster = Cluster::start(&[]);
-    let command = format!(
-        "{} --socket {} add tty.test {} --basic-auth erin",
-        bin("ggrokctl").display(),
-        cluster.daemon.socket.display(),
-        upstream.port()
-    );
-    let mut child = std::process::Command::new("script")
-        .args(["-qec", &command, "/dev/null"])
-        .env_clear()
-        .env("TERM", "dumb")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("script (util-linux)");
-    let mut stdin = child.stdin.take().unwrap();
-    let (lines, seen) = std::sync::mpsc::channel();
-    let mut stdout = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut all = Vec::new();
-        let mut buf = [0u8; 256];
-        while let Ok(n) = std::io::Read::read(&mut stdout, &mut buf) {
-            if n == 0 {
-                break;
-            }
-            all.extend_from_slice(&buf[..n]);
-            let _ = lines.send(String::from_utf8_lossy(&all).into_owned());
-        }
-        String::from_utf8_lossy(&all).into_owned()
-    });
-    let wait_for = |text: &str| loop {
-        let so_far = seen.recv_timeout(std::time::Duration::from_secs(30)).expect("ggrokctl's prompt");
-        if so_far.contains(text) {
-            return so_far;
-        }
-    };
-    wait_for("Password for erin: ");
-    writeln!(stdin, "erin-tty-pw").unwrap();
-    wait_for("Password for erin again: ");
-    writeln!(stdin, "erin-tty-pw").unwrap();
-    let status = child.wait().unwrap();
-    let transcript = reader.join().unwrap();
+    let ggrokctl = format!("{} --socket {}", bin("ggrokctl").display(), cluster.daemon.socket.display());
+    let mut tty = Terminal::run(&format!("{ggrokctl} add tty.test {} --basic-auth erin", upstream.port()));
+    tty.wait_for("Password for erin: ");
+    tty.type_keys("erin-tty-pw\n");
+    tty.wait_for("Password for erin again: ");
+    tty.type_keys("erin-tty-pw\n");
+    let (status, transcript) = tty.finish();
     assert!(status.success(), "{transcript}");
     assert!(!transcript.contains("erin-tty-pw"), "the password was echoed: {transcript:?}");
     cluster.daemon.wait_online("tty.test");
     let public = Public::new(cluster.addr());
     let right = public.fetch("tty.test", get("/", Some(&basic("erin:erin-tty-pw")))).await;
     assert_eq!(right.status, StatusCode::OK, "{}", right.text());
+
+    // Ctrl-C at the prompt ends ggrokctl, adds nothing, and gives the shell its echo back (the
+    // shell goes on past the interrupted command: `trap`, as an interactive one would).
+    let mut tty = Terminal::run(&format!(
+        "trap : INT; {ggrokctl} add gone.test {} --basic-auth frank; echo \"ended: $?\"; stty -a",
+        upstream.port()
+    ));
+    tty.wait_for("Password for frank: ");
+    tty.type_keys("half-typ\x03");
+    let (status, transcript) = tty.finish();
+    assert!(status.success(), "{transcript}");
+    let after = transcript.split("ended: ").nth(1).unwrap_or_else(|| panic!("{transcript}"));
+    assert!(after.starts_with("130"), "ended as Ctrl-C ends a command: {transcript}");
+    let flags: Vec<&str> = after.split_whitespace().collect();
+    assert!(flags.contains(&"echo") && !flags.contains(&"-echo"), "echo is back on: {after}");
+    assert!(!transcript.contains("half-typ"), "{transcript:?}");
+    let list = String::from_utf8(cluster.daemon.ctl(&["list"]).stdout).unwrap();
+    assert!(!list.contains("gone.test"), "nothing added: {list}");
 }
