@@ -12,6 +12,7 @@ pub mod pending;
 pub mod prelude;
 pub mod proxied;
 pub mod proxy;
+mod resend;
 pub mod stall;
 pub mod tcp;
 pub mod tcp_idle;

@@ -15,9 +15,7 @@ use ggrok_proto::HEADER_DECLINED_STATUS;
 use ggrok_proto::headers::{error_chain, strip_hop_by_hop, upgrade_protocol};
 use ggrok_proto::host::normalize_host;
 use ggrok_proto::http::{self as body, Body, BodyError, Refusal};
-use h2::ext::Protocol;
-use http::request::Parts;
-use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::sync::Arc;
@@ -27,6 +25,7 @@ use tracing::{debug, warn};
 
 use super::head::prepare;
 pub(crate) use super::head::{host_of, redirect_to_https};
+use super::resend::{Again, resent};
 
 /// Routes one public request that arrived at `started`. Never fails: errors become 4xx/5xx
 /// responses that say what failed.
@@ -126,15 +125,15 @@ pub async fn forward(
 }
 
 /// A request whose tunnel is known.
-struct Routed<'a> {
-    state: &'a State,
-    session: Arc<Session>,
+pub(super) struct Routed<'a> {
+    pub(super) state: &'a State,
+    pub(super) session: Arc<Session>,
     meter: Arc<HostMeter>,
     conn: Conn,
     /// The public connection's writes, which pace the answer.
     writes: Arc<Progress>,
     raw_host: &'a str,
-    host: &'a str,
+    pub(super) host: &'a str,
     started: Instant,
 }
 
@@ -175,26 +174,13 @@ async fn forward_plain(mut to: Routed<'_>, req: Request<Incoming>) -> Response<B
         frame
     });
     let request = Request::from_parts(parts, body.map_err(BodyError::from).boxed());
-    let mut sent = to.session.send(request).await;
-    // A connection going away (ggrokd closing a spare one, or shutting down) may refuse requests
-    // it did not process: another connection of the daemon serves them.
-    for _ in 0..MAX_RESENDS {
-        let (Err(e), Some(again)) = (&sent, &again) else { break };
-        if !e.is_unprocessed() {
-            break;
+    let sent = to.session.send(request).await;
+    let sent = match &again {
+        Some(again) => {
+            resent(&mut to, &mut permit, sent, |s| async move { s.send(again.request()).await }).await
         }
-        let Route::Online(daemon, ..) = to.state.registry.lookup(to.host) else { break };
-        let Some(session) = daemon.pick_other(crate::workers::current(), to.session.id) else { break };
-        let Ok(p) = session.stream_permit() else { break };
-        debug!(
-            host = to.host,
-            refused = to.session.id,
-            session = session.id,
-            "sending a refused request again: {e}"
-        );
-        (to.session, permit) = (session, p);
-        sent = to.session.send(again.request()).await;
-    }
+        None => sent,
+    };
     match sent {
         Ok(resp) => {
             let (mut parts, body) = resp.into_parts();
@@ -216,8 +202,8 @@ async fn forward_plain(mut to: Routed<'_>, req: Request<Incoming>) -> Response<B
     }
 }
 
-async fn forward_upgrade(to: Routed<'_>, mut req: Request<Incoming>, protocol: String) -> Response<Body> {
-    let permit = match stream_permit(to.state, &to.session, to.conn, to.host) {
+async fn forward_upgrade(mut to: Routed<'_>, mut req: Request<Incoming>, protocol: String) -> Response<Body> {
+    let mut permit = match stream_permit(to.state, &to.session, to.conn, to.host) {
         Ok(p) => p,
         Err(refusal) => return to.respond(refusal.into_response()),
     };
@@ -232,9 +218,12 @@ async fn forward_upgrade(to: Routed<'_>, mut req: Request<Incoming>, protocol: S
     }
     parts.method = Method::CONNECT;
     parts.headers.remove(header::CONTENT_LENGTH);
-    parts.extensions.insert(Protocol::from(protocol.as_str()));
-    let request = Request::from_parts(parts, ());
-    let (mut parts, tunnel) = match to.session.upgrade(request).await {
+    let again = Again::of(&parts).with_protocol(&protocol);
+    let sent = to.session.upgrade(again.head()).await;
+    // An upgrade has no body: it can always be sent again when refused unprocessed.
+    let again = &again;
+    let sent = resent(&mut to, &mut permit, sent, |s| async move { s.upgrade(again.head()).await }).await;
+    let (mut parts, tunnel) = match sent {
         Ok(Ok(upgraded)) => upgraded,
         Ok(Err(resp)) => {
             // The local service declined the upgrade: pass its answer on as it is.
@@ -300,31 +289,6 @@ mod websocket_over_h2 {
         headers.remove(header::SEC_WEBSOCKET_ACCEPT);
         headers.remove(header::CONNECTION);
         headers.remove(header::UPGRADE);
-    }
-}
-
-/// How many times a request refused unprocessed is sent again, each time on another connection.
-const MAX_RESENDS: usize = 2;
-
-/// The head of a request without a body, to send it again.
-struct Again {
-    method: Method,
-    uri: Uri,
-    headers: http::HeaderMap,
-}
-
-impl Again {
-    fn of(parts: &Parts) -> Self {
-        Self { method: parts.method.clone(), uri: parts.uri.clone(), headers: parts.headers.clone() }
-    }
-
-    fn request(&self) -> Request<Body> {
-        let mut req = Request::new(body::empty());
-        *req.method_mut() = self.method.clone();
-        *req.uri_mut() = self.uri.clone();
-        *req.version_mut() = Version::HTTP_2;
-        *req.headers_mut() = self.headers.clone();
-        req
     }
 }
 
