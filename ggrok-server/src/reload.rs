@@ -48,6 +48,8 @@ pub struct Outcome {
     pub need_restart: Vec<&'static str>,
     /// Whether the certificates were loaded again.
     pub certificates: bool,
+    /// HTTP tunnels whose daemons were told their new URL (`public_url` changed).
+    pub urls_told: usize,
 }
 
 /// Reloads on every SIGHUP until shutdown, telling systemd (`RELOADING=1` … `READY=1`).
@@ -83,6 +85,7 @@ fn log(o: &Outcome) {
         sessions_closed = o.sessions_closed,
         released = %list(&o.released),
         certificates = o.certificates,
+        urls_told = o.urls_told,
         "config reloaded"
     );
     if !o.need_restart.is_empty() {
@@ -123,6 +126,9 @@ pub fn reload(state: &Arc<State>, source: &Source) -> Result<Outcome, String> {
     let config = state.config_now();
     close_sessions_no_longer_admitted(state, &config, &mut outcome);
     release_what_is_no_longer_allowed(state, &config, &mut outcome);
+    if config.public_url != old.public_url {
+        outcome.urls_told = tell_new_urls(state);
+    }
     state.metrics.reloads.count(true);
     Ok(outcome)
 }
@@ -256,6 +262,21 @@ fn release_what_is_no_longer_allowed(state: &State, config: &ServerConfig, outco
 
 /// Tells `daemon` it lost `tunnel`; its sessions too old to be told (below `since`) are closed,
 /// so that the daemon claims again and hears the refusal.
+/// Tells the daemons of every HTTP tunnel online the URL it now has (`public_url` changed), as a
+/// claim's answer again, which ggrokd takes as the tunnel's new URL (older ones ignore the URL);
+/// the number of tunnels.
+fn tell_new_urls(state: &State) -> usize {
+    let online = state.registry.online_hosts();
+    for (host, daemon) in &online {
+        let url = state.public_url(host);
+        for session in daemon.sessions().iter().filter(|s| s.protocol >= 2) {
+            let tunnel = TunnelKey::Http { host: host.clone() };
+            session.tell(ServerMessage::Claimed { tunnel, port: None, url: Some(url.clone()) });
+        }
+    }
+    online.len()
+}
+
 fn displace(daemon: &Arc<Daemon>, tunnel: TunnelKey, since: u32, reason: String) {
     for session in daemon.sessions().iter() {
         if session.protocol >= since {

@@ -162,12 +162,15 @@ pub fn on_event(daemon: &Daemon, link: u32, event: Event) -> Option<TunnelOp> {
                 None
             }
             Some(t) => {
-                t.set_url(url);
+                let shown = t.url();
+                t.set_url(link, url);
                 if t.claimed(link) {
                     match t.url() {
                         Some(url) => info!(host, local = %t.spec.local, url, "tunnel online"),
                         None => info!(host, local = %t.spec.local, "tunnel online"),
                     }
+                } else if let Some(url) = t.url().filter(|url| shown.as_ref().is_some_and(|s| s != url)) {
+                    info!(host, url, "the tunnel's public URL changed (the server's public_url)");
                 } else {
                     debug!(host, "tunnel accepted on this connection too");
                 }

@@ -31,8 +31,8 @@ pub struct Tunnel {
     /// `tcp = 0`: a claim for any port is under way on some connection; the others wait for its
     /// answer rather than be granted ports of their own.
     asking_any_port: AtomicBool,
-    /// The public URL a server gave when it accepted the claim.
-    url: Mutex<Option<String>>,
+    /// The public URL each connection's server gave, by connection.
+    url: Mutex<std::collections::BTreeMap<u32, String>>,
 }
 
 /// Seconds since the Unix epoch.
@@ -50,7 +50,7 @@ impl Tunnel {
             stats,
             last_error: Mutex::new(None),
             last_ok: true.into(),
-            url: Mutex::new(None),
+            url: Mutex::default(),
             asking_any_port: false.into(),
         }
     }
@@ -183,16 +183,17 @@ impl Tunnel {
         }
     }
 
-    /// The public URL a server gave (the first one to say; servers of one daemon serve the same
-    /// host).
+    /// The public URL the servers gave: the one given on the lowest-numbered connection (servers
+    /// of one daemon serve the same host; a stable pick when they name it differently).
     pub fn url(&self) -> Option<String> {
-        self.url.lock().expect("url lock").clone()
+        self.url.lock().expect("url lock").values().next().cloned()
     }
 
-    /// Keeps the public URL a server gave when it accepted the claim.
-    pub fn set_url(&self, url: Option<String>) {
+    /// Keeps the public URL a server gave on connection `link` when it accepted the claim, or
+    /// later when it changed (the server's `public_url` was reloaded).
+    pub fn set_url(&self, link: u32, url: Option<String>) {
         if let Some(url) = url {
-            self.url.lock().expect("url lock").get_or_insert(url);
+            self.url.lock().expect("url lock").insert(link, url);
         }
     }
 }

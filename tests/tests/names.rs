@@ -130,12 +130,18 @@ async fn urls_name_the_balancer_when_public_url_says_so() {
     let public = Public::new(server.addr);
     assert_eq!(forwarded_proto(&public, "myapp.alice.test").await, ["https"]);
 
-    // A reload moves it (for claims from then on): a plain balancer on 8080.
+    // A reload moves it: a plain balancer on 8080. The daemon is told the tunnel's new URL at
+    // once, and new claims get it.
     let path = server.dir.path().join("server.toml");
     let text = std::fs::read_to_string(&path).unwrap().replace("https://{host}", "http://{host}:8080");
     std::fs::write(&path, text).unwrap();
     server.process.signal("HUP");
     server.process.wait_for(&["config reloaded"]);
+    let moved = |s: &serde_json::Value| s["tunnels"][0]["url"] == "http://myapp.alice.test:8080";
+    daemon.wait_status("the new URL", moved);
+    daemon.process.wait_for(&["the tunnel's public URL changed"]);
+    let list = stdout(&daemon.ctl(&["list"]));
+    assert!(list.contains("http://myapp.alice.test:8080") && !list.contains("https://"), "{list}");
     let text = stdout(&daemon.ctl(&["add", "other", &up.port()]));
     assert!(text.contains("http://other.alice.test:8080 is online"), "{text}");
     assert_eq!(forwarded_proto(&public, "other.alice.test").await, ["http"]);

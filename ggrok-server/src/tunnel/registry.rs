@@ -282,6 +282,16 @@ impl<S: Owner, M: Clone> Registry<S, M> {
         }
     }
 
+    /// The hosts online, each with its owner.
+    pub fn online_hosts(&self) -> Vec<(String, Arc<S>)> {
+        let hosts = self.hosts.read().expect("registry lock");
+        let online = hosts.iter().filter_map(|(host, entry)| match entry {
+            Entry::Online(owner, ..) => Some((host.clone(), owner.clone())),
+            Entry::Offline { .. } => None,
+        });
+        online.collect()
+    }
+
     /// Number of hosts online.
     pub fn online(&self) -> usize {
         self.hosts.read().expect("registry lock").values().filter(|e| matches!(e, Entry::Online(..))).count()
