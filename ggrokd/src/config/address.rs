@@ -116,10 +116,30 @@ impl ServerUrl {
         let (tls, default_port) = match scheme {
             "ws" | "http" => (false, 80),
             "wss" | "https" => (true, 443),
-            _ => return Err(format!("{raw:?} must start with ws:// or wss://")),
+            _ => {
+                return Err(format!(
+                    "{raw:?} must start with ws:// or wss:// (http:// and https:// mean the same)"
+                ));
+            }
         };
         let authority = uri.authority().ok_or_else(|| format!("{raw:?} has no host"))?;
-        let port = authority.port_u16().unwrap_or(default_port);
+        if authority.as_str().contains('@') {
+            return Err(format!(
+                "{raw:?}: a user or password in the URL is not used; the token goes in `token` or `token_file`"
+            ));
+        }
+        if uri.query().is_some() {
+            return Err(format!("{raw:?}: a query (?…) is not allowed; give scheme, host, port and path"));
+        }
+        // `http` reads a port it cannot use (":99999", ":abc") as none: it must not become 80.
+        let after_host = authority.as_str().rsplit_once(']').map_or(authority.as_str(), |(_, rest)| rest);
+        let port = match after_host.rsplit_once(':') {
+            None => default_port,
+            Some((_, port)) => match port.parse::<u16>() {
+                Ok(p) if p != 0 => p,
+                _ => return Err(format!("{raw:?}: {port:?} is not a port number (1-65535)")),
+            },
+        };
         let path = match uri.path() {
             "" | "/" => ggrok_proto::DEFAULT_TUNNEL_PATH,
             p => p,

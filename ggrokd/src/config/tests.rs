@@ -117,4 +117,20 @@ fn server_forms() {
     assert_eq!(ServerUrl::parse("wss://[::1]:9/").unwrap().host, "::1");
     assert!(ServerUrl::parse("t.example.com").is_err());
     assert!(ServerUrl::parse("ftp://t").is_err());
+    // http:// and https:// are taken for ws:// and wss://.
+    assert_eq!(ok("https://t.example.com"), "wss://t.example.com:443/$$ggrok");
+    assert_eq!(ok("wss://[::1]"), "wss://[::1]:443/$$ggrok");
+    // A port that cannot be used is an error, never the scheme's default port in its place.
+    for (bad, says) in [
+        ("ws://127.0.0.1:99999", "\"99999\" is not a port number (1-65535)"),
+        ("ws://127.0.0.1:abc/", "\"abc\" is not a port number"),
+        ("wss://t.example.com:8443x", "\"8443x\" is not a port number"),
+        ("ws://t:0", "\"0\" is not a port number"),
+        ("ws://[::1]:65536", "\"65536\" is not a port number"),
+        ("ws://user:pw@t:9", "the token goes in `token`"),
+        ("ws://t:9/?x=1", "a query (?…) is not allowed"),
+    ] {
+        let e = ServerUrl::parse(bad).expect_err(bad);
+        assert!(e.contains(says), "{bad}: {e}");
+    }
 }
