@@ -87,6 +87,20 @@ pub(super) fn parse(
             (Some(h), None) => {
                 let host = HostPattern::parse(h.get_ref())
                     .map_err(|e| at(h.span(), &key("host"), format!("{:?}: {e}", h.get_ref())))?;
+                // A bare name (`myapp`) goes under the client's domain only through `ggrokctl add`,
+                // which knows it from the server and writes the full name here.
+                let raw = h.get_ref().trim();
+                if !raw.contains('.') && !raw.starts_with('[') {
+                    return Err(at(
+                        h.span(),
+                        &key("host"),
+                        format!(
+                            "{raw:?} is not a full host name: give one with its domain \
+                             ({raw}.example.com), or run `ggrokctl add {raw} PORT`, which puts a bare \
+                             name under your domain and writes it here"
+                        ),
+                    ));
+                }
                 (Public::Http(host), h.span(), "host")
             }
             (None, Some(p)) => {
