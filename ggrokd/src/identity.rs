@@ -77,6 +77,68 @@ pub fn load_or_create(dir: &Path, config: &Path) -> io::Result<String> {
     written.map(|()| id)
 }
 
+/// This daemon's identity while it runs: its id, and the lock that keeps a second ggrokd of the
+/// same config from taking it too.
+pub struct Identity {
+    /// The id sent in the hello.
+    pub id: String,
+    /// Held (an exclusive `flock`) until the process ends.
+    _lock: Option<nix::fcntl::Flock<fs::File>>,
+}
+
+/// Takes this config's identity: locks `daemon-….lock` beside the id file, then reads or makes
+/// the id ([`daemon_id`]). Two ggrokd with one config file would share the id, and each one's
+/// connections would replace the other's on the server, back and forth: the second one to
+/// start is refused, with the first one's process id. Without a state directory there is nothing
+/// to share (the id is for this run only) and no lock.
+pub fn take(config: &Path) -> Result<Identity, String> {
+    let lock = match state_dir() {
+        Some(dir) => lock(&dir, config)?,
+        None => None,
+    };
+    Ok(Identity { id: daemon_id(config), _lock: lock })
+}
+
+/// The lock of `config`'s identity in `dir`; `None` when it cannot be made (the directory is not
+/// writable: the id is then not kept either), an error when another process holds it.
+fn lock(dir: &Path, config: &Path) -> Result<Option<nix::fcntl::Flock<fs::File>>, String> {
+    use nix::fcntl::{Flock, FlockArg};
+    use std::io::{Read, Seek};
+    if !dir.exists() && DirBuilder::new().recursive(true).mode(0o700).create(dir).is_err() {
+        return Ok(None);
+    }
+    let path = dir.join(file_name(config).replace(".id", ".lock"));
+    let Ok(file) =
+        OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(&path)
+    else {
+        return Ok(None);
+    };
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(mut held) => {
+            // The holder's process id, for the message a second one gets.
+            let _ = held
+                .set_len(0)
+                .and_then(|()| held.rewind())
+                .and_then(|()| writeln!(held, "{}", std::process::id()));
+            Ok(Some(held))
+        }
+        Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            let pid = pid.trim();
+            let holder = if pid.is_empty() { String::new() } else { format!(" (pid {pid})") };
+            Err(format!(
+                "another ggrokd{holder} is already running with {}: two would take each other's \
+                 connections over on the server. Stop it first, or give this one a config file of \
+                 its own (lock: {})",
+                config.display(),
+                path.display()
+            ))
+        }
+        Err(_) => Ok(None),
+    }
+}
+
 /// This daemon's id for `config`: kept in the state directory, or, when that fails, one for
 /// this run only (with a warning: a restart will then look like another daemon to the server).
 pub fn daemon_id(config: &Path) -> String {

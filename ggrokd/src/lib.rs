@@ -45,8 +45,9 @@ use tracing::{info, warn};
 /// socket, SIGHUP (reload) and the systemd notifications on the caller's runtime, each link on a
 /// thread of its own ([`links`]).
 pub async fn run(config: DaemonConfig, socket: &Path, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let identity = identity::take(&config.path).map_err(anyhow::Error::msg)?;
     let control_socket = ControlSocket::bind(socket)?;
-    let id = identity::daemon_id(&config.path);
+    let id = identity.id.clone();
     info!(
         config = %config.path.display(),
         servers = %config.servers.iter().map(|s| s.authority.as_str()).collect::<Vec<_>>().join(", "),

@@ -296,7 +296,10 @@ fn socket_permissions_stale_socket_and_second_daemon() {
 
     // A fresh directory is created 0700.
     let fresh = dir.path().join("new/deeper/ggrokd.sock");
-    let other = start_on(dir.path(), &fresh);
+    // (With a config file of its own: one file is one running ggrokd, tests/tests/identity.rs.)
+    let other_dir = dir.path().join("other");
+    std::fs::create_dir(&other_dir).unwrap();
+    let other = start_on(&other_dir, &fresh);
     other.wait_for(&["ggrokd", "starting"]);
     let mode = std::fs::metadata(fresh.parent().unwrap()).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700);
@@ -373,9 +376,12 @@ fn socket_path_follows_ggrok_socket_then_xdg_runtime_dir() {
     assert!(ok(&run_ctl(&[("XDG_RUNTIME_DIR", &runtime)])).contains("a.test"));
 
     let explicit = dir.path().join("explicit.sock");
+    // Beside the first: with a config file of its own (one file is one running ggrokd).
+    let second = dir.path().join("second");
+    std::fs::create_dir(&second).unwrap();
     let env = ggrok_tests::process::Process::spawn(
         &ggrok_tests::bins::bin("ggrokd"),
-        &["--config", config.to_str().unwrap()],
+        &["--config", config_for(&second).to_str().unwrap()],
         &[("GGROK_SOCKET", explicit.to_str().unwrap()), ("XDG_RUNTIME_DIR", runtime.to_str().unwrap())],
     );
     env.wait_for(&["ggrokd", "starting"]);
