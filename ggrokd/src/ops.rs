@@ -68,6 +68,8 @@ pub struct Added {
     pub tunnel: Arc<Tunnel>,
     /// Where it stands.
     pub outcome: AddOutcome,
+    /// It was there already, displaced or refused, and was claimed anew.
+    pub again: bool,
 }
 
 /// Adds a tunnel: into the table, claimed on every connection that is up; then, once the server
@@ -80,16 +82,33 @@ pub async fn add(daemon: &Daemon, new: NewTunnel) -> Result<Added, OpError> {
              the port (ggrokctl add --tcp PORT LOCAL, one of the server's [[client]] ports)"
         )));
     }
-    let tunnel = {
+    let (tunnel, again) = {
         let _edit = daemon.edits.lock().await;
-        if let Some(existing) = daemon.tunnels.get(&key) {
-            let local = &existing.spec.local;
-            return Err(OpError::Exists(format!("{key} already has a tunnel (to {local}); remove it first")));
+        match daemon.tunnels.get(&key) {
+            // The same tunnel again, displaced by another ggrokd or refused: asked anew, it is
+            // claimed fresh (as a reload would), which takes it back.
+            Some(existing)
+                if existing.spec == new.spec
+                    && matches!(existing.state(), TunnelState::Displaced(_) | TunnelState::Refused(_)) =>
+            {
+                existing.refresh();
+                info!(host = %key, "tunnel claimed again: added anew");
+                (existing, true)
+            }
+            Some(existing) => {
+                let local = &existing.spec.local;
+                return Err(OpError::Exists(format!(
+                    "{key} already has a tunnel (to {local}); remove it first"
+                )));
+            }
+            None => {
+                let tunnel = daemon
+                    .tunnels
+                    .insert(new.spec, false)
+                    .ok_or_else(|| OpError::Exists(format!("{key} already has a tunnel")))?;
+                (tunnel, false)
+            }
         }
-        daemon
-            .tunnels
-            .insert(new.spec, false)
-            .ok_or_else(|| OpError::Exists(format!("{key} already has a tunnel")))?
     };
     let mut states = tunnel.watch_state();
     let sent = tunnel.claim().map_or(0, |claim| daemon.send_everywhere(&claim));
@@ -97,6 +116,10 @@ pub async fn add(daemon: &Daemon, new: NewTunnel) -> Result<Added, OpError> {
         let _ = tokio::time::timeout(CLAIM_WAIT, states.wait_for(|s| *s != TunnelState::Connecting)).await;
     }
     let outcome = match tunnel.state() {
+        TunnelState::Refused(reason) if again => {
+            // Asked anew and refused again: it stays as it was, refused.
+            return Err(OpError::Refused(format!("the server refused {key}: {reason}")));
+        }
         TunnelState::Refused(reason) => {
             // Never accepted: nothing to release, and the file was not touched.
             daemon.tunnels.remove_exactly(&tunnel);
@@ -110,7 +133,7 @@ pub async fn add(daemon: &Daemon, new: NewTunnel) -> Result<Added, OpError> {
     // `tcp = 0`: once the server picked a port, the tunnel is known by it.
     let tunnel = successor(daemon, &tunnel).unwrap_or(tunnel);
     let key = tunnel.host();
-    if new.save {
+    if new.save && !tunnel.is_saved() {
         let _edit = daemon.edits.lock().await;
         let tunnel = successor(daemon, &tunnel)
             .ok_or_else(|| OpError::NotFound(format!("{key} was removed while it was being added")))?;
@@ -142,7 +165,7 @@ pub async fn add(daemon: &Daemon, new: NewTunnel) -> Result<Added, OpError> {
     }
     let tunnel = successor(daemon, &tunnel).unwrap_or(tunnel);
     info!(host = %key, local = %tunnel.spec.local, saved = new.save, "tunnel added");
-    Ok(Added { tunnel, outcome })
+    Ok(Added { tunnel, outcome, again })
 }
 
 /// The tunnel in the table that `tunnel` is now: itself, or for `tcp = 0` the tunnel of the port

@@ -250,6 +250,18 @@ async fn another_ggrokd_of_the_client_takes_over_and_the_two_do_not_flap() {
     a.wait_status("A online again", |s| tunnel_state(s, "a.test") == "online");
     b.wait_status("B displaced", |s| tunnel_state(s, "a.test") == "displaced");
     assert_eq!(public.get("a.test", "/").await.status, StatusCode::OK);
+
+    // `ggrokctl add` of the same tunnel again takes it back too (as the displaced line says),
+    // without writing it to the file a second time.
+    let out = b.ctl(&["add", "a.test", &dead]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    a.wait_status("A displaced again", |s| tunnel_state(s, "a.test") == "displaced");
+    assert_eq!(public.get("a.test", "/").await.status, StatusCode::BAD_GATEWAY, "B serves it again");
+    let file = std::fs::read_to_string(&b.config).unwrap();
+    assert_eq!(file.matches("a.test").count(), 1, "{file}");
+    // Another target for a tunnel that exists is still refused.
+    let out = b.ctl(&["add", "a.test", &up.port()]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already has a tunnel"), "{out:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
