@@ -176,11 +176,6 @@ async fn add(daemon: &Daemon, host: &str, local: &str, how: How, access: AccessR
         Err(e) => return error(ErrorCode::InvalidArgument, e),
     };
     if public.tcp_port().is_some() {
-        if local.contains("://") {
-            let e =
-                format!("{local:?}: a TCP tunnel's local service is a port or host:port, without a scheme");
-            return error(ErrorCode::InvalidArgument, e);
-        }
         if how.host_header.is_some() {
             return error(ErrorCode::InvalidArgument, "--rewrite-host applies to HTTP tunnels only");
         }
@@ -188,7 +183,9 @@ async fn add(daemon: &Daemon, host: &str, local: &str, how: How, access: AccessR
         return error(ErrorCode::InvalidArgument, "--proxy-protocol applies to TCP tunnels only");
     }
     let How { host_header, proxy_protocol, save, ca_file, tls_skip_verify } = how;
-    let mut local_addr = match LocalAddr::parse(local) {
+    let parsed =
+        if public.tcp_port().is_some() { LocalAddr::parse_tcp(local) } else { LocalAddr::parse(local) };
+    let mut local_addr = match parsed {
         Ok(l) => l,
         Err(e) => return error(ErrorCode::InvalidArgument, e),
     };
