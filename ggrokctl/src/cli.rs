@@ -42,7 +42,8 @@ pub struct Cli {
     /// Control socket [default: $GGROK_SOCKET, else $XDG_RUNTIME_DIR/ggrok/ggrokd.sock, else /tmp/ggrok-$UID/ggrokd.sock]
     #[arg(long, global = true, value_name = "PATH")]
     pub socket: Option<PathBuf>,
-    /// Print one JSON document instead of text, for scripts (logs: one JSON object per line).
+    /// Print one JSON document instead of text, for scripts (logs: one JSON object per line;
+    /// errors ggrokctl finds itself, exit 2 and 3, stay text on stderr)
     #[arg(long, global = true)]
     pub json: bool,
     #[command(subcommand)]
@@ -66,7 +67,12 @@ pub enum Sub {
     /// printed and saved to ggrokd.toml) and LOCAL a port or host:port.
     ///
     /// The tunnel is claimed on the server at once; the command waits (up to 5 s) for the server
-    /// to accept it and fails, changing nothing, if the server refuses the host or port.
+    /// to accept it and fails, changing nothing, if the server refuses the host or port. With no
+    /// connection to the server up, it is saved and goes online once one is; the command then
+    /// says why none is (the last connection error, such as a token the server refuses).
+    ///
+    /// LOCAL is checked here, before ggrokd is asked: one that is not a port, host:port or
+    /// http(s)/h2c URL is a wrong command line (exit 2).
     ///
     /// Access rules, enforced by the server before anything reaches your service: --basic-auth
     /// asks visitors for a user and password (401 until they give one; the password is hashed
@@ -123,7 +129,8 @@ pub enum Sub {
     /// Example: ggrokctl hash-password alice   (then type the password and Enter)
     ///
     /// The first line of standard input is the password; the line printed goes into a tunnel's
-    /// basic_auth list. Needs no running ggrokd.
+    /// basic_auth list. With --json: {"user": USER, "entry": "USER:$argon2id$..."}. Needs no
+    /// running ggrokd.
     HashPassword {
         /// The user name
         user: String,
@@ -148,6 +155,9 @@ pub enum Sub {
     /// List tunnels with their state, requests, 4xx and 5xx answers, requests in flight, last error.
     ///
     /// Example: ggrokctl list
+    ///
+    /// Under the table, one line per server ggrokd has no connection up to, with the last
+    /// connection error (why tunnels stay connecting); --json has them under servers_down.
     List,
     /// Show the daemon (version, uptime, config, server, the inspector's URL), each of its connections, and every tunnel's traffic.
     ///
@@ -173,7 +183,8 @@ pub enum Sub {
     /// path. A WebSocket (or other upgraded connection) is one line, when it closes, with its
     /// lifetime and the bytes each way; so is a TCP tunnel's connection (method TCP, host
     /// tcp:PORT, marked [tcp]). ggrokd keeps the latest `request_log` requests (default
-    /// 1000). A follower that cannot keep up is told how many requests it skipped.
+    /// 1000). A follower that cannot keep up is told how many requests it skipped. A listing
+    /// that finds none says so; -n 0 prints nothing.
     Logs {
         /// Only requests for this host, for the hosts matching a *.pattern, or of tcp:PORT
         host: Option<String>,
@@ -208,8 +219,8 @@ pub enum Sub {
     ///
     /// Ready means: a connection up to every server of ggrokd.toml, to every replica seen behind
     /// each (`[cluster] replica` of the servers), and with `replicas = "all"` to every address
-    /// each server's name resolves to. Not ready, it prints what is missing. For readiness probes
-    /// (Kubernetes `exec`) and deploy scripts.
+    /// each server's name resolves to. Not ready, it prints what is missing, with the last error
+    /// of the connections down. For readiness probes (Kubernetes `exec`) and deploy scripts.
     Ready {
         /// Wait up to this many seconds for it to become ready, asking every 0.2 s
         #[arg(long, value_name = "SECS", value_parser = wait_secs)]
@@ -218,6 +229,8 @@ pub enum Sub {
     /// Print a shell completion script.
     ///
     /// Example: ggrokctl completions bash > ~/.local/share/bash-completion/completions/ggrokctl
+    ///
+    /// With --json: {"shell": SHELL, "script": SCRIPT}.
     Completions {
         /// bash, zsh, fish, elvish or powershell
         shell: clap_complete::Shell,
