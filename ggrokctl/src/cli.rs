@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use ggrok_proto::ctl::{Command, HostHeader};
+use ggrok_proto::local::{LocalAddr, LocalScheme};
 use std::path::PathBuf;
 
 const EXIT_CODES: &str = "\
@@ -9,7 +10,7 @@ Exit codes:
   0  done
   1  ggrokd refused the command (it says why); nothing changed
      (ready: ggrokd does not hold every server, replica and address yet)
-  2  the command line is wrong
+  2  the command line is wrong (add: LOCAL is checked before ggrokd is asked)
   3  ggrokd is not running, or its control socket cannot be used
 
 Examples:
@@ -41,7 +42,8 @@ pub struct Cli {
     /// Control socket [default: $GGROK_SOCKET, else $XDG_RUNTIME_DIR/ggrok/ggrokd.sock, else /tmp/ggrok-$UID/ggrokd.sock]
     #[arg(long, global = true, value_name = "PATH")]
     pub socket: Option<PathBuf>,
-    /// Print one JSON document instead of text, for scripts (logs: one JSON object per line).
+    /// Print one JSON document instead of text, for scripts (logs: one JSON object per line;
+    /// errors ggrokctl finds itself, exit 2 and 3, stay text on stderr)
     #[arg(long, global = true)]
     pub json: bool,
     #[command(subcommand)]
@@ -65,7 +67,12 @@ pub enum Sub {
     /// printed and saved to ggrokd.toml) and LOCAL a port or host:port.
     ///
     /// The tunnel is claimed on the server at once; the command waits (up to 5 s) for the server
-    /// to accept it and fails, changing nothing, if the server refuses the host or port.
+    /// to accept it and fails, changing nothing, if the server refuses the host or port. With no
+    /// connection to the server up, it is saved and goes online once one is; the command then
+    /// says why none is (the last connection error, such as a token the server refuses).
+    ///
+    /// LOCAL is checked here, before ggrokd is asked: one that is not a port, host:port or
+    /// http(s)/h2c URL is a wrong command line (exit 2).
     ///
     /// Access rules, enforced by the server before anything reaches your service: --basic-auth
     /// asks visitors for a user and password (401 until they give one; the password is hashed
@@ -75,17 +82,20 @@ pub enum Sub {
     /// the addresses or networks given, --deny-ip turns those given away (403). Each may be given
     /// several times.
     #[command(
-        override_usage = "ggrokctl add [OPTIONS] [HOST|NAME] <LOCAL>\n       ggrokctl add --tcp [OPTIONS] [PORT] <LOCAL>"
+        override_usage = "ggrokctl add [OPTIONS] [HOST|NAME] <LOCAL>\n       ggrokctl add --tcp [OPTIONS] [PORT] <LOCAL>",
+        allow_missing_positional = true
     )]
     Add {
-        /// Public host name, a pattern like *.example.com, or a bare name under your domain (left
-        /// out: a random one); with --tcp, the public port
-        #[arg(value_name = "HOST|PORT")]
-        host: String,
+        /// Public host name, a pattern like *.example.com, or a bare NAME under your domain; left
+        /// out: a random name under your domain. With --tcp, the public PORT (left out or 0: any
+        /// port the server picks)
+        #[arg(value_name = "HOST|NAME|PORT")]
+        host: Option<String>,
         /// Local service: a port (8080, on localhost), host:port, http://host:port, https://host:port
-        /// (its certificate verified against the system roots; ca_file and tls_skip_verify are
-        /// ggrokd.toml keys) or h2c://host:port (HTTP/2 without TLS, for gRPC). TCP: no scheme
-        local: Option<String>,
+        /// (its certificate verified against the system roots, or see --ca-file and
+        /// --tls-skip-verify) or h2c://host:port (HTTP/2 without TLS, for gRPC). With --tcp: a port
+        /// or host:port, without a scheme
+        local: String,
         /// A TCP tunnel: a public port of the server to a local port
         #[arg(long, conflicts_with = "rewrite_host")]
         tcp: bool,
@@ -119,7 +129,8 @@ pub enum Sub {
     /// Example: ggrokctl hash-password alice   (then type the password and Enter)
     ///
     /// The first line of standard input is the password; the line printed goes into a tunnel's
-    /// basic_auth list. Needs no running ggrokd.
+    /// basic_auth list. With --json: {"user": USER, "entry": "USER:$argon2id$..."}. Needs no
+    /// running ggrokd.
     HashPassword {
         /// The user name
         user: String,
@@ -127,6 +138,9 @@ pub enum Sub {
     /// Stop a tunnel and remove it from ggrokd.toml.
     ///
     /// Example: ggrokctl remove api.example.com (a TCP tunnel: ggrokctl remove --tcp 20022)
+    #[command(
+        override_usage = "ggrokctl remove [OPTIONS] <HOST>\n       ggrokctl remove [OPTIONS] --tcp <PORT>"
+    )]
     Remove {
         /// Public host name or pattern, as added
         #[arg(required_unless_present = "tcp")]
@@ -141,6 +155,9 @@ pub enum Sub {
     /// List tunnels with their state, requests, 4xx and 5xx answers, requests in flight, last error.
     ///
     /// Example: ggrokctl list
+    ///
+    /// Under the table, one line per server ggrokd has no connection up to, with the last
+    /// connection error (why tunnels stay connecting); --json has them under servers_down.
     List,
     /// Show the daemon (version, uptime, config, server, the inspector's URL), each of its connections, and every tunnel's traffic.
     ///
@@ -166,7 +183,8 @@ pub enum Sub {
     /// path. A WebSocket (or other upgraded connection) is one line, when it closes, with its
     /// lifetime and the bytes each way; so is a TCP tunnel's connection (method TCP, host
     /// tcp:PORT, marked [tcp]). ggrokd keeps the latest `request_log` requests (default
-    /// 1000). A follower that cannot keep up is told how many requests it skipped.
+    /// 1000). A follower that cannot keep up is told how many requests it skipped. A listing
+    /// that finds none says so; -n 0 prints nothing.
     Logs {
         /// Only requests for this host, for the hosts matching a *.pattern, or of tcp:PORT
         host: Option<String>,
@@ -201,8 +219,8 @@ pub enum Sub {
     ///
     /// Ready means: a connection up to every server of ggrokd.toml, to every replica seen behind
     /// each (`[cluster] replica` of the servers), and with `replicas = "all"` to every address
-    /// each server's name resolves to. Not ready, it prints what is missing. For readiness probes
-    /// (Kubernetes `exec`) and deploy scripts.
+    /// each server's name resolves to. Not ready, it prints what is missing, with the last error
+    /// of the connections down. For readiness probes (Kubernetes `exec`) and deploy scripts.
     Ready {
         /// Wait up to this many seconds for it to become ready, asking every 0.2 s
         #[arg(long, value_name = "SECS", value_parser = wait_secs)]
@@ -211,6 +229,8 @@ pub enum Sub {
     /// Print a shell completion script.
     ///
     /// Example: ggrokctl completions bash > ~/.local/share/bash-completion/completions/ggrokctl
+    ///
+    /// With --json: {"shell": SHELL, "script": SCRIPT}.
     Completions {
         /// bash, zsh, fish, elvish or powershell
         shell: clap_complete::Shell,
@@ -218,7 +238,8 @@ pub enum Sub {
 }
 
 impl Sub {
-    /// The command for ggrokd, or what is wrong with the command line.
+    /// The command for ggrokd, or what is wrong with the command line (checked here, so that a
+    /// wrong LOCAL is a usage error whether or not ggrokd runs).
     pub fn add_or_remove(self) -> Result<Command, String> {
         match self {
             Sub::Add {
@@ -234,26 +255,32 @@ impl Sub {
                 tls_skip_verify,
                 ..
             } => {
-                // One argument: the local service (a port, host:port or URL), under a random name
-                // of the client's domain.
-                let (host, local) = match local {
-                    Some(local) => (host, local),
-                    None if host.bytes().all(|b| b.is_ascii_digit()) || host.contains(':') => {
-                        (String::new(), host)
-                    }
-                    None => {
+                let parsed = LocalAddr::parse(&local).map_err(|e| match &host {
+                    // `ggrokctl add myapp`: a name, and the local service left out.
+                    None if !local.contains(':') && !local.bytes().all(|b| b.is_ascii_digit()) => format!(
+                        "the local service is missing: ggrokctl add {local} LOCAL (or ggrokctl add LOCAL \
+                         for a random name under your domain)"
+                    ),
+                    _ => e,
+                })?;
+                if parsed.scheme != LocalScheme::Https {
+                    let flag = ca_file
+                        .as_ref()
+                        .map(|_| "--ca-file")
+                        .or(tls_skip_verify.then_some("--tls-skip-verify"));
+                    if let Some(flag) = flag {
                         return Err(format!(
-                            "the local service is missing: ggrokctl add {host} LOCAL (or ggrokctl add \
-                             LOCAL for a random name under your domain)"
+                            "{flag}: applies to https:// local services only, not {local:?}"
                         ));
                     }
-                };
+                }
                 let basic_auth = basic_auth
                     .iter()
                     .map(|e| crate::password::basic_auth_entry(e, crate::password::ask))
                     .collect::<Result<_, _>>()?;
                 Ok(Command::Add {
-                    host,
+                    // Left out: a random name under the client's domain.
+                    host: host.unwrap_or_default(),
                     local,
                     host_header: rewrite_host.then_some(HostHeader::Rewrite),
                     save: !no_save,
@@ -275,15 +302,13 @@ impl Sub {
                 })
             }
             Sub::Add { host, local, tcp: true, no_save, allow_ip, deny_ip, proxy_protocol, .. } => {
-                let (port, local) = match local {
-                    Some(local) => (
-                        host.parse::<u16>().map_err(|_| {
-                            format!("{host:?}: expected a port from 0 to 65535 (0: any the server picks)")
-                        })?,
-                        local,
-                    ),
-                    None => (0, host),
+                let port = match host {
+                    Some(port) => port.parse::<u16>().map_err(|_| {
+                        format!("{port:?}: expected a port from 0 to 65535 (0: any the server picks)")
+                    })?,
+                    None => 0,
                 };
+                LocalAddr::parse_tcp(&local)?;
                 Ok(Command::Add {
                     host: format!("tcp:{port}"),
                     local,

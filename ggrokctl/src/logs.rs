@@ -21,10 +21,18 @@ pub fn header() -> String {
     )
 }
 
-/// Runs `logs` and returns the exit code. `offset` is the local time zone's (taken while the
+/// Runs `logs` (the latest `last` requests, or all, of `host` or of every host; then new ones
+/// when `follow`) and returns the exit code. `offset` is the local time zone's (taken while the
 /// process is single-threaded, as `time` requires).
-pub fn run(socket: &Path, command: Command, json: bool, offset: UtcOffset) -> u8 {
-    let follow = matches!(command, Command::Logs { follow: true, .. });
+pub fn run(
+    socket: &Path,
+    follow: bool,
+    host: Option<String>,
+    last: Option<u64>,
+    json: bool,
+    offset: UtcOffset,
+) -> u8 {
+    let command = Command::Logs { follow, host: host.clone(), last };
     let mut responses = match client::open(socket, command, (!follow).then_some(LINE_TIMEOUT)) {
         Ok(r) => r,
         Err(e) => {
@@ -50,8 +58,8 @@ pub fn run(socket: &Path, command: Command, json: bool, offset: UtcOffset) -> u8
         };
         let line = match (&response.reply, json) {
             (Reply::End { .. }, _) => {
-                if printed == 0 && !json {
-                    let _ = writeln!(out, "no requests yet; they show here as they complete");
+                if let Some(line) = none_found(host.as_deref(), last).filter(|_| printed == 0 && !json) {
+                    let _ = writeln!(out, "{line}");
                 }
                 return exit::OK;
             }
@@ -78,6 +86,19 @@ pub fn run(socket: &Path, command: Command, json: bool, offset: UtcOffset) -> u8
         if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
             return exit::OK;
         }
+    }
+}
+
+/// What a listing that found no request says: that none passed the `host` filter, or that there
+/// are none yet; nothing when none was asked for (`-n 0`).
+pub fn none_found(host: Option<&str>, last: Option<u64>) -> Option<String> {
+    match (host, last) {
+        (_, Some(0)) => None,
+        (Some(host), _) => Some(format!(
+            "no requests for {host} among those ggrokd keeps; ggrokctl logs -f {host} shows new ones as \
+             they complete"
+        )),
+        (None, _) => Some("no requests yet; ggrokctl logs -f shows them as they complete".into()),
     }
 }
 
@@ -167,6 +188,16 @@ mod tests {
         let line = text_line(&e, UtcOffset::UTC);
         assert_eq!(line.split_whitespace().nth(1), Some("-"));
         assert!(line.contains("  -  "), "{line}");
+    }
+
+    #[test]
+    fn an_empty_listing_says_what_it_looked_for() {
+        assert_eq!(none_found(None, Some(0)), None, "-n 0 asks for nothing");
+        assert_eq!(none_found(Some("a.test"), Some(0)), None);
+        let line = none_found(Some("nope.test"), Some(20)).unwrap();
+        assert!(line.starts_with("no requests for nope.test among those ggrokd keeps"), "{line}");
+        let line = none_found(None, None).unwrap();
+        assert!(line.starts_with("no requests yet"), "{line}");
     }
 
     #[test]

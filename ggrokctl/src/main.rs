@@ -31,8 +31,7 @@ fn main() -> ExitCode {
         Sub::Replay { id } => Command::Replay { id },
         Sub::Logs { host, follow, lines } => {
             let socket = ggrok_proto::ctl::socket_path(cli.socket);
-            let command = Command::Logs { follow, host, last: lines.0 };
-            return ExitCode::from(logs::run(&socket, command, cli.json, offset));
+            return ExitCode::from(logs::run(&socket, follow, host, lines.0, cli.json, offset));
         }
         Sub::Ready { wait } => {
             let socket = ggrok_proto::ctl::socket_path(cli.socket);
@@ -41,7 +40,7 @@ fn main() -> ExitCode {
         Sub::HashPassword { user } => {
             return match ggrokctl::password::from_input(&user, std::io::stdin().lock()) {
                 Ok(entry) => {
-                    println!("{entry}");
+                    println!("{}", output::hashed(&user, &entry, cli.json));
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -51,7 +50,10 @@ fn main() -> ExitCode {
             };
         }
         Sub::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "ggrokctl", &mut std::io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "ggrokctl", &mut script);
+            let script = String::from_utf8_lossy(&script);
+            print!("{}", output::completions(&shell.to_string(), &script, cli.json));
             return ExitCode::SUCCESS;
         }
     };

@@ -1,18 +1,44 @@
 //! Text output for people: sentences and aligned tables.
 
-use ggrok_proto::ctl::{ConnectionInfo, LinkState, Reply, ServerInfo, StatusInfo, TimedError, TunnelInfo};
+use ggrok_proto::ctl::{
+    ConnectionInfo, LinkState, Reply, ServerDown, ServerInfo, StatusInfo, TimedError, TunnelInfo,
+};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Prints a reply: errors on stderr, everything else on stdout.
 pub fn print(reply: &Reply) {
     match reply {
         Reply::Done { message, .. } => println!("{message}"),
-        Reply::Tunnels { tunnels } => print!("{}", tunnel_table(tunnels, now())),
+        Reply::Tunnels { tunnels, servers_down } => {
+            print!("{}{}", tunnel_table(tunnels, now()), down_lines(servers_down, now()))
+        }
         Reply::Status(status) => print!("{}", status_text(status, now())),
         Reply::Error { message, .. } => eprintln!("ggrokctl: {message}"),
         Reply::Replayed(info) => print!("{}", crate::replayed::text(info)),
         // `logs` prints its own lines (crate::logs).
         Reply::Request(_) | Reply::Missed { .. } | Reply::End { .. } => {}
+    }
+}
+
+/// What `hash-password` prints: the `basic_auth` entry, or with `--json` the document
+/// `{"user": USER, "entry": "USER:$argon2id$…"}`.
+pub fn hashed(user: &str, entry: &str, json: bool) -> String {
+    if json {
+        let doc = serde_json::json!({ "user": user, "entry": entry });
+        serde_json::to_string_pretty(&doc).expect("strings serialise")
+    } else {
+        entry.to_owned()
+    }
+}
+
+/// What `completions` prints: the script, or with `--json` the document `{"shell": SHELL,
+/// "script": SCRIPT}` (with a newline after it).
+pub fn completions(shell: &str, script: &str, json: bool) -> String {
+    if json {
+        let doc = serde_json::json!({ "shell": shell, "script": script });
+        format!("{}\n", serde_json::to_string_pretty(&doc).expect("strings serialise"))
+    } else {
+        script.to_owned()
     }
 }
 
@@ -74,6 +100,25 @@ pub fn tunnel_table(tunnels: &[TunnelInfo], now: f64) -> String {
         rows.push(row);
     }
     aligned(&rows)
+}
+
+/// The lines under the `list` table for the servers without a connection up: why tunnels stay
+/// `connecting` (such as `not connected to tunnel.example.com:443, last error 3s ago:
+/// unauthorized: …; see ggrokctl status`).
+pub fn down_lines(servers: &[ServerDown], now: f64) -> String {
+    let mut out = String::new();
+    for s in servers {
+        let name = server_name(&s.server);
+        match &s.last_error {
+            Some(e) => out.push_str(&format!(
+                "not connected to {name}, last error {}: {}; see ggrokctl status\n",
+                ago(e.at, now),
+                e.message
+            )),
+            None => out.push_str(&format!("not connected to {name} yet; see ggrokctl status\n")),
+        }
+    }
+    out
 }
 
 /// The traffic table of `status`: every counter of every tunnel.

@@ -39,6 +39,10 @@ pub fn missing(server: &ServerInfo, connections: &[ConnectionInfo]) -> String {
     if server.state != LinkState::Connected {
         what.push(server.state.as_str().to_owned());
     }
+    // Why (a token the server refuses never clears by itself).
+    if let Some(e) = server.last_error(connections) {
+        what.push(format!("last error: {}", e.message));
+    }
     format!("{}: {}", server.server, what.join("; "))
 }
 
@@ -106,5 +110,38 @@ mod tests {
         dns.addresses = vec!["127.0.0.1:80".into(), "127.0.0.2:80".into()];
         let line = missing(&dns, &[]);
         assert!(line.ends_with("addresses not held: 127.0.0.1:80, 127.0.0.2:80"), "{line}");
+    }
+
+    #[test]
+    fn not_ready_says_the_last_error_of_the_connections_down() {
+        let mut down = server(false, &[], &[]);
+        (down.state, down.up, down.connections) = (LinkState::Disconnected, 0, 1);
+        let connection = |state, message: &str, at| ConnectionInfo {
+            index: 0,
+            server: down.server.clone(),
+            replica: None,
+            address: None,
+            worker: None,
+            transport: None,
+            protocol: None,
+            session: None,
+            state,
+            since: 0,
+            requests: 0,
+            attempt: 2,
+            last_error: Some(ggrok_proto::ctl::TimedError { at, message: message.into() }),
+            next_retry: None,
+        };
+        let connections = [
+            connection(LinkState::Disconnected, "cannot connect", 1),
+            connection(LinkState::Disconnected, "unauthorized (401)", 2),
+            // An error of a connection that is up again is history.
+            connection(LinkState::Connected, "later, but over", 3),
+        ];
+        let line = missing(&down, &connections);
+        assert_eq!(
+            line,
+            "ws://a:80/$$ggrok: 0/1 connections up; disconnected; last error: unauthorized (401)"
+        );
     }
 }

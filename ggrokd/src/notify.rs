@@ -77,12 +77,7 @@ fn several_servers(s: &StatusInfo, urls: &[String]) -> String {
         connections_up(s)
     );
     if let Some(down) = s.servers.iter().find(|v| v.state != LinkState::Connected) {
-        let error = s
-            .connections
-            .iter()
-            .filter(|c| c.server == down.server)
-            .filter_map(|c| c.last_error.as_ref())
-            .max_by_key(|e| e.at);
+        let error = down.last_error(&s.connections);
         line.push_str(&format!("; {} {}", server_name(&down.server), down.state.as_str()));
         if let Some(e) = error {
             line.push_str(&format!(" ({})", e.message));

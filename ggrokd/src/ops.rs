@@ -185,6 +185,8 @@ fn successor(daemon: &Daemon, tunnel: &Arc<Tunnel>) -> Option<Arc<Tunnel>> {
 pub struct Removed {
     /// It was taken out of the config file too.
     pub from_file: bool,
+    /// It was in the config file (taken out or not).
+    pub in_file: bool,
 }
 
 /// Removes the tunnel of `public` (a host or pattern, or a TCP port) from the table and, when
@@ -195,14 +197,15 @@ pub async fn remove(daemon: &Daemon, public: &Public, save: bool) -> Result<Remo
     let Some(tunnel) = daemon.tunnels.get(&key) else {
         return Err(OpError::NotFound(format!("{key} has no tunnel; `ggrokctl list` shows the tunnels")));
     };
-    let from_file = save && tunnel.is_saved();
+    let in_file = tunnel.is_saved();
+    let from_file = save && in_file;
     if from_file {
         persist::remove_tunnel(&daemon.config_path, public).map_err(OpError::Config)?;
     }
     daemon.tunnels.remove(&key);
     release(daemon, &tunnel);
     info!(host = %key, "tunnel removed");
-    Ok(Removed { from_file })
+    Ok(Removed { from_file, in_file })
 }
 
 /// Releases a tunnel taken out of the table, where the server has it. A claim still under way

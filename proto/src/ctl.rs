@@ -135,6 +135,11 @@ pub enum Reply {
     Tunnels {
         /// Sorted by host.
         tunnels: Vec<TunnelInfo>,
+        /// The servers ggrokd has no connection up to, each with its latest connection error
+        /// (such as a token it refuses): why tunnels stay `connecting`. Absent while every
+        /// server has a connection up.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        servers_down: Vec<ServerDown>,
     },
     /// The answer to `status`.
     Status(StatusInfo),
@@ -159,6 +164,28 @@ pub enum Reply {
         /// What failed and what to do.
         message: String,
     },
+}
+
+/// A server without a connection up, as `list` points at it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerDown {
+    /// Its tunnel endpoint.
+    pub server: String,
+    /// The latest error of its connections, once one failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<TimedError>,
+}
+
+impl ServerDown {
+    /// The servers of `status` without a connection up, with their latest errors.
+    pub fn of(status: &StatusInfo) -> Vec<Self> {
+        let down = status.servers.iter().filter(|s| s.state != LinkState::Connected);
+        down.map(|s| ServerDown {
+            server: s.server.clone(),
+            last_error: s.last_error(&status.connections).cloned(),
+        })
+        .collect()
+    }
 }
 
 /// Why a command failed.

@@ -6,6 +6,7 @@
 //! - [`host`]: host names and host patterns (`*.example.com`), normalisation and matching;
 //! - [`ctl`]: the control-socket protocol between ggrokctl and ggrokd, and the socket's path;
 //! - [`diag`]: configuration errors that name the file, line and key;
+//! - [`local`]: a tunnel's local service as written (`8080`, `host:port`, `https://…`);
 //! - [`headers`]: hop-by-hop headers and error chains for HTTP messages crossing the tunnel;
 //! - [`http`]: the body type, ggrok's own error responses, splicing upgraded connections;
 //! - [`h2io`]: bodies and upgraded streams on a tunnel connection's HTTP/2, its windows and PINGs;
@@ -30,6 +31,7 @@ pub mod h2io;
 pub mod headers;
 pub mod host;
 pub mod http;
+pub mod local;
 pub mod logging;
 pub mod malloc;
 pub mod notify;

@@ -356,7 +356,7 @@ async fn https_local_services_are_verified_unless_told_otherwise() {
     assert!(
         saved.contains("host = \"ctl-skip.test\"") && saved.matches("tls_skip_verify = true").count() == 2
     );
-    let err = ctl(&["add", "plain.test", "8080", "--tls-skip-verify"], 1);
+    let err = ctl(&["add", "plain.test", "8080", "--tls-skip-verify"], 2); // checked by ggrokctl
     assert!(err.contains("--tls-skip-verify: applies to https:// local services only"), "{err}");
 }
 

@@ -183,7 +183,7 @@ async fn ggrokctl_adds_tcp_tunnels_on_any_or_a_given_port_and_removes_them() {
 
     // Removed: from the table, the file and the server's listeners.
     let text = ctl(&daemon, &["remove", "--tcp", &any.to_string()], 0);
-    assert!(text.contains(&format!("tcp:{any} removed and from the config")), "{text}");
+    assert!(text.contains(&format!("tcp:{any} is offline and removed from the config")), "{text}");
     assert_eq!(std::fs::read_to_string(&daemon.config).unwrap(), before);
     ctl(&daemon, &["remove", "--tcp", &given.to_string()], 0);
     wait_closed(any).await;

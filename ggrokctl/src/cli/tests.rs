@@ -84,3 +84,69 @@ fn logs_arguments() {
     assert!(matches!(cli.command, Sub::Logs { follow: false, lines: Count(Some(20)), .. }));
     assert!(Cli::try_parse_from(["ggrokctl", "logs", "-n", "lots"]).is_err());
 }
+
+#[test]
+fn a_wrong_local_is_a_usage_error_quoting_it_once() {
+    let cases = [
+        (&["add", "foo.alice.test", "99999"][..], "\"99999\" is not a port number (1-65535)"),
+        (&["add", "foo.alice.test", "0"], "\"0\" is not a port number (1-65535)"),
+        (
+            &["add", "foo.alice.test", "abc"],
+            "\"abc\" is not a local address: give a port (8080), host:port or http://host:port",
+        ),
+        (
+            &["add", "foo.alice.test", "ftp://x:21"],
+            "\"ftp://x:21\": a local service is http://, https:// or h2c://",
+        ),
+        (&["add", "99999"], "\"99999\" is not a port number (1-65535)"),
+        (
+            &["add", "--tcp", "20001", "http://db:5432"],
+            "\"http://db:5432\": a TCP tunnel's local service is a port or host:port, without a scheme",
+        ),
+        (&["add", "--tcp", "99999"], "\"99999\" is not a port number (1-65535)"),
+        (
+            &["add", "a.test", "8080", "--tls-skip-verify"],
+            "--tls-skip-verify: applies to https:// local services only, not \"8080\"",
+        ),
+    ];
+    for (args, expected) in cases {
+        let args: Vec<&str> = ["ggrokctl"].iter().chain(args).copied().collect();
+        assert_eq!(command(&args), Err(expected.to_owned()), "{args:?}");
+    }
+}
+
+fn help(subcommand: &str) -> String {
+    let mut cli = Cli::command();
+    cli.find_subcommand_mut(subcommand).unwrap().render_long_help().to_string()
+}
+
+#[test]
+fn add_help_agrees_with_itself() {
+    let text = help("add");
+    let usage = text.lines().find(|l| l.starts_with("Usage:")).unwrap();
+    assert!(usage.ends_with("ggrokctl add [OPTIONS] [HOST|NAME] <LOCAL>"), "{text}");
+    assert!(text.contains("ggrokctl add --tcp [OPTIONS] [PORT] <LOCAL>"), "{text}");
+    // The arguments as the usage has them: the first optional, LOCAL required.
+    assert!(text.contains("\n  [HOST|NAME|PORT]\n") && text.contains("\n  <LOCAL>\n"), "{text}");
+    assert!(!text.contains("ggrokd.toml keys"), "the flags exist: {text}");
+    assert!(text.contains("--ca-file") && text.contains("--tls-skip-verify"), "{text}");
+    // And the parser agrees: one argument is LOCAL.
+    let Sub::Add { host, local, .. } = Cli::try_parse_from(["ggrokctl", "add", "8080"]).unwrap().command
+    else {
+        panic!("not add")
+    };
+    assert_eq!((host, local.as_str()), (None, "8080"));
+    assert!(Cli::try_parse_from(["ggrokctl", "add"]).is_err(), "LOCAL is required");
+}
+
+#[test]
+fn remove_usage_shows_both_forms() {
+    let usage = |text: &str| {
+        text.lines().skip_while(|l| !l.starts_with("Usage:")).take(2).collect::<Vec<_>>().join("\n")
+    };
+    let expected = "Usage: ggrokctl remove [OPTIONS] <HOST>\n       ggrokctl remove [OPTIONS] --tcp <PORT>";
+    assert_eq!(usage(&help("remove")), expected);
+    // The error for a missing argument shows the same.
+    let err = Cli::try_parse_from(["ggrokctl", "remove"]).err().unwrap().render().to_string();
+    assert!(err.contains(expected), "{err}");
+}

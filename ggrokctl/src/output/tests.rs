@@ -208,3 +208,34 @@ fn durations_read_well() {
     assert_eq!(duration(7500.0), "2h 5m");
     assert_eq!(duration(90000.0), "1d 1h");
 }
+
+#[test]
+fn list_points_at_servers_without_a_connection_up() {
+    let down = |server: &str, error: Option<&str>| ServerDown {
+        server: server.into(),
+        last_error: error.map(|m| TimedError { at: 90, message: m.into() }),
+    };
+    assert_eq!(down_lines(&[], 100.0), "");
+    let text = down_lines(
+        &[
+            down("wss://t.example.com:443/$$ggrok", Some("unauthorized (401)")),
+            down("ws://b:80/$$ggrok", None),
+        ],
+        100.0,
+    );
+    assert_eq!(
+        text,
+        "not connected to t.example.com:443, last error 10s ago: unauthorized (401); see ggrokctl status\n\
+         not connected to b:80 yet; see ggrokctl status\n"
+    );
+}
+
+#[test]
+fn hash_password_and_completions_print_json_documents_with_json() {
+    assert_eq!(hashed("bob", "bob:$argon2id$x", false), "bob:$argon2id$x");
+    let doc: serde_json::Value = serde_json::from_str(&hashed("bob", "bob:$argon2id$x", true)).unwrap();
+    assert_eq!(doc, serde_json::json!({ "user": "bob", "entry": "bob:$argon2id$x" }));
+    assert_eq!(completions("bash", "complete -F x\n", false), "complete -F x\n");
+    let doc: serde_json::Value = serde_json::from_str(&completions("bash", "complete -F x\n", true)).unwrap();
+    assert_eq!(doc, serde_json::json!({ "shell": "bash", "script": "complete -F x\n" }));
+}

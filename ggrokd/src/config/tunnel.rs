@@ -151,16 +151,12 @@ pub(super) fn parse(
             return Err(at(span, &key(name), format!("{public} is defined twice")));
         }
         let local_raw = t.local.get_ref();
-        if public.tcp_port().is_some() && local_raw.contains("://") {
-            return Err(at(
-                t.local.span(),
-                &key("local"),
-                format!(
-                    "{local_raw:?}: a TCP tunnel's local service is a port or host:port, without a scheme"
-                ),
-            ));
-        }
-        let mut local = LocalAddr::parse(local_raw).map_err(|e| at(t.local.span(), &key("local"), e))?;
+        let parsed = if public.tcp_port().is_some() {
+            LocalAddr::parse_tcp(local_raw)
+        } else {
+            LocalAddr::parse(local_raw)
+        };
+        let mut local = parsed.map_err(|e| at(t.local.span(), &key("local"), e))?;
         let local_http = local_http(t, public.tcp_port().is_some(), path, &mut local)
             .map_err(|(span, k, e)| at(span.unwrap_or(t.local.span()), &key(k), e))?;
         let rewrite_host = match t.host_header.as_ref().map(|h| (h, h.get_ref().as_str())) {
@@ -303,6 +299,11 @@ mod tests {
                 "g.toml:4: tunnel[0].host: give either",
             ),
             ("[[tunnel]]\nlocal = \"1\"\n", "g.toml:3: tunnel[0].host: missing"),
+            // The value quoted once (it used to read `"99999": "99999" is not…`).
+            (
+                "[[tunnel]]\ntcp = 1\nlocal = \"99999\"\n",
+                "g.toml:4: tunnel[0].local: \"99999\" is not a port number (1-65535)",
+            ),
             (
                 "[[tunnel]]\ntcp = 1\nlocal = \"http://a:1\"\n",
                 "g.toml:4: tunnel[0].local: \"http://a:1\": a TCP",

@@ -4,9 +4,9 @@
 use super::names::{self, Named};
 use crate::config::{LocalAddr, LocalHttp, Public, TunnelSpec};
 use crate::daemon::Daemon;
-use crate::ops::{self, AddOutcome, NewTunnel, OpError};
+use crate::ops::{self, AddOutcome, NewTunnel, OpError, Removed};
 use ggrok_proto::access::{AccessRules, Cidr, Credential};
-use ggrok_proto::ctl::{Command, ErrorCode, HostHeader, Reply};
+use ggrok_proto::ctl::{Command, ErrorCode, HostHeader, LinkState, Reply, ServerDown, StatusInfo};
 use ggrok_proto::host::HostPattern;
 
 /// Runs one command.
@@ -55,7 +55,10 @@ pub async fn execute(daemon: &Daemon, command: Command) -> Reply {
             }
         }
         Command::Remove { host, save } => remove(daemon, &host, save).await,
-        Command::List => Reply::Tunnels { tunnels: infos(daemon) },
+        Command::List => {
+            let servers_down = ServerDown::of(&daemon.status());
+            Reply::Tunnels { tunnels: infos(daemon), servers_down }
+        }
         Command::Status => {
             let mut status = daemon.status();
             status.tunnels = infos(daemon);
@@ -176,11 +179,6 @@ async fn add(daemon: &Daemon, host: &str, local: &str, how: How, access: AccessR
         Err(e) => return error(ErrorCode::InvalidArgument, e),
     };
     if public.tcp_port().is_some() {
-        if local.contains("://") {
-            let e =
-                format!("{local:?}: a TCP tunnel's local service is a port or host:port, without a scheme");
-            return error(ErrorCode::InvalidArgument, e);
-        }
         if how.host_header.is_some() {
             return error(ErrorCode::InvalidArgument, "--rewrite-host applies to HTTP tunnels only");
         }
@@ -188,7 +186,9 @@ async fn add(daemon: &Daemon, host: &str, local: &str, how: How, access: AccessR
         return error(ErrorCode::InvalidArgument, "--proxy-protocol applies to TCP tunnels only");
     }
     let How { host_header, proxy_protocol, save, ca_file, tls_skip_verify } = how;
-    let mut local_addr = match LocalAddr::parse(local) {
+    let parsed =
+        if public.tcp_port().is_some() { LocalAddr::parse_tcp(local) } else { LocalAddr::parse(local) };
+    let mut local_addr = match parsed {
         Ok(l) => l,
         Err(e) => return error(ErrorCode::InvalidArgument, e),
     };
@@ -222,9 +222,7 @@ async fn add(daemon: &Daemon, host: &str, local: &str, how: How, access: AccessR
     let saved = if save { "saved to the config" } else { "not saved" };
     let message = match added.outcome {
         AddOutcome::Online => format!("{key} is online, forwarding to {to} ({saved})"),
-        AddOutcome::Pending => {
-            format!("{key} added ({saved}); it goes online when the connection to the server is up")
-        }
+        AddOutcome::Pending => pending(&key, saved, &daemon.status()),
         AddOutcome::Displaced(reason) => {
             format!("{key} added ({saved}), but another ggrokd took it over at once: {reason}")
         }
@@ -238,10 +236,40 @@ async fn remove(daemon: &Daemon, host: &str, save: bool) -> Reply {
         Err(e) => return error(ErrorCode::InvalidArgument, e),
     };
     match ops::remove(daemon, &public, save).await {
-        Ok(removed) => {
-            let how = if removed.from_file { "and from the config" } else { "(the config is unchanged)" };
-            Reply::Done { message: format!("{public} removed {how}"), tunnel: None }
-        }
+        Ok(removed) => Reply::Done { message: removed_message(&public.to_string(), removed), tunnel: None },
         Err(e) => failed(e),
     }
 }
+
+/// What `add` says of a tunnel added but not online yet (`saved` says where it was saved): why,
+/// from the daemon's `status`. With no connection up, the last connection error (a token the
+/// server refuses never clears by itself).
+fn pending(key: &str, saved: &str, status: &StatusInfo) -> String {
+    match &status.last_error {
+        _ if status.connection == LinkState::Connected => {
+            format!(
+                "{key} added ({saved}); the server has not answered yet: it goes online once it accepts it"
+            )
+        }
+        Some(e) => format!(
+            "{key} added ({saved}), but ggrokd is not connected to the server: {}; it goes online once a \
+             connection is up (ggrokctl status shows the retries)",
+            e.message
+        ),
+        None => format!("{key} added ({saved}); it goes online when the connection to the server is up"),
+    }
+}
+
+/// What `remove` says of the tunnel of `key`.
+fn removed_message(key: &str, removed: Removed) -> String {
+    match removed {
+        Removed { from_file: true, .. } => format!("{key} is offline and removed from the config"),
+        Removed { in_file: true, .. } => {
+            format!("{key} is offline until ggrokd restarts or reloads; the config still has it (--no-save)")
+        }
+        Removed { in_file: false, .. } => format!("{key} is offline and removed (it was not in the config)"),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -297,6 +297,18 @@ pub struct ServerInfo {
     pub ready: bool,
 }
 
+impl ServerInfo {
+    /// The latest error of its connections that are not up, of the daemon's `connections`: why
+    /// it is not held in full.
+    pub fn last_error<'a>(&self, connections: &'a [ConnectionInfo]) -> Option<&'a TimedError> {
+        connections
+            .iter()
+            .filter(|c| c.server == self.server && c.state != LinkState::Connected)
+            .filter_map(|c| c.last_error.as_ref())
+            .max_by_key(|e| e.at)
+    }
+}
+
 /// One tunnel connection of the daemon, as `status` shows it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ConnectionInfo {
