@@ -255,6 +255,8 @@ async fn another_ggrokd_of_the_client_takes_over_and_the_two_do_not_flap() {
     // without writing it to the file a second time.
     let out = b.ctl(&["add", "a.test", &dead]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("is online again") && said.contains("(in the config)"), "{said}");
     a.wait_status("A displaced again", |s| tunnel_state(s, "a.test") == "displaced");
     assert_eq!(public.get("a.test", "/").await.status, StatusCode::BAD_GATEWAY, "B serves it again");
     let file = std::fs::read_to_string(&b.config).unwrap();

@@ -219,8 +219,14 @@ async fn add(daemon: &Daemon, host: &str, local: &str, how: How, access: AccessR
     // The public URL the server gave, when it did.
     let key = shown.url.clone().unwrap_or_else(|| shown.host.clone());
     let to = &added.tunnel.spec.local;
-    let saved = if save { "saved to the config" } else { "not saved" };
+    let saved = match (save, added.again) {
+        (true, false) => "saved to the config",
+        (true, true) => "in the config",
+        (false, _) => "not saved",
+    };
     let message = match added.outcome {
+        // It was there, displaced or refused: claimed anew, it is back.
+        AddOutcome::Online if added.again => format!("{key} is online again, forwarding to {to} ({saved})"),
         AddOutcome::Online => format!("{key} is online, forwarding to {to} ({saved})"),
         AddOutcome::Pending => pending(&key, saved, &daemon.status()),
         AddOutcome::Displaced(reason) => {
