@@ -48,3 +48,14 @@ fn token_and_its_hash_are_equivalent() {
     let b = ServerConfig::parse(Path::new("s.toml"), &b, None).unwrap();
     assert_eq!(a.clients[0].token_sha256, b.clients[0].token_sha256);
 }
+
+/// `domain` allows `*.DOMAIN`; the same pattern in `hosts` (or a host listed twice) is kept once,
+/// so a refusal lists each allowed host once.
+#[test]
+fn hosts_are_kept_once_each_in_order() {
+    let text = "[[client]]\nname = \"alice\"\ntoken = \"0123456789abcdef\"\ndomain = \"alice.test\"\n\
+                hosts = [\"*.alice.test\", \"api.test\", \"API.test\"]\n";
+    let c = ServerConfig::parse(Path::new("s.toml"), text, None).unwrap();
+    let hosts: Vec<String> = c.clients[0].hosts.iter().map(ToString::to_string).collect();
+    assert_eq!(hosts, ["*.alice.test", "api.test"]);
+}
