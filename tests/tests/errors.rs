@@ -79,6 +79,20 @@ async fn wrong_token_is_401_before_the_upgrade_and_logged_by_the_daemon() {
     assert!(text.to_ascii_lowercase().contains("www-authenticate: bearer"), "{text}");
 }
 
+/// A `server` URL with the wrong path: ggrokd says there is no tunnel endpoint there (not that
+/// raw upgrades do not pass, nor that no tunnel is online for the server's host).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_server_path_is_named_as_such() {
+    let server = Server::start(&[ClientDef { name: "t", token: TEST_TOKEN, hosts: &["api.test"] }]);
+    let url = format!("{}/wrongpath", server.ws_url());
+    let daemon = Daemon::start(&url, TEST_TOKEN, &[("api.test", "1")], "");
+    let line = daemon.process.wait_for(&["cannot connect to the server", "no ggrok tunnel endpoint"]);
+    assert!(line.contains(&format!("at {url}: the server answered 404 Not Found")), "{line}");
+    assert!(line.contains("this server takes tunnels at another path"), "{line}");
+    assert!(line.contains("tunnel_path (default /$$ggrok)"), "{line}");
+    assert!(!daemon.process.log().contains("raw upgrades"), "{}", daemon.process.log());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tunnel_path_without_websocket_is_400() {
     let server = Server::start(&[ClientDef { name: "t", token: TEST_TOKEN, hosts: &["api.test"] }]);
