@@ -10,6 +10,8 @@
 //! `transport = "auto"` tries raw first; when the answer is not a `101` with `Upgrade: ggrok-h2`
 //! (except `401`, the usual bad token), or the upgrade fails or times out, it says so once, dials
 //! the WebSocket at once and keeps to it for this endpoint ([`Daemon::remember_raw_fallback`]).
+//! A `404` that the WebSocket gets too is the path's, not the raw upgrade's: it is reported as
+//! [`NoEndpoint`], and raw is tried again next time.
 
 use crate::config::Transport;
 use crate::daemon::{Daemon, Endpoint};
@@ -119,6 +121,44 @@ pub fn after_raw_failure(transport: Transport, failure: &RawFailure) -> Step {
 const UNAUTHORIZED: &str =
     "unauthorized: the server rejected the token, or wants one (401); check `token` in the config";
 
+/// A `404` to the tunnel's handshake: nothing takes tunnels at the URL's path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoEndpoint {
+    /// The server URL dialled.
+    pub url: String,
+    /// The first line of the answer's body.
+    pub text: String,
+}
+
+impl NoEndpoint {
+    fn new(url: &str, body: &str) -> Self {
+        let text: String = body.trim().lines().next().unwrap_or("").trim().chars().take(200).collect();
+        Self { url: url.to_owned(), text }
+    }
+}
+
+impl fmt::Display for NoEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "no ggrok tunnel endpoint at {}: the server answered 404 Not Found", self.url)?;
+        if !self.text.is_empty() {
+            write!(f, " ({:?})", self.text)?;
+        }
+        f.write_str("; check the path of the server URL against the server's tunnel_path (default /$$ggrok)")
+    }
+}
+
+impl std::error::Error for NoEndpoint {}
+
+/// The [`NoEndpoint`] a raw upgrade's `404` means.
+fn no_endpoint(url: &str, failure: &RawFailure) -> Option<NoEndpoint> {
+    match failure {
+        RawFailure::Declined { status, text } if *status == StatusCode::NOT_FOUND => {
+            Some(NoEndpoint::new(url, text))
+        }
+        _ => None,
+    }
+}
+
 /// Dials `endpoint` (at `target`, one of the addresses its name resolves to, or any of them when
 /// `None`) and upgrades, by its transport.
 pub async fn connect(
@@ -132,6 +172,7 @@ pub async fn connect(
         Transport::Raw => true,
         Transport::Auto => !daemon.raw_fell_back(endpoint),
     };
+    let mut fell_back = None;
     if try_raw {
         let url = &endpoint.server.url;
         let stream = tokio::time::timeout(tuning::HANDSHAKE_TIMEOUT, open(endpoint, target))
@@ -144,19 +185,32 @@ pub async fn connect(
             Err(_) => RawFailure::Timeout,
         };
         match after_raw_failure(endpoint.transport, &failure) {
-            Step::Fail => return Err(anyhow!("raw upgrade to {url}: {failure}")),
-            Step::FallBack => {
-                if daemon.remember_raw_fallback(endpoint) {
-                    info!(server = %endpoint.server.authority, raw = %failure, "the path to the server does not pass raw upgrades; using WebSocket");
-                } else {
-                    debug!("raw upgrade: {failure}; using WebSocket");
-                }
+            Step::Fail => {
+                return Err(match no_endpoint(url, &failure) {
+                    Some(none) => none.into(),
+                    None => anyhow!("raw upgrade to {url}: {failure}"),
+                });
             }
+            Step::FallBack => fell_back = Some(failure),
         }
     }
-    tokio::time::timeout(tuning::HANDSHAKE_TIMEOUT, websocket(endpoint, target, headers))
+    let dialled = tokio::time::timeout(tuning::HANDSHAKE_TIMEOUT, websocket(endpoint, target, headers))
         .await
-        .map_err(|_| anyhow!("timed out connecting to {}", endpoint.server.url))?
+        .map_err(|_| anyhow!("timed out connecting to {}", endpoint.server.url))
+        .and_then(|dialled| dialled);
+    if let Some(failure) = fell_back {
+        // A 404 to both says nothing of raw upgrades: the path is wrong (and raw is tried again).
+        let path_is_wrong = no_endpoint(&endpoint.server.url, &failure).is_some()
+            && dialled.as_ref().err().is_some_and(|e| e.is::<NoEndpoint>());
+        if path_is_wrong {
+            debug!("raw upgrade: {failure}; the WebSocket got 404 too");
+        } else if daemon.remember_raw_fallback(endpoint) {
+            info!(server = %endpoint.server.authority, raw = %failure, "the path to the server does not pass raw upgrades; using WebSocket");
+        } else {
+            debug!("raw upgrade: {failure}; using WebSocket");
+        }
+    }
+    dialled
 }
 
 /// The headers of either upgrade: the token, and the range of protocol versions.
@@ -219,6 +273,9 @@ async fn websocket(
             }
             let text =
                 resp.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default().trim().to_owned();
+            if resp.status() == StatusCode::NOT_FOUND {
+                return Err(NoEndpoint::new(url, &text).into());
+            }
             Err(anyhow!("the server refused the tunnel: {} {text}", resp.status()))
         }
         Err(e) => Err(anyhow!("WebSocket handshake with {url} failed: {e}")),

@@ -128,14 +128,41 @@ pub async fn connect_local(
     let name = ServerName::try_from(host.to_owned())
         .map_err(|e| format!("{host:?} is not a valid TLS name: {e}"))?;
     TlsConnector::from(config).connect(name, tcp).await.map_err(|e| {
-        let hint = if e.to_string().contains("certificate") {
-            "; the local service's certificate is not trusted: set ca_file to its CA, or \
-             tls_skip_verify = true for a self-signed development certificate"
-        } else {
-            ""
+        let hint = match failure(&e) {
+            Failure::Untrusted => {
+                "; the local service's certificate is not trusted: set ca_file to its CA, or \
+                 tls_skip_verify = true for a self-signed development certificate"
+            }
+            Failure::NotTls => {
+                "; the answer is not TLS: is the local service plain HTTP? Then use http:// (or just \
+                 the port) in local"
+            }
+            Failure::Other => "",
         };
         format!("TLS handshake with {host} failed: {e}{hint}")
     })
+}
+
+/// What a failed handshake says of the peer, for a hint.
+#[derive(Debug, PartialEq, Eq)]
+enum Failure {
+    /// Its certificate could not be verified.
+    Untrusted,
+    /// It answered with bytes that are no TLS record (a plain-HTTP service answering 400).
+    NotTls,
+    /// Anything else.
+    Other,
+}
+
+fn failure(e: &std::io::Error) -> Failure {
+    let tls = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    if matches!(tls, Some(rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType))) {
+        Failure::NotTls
+    } else if e.to_string().contains("certificate") {
+        Failure::Untrusted
+    } else {
+        Failure::Other
+    }
 }
 
 /// Accepts any certificate (`tls_skip_verify = true`), still checking that the handshake is
@@ -187,11 +214,18 @@ pub async fn connect(
     let name = ServerName::try_from(host.to_owned())
         .map_err(|e| format!("{host:?} is not a valid TLS name: {e}"))?;
     TlsConnector::from(Arc::new(config)).connect(name, tcp).await.map_err(|e| {
-        let hint = if e.to_string().contains("certificate") {
-            "; the server's certificate is not trusted: if it comes from your own CA, set ca_file"
-        } else {
-            ""
+        let hint = match failure(&e) {
+            Failure::Untrusted => {
+                "; the server's certificate is not trusted: if it comes from your own CA, set ca_file"
+            }
+            Failure::NotTls => {
+                "; the answer is not TLS: is the server's endpoint plain HTTP? Then use ws:// in server"
+            }
+            Failure::Other => "",
         };
         format!("TLS handshake with {host} failed: {e}{hint}")
     })
 }
+
+#[cfg(test)]
+mod tests;

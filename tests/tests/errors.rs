@@ -44,6 +44,19 @@ async fn local_service_down_is_502_naming_the_local_address_and_recovers() {
     assert_eq!((reply.status, reply.text().as_str()), (StatusCode::OK, "back"));
 }
 
+/// `https://` in `local` for a service that speaks plain HTTP: the 502 says what is likely wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_to_a_plain_http_local_service_is_502_with_a_hint() {
+    let up = Upstream::start().await;
+    let local = format!("https://127.0.0.1:{}", up.port());
+    let cluster = Cluster::start(&[("plain.test", &local)]);
+    let reply = Public::new(cluster.addr()).get("plain.test", "/").await;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
+    let text = reply.text();
+    assert!(text.contains(&local) && text.contains("TLS handshake with 127.0.0.1 failed"), "{text}");
+    assert!(text.contains("is the local service plain HTTP? Then use http://"), "{text}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_token_is_401_before_the_upgrade_and_logged_by_the_daemon() {
     let server = Server::start(&[ClientDef { name: "t", token: TEST_TOKEN, hosts: &["api.test"] }]);
@@ -64,6 +77,20 @@ async fn wrong_token_is_401_before_the_upgrade_and_logged_by_the_daemon() {
     let text = String::from_utf8_lossy(&buf[..n]);
     assert!(text.starts_with("HTTP/1.1 401"), "{text}");
     assert!(text.to_ascii_lowercase().contains("www-authenticate: bearer"), "{text}");
+}
+
+/// A `server` URL with the wrong path: ggrokd says there is no tunnel endpoint there (not that
+/// raw upgrades do not pass, nor that no tunnel is online for the server's host).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_server_path_is_named_as_such() {
+    let server = Server::start(&[ClientDef { name: "t", token: TEST_TOKEN, hosts: &["api.test"] }]);
+    let url = format!("{}/wrongpath", server.ws_url());
+    let daemon = Daemon::start(&url, TEST_TOKEN, &[("api.test", "1")], "");
+    let line = daemon.process.wait_for(&["cannot connect to the server", "no ggrok tunnel endpoint"]);
+    assert!(line.contains(&format!("at {url}: the server answered 404 Not Found")), "{line}");
+    assert!(line.contains("this server takes tunnels at another path"), "{line}");
+    assert!(line.contains("tunnel_path (default /$$ggrok)"), "{line}");
+    assert!(!daemon.process.log().contains("raw upgrades"), "{}", daemon.process.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -28,7 +28,8 @@ pub struct ClientEntry {
     pub name: String,
     /// SHA-256 of the token; the token itself is not kept.
     pub token_sha256: [u8; 32],
-    /// Patterns of hosts this client may claim (with `domain`, `*.DOMAIN` among them).
+    /// Patterns of hosts this client may claim (with `domain`, `*.DOMAIN` among them), each once,
+    /// in the order of the config.
     pub hosts: Vec<HostPattern>,
     /// The client's own domain (`domain = "alice.example.com"`): ggrokd names a tunnel `myapp`
     /// or a random name under it.
@@ -137,7 +138,10 @@ pub(super) fn validate(
             let pattern = HostPattern::parse(h.get_ref()).map_err(|e| {
                 at(h.span(), &format!("client[{i}].hosts[{j}]"), format!("{:?}: {e}", h.get_ref()))
             })?;
-            hosts.push(pattern);
+            // Listed twice, or `*.DOMAIN` again beside `domain`: kept once, in the first place.
+            if !hosts.contains(&pattern) {
+                hosts.push(pattern);
+            }
         }
         let require = match &c.require {
             Some(list) => Requirements::parse(list)

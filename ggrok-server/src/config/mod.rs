@@ -101,7 +101,8 @@ pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(20);
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 impl ServerConfig {
-    /// Reads and validates `path`. `port_env` is `$PORT` (PaaS), which overrides `listen`'s port.
+    /// Reads and validates `path`. `port_env` is `$PORT` (PaaS), which overrides `listen`'s port
+    /// unless empty.
     pub fn load(path: &Path, port_env: Option<&str>) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::file(path, format!("cannot read: {e}")))?;
@@ -121,7 +122,8 @@ impl ServerConfig {
             })?,
             None => SocketAddr::from(([0, 0, 0, 0], 80)),
         };
-        if let Some(port) = port_env {
+        // An empty `$PORT` (`PORT=`) is unset, as most tools take it.
+        if let Some(port) = port_env.filter(|p| !p.trim().is_empty()) {
             let port: u16 = port.trim().parse().map_err(|_| {
                 ConfigError::file(path, format!("$PORT is {port:?}, which is not a port number"))
             })?;

@@ -38,6 +38,18 @@ fn defaults_and_port_override() {
     assert!(e.to_string().contains("$PORT"));
 }
 
+/// `PORT=` is unset; anything else that is not a port is still an error.
+#[test]
+fn empty_port_is_unset() {
+    let text = "listen = \"127.0.0.1:8080\"\n[[client]]\nname = \"a\"\ntoken = \"0123456789abcdef\"\nhosts = [\"a.test\"]\n";
+    for empty in ["", " "] {
+        let c = ServerConfig::parse(Path::new("s.toml"), text, Some(empty)).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
+    }
+    let e = ServerConfig::parse(Path::new("s.toml"), text, Some("80a")).unwrap_err();
+    assert!(e.to_string().contains(r#"$PORT is "80a", which is not a port number"#), "{e}");
+}
+
 #[test]
 fn token_and_its_hash_are_equivalent() {
     let token = "0123456789abcdef";
@@ -47,4 +59,15 @@ fn token_and_its_hash_are_equivalent() {
     let a = ServerConfig::parse(Path::new("s.toml"), &a, None).unwrap();
     let b = ServerConfig::parse(Path::new("s.toml"), &b, None).unwrap();
     assert_eq!(a.clients[0].token_sha256, b.clients[0].token_sha256);
+}
+
+/// `domain` allows `*.DOMAIN`; the same pattern in `hosts` (or a host listed twice) is kept once,
+/// so a refusal lists each allowed host once.
+#[test]
+fn hosts_are_kept_once_each_in_order() {
+    let text = "[[client]]\nname = \"alice\"\ntoken = \"0123456789abcdef\"\ndomain = \"alice.test\"\n\
+                hosts = [\"*.alice.test\", \"api.test\", \"API.test\"]\n";
+    let c = ServerConfig::parse(Path::new("s.toml"), text, None).unwrap();
+    let hosts: Vec<String> = c.clients[0].hosts.iter().map(ToString::to_string).collect();
+    assert_eq!(hosts, ["*.alice.test", "api.test"]);
 }

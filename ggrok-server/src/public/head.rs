@@ -3,11 +3,11 @@
 
 use crate::State;
 use crate::public::Conn;
-use ggrok_proto::headers::{detach_values, strip_hop_by_hop};
+use ggrok_proto::headers::{detach_values, strip_hop_by_hop, upgrade_protocol};
 use ggrok_proto::host::normalize_host;
 use ggrok_proto::http::{self as body, Body, Refusal};
 use http::request::Parts;
-use http::{HeaderValue, Request, Response, StatusCode, Uri, Version, header};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version, header};
 use hyper::body::Incoming;
 
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
@@ -26,6 +26,17 @@ pub(crate) fn host_of<B>(req: &Request<B>) -> Option<String> {
     match req.headers().get(header::HOST) {
         Some(v) => v.to_str().ok().map(str::to_owned),
         None => authority(),
+    }
+}
+
+/// What the 404 for a host no tunnel serves says. To what looks like ggrokd's handshake (an
+/// upgrade carrying `ggrok-protocol`), at another path than `tunnel_path`, it says that instead
+/// (without naming the path).
+pub(crate) fn unknown_host(headers: &HeaderMap, host: &str) -> String {
+    if headers.contains_key(ggrok_proto::HEADER_PROTOCOL) && upgrade_protocol(headers).is_some() {
+        "ggrok: this server takes tunnels at another path (its tunnel_path)".to_owned()
+    } else {
+        format!("ggrok: no tunnel is online for host {host}")
     }
 }
 
@@ -83,4 +94,22 @@ pub(crate) fn prepare(parts: &mut Parts, conn: Conn, raw_host: &str, state: &Sta
     headers.insert(X_FORWARDED_HOST, value(raw_host)?);
     detach_values(headers);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ggrokd_handshake_at_another_path_is_told_so() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(unknown_host(&headers, "a.test"), "ggrok: no tunnel is online for host a.test");
+        headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        assert!(unknown_host(&headers, "a.test").contains("no tunnel is online"), "a public WebSocket");
+        headers.insert(ggrok_proto::HEADER_PROTOCOL, HeaderValue::from_static("1"));
+        assert!(unknown_host(&headers, "a.test").contains("tunnel_path"));
+        headers.insert(header::UPGRADE, HeaderValue::from_static("ggrok-h2"));
+        assert!(unknown_host(&headers, "a.test").contains("tunnel_path"));
+    }
 }

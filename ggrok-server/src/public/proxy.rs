@@ -23,8 +23,8 @@ use std::time::Instant;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::{debug, warn};
 
-use super::head::prepare;
 pub(crate) use super::head::{host_of, redirect_to_https};
+use super::head::{prepare, unknown_host};
 use super::resend::{Again, resent};
 
 /// Routes one public request that arrived at `started`. Never fails: errors become 4xx/5xx
@@ -74,8 +74,7 @@ pub async fn forward(
             return metrics::respond(meter, started, body::text(StatusCode::BAD_GATEWAY, message));
         }
         Route::Unknown => {
-            let message = format!("ggrok: no tunnel is online for host {host}");
-            return unrouted(body::text(StatusCode::NOT_FOUND, message));
+            return unrouted(body::text(StatusCode::NOT_FOUND, unknown_host(req.headers(), &host)));
         }
     };
     let to =

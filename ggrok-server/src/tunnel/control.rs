@@ -200,10 +200,9 @@ impl Claimant<'_> {
         let pattern = HostPattern::parse(host).map_err(|e| refuse(format!("invalid host {host:?}: {e}")))?;
         let entry = self.entry().map_err(refuse)?;
         if !entry.hosts.iter().any(|allowed| allowed.allows(&pattern)) {
-            let allowed: Vec<String> = entry.hosts.iter().map(|h| h.to_string()).collect();
             return Err(refuse(format!(
                 "client {client:?} may not claim {pattern}; its allowed hosts are {}",
-                allowed.join(", ")
+                listed(&entry.hosts)
             )));
         }
         let guard = self.guard(&entry, access, false).map_err(refuse)?;
@@ -313,4 +312,29 @@ fn session_is_daemon(identity: &str) -> bool {
 /// Whether a control stream failed on a message over `max_control_message`.
 fn is_oversized(e: &ControlError) -> bool {
     matches!(e, ControlError::Io(io) if io.get_ref().is_some_and(|inner| inner.is::<LengthDelimitedCodecError>()))
+}
+
+/// A client's allowed hosts for a refusal, each once, in their order.
+fn listed(hosts: &[HostPattern]) -> String {
+    let mut seen: Vec<String> = Vec::with_capacity(hosts.len());
+    for host in hosts.iter().map(ToString::to_string) {
+        if !seen.contains(&host) {
+            seen.push(host);
+        }
+    }
+    seen.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allowed_hosts_are_listed_once_each_in_order() {
+        let hosts: Vec<HostPattern> = ["*.alice.test", "*.alice.test", "api.test"]
+            .iter()
+            .map(|h| HostPattern::parse(h).unwrap())
+            .collect();
+        assert_eq!(listed(&hosts), "*.alice.test, api.test");
+    }
 }

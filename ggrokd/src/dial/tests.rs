@@ -153,6 +153,67 @@ async fn raw_alone_reports_the_answer_and_401_never_falls_back() {
     assert!(!d.raw_fell_back(&endpoint(&d)));
 }
 
+const NOT_FOUND: &str = "HTTP/1.1 404 Not Found\r\ncontent-length: 45\r\nconnection: close\r\n\r\n\
+                         ggrok: no tunnel is online for host 127.0.0.1\n";
+
+/// A server with nothing at the path: every request, raw or WebSocket, gets [`NOT_FOUND`]; it
+/// records each request head.
+async fn nothing_there() -> (u16, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let seen = heads.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let head = peek_head(&stream).await;
+            seen.lock().unwrap().push(head.to_ascii_lowercase());
+            stream.read_exact(&mut vec![0u8; head.len()]).await.unwrap();
+            stream.write_all(NOT_FOUND.as_bytes()).await.unwrap();
+        }
+    });
+    (port, heads)
+}
+
+#[tokio::test]
+async fn a_404_to_both_upgrades_names_the_path_and_does_not_blame_raw() {
+    let (port, heads) = nothing_there().await;
+    let d = daemon(port, "auto");
+    let err = connect(&d, &endpoint(&d), None).await.err().unwrap();
+    let none = err.downcast_ref::<NoEndpoint>().unwrap_or_else(|| panic!("{err:#}"));
+    assert_eq!(none.text, "ggrok: no tunnel is online for host 127.0.0.1");
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!("no ggrok tunnel endpoint at ws://127.0.0.1:{port}/$$ggrok")),
+        "{text}"
+    );
+    assert!(text.contains("tunnel_path (default /$$ggrok)"), "{text}");
+    assert!(!d.raw_fell_back(&endpoint(&d)), "a wrong path is no reason to give raw up");
+    connect(&d, &endpoint(&d), None).await.err().unwrap();
+    let raw: Vec<bool> = heads.lock().unwrap().iter().map(|h| h.contains("upgrade: ggrok-h2")).collect();
+    assert_eq!(raw, [true, false, true, false], "raw, then the WebSocket, each time");
+}
+
+#[tokio::test]
+async fn a_404_names_the_path_whatever_the_transport() {
+    for transport in ["raw", "websocket"] {
+        let (port, _) = nothing_there().await;
+        let d = daemon(port, transport);
+        let err = connect(&d, &endpoint(&d), None).await.err().unwrap();
+        assert!(err.is::<NoEndpoint>(), "{transport}: {err:#}");
+        assert!(err.to_string().contains("tunnel_path"), "{transport}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn a_404_to_raw_alone_is_a_fallback() {
+    let (port, _) = server(NOT_FOUND).await;
+    let d = daemon(port, "auto");
+    let dialled = connect(&d, &endpoint(&d), None).await.unwrap();
+    assert_eq!(dialled.transport(), "websocket");
+    assert!(d.raw_fell_back(&endpoint(&d)));
+}
+
 #[tokio::test]
 async fn websocket_alone_never_tries_raw() {
     let (port, heads) = server(RAW_OK).await;
