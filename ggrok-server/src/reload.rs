@@ -260,23 +260,25 @@ fn release_what_is_no_longer_allowed(state: &State, config: &ServerConfig, outco
     }
 }
 
-/// Tells `daemon` it lost `tunnel`; its sessions too old to be told (below `since`) are closed,
-/// so that the daemon claims again and hears the refusal.
 /// Tells the daemons of every HTTP tunnel online the URL it now has (`public_url` changed), as a
 /// claim's answer again, which ggrokd takes as the tunnel's new URL (older ones ignore the URL);
-/// the number of tunnels.
+/// the number of tunnels told (on sessions of protocol 2 or later).
 fn tell_new_urls(state: &State) -> usize {
-    let online = state.registry.online_hosts();
-    for (host, daemon) in &online {
-        let url = state.public_url(host);
+    let mut told = 0;
+    for (host, daemon) in state.registry.online_hosts() {
+        let url = state.public_url(&host);
+        let mut any = false;
         for session in daemon.sessions().iter().filter(|s| s.protocol >= 2) {
             let tunnel = TunnelKey::Http { host: host.clone() };
-            session.tell(ServerMessage::Claimed { tunnel, port: None, url: Some(url.clone()) });
+            any |= session.tell(ServerMessage::Claimed { tunnel, port: None, url: Some(url.clone()) });
         }
+        told += usize::from(any);
     }
-    online.len()
+    told
 }
 
+/// Tells `daemon` it lost `tunnel`; its sessions too old to be told (below `since`) are closed,
+/// so that the daemon claims again and hears the refusal.
 fn displace(daemon: &Arc<Daemon>, tunnel: TunnelKey, since: u32, reason: String) {
     for session in daemon.sessions().iter() {
         if session.protocol >= since {

@@ -97,7 +97,7 @@ const ENDING: [nix::sys::signal::Signal; 4] = {
 };
 
 /// From now on, a signal in [`ENDING`] puts `tty` back as `before` (echo on) and ends ggrokctl
-/// with 128 + the signal's number, as the signal would have: without this, Ctrl-C at the prompt
+/// by that signal, as it would have ended anyway: without this, Ctrl-C at the prompt
 /// left the shell without echo. The signals are blocked in this thread and taken by a thread that
 /// waits for them (no code runs in a signal handler); the first call sets it up, later calls
 /// (the second question) find it in place.
@@ -120,6 +120,12 @@ fn restore_on_signal(tty: std::fs::File, before: nix::sys::termios::Termios) -> 
             if let Ok(signal) = signals.wait() {
                 let _ = tcsetattr(&tty, SetArg::TCSANOW, &before);
                 let _ = writeln!(&tty);
+                // Die of the signal itself (its default action), so that a shell script sees an
+                // interrupted command, not one that chose to exit.
+                let mut only = SigSet::empty();
+                only.add(signal);
+                let _ = only.thread_unblock();
+                let _ = nix::sys::signal::raise(signal);
                 std::process::exit(128 + signal as i32);
             }
         });

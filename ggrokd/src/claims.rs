@@ -100,6 +100,11 @@ impl Claims {
         self.displaced = Some(reason);
     }
 
+    /// Whether connection `link` has the tunnel accepted now.
+    pub fn online_on(&self, link: u32) -> bool {
+        self.links.get(link as usize) == Some(&OnLink::Online)
+    }
+
     /// Connection `link` is down: what it had is gone.
     pub fn link_down(&mut self, link: u32) {
         *self.link(link) = OnLink::Unclaimed;

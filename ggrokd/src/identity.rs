@@ -104,14 +104,31 @@ pub fn take(config: &Path) -> Result<Identity, String> {
 fn lock(dir: &Path, config: &Path) -> Result<Option<nix::fcntl::Flock<fs::File>>, String> {
     use nix::fcntl::{Flock, FlockArg};
     use std::io::{Read, Seek};
-    if !dir.exists() && DirBuilder::new().recursive(true).mode(0o700).create(dir).is_err() {
-        return Ok(None);
-    }
     let path = dir.join(file_name(config).replace(".id", ".lock"));
-    let Ok(file) =
-        OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(&path)
-    else {
-        return Ok(None);
+    let unlocked = |e: &dyn std::fmt::Display| {
+        warn!(
+            file = %path.display(),
+            "cannot take the lock ({e}): a second ggrokd started with this config would not be refused"
+        );
+        Ok(None)
+    };
+    if !dir.exists()
+        && let Err(e) = DirBuilder::new().recursive(true).mode(0o700).create(dir)
+    {
+        return unlocked(&e);
+    }
+    // Never through a symbolic link: the file is truncated once locked.
+    let opened = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(&path);
+    let file = match opened {
+        Ok(file) => file,
+        Err(e) => return unlocked(&e),
     };
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(mut held) => {
@@ -135,7 +152,7 @@ fn lock(dir: &Path, config: &Path) -> Result<Option<nix::fcntl::Flock<fs::File>>
                 path.display()
             ))
         }
-        Err(_) => Ok(None),
+        Err((_, e)) => unlocked(&e),
     }
 }
 

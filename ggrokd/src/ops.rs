@@ -85,10 +85,11 @@ pub async fn add(daemon: &Daemon, new: NewTunnel) -> Result<Added, OpError> {
     let (tunnel, again) = {
         let _edit = daemon.edits.lock().await;
         match daemon.tunnels.get(&key) {
-            // The same tunnel again, displaced by another ggrokd or refused: asked anew, it is
-            // claimed fresh (as a reload would), which takes it back.
+            // The same tunnel again (same local service), displaced by another ggrokd or
+            // refused: asked anew, it is claimed fresh as it is (as a reload would), which takes
+            // it back. Its options stay those it has (the file's).
             Some(existing)
-                if existing.spec == new.spec
+                if existing.spec.local == new.spec.local
                     && matches!(existing.state(), TunnelState::Displaced(_) | TunnelState::Refused(_)) =>
             {
                 existing.refresh();
@@ -97,9 +98,13 @@ pub async fn add(daemon: &Daemon, new: NewTunnel) -> Result<Added, OpError> {
             }
             Some(existing) => {
                 let local = &existing.spec.local;
-                return Err(OpError::Exists(format!(
-                    "{key} already has a tunnel (to {local}); remove it first"
-                )));
+                return Err(OpError::Exists(match existing.state() {
+                    TunnelState::Displaced(_) | TunnelState::Refused(_) => format!(
+                        "{key} already has a tunnel (to {local}), displaced or refused: `ggrokctl add {key} \
+                         {local}` or `ggrokctl reload` claims it again; to change its target, remove it first"
+                    ),
+                    _ => format!("{key} already has a tunnel (to {local}); remove it first"),
+                }));
             }
             None => {
                 let tunnel = daemon

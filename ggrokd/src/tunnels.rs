@@ -33,6 +33,8 @@ pub struct Tunnel {
     asking_any_port: AtomicBool,
     /// The public URL each connection's server gave, by connection.
     url: Mutex<std::collections::BTreeMap<u32, String>>,
+    /// The public URL given last, on any connection.
+    latest_url: Mutex<Option<String>>,
 }
 
 /// Seconds since the Unix epoch.
@@ -51,6 +53,7 @@ impl Tunnel {
             last_error: Mutex::new(None),
             last_ok: true.into(),
             url: Mutex::default(),
+            latest_url: Mutex::default(),
             asking_any_port: false.into(),
         }
     }
@@ -183,16 +186,22 @@ impl Tunnel {
         }
     }
 
-    /// The public URL the servers gave: the one given on the lowest-numbered connection (servers
-    /// of one daemon serve the same host; a stable pick when they name it differently).
+    /// The public URL the servers gave: the one given on the lowest-numbered connection that has
+    /// the tunnel now (servers of one daemon serve the same host; a stable pick when they name it
+    /// differently), else the one given last.
     pub fn url(&self) -> Option<String> {
-        self.url.lock().expect("url lock").values().next().cloned()
+        // One lock at a time.
+        let urls = self.url.lock().expect("url lock").clone();
+        let claims = self.claims.lock().expect("claims lock").clone();
+        let online = urls.into_iter().find(|(link, _)| claims.online_on(*link)).map(|(_, url)| url);
+        online.or_else(|| self.latest_url.lock().expect("url lock").clone())
     }
 
     /// Keeps the public URL a server gave on connection `link` when it accepted the claim, or
     /// later when it changed (the server's `public_url` was reloaded).
     pub fn set_url(&self, link: u32, url: Option<String>) {
         if let Some(url) = url {
+            *self.latest_url.lock().expect("url lock") = Some(url.clone());
             self.url.lock().expect("url lock").insert(link, url);
         }
     }

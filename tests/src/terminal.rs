@@ -64,9 +64,20 @@ impl Terminal {
         self.keys.flush().unwrap();
     }
 
-    /// Waits for the command to end: its status and all the screen showed.
+    /// Waits for the command to end (30 s at most, else kills it and panics): its status and all
+    /// the screen showed.
     pub fn finish(mut self) -> (ExitStatus, String) {
-        let status = self.child.wait().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("the command on the terminal did not end");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
         (status, self.transcript.join().unwrap())
     }
 }

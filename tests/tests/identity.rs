@@ -23,19 +23,29 @@ fn a_second_ggrokd_with_the_same_config_is_refused() {
     let first = ggrokd(&config, &first_socket, &state);
     first.wait_for(&["ggrokd", "starting"]);
 
-    let second = std::process::Command::new(bin("ggrokd"))
-        .args([
-            "--config",
-            config.to_str().unwrap(),
-            "--socket",
-            dir.path().join("second.sock").to_str().unwrap(),
-        ])
+    // It must end at once; one that ran on is killed after a while, and the test fails.
+    let second_socket = dir.path().join("second.sock");
+    let mut second = std::process::Command::new(bin("ggrokd"))
+        .args(["--config", config.to_str().unwrap(), "--socket", second_socket.to_str().unwrap()])
         .env_clear()
         .env("XDG_STATE_HOME", &state)
-        .output()
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
-    let err = String::from_utf8_lossy(&second.stderr);
-    assert!(!second.status.success(), "{err}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            second.kill().unwrap();
+            panic!("a second ggrokd with the same config kept running");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success(), "{err}");
     let says = format!("another ggrokd (pid {}) is already running with {}", first.pid(), config.display());
     assert!(err.contains(&says), "{err}");
     assert!(!dir.path().join("second.sock").exists(), "the second one bound no socket");

@@ -27,7 +27,9 @@ async fn read_head(conn: &mut TcpStream) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_requests_and_upgrades_are_sent_on_another_connection_of_the_daemon() {
-    let server = Server::start(&[ClientDef { name: "rogue", token: TEST_TOKEN, hosts: &[HOST] }]);
+    // One worker, so both connections are on it and either may be picked first.
+    let clients = [ClientDef { name: "rogue", token: TEST_TOKEN, hosts: &[HOST] }];
+    let server = Server::start_extra(&clients, "threads = 1");
     let daemon = "0123456789abcdef0123456789abcdef";
     let refusing = rogue::connection(server.addr, TEST_TOKEN, daemon, 0, HOST, Answers::Refuse).await;
     let serving = rogue::connection(server.addr, TEST_TOKEN, daemon, 1, HOST, Answers::Serve).await;

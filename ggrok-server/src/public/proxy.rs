@@ -10,6 +10,7 @@ use crate::public::Conn;
 use crate::public::paced::Paced;
 use crate::public::stall::Progress;
 use crate::tunnel::Session;
+use crate::tunnel::daemons::Daemon;
 use crate::tunnel::registry::Route;
 use ggrok_proto::HEADER_DECLINED_STATUS;
 use ggrok_proto::headers::{error_chain, strip_hop_by_hop, upgrade_protocol};
@@ -55,11 +56,11 @@ pub async fn forward(
             ));
         }
     };
-    let (session, meter, guard) = match state.registry.lookup(&host) {
+    let (session, meter, guard, daemon) = match state.registry.lookup(&host) {
         Route::Online(daemon, meter, guard) => match daemon.pick(crate::workers::current()) {
             Some((session, local)) => {
                 state.metrics.stream_routed(local);
-                (session, meter, guard)
+                (session, meter, guard, daemon)
             }
             // Its last session just ended; the registry marks the hosts offline right after.
             None => {
@@ -77,8 +78,17 @@ pub async fn forward(
             return unrouted(body::text(StatusCode::NOT_FOUND, unknown_host(req.headers(), &host)));
         }
     };
-    let to =
-        Routed { state: &state, session, meter, conn, writes, raw_host: &raw_host, host: &host, started };
+    let to = Routed {
+        state: &state,
+        daemon,
+        session,
+        meter,
+        conn,
+        writes,
+        raw_host: &raw_host,
+        host: &host,
+        started,
+    };
     // The tunnel's access rules, before anything is sent through it (upgrades included).
     if let Some(guard) = &guard {
         let policy = state.config().limits.auth_policy();
@@ -126,6 +136,8 @@ pub async fn forward(
 /// A request whose tunnel is known.
 pub(super) struct Routed<'a> {
     pub(super) state: &'a State,
+    /// The daemon that held the host when the request was admitted under its access rules.
+    pub(super) daemon: Arc<Daemon>,
     pub(super) session: Arc<Session>,
     meter: Arc<HostMeter>,
     conn: Conn,

@@ -30,13 +30,23 @@ pub(super) async fn resent<T, F>(
 where
     F: Future<Output = Result<T, SendError>>,
 {
+    let mut refused = Vec::with_capacity(MAX_RESENDS + 1);
     for _ in 0..MAX_RESENDS {
         let Err(e) = &sent else { break };
         if !e.is_unprocessed() {
             break;
         }
-        let Route::Online(daemon, ..) = to.state.registry.lookup(to.host) else { break };
-        let Some(session) = daemon.pick_other(crate::workers::current(), to.session.id) else { break };
+        refused.push(to.session.id);
+        // Only to the daemon the request was admitted for: one that took the host over since
+        // may have other access rules, which this request has not been checked against.
+        let Route::Online(now, ..) = to.state.registry.lookup(to.host) else { break };
+        if !Arc::ptr_eq(&now, &to.daemon) {
+            break;
+        }
+        let Some(session) = now.pick_other(crate::workers::current(), to.session.id) else { break };
+        if refused.contains(&session.id) {
+            break;
+        }
         let Ok(p) = session.stream_permit() else { break };
         debug!(
             host = to.host,
