@@ -86,6 +86,8 @@ pub struct State {
     pub limit_log: LogLimiter,
     /// Access rules' server-wide state: failed logins by address, the hash checker.
     pub access: access::Gate,
+    /// Daemons standing by for hosts taken from them.
+    pub standby: tunnel::standby::Standby,
     /// Every version this build speaks, read once at start; `GGROK_PROTOCOL_MAX` lowers the
     /// newest, so tests can play an older server.
     protocols: std::ops::RangeInclusive<u32>,
@@ -183,6 +185,7 @@ pub async fn run(
         pending,
         limit_log: LogLimiter::default(),
         access: access::Gate::default(),
+        standby: tunnel::standby::Standby::default(),
         protocols: *ggrok_proto::version::SUPPORTED.start()..=ggrok_proto::version::newest_from_env(),
         next_session: AtomicU64::new(0),
         next_anonymous: AtomicU64::new(0),

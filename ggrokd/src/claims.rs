@@ -88,6 +88,17 @@ impl Claims {
         }
     }
 
+    /// The tunnel this daemon was displaced from is free again: no longer displaced, and claimed
+    /// without takeover (as on a reconnect), so that it takes the tunnel from nobody. Returns
+    /// whether it was displaced.
+    pub fn stand_in(&mut self) -> bool {
+        let was = self.displaced.take().is_some();
+        if was {
+            self.accepted = true;
+        }
+        was
+    }
+
     /// Connection `link` got the claim refused.
     pub fn refused(&mut self, link: u32, reason: String) {
         *self.link(link) = OnLink::Refused(reason);

@@ -199,6 +199,15 @@ pub fn on_event(daemon: &Daemon, link: u32, event: Event) -> Option<TunnelOp> {
             }
             None
         }
+        Event::Available { host } => {
+            if let Some(t) = daemon.tunnels.get(&host)
+                && let Some(claim) = t.stand_in()
+            {
+                info!(host, "the ggrokd that took the tunnel over is gone: claiming it back");
+                daemon.send_everywhere(&claim);
+            }
+            None
+        }
         Event::Released { host } => {
             debug!(host, "tunnel released on the server");
             None
@@ -379,6 +388,13 @@ mod tests {
         on_event(&d, 0, Event::Displaced { host: "a.test".into(), reason: "by laptop".into() });
         assert_eq!(a.state(), TunnelState::Displaced("by laptop".into()));
         assert_eq!(a.claim(), None);
+        // Free again: claimed back without takeover, and online once accepted.
+        let claim = a.stand_in().expect("a claim back");
+        assert!(matches!(claim, TunnelOp::Claim { takeover: false, .. }), "{claim:?}");
+        assert_eq!(a.state(), TunnelState::Connecting);
+        assert_eq!(a.stand_in(), None, "only what was displaced");
+        on_event(&d, 0, event_for("a.test"));
+        assert_eq!(a.state(), TunnelState::Online);
     }
 
     #[test]

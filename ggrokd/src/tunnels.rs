@@ -100,6 +100,14 @@ impl Tunnel {
         Some(TunnelOp::Claim { host: self.host(), takeover, access: self.spec.access.clone() })
     }
 
+    /// The tunnel this daemon was displaced from is free again: the claim that takes it back
+    /// without taking it from anyone, when it was displaced.
+    pub fn stand_in(&self) -> Option<TunnelOp> {
+        let mut was = false;
+        self.update(|c| was = c.stand_in());
+        if was { self.claim() } else { None }
+    }
+
     /// Connection `link` got the claim accepted. Returns whether the tunnel just came online.
     pub fn claimed(&self, link: u32) -> bool {
         let (before, after) = self.update(|c| c.claimed(link));

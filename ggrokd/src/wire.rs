@@ -88,6 +88,11 @@ pub enum Event {
         /// Who took it.
         reason: String,
     },
+    /// A tunnel this daemon was displaced from is free again: claim it back, without takeover.
+    Available {
+        /// The host or pattern.
+        host: String,
+    },
     /// The server could not act on a message of ours.
     Error(String),
     /// A message this build does not act on (a newer server's).
@@ -169,6 +174,7 @@ pub fn decode(message: ServerMessage) -> Event {
         ServerMessage::Unregistered { host } => Event::Released { host },
         ServerMessage::Released { tunnel } => Event::Released { host: key_of(tunnel) },
         ServerMessage::Displaced { tunnel, reason } => Event::Displaced { host: key_of(tunnel), reason },
+        ServerMessage::Available { tunnel } => Event::Available { host: key_of(tunnel) },
         ServerMessage::Error { message } => Event::Error(message),
         ServerMessage::Unknown => Event::Ignored,
     }
@@ -242,6 +248,8 @@ mod tests {
             Event::Displaced { host: "a.test".into(), reason: "by laptop".into() }
         );
         assert_eq!(decode(ServerMessage::Unknown), Event::Ignored);
+        let available = Event::Available { host: "a.test".into() };
+        assert_eq!(decode(ServerMessage::Available { tunnel: http("a.test") }), available);
         assert_eq!(decode(ServerMessage::Error { message: "x".into() }), Event::Error("x".into()));
     }
 

@@ -6,7 +6,8 @@
 //! server answers each with its acceptance or refusal. Claims and releases may follow at any time.
 //! Version 1 (see [`crate::PROTOCOL_VERSION`]) claims hosts with `Register`/`Unregister`, answered
 //! by `Registered`/`Refused`/`Unregistered`; version 2 claims typed tunnels with `Claim`/`Release`,
-//! answered by `Claimed`/`ClaimRefused`/`Released`, and adds `Displaced`; version 4 adds access
+//! answered by `Claimed`/`ClaimRefused`/`Released`, and adds `Displaced` (and `Available`, which
+//! daemons that predate it ignore); version 4 adds access
 //! rules to `Claim`. Each side sends the
 //! other only what the agreed version knows.
 
@@ -127,6 +128,13 @@ pub enum ServerMessage {
         tunnel: TunnelKey,
         /// Who took it, in words meant for the person running ggrokd.
         reason: String,
+    },
+    /// A tunnel this daemon was displaced from is free again (the ggrokd that took it stopped
+    /// or released it): the daemon may claim it back, without takeover. Daemons that predate it
+    /// ignore it.
+    Available {
+        /// The tunnel.
+        tunnel: TunnelKey,
     },
     /// A message the server could not act on (malformed, unknown). The stream stays open.
     Error {

@@ -264,6 +264,14 @@ async fn another_ggrokd_of_the_client_takes_over_and_the_two_do_not_flap() {
     // Another target for a tunnel that exists is still refused.
     let out = b.ctl(&["add", "a.test", &up.port()]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("already has a tunnel"), "{out:?}");
+
+    // B stops: once the tunnel has stayed free a moment, the server tells A, which claims it
+    // back on its own (without taking it from anyone).
+    let mut b = b;
+    b.process.stop();
+    a.wait_status("A online once B is gone", |s| tunnel_state(s, "a.test") == "online");
+    a.process.wait_for(&["the ggrokd that took the tunnel over is gone: claiming it back"]);
+    assert_eq!(public.get("a.test", "/").await.status, StatusCode::OK, "A serves it again");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

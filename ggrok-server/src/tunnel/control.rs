@@ -230,6 +230,7 @@ impl Claimant<'_> {
                 for s in old.sessions().iter().filter(|s| s.protocol >= 2) {
                     s.tell(ServerMessage::Displaced { tunnel: tunnel.clone(), reason: reason.clone() });
                 }
+                self.state.standby.displaced(&pattern.to_string(), &old);
                 self.demand_certificate(&pattern);
                 Ok(())
             }
@@ -299,6 +300,7 @@ impl Claimant<'_> {
         let key = HostPattern::parse(host).map(|p| p.to_string()).unwrap_or(host.to_owned());
         if self.state.registry.release(&key, self.daemon.id()) {
             info!(session = self.session.id, host = %key, "host unregistered");
+            super::standby::Standby::freed(self.state, vec![key]);
         }
     }
 }

@@ -20,6 +20,7 @@ mod h2c;
 pub mod ports;
 pub mod registry;
 pub mod session;
+pub mod standby;
 
 pub use h2c::SendError;
 pub use session::Session;
@@ -248,7 +249,9 @@ async fn serve<IO>(
         if !ports.is_empty() {
             info!(session = id, client = %client.name, ?ports, "TCP ports offline (still bound for the offline grace)");
         }
-        state.registry.remove_owner(daemon.id())
+        let hosts = state.registry.remove_owner(daemon.id());
+        standby::Standby::freed(&state, hosts.clone());
+        hosts
     } else {
         Vec::new()
     };
