@@ -7,8 +7,7 @@
 //! Version 1 (see [`crate::PROTOCOL_VERSION`]) claims hosts with `Register`/`Unregister`, answered
 //! by `Registered`/`Refused`/`Unregistered`; version 2 claims typed tunnels with `Claim`/`Release`,
 //! answered by `Claimed`/`ClaimRefused`/`Released`, and adds `Displaced` (and `Available`, which
-//! daemons that predate it ignore); version 4 adds access
-//! rules to `Claim`. Each side sends the
+//! daemons that predate it ignore); version 4 adds access rules to `Claim`. Each side sends the
 //! other only what the agreed version knows.
 
 use crate::access::AccessRules;
