@@ -64,11 +64,20 @@ impl Public {
     }
 
     /// Sends `req` (whose URI is a path) to the server with `Host: host`.
-    pub async fn send(&self, host: &str, mut req: Request<Body>) -> Response<Incoming> {
+    pub async fn send(&self, host: &str, req: Request<Body>) -> Response<Incoming> {
+        self.try_send(host, req).await.unwrap_or_else(|e| panic!("request to {host} failed: {e:?}"))
+    }
+
+    /// Like [`Public::send`], with the client's error when the server gave no answer.
+    pub async fn try_send(
+        &self,
+        host: &str,
+        mut req: Request<Body>,
+    ) -> Result<Response<Incoming>, hyper_util::client::legacy::Error> {
         let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
         *req.uri_mut() = format!("http://{}{}", self.addr, path).parse().unwrap();
         req.headers_mut().insert(header::HOST, host.parse().unwrap());
-        self.client.request(req).await.unwrap_or_else(|e| panic!("request to {host} failed: {e:?}"))
+        self.client.request(req).await
     }
 
     /// Sends a request and reads the whole response.
