@@ -117,20 +117,9 @@ mod tests {
         let mut down = server(false, &[], &[]);
         (down.state, down.up, down.connections) = (LinkState::Disconnected, 0, 1);
         let connection = |state, message: &str, at| ConnectionInfo {
-            index: 0,
-            server: down.server.clone(),
-            replica: None,
-            address: None,
-            worker: None,
-            transport: None,
-            protocol: None,
-            session: None,
-            state,
-            since: 0,
-            requests: 0,
             attempt: 2,
             last_error: Some(ggrok_proto::ctl::TimedError { at, message: message.into() }),
-            next_retry: None,
+            ..ConnectionInfo::new(0, down.server.clone(), state)
         };
         let connections = [
             connection(LinkState::Disconnected, "cannot connect", 1),

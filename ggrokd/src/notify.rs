@@ -143,22 +143,7 @@ mod tests {
 
     #[test]
     fn the_status_line_counts_the_connections_up() {
-        let link = |index, state| ConnectionInfo {
-            index,
-            server: "ws://t".into(),
-            replica: None,
-            address: None,
-            worker: None,
-            transport: None,
-            protocol: None,
-            session: None,
-            state,
-            since: 0,
-            requests: 0,
-            attempt: 0,
-            last_error: None,
-            next_retry: None,
-        };
+        let link = |index, state| ConnectionInfo::new(index, "ws://t", state);
         let mut s = status(LinkState::Connected, 0, None);
         s.connections = (0..4).map(|i| link(i, LinkState::Connected)).collect();
         assert_eq!(

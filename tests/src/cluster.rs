@@ -259,3 +259,22 @@ pub fn ctl(socket: &Path, args: &[&str]) -> std::process::Output {
         .output()
         .expect("run ggrokctl")
 }
+
+/// Runs `ggrokctl ARGS` with a clean environment and `line` on its standard input (a password,
+/// say); it must succeed.
+pub fn ctl_given(args: &[&str], line: &str) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = std::process::Command::new(bin("ggrokctl"))
+        .args(args)
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ggrokctl");
+    writeln!(child.stdin.take().unwrap(), "{line}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    out
+}

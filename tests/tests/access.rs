@@ -7,39 +7,21 @@ use ggrok_tests::TEST_TOKEN;
 use ggrok_tests::admin::{ADMIN_CONFIG, Admin};
 use ggrok_tests::bins::bin;
 use ggrok_tests::client::{Public, full, read_response};
-use ggrok_tests::cluster::{Cluster, Daemon, Server};
+use ggrok_tests::cluster::{Cluster, Daemon, Server, ctl_given};
 use ggrok_tests::tcp::{echo, free_range, server_extra};
 use ggrok_tests::terminal::Terminal;
 use ggrok_tests::upstream::{SEEN_FORWARDED_FOR, Upstream};
 use http::{Request, StatusCode, header};
-use std::io::Write;
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::sync::atomic::Ordering;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 const OTHER: [u8; 4] = [127, 0, 0, 2];
 
-/// Runs ggrokctl with `args` and `line` on its standard input; it must succeed.
-fn ggrokctl_given(args: &[&str], line: &str) -> std::process::Output {
-    let mut child = std::process::Command::new(bin("ggrokctl"))
-        .args(args)
-        .env_clear()
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{line}").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{out:?}");
-    out
-}
-
 /// `user:HASH`, from `ggrokctl hash-password USER` with the password on standard input.
 fn hash(user: &str, password: &str) -> String {
-    let out = ggrokctl_given(&["hash-password", user], password);
+    let out = ctl_given(&["hash-password", user], password);
     let line = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     assert!(line.starts_with(&format!("{user}:$argon2id$")) && !line.contains(password), "{line}");
     line
@@ -139,7 +121,7 @@ async fn basic_auth_added_with_ggrokctl_keeps_unauthenticated_requests_out() {
         "--basic-auth",
         "dave:dave-pw",
     ];
-    ggrokctl_given(&args, "carol-typed-pw");
+    ctl_given(&args, "carol-typed-pw");
     let saved = std::fs::read_to_string(&cluster.daemon.config).unwrap();
     assert!(!saved.contains("carol-typed-pw"), "no plaintext in the file:\n{saved}");
     cluster.daemon.wait_online("asked.test");

@@ -3,13 +3,11 @@
 //! connection the server refuses, shown by `add`, `ready` and `list`.
 
 use ggrok_tests::TEST_TOKEN;
-use ggrok_tests::bins::bin;
 use ggrok_tests::client::Public;
-use ggrok_tests::cluster::{ClientDef, Cluster, Daemon, Server, ctl};
+use ggrok_tests::cluster::{ClientDef, Cluster, Daemon, Server, ctl, ctl_given};
 use ggrok_tests::upstream::Upstream;
 use serde_json::Value;
-use std::io::Write;
-use std::process::{Output, Stdio};
+use std::process::Output;
 
 fn ok(out: &Output) -> String {
     assert!(
@@ -90,17 +88,8 @@ async fn empty_listings_say_what_they_looked_for() {
 
 #[test]
 fn commands_without_ggrokd_print_json_documents_too() {
-    let mut child = std::process::Command::new(bin("ggrokctl"))
-        .args(["--json", "hash-password", "bob"])
-        .env_clear()
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "pw").unwrap();
-    let doc: Value =
-        serde_json::from_str(&ok(&child.wait_with_output().unwrap())).expect("one JSON document");
+    let out = ctl_given(&["--json", "hash-password", "bob"], "pw");
+    let doc: Value = serde_json::from_str(&ok(&out)).expect("one JSON document");
     assert_eq!(doc["user"], "bob");
     assert!(doc["entry"].as_str().unwrap().starts_with("bob:$argon2id$"), "{doc}");
 

@@ -300,7 +300,7 @@ impl Claimant<'_> {
         let key = HostPattern::parse(host).map(|p| p.to_string()).unwrap_or(host.to_owned());
         if self.state.registry.release(&key, self.daemon.id()) {
             info!(session = self.session.id, host = %key, "host unregistered");
-            super::standby::Standby::freed(self.state, vec![key]);
+            super::standby::Standby::freed(self.state, std::slice::from_ref(&key));
         }
     }
 }

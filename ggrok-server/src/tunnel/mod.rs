@@ -250,7 +250,7 @@ async fn serve<IO>(
             info!(session = id, client = %client.name, ?ports, "TCP ports offline (still bound for the offline grace)");
         }
         let hosts = state.registry.remove_owner(daemon.id());
-        standby::Standby::freed(&state, hosts.clone());
+        standby::Standby::freed(&state, &hosts);
         hosts
     } else {
         Vec::new()

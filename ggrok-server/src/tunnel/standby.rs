@@ -32,10 +32,10 @@ impl Standby {
 
     /// `hosts` are free now: once they have stayed free for [`DELAY`], the daemons standing by
     /// for them are told.
-    pub fn freed(state: &Arc<State>, hosts: Vec<String>) {
+    pub fn freed(state: &Arc<State>, hosts: &[String]) {
         let hosts: Vec<String> = {
             let waiting = state.standby.waiting.lock().expect("standby lock");
-            hosts.into_iter().filter(|h| waiting.contains_key(h)).collect()
+            hosts.iter().filter(|h| waiting.contains_key(*h)).cloned().collect()
         };
         if hosts.is_empty() {
             return;

@@ -109,20 +109,14 @@ fn status_shows_every_counter() {
 
 fn connection(index: u32, state: LinkState) -> ConnectionInfo {
     ConnectionInfo {
-        index,
-        server: "wss://t.example.com:443/$$ggrok".into(),
         replica: Some("eu-1".into()),
         address: Some("192.0.2.1:443".into()),
         worker: Some(index),
         transport: Some("raw".into()),
         protocol: Some(2),
         session: Some(10 + u64::from(index)),
-        state,
-        since: 0,
         requests: 42,
-        attempt: 0,
-        last_error: None,
-        next_retry: None,
+        ..ConnectionInfo::new(index, "wss://t.example.com:443/$$ggrok", state)
     }
 }
 

@@ -56,38 +56,49 @@ async fn peek_head(stream: &TcpStream) -> String {
     }
 }
 
-/// A server that answers a raw upgrade with `raw_answer` (a whole response head) and then
-/// echoes, and accepts WebSockets with version 2; it records each request head.
-async fn server(raw_answer: &'static str) -> (u16, Arc<Mutex<Vec<String>>>) {
+/// A server on loopback that records each request head (lowercased) and hands the connection,
+/// its head peeked but unread, to `serve`.
+async fn recording<F, Fut>(serve: F) -> (u16, Arc<Mutex<Vec<String>>>)
+where
+    F: Fn(TcpStream, String) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let heads = Arc::new(Mutex::new(Vec::new()));
     let seen = heads.clone();
     tokio::spawn(async move {
         loop {
-            let (mut stream, _) = listener.accept().await.unwrap();
+            let (stream, _) = listener.accept().await.unwrap();
             let head = peek_head(&stream).await;
-            seen.lock().unwrap().push(head.clone());
-            tokio::spawn(async move {
-                if head.to_ascii_lowercase().contains("upgrade: ggrok-h2") {
-                    stream.read_exact(&mut vec![0u8; head.len()]).await.unwrap();
-                    stream.write_all(raw_answer.as_bytes()).await.unwrap();
-                    let (mut r, mut w) = stream.split();
-                    let _ = tokio::io::copy(&mut r, &mut w).await;
-                } else {
-                    // The callback's type is tungstenite's.
-                    #[allow(clippy::result_large_err)]
-                    let add_version = |_: &http::Request<()>, mut resp: http::Response<()>| {
-                        resp.headers_mut().insert(HEADER_PROTOCOL, HeaderValue::from(2));
-                        Ok(resp)
-                    };
-                    let _ws = tokio_tungstenite::accept_hdr_async(stream, add_version).await.unwrap();
-                    std::future::pending::<()>().await;
-                }
-            });
+            seen.lock().unwrap().push(head.to_ascii_lowercase());
+            tokio::spawn(serve(stream, head));
         }
     });
     (port, heads)
+}
+
+/// A server that answers a raw upgrade with `raw_answer` (a whole response head) and then
+/// echoes, and accepts WebSockets with version 2; it records each request head.
+async fn server(raw_answer: &'static str) -> (u16, Arc<Mutex<Vec<String>>>) {
+    recording(move |mut stream, head| async move {
+        if head.to_ascii_lowercase().contains("upgrade: ggrok-h2") {
+            stream.read_exact(&mut vec![0u8; head.len()]).await.unwrap();
+            stream.write_all(raw_answer.as_bytes()).await.unwrap();
+            let (mut r, mut w) = stream.split();
+            let _ = tokio::io::copy(&mut r, &mut w).await;
+        } else {
+            // The callback's type is tungstenite's.
+            #[allow(clippy::result_large_err)]
+            let add_version = |_: &http::Request<()>, mut resp: http::Response<()>| {
+                resp.headers_mut().insert(HEADER_PROTOCOL, HeaderValue::from(2));
+                Ok(resp)
+            };
+            let _ws = tokio_tungstenite::accept_hdr_async(stream, add_version).await.unwrap();
+            std::future::pending::<()>().await;
+        }
+    })
+    .await
 }
 
 /// The daemon's one endpoint.
@@ -159,20 +170,11 @@ const NOT_FOUND: &str = "HTTP/1.1 404 Not Found\r\ncontent-length: 45\r\nconnect
 /// A server with nothing at the path: every request, raw or WebSocket, gets [`NOT_FOUND`]; it
 /// records each request head.
 async fn nothing_there() -> (u16, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let heads = Arc::new(Mutex::new(Vec::new()));
-    let seen = heads.clone();
-    tokio::spawn(async move {
-        loop {
-            let (mut stream, _) = listener.accept().await.unwrap();
-            let head = peek_head(&stream).await;
-            seen.lock().unwrap().push(head.to_ascii_lowercase());
-            stream.read_exact(&mut vec![0u8; head.len()]).await.unwrap();
-            stream.write_all(NOT_FOUND.as_bytes()).await.unwrap();
-        }
-    });
-    (port, heads)
+    recording(|mut stream, head| async move {
+        stream.read_exact(&mut vec![0u8; head.len()]).await.unwrap();
+        stream.write_all(NOT_FOUND.as_bytes()).await.unwrap();
+    })
+    .await
 }
 
 #[tokio::test]

@@ -350,6 +350,29 @@ pub struct ConnectionInfo {
     pub next_retry: Option<f64>,
 }
 
+impl ConnectionInfo {
+    /// Connection `index` to `server` in `state`, with nothing else known (no session, requests,
+    /// attempts or error yet); the rest is filled in as it becomes known.
+    pub fn new(index: u32, server: impl Into<String>, state: LinkState) -> Self {
+        Self {
+            index,
+            server: server.into(),
+            replica: None,
+            address: None,
+            worker: None,
+            transport: None,
+            protocol: None,
+            session: None,
+            state,
+            since: 0,
+            requests: 0,
+            attempt: 0,
+            last_error: None,
+            next_retry: None,
+        }
+    }
+}
+
 /// How many of a tunnel's latest requests `p50_ms` and `p99_ms` are computed over.
 pub const LATENCY_WINDOW: usize = 1000;
 
